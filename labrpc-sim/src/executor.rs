@@ -19,8 +19,8 @@
 //! ```
 //!
 //! Caveats: `block_on` is not re-entrant (calling it from inside a task panics); tasks that
-//! hold a `Sim` clone keep the simulation alive (an `Rc` cycle), which only matters for
-//! memory in processes that create very many simulations.
+//! hold a `Sim` clone keep the simulation alive (an `Rc` cycle) until `Sim::shutdown` drops
+//! the unfinished tasks, which processes that create very many simulations should call.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -126,6 +126,12 @@ impl Executor {
         self.ready.push(id);
     }
 
+    /// Drops every spawned task (and with them the `Sim` clones they hold).
+    fn clear(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
+        drop(tasks);
+    }
+
     /// Polls spawned task `id` once; the task is out of the map while it runs so it can
     /// spawn others.
     fn poll_task(&self, id: TaskId) {
@@ -194,6 +200,13 @@ impl Sim {
             }
         }));
         JoinHandle { state }
+    }
+
+    /// Drops every spawned task that has not finished, breaking the `Rc` cycle between
+    /// tasks and the `Sim` clones they hold, so the whole simulation is freed once the
+    /// last handle goes. Call it when a run is over (graders run thousands of them).
+    pub fn shutdown(&self) {
+        self.inner.exec.clear();
     }
 
     /// Sets the virtual time after which `block_on` panics (default 600 s).

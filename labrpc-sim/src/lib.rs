@@ -40,7 +40,7 @@
 //! - one thread only: every handle is `Rc`-based and nothing is `Send`;
 //! - no message duplication beyond what retries cause; no disk faults (writes are synced);
 //! - `Sim::block_on` is not re-entrant, and tasks holding `Sim` clones form an `Rc` cycle
-//!   that is freed only with the process.
+//!   that `Sim::shutdown` breaks (call it at the end of a run).
 
 #![warn(missing_docs)]
 

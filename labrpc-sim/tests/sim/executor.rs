@@ -101,3 +101,31 @@ fn time_limit_panics_with_seed() {
         "no event past the limit was processed"
     );
 }
+
+/// Proves `shutdown` drops unfinished tasks (and what they own), so a finished run frees
+/// its memory even though its tasks held `Sim` clones.
+#[test]
+fn shutdown_drops_unfinished_tasks() {
+    struct SetOnDrop(Rc<RefCell<bool>>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            *self.0.borrow_mut() = true;
+        }
+    }
+    let sim = Sim::new(5);
+    let dropped = Rc::new(RefCell::new(false));
+    let guard = SetOnDrop(dropped.clone());
+    let s = sim.clone();
+    sim.spawn(async move {
+        let _guard = guard;
+        s.sleep(Duration::from_secs(3600)).await;
+    });
+    let s = sim.clone();
+    sim.block_on(async move { s.sleep(ms(10)).await });
+    assert!(
+        !*dropped.borrow(),
+        "the task is still pending before shutdown"
+    );
+    sim.shutdown();
+    assert!(*dropped.borrow(), "shutdown must drop the pending task");
+}
