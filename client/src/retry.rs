@@ -1,0 +1,188 @@
+//! Retry policy: per-call timeouts, bounded exponential backoff, overall deadlines.
+//!
+//! A client operation is a loop of *attempts* (one RPC each) grouped into *rounds*.
+//! A round ends after as many consecutive failed attempts as there are servers to try
+//! (the [`crate::leader`] cursor counts them); between rounds the client sleeps a
+//! backoff that starts at [`RetryPolicy::backoff_initial`] and doubles up to
+//! [`RetryPolicy::backoff_max`]:
+//!
+//! ```text
+//!   attempt attempt attempt | sleep 10ms | attempt attempt attempt | sleep 20ms | ...
+//!   \------ round 1 ------/               \------ round 2 ------/      ... capped at 500ms
+//! ```
+//!
+//! Within a round the client moves on at once, so failing over to a new leader costs
+//! no sleep; the backoff only paces a client that has tried everyone and failed, so a
+//! cluster without a leader is not hammered.
+//!
+//! The loop stops at the first definitive answer, or when the caller's overall
+//! deadline ([`RetryPolicy::deadline`]) passes: the whole operation is raced against a
+//! [`crate::Transport::sleep`] of that length, and an in-flight call is dropped when
+//! the sleep wins. Without a deadline the loop retries forever, as 6.824's clerk does;
+//! the backoff keeps that from spinning.
+//!
+//! Caveats:
+//! - The deadline covers one operation, not a session; each operation starts a fresh
+//!   backoff.
+//! - No jitter: the backoff is deterministic. Clients desynchronise through their random
+//!   starting server instead.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use shardkv_proto::NodeId;
+
+use crate::transport::TransportError;
+
+/// The default per-call RPC timeout: 1 s.
+///
+/// A shard-master request commits through Raft before it is answered, which takes a
+/// few heartbeat intervals on a healthy cluster (tens of milliseconds) and longer under
+/// load. One second leaves a wide margin for that while keeping the failover from a
+/// crashed leader, which costs one timeout, short enough for an operator's command.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The default first backoff between rounds: 10 ms.
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(10);
+
+/// The default longest backoff between rounds: 500 ms (about one Raft election).
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// The shortest sleep between rounds, whatever the policy says, so that a
+/// transport failing instantly cannot make the retry loop spin.
+pub const BACKOFF_FLOOR: Duration = Duration::from_millis(1);
+
+/// How a client times its attempts and when it gives up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// How long one RPC may take before it counts as failed. Default
+    /// [`DEFAULT_RPC_TIMEOUT`].
+    pub rpc_timeout: Duration,
+    /// The sleep after the first failed round. Default [`DEFAULT_BACKOFF_INITIAL`];
+    /// raised to [`BACKOFF_FLOOR`] if smaller.
+    pub backoff_initial: Duration,
+    /// The longest sleep between rounds. Default [`DEFAULT_BACKOFF_MAX`]; raised to
+    /// `backoff_initial` if smaller.
+    pub backoff_max: Duration,
+    /// How long one operation may take in all before it fails with a timeout error.
+    /// `None` (the default) retries until an answer comes, like 6.824's clerk.
+    pub deadline: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            backoff_initial: DEFAULT_BACKOFF_INITIAL,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            deadline: None,
+        }
+    }
+}
+
+/// Why one attempt (one RPC to one server) brought no usable answer. Reported as the
+/// last failure when an operation times out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttemptFailure {
+    /// The transport produced no reply.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The server answered that it is not the leader.
+    #[error("not the leader (hint: {hint:?})")]
+    WrongLeader {
+        /// The server it believes leads, if any.
+        hint: Option<NodeId>,
+    },
+    /// The reply did not decode, or decoded to something malformed (a configuration
+    /// failing its invariant check). Treated as a lost reply.
+    #[error("bad reply: {0}")]
+    BadReply(String),
+}
+
+/// The sleeps between rounds: `initial`, doubling, capped at `max`.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// A fresh backoff for one operation under `policy`.
+    pub(crate) fn new(policy: &RetryPolicy) -> Self {
+        let initial = policy.backoff_initial.max(BACKOFF_FLOOR);
+        Backoff {
+            next: initial,
+            max: policy.backoff_max.max(initial),
+        }
+    }
+
+    /// The sleep to take now; the following one doubles, up to the cap.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        delay
+    }
+}
+
+/// Runs `work` until it finishes or `timer` fires, whichever comes first: `Some(output)`
+/// or `None`. When both are ready at the same poll, the work wins. The loser is dropped
+/// when this returns, which cancels an in-flight call.
+pub(crate) async fn race_timer<W, S>(work: W, timer: S) -> Option<W::Output>
+where
+    W: Future,
+    S: Future<Output = ()>,
+{
+    let mut work = pin!(work);
+    let mut timer = pin!(timer);
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// The default backoff doubles from 10 ms and then stays at its 500 ms cap.
+    #[test]
+    fn backoff_doubles_to_cap() {
+        let mut backoff = Backoff::new(&RetryPolicy::default());
+        let delays: Vec<_> = (0..9).map(|_| backoff.next_delay()).collect();
+        let expected = [10, 20, 40, 80, 160, 320, 500, 500, 500].map(ms);
+        assert_eq!(delays, expected);
+    }
+
+    /// Degenerate policies are repaired: a zero initial backoff cannot spin, and a cap
+    /// below the initial value does not shrink the sleep.
+    #[test]
+    fn backoff_repairs_degenerate_policies() {
+        let cases = [
+            ((0, 0), [1, 1, 1]),
+            ((0, 3), [1, 2, 3]),
+            ((50, 10), [50, 50, 50]),
+        ];
+        for ((initial, max), expected) in cases {
+            let policy = RetryPolicy {
+                backoff_initial: ms(initial),
+                backoff_max: ms(max),
+                ..RetryPolicy::default()
+            };
+            let mut backoff = Backoff::new(&policy);
+            let delays: Vec<_> = (0..3).map(|_| backoff.next_delay()).collect();
+            assert_eq!(delays, expected.map(ms), "policy {initial}/{max} ms");
+        }
+    }
+}
