@@ -1,1 +1,92 @@
-//! placeholder
+//! # shardkv-raft: a sans-IO replicated log over raft-rs
+//!
+//! Every shardkv server (shard-master replica, replica-group replica) sits on a
+//! [`Replica`]: a Raft group member that turns events into effects and never does I/O of
+//! its own. raft-rs 0.7 (`RawNode`) does the protocol; this crate does the rest of what
+//! a real server needs around it:
+//!
+//! ```text
+//!   driver (simulator or tokio runtime)
+//!     │ tick / step(bytes) / propose / read_index / change_membership / snapshot
+//!     ▼
+//!   Replica ──────── RawNode (raft-rs) ───── reads ─────┐
+//!     │ advance(): Ready protocol                         ▼
+//!     ├── append / hard state / snapshot / ONE sync ──► Store<B: Backend>
+//!     │                                                  ├── MemBackend (tests, sim)
+//!     ▼                                                  └── SledBackend (disk)
+//!   Output { messages, applied, reads, lost }
+//! ```
+//!
+//! ## The protocol in prose
+//!
+//! The driver feeds events and then calls [`Replica::advance`], which runs raft-rs's
+//! Ready protocol in raft-rs's order: leader messages go out at once, a snapshot from the
+//! leader is installed, committed entries are handed over, new entries and the hard
+//! state are written, the store is synced once, and only then do the messages that
+//! promise durability (votes, append acknowledgements) leave. The driver sends
+//! `Output::messages`, applies `Output::applied` to its state machine in order, serves
+//! `Output::reads` once applied, and fails or retries `Output::lost` proposals.
+//!
+//! State machines are volatile: on restart, `Replica::open` over the same store hands
+//! back the stored snapshot first and then replays the committed log after it. The
+//! state machine hands its bytes back through [`Replica::snapshot`] when
+//! [`Replica::should_snapshot`] says the log grew past `snapshot_bytes_threshold`; the
+//! log is compacted and lagging followers receive the snapshot.
+//!
+//! ## Invariants
+//!
+//! - Nothing is acknowledged to a peer before it is synced ([`LogStore`] states what is
+//!   durable when).
+//! - `Output::applied` is in strictly increasing log order, each index at most once per
+//!   process lifetime; a snapshot resets the order to its index.
+//! - A [`Proposal`] commits iff an `Applied::Command` (or `Membership`) with the same
+//!   index and term shows up; `Output::lost` reports the ones that will not (eagerly:
+//!   callers dedupe).
+//! - Deterministic: no clock, no randomness (the election timeout range is pinned to a
+//!   single value), sorted outputs.
+//!
+//! ## Caveats
+//!
+//! - No learners, no leases (reads use ReadIndex, `ReadOnlyOption::Safe`), no async
+//!   log fetch, no snapshot streaming (a snapshot is one message).
+//! - A read or proposal dropped by raft-rs for lack of a leader is not reported; callers
+//!   time out and retry.
+//! - Membership changes one at a time (`Error::Busy` otherwise); see `membership.rs`.
+
+#![warn(missing_docs)]
+
+mod backend;
+mod codec;
+mod config;
+mod error;
+mod log_store;
+mod logger;
+mod membership;
+mod output;
+mod proposals;
+mod ready;
+mod replica;
+mod sled_backend;
+mod store;
+mod store_write;
+
+pub use raft;
+
+pub use backend::{Backend, KeyValues, MemBackend};
+pub use config::ReplicaConfig;
+pub use error::{Error, StoreError};
+pub use log_store::LogStore;
+pub use logger::{discard_logger, tracing_logger};
+pub use membership::Membership;
+pub use output::{Applied, Output};
+pub use proposals::Proposal;
+pub use replica::Replica;
+pub use sled_backend::SledBackend;
+pub use store::Store;
+
+/// Id of a Raft node (non-zero).
+pub type NodeId = u64;
+/// A Raft term.
+pub type Term = u64;
+/// A Raft log index.
+pub type Index = u64;

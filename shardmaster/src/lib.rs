@@ -1,1 +1,77 @@
-//! placeholder
+//! The shardkv shard master: a Raft-replicated service that keeps the cluster's numbered
+//! configurations and rebalances shards over replica groups with as few moves as possible.
+//!
+//! # What it does
+//!
+//! A configuration ([`Config`]) says which replica group owns each of the cluster's
+//! `nshards` shards and where each group's replicas listen. Configuration 0 assigns
+//! every shard to no group. Operators change the membership with **Join** (new groups
+//! arrive) and **Leave** (groups depart); each change creates the next configuration,
+//! and the shards are rebalanced so that every group owns ⌊n/g⌋ or ⌈n/g⌉ of them while
+//! as few shards as possible change owner (each move is a data migration between
+//! groups). **Move** pins one shard to one group by hand. **Query** returns any past
+//! configuration or the latest. Every configuration is kept.
+//!
+//! # How it is built
+//!
+//! ```text
+//!   client Request ──> Server (leader) ── propose(encode_entry) ──> Raft log
+//!                                                                     │ committed, in order
+//!   client <── Response ── Server <── apply(index, Request) ── ShardMaster (every replica)
+//!                                        │
+//!                          ops: join / leave / move_shard ── rebalance
+//!                          session table: (client, seq) → outcome, expiring by log index
+//! ```
+//!
+//! The pure parts, all deterministic and free of IO:
+//! - [`mod@rebalance`]: minimal-move balancing and its tie-break rule.
+//! - [`ops`]: validation and the next configuration for Join, Leave and Move.
+//! - [`session`]: the duplicate table that makes retried requests take effect once.
+//! - [`state`]: [`ShardMaster`], the state machine `apply(index, request) -> response`.
+//! - [`snapshot`]: the whole state as bytes, for log compaction and restart.
+//! - [`message`]: the client messages (re-exported from `shardkv-proto`) and the log
+//!   entry codec.
+//!
+//! And the replica that ties them to the replicated log:
+//! - [`server`]: [`Server`], a sans-IO shard-master replica over `shardkv_raft::Replica`:
+//!   events in (peer messages, client requests, ticks), effects out (messages, replies).
+//!
+//! # Invariants
+//!
+//! - Configuration numbers are dense: `configs[i].num == i`.
+//! - A request that fails validation creates no configuration and changes nothing but
+//!   the duplicate table (which remembers the error, so a retry gets the same error).
+//! - After any Join or Leave the assignment is balanced, complete and minimal.
+//! - Same sequence of applied entries ⇒ same state, byte for byte.
+//!
+//! # Caveats
+//!
+//! - Every configuration is kept forever, as in the lab; a long-lived cluster's history
+//!   (and snapshot) grows by one configuration per change.
+//! - Session expiry is by log index, not wall time (see [`session`]): a client silent
+//!   for longer than the timeout that retries an old request has it applied again.
+//! - Move always creates a configuration, even when it changes nothing.
+
+#![warn(missing_docs)]
+
+pub mod message;
+pub mod ops;
+pub mod rebalance;
+pub mod server;
+pub mod session;
+pub mod snapshot;
+pub mod state;
+
+pub use message::{decode_entry, encode_entry, EntryError};
+pub use rebalance::{is_balanced, rebalance, target_counts};
+pub use server::{Effect, RequestId, Server, ServerError};
+pub use session::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+pub use shardkv_proto::{
+    ClientId, Config, ConfigNum, GroupId, MasterError, NodeId, Op, Request, Response, Seq, ShardId,
+};
+pub use snapshot::SnapshotError;
+pub use state::ShardMaster;
+
+/// A Raft log index, the state machine's only notion of time (the same numbers as
+/// `shardkv_raft::Index`).
+pub type Index = u64;

@@ -1,0 +1,89 @@
+//! [`ReplicaConfig`]: the knobs of one replica, and how they map onto raft-rs's `Config`.
+//!
+//! Election timing is deterministic on purpose: raft-rs draws each election timeout from
+//! `[min_election_tick, max_election_tick)` with an unseeded thread RNG, so we set the
+//! range to `[E, E + 1)`, a single value. Randomness comes from the driver instead (the
+//! simulator jitters which nodes tick when; production clocks drift), which keeps a
+//! simulated run a pure function of its seed.
+
+use crate::{Index, NodeId};
+
+/// Configuration of one [`crate::Replica`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// This node's id (non-zero, unique in the group).
+    pub id: NodeId,
+    /// Initial voters, used only when the store is empty (first boot). Empty means the
+    /// node joins an existing group and waits to be added by `change_membership`.
+    pub peers: Vec<NodeId>,
+    /// Ticks without hearing from a leader before campaigning (default 10). raft-rs's
+    /// timeout range is pinned to `[E, E + 1)`, i.e. exactly `E`.
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats (default 2); must be below `election_ticks`.
+    pub heartbeat_ticks: usize,
+    /// `Replica::should_snapshot` turns true once `raft_state_bytes()` reaches this many
+    /// bytes (6.824's maxraftstate). `None` never asks for a snapshot.
+    pub snapshot_bytes_threshold: Option<u64>,
+    /// Byte budget of the entries in one append message (default 1 MiB; one entry is
+    /// always sent even if larger).
+    pub max_size_per_msg: u64,
+    /// Append messages in flight per follower before the leader waits (default 256).
+    pub max_inflight_msgs: usize,
+    /// Pre-vote phase, so a partitioned node rejoining does not depose the leader
+    /// (default true).
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a quorum within an election
+    /// timeout (default true). It also makes followers ignore votes while they have a
+    /// live leader.
+    pub check_quorum: bool,
+}
+
+impl ReplicaConfig {
+    /// Defaults for node `id` bootstrapping with voters `peers` (empty: joiner).
+    pub fn new(id: NodeId, peers: Vec<NodeId>) -> Self {
+        Self {
+            id,
+            peers,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_bytes_threshold: None,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            pre_vote: true,
+            check_quorum: true,
+        }
+    }
+
+    /// The raft-rs configuration, restarting with `applied` as the applied index.
+    pub(crate) fn to_raft(&self, applied: Index) -> raft::Config {
+        raft::Config {
+            id: self.id,
+            election_tick: self.election_ticks,
+            heartbeat_tick: self.heartbeat_ticks,
+            min_election_tick: self.election_ticks,
+            max_election_tick: self.election_ticks + 1,
+            applied,
+            max_size_per_msg: self.max_size_per_msg,
+            max_inflight_msgs: self.max_inflight_msgs,
+            pre_vote: self.pre_vote,
+            check_quorum: self.check_quorum,
+            ..raft::Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves the election timeout range holds exactly one value and the config validates.
+    #[test]
+    fn election_range_is_one_value() {
+        let config = ReplicaConfig::new(1, vec![1, 2, 3]).to_raft(7);
+        assert_eq!(config.min_election_tick(), 10);
+        assert_eq!(config.max_election_tick(), 11);
+        assert_eq!(config.applied, 7);
+        assert!(config.pre_vote && config.check_quorum);
+        config.validate().unwrap();
+    }
+}

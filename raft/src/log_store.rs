@@ -1,0 +1,73 @@
+//! The write side of raft-rs's `Storage`: what a [`crate::Replica`] needs from its log.
+//!
+//! raft-rs's `Storage` trait only reads. The Ready protocol tells the application what to
+//! write; `LogStore` names those writes and states, per method, what must be durable when
+//! it returns (or after the next [`LogStore::sync`]). `Replica::advance` issues exactly one
+//! `sync` per Ready, after all of that Ready's writes and before the messages that promise
+//! them (votes, append acknowledgements) leave the node.
+//!
+//! ## The conf state a store keeps
+//!
+//! The stored `ConfState` is the configuration *as of the snapshot* (or as bootstrapped,
+//! when there is no snapshot), not the latest applied one. On restart raft-rs starts from
+//! it and the replica replays the log after the snapshot, re-applying any membership
+//! change in it, exactly once and in order. (Storing the latest applied configuration and
+//! then replaying its own conf change again would apply it twice.)
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+
+use crate::{Index, StoreError};
+
+/// raft-rs `Storage` plus writes; the contract is documented per method.
+///
+/// Reads (`raft::Storage`) must observe every write at once, synced or not.
+pub trait LogStore: raft::Storage {
+    /// Appends `entries` (consecutive indices) to the log, first deleting every stored
+    /// entry at or after `entries[0].index` (a conflicting suffix from an older leader).
+    ///
+    /// Durable after the next `sync`. Panics (invariant) if the entries would leave a gap
+    /// after the last index or overwrite compacted entries.
+    fn append(&mut self, entries: &[Entry]) -> Result<(), StoreError>;
+
+    /// Replaces the hard state (term, vote, commit).
+    ///
+    /// Durable after the next `sync`. Term and vote must be durable before any message
+    /// that depends on them is sent; commit may lag (raft-rs recomputes it).
+    fn set_hard_state(&mut self, hs: &HardState) -> Result<(), StoreError>;
+
+    /// Replaces the conf state raft-rs restarts with: the configuration as of the
+    /// current snapshot index (or as bootstrapped). See the module docs.
+    ///
+    /// Durable after the next `sync`.
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), StoreError>;
+
+    /// Installs a snapshot received from the leader: keeps it (data included) as the
+    /// store's snapshot, discards the whole log, raises commit to the snapshot index and
+    /// takes its conf state.
+    ///
+    /// Durable after the next `sync`. A crash before that sync leaves either the old
+    /// state or the new snapshot (with any stale log after it dropped on open).
+    /// `SnapshotOutOfDate` if it is not newer than the installed snapshot.
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError>;
+
+    /// Takes a local snapshot at `index` holding the state machine bytes `data` and the
+    /// configuration `conf_state` as of `index`, then drops the log through `index`.
+    ///
+    /// Durable on return (it syncs): the snapshot is written before the log is trimmed.
+    /// A no-op when `index` is not past the current snapshot; `Unavailable` when `index`
+    /// is past the commit index or the last index.
+    fn compact(
+        &mut self,
+        index: Index,
+        data: Vec<u8>,
+        conf_state: ConfState,
+    ) -> Result<(), StoreError>;
+
+    /// Makes every write so far durable.
+    fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Persisted bytes of the log, hard state and conf state records, excluding the
+    /// snapshot (6.824's `RaftStateSize`). Compare with a threshold to decide when to
+    /// snapshot.
+    fn raft_state_bytes(&self) -> u64;
+}

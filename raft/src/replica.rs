@@ -1,0 +1,260 @@
+//! [`Replica`]: one member of a Raft group, as a deterministic state machine.
+//!
+//! Events go in through `tick`, `step` (bytes from a peer), `propose`, `read_index`,
+//! `change_membership`, `transfer_leader` and `snapshot`; after each, the driver calls
+//! `advance`, which runs raft-rs's Ready protocol against the [`LogStore`] and returns
+//! an [`crate::Output`]: messages to send, committed content to apply, finished reads
+//! and lost proposals. Nothing here reads a clock, touches a socket or draws a random
+//! number, so the simulator and the production runtime drive the same code.
+//!
+//! Restart: `open` on a store that holds state resumes from it. The state machine is
+//! volatile, so the first `advance` returns the stored snapshot (if any) as
+//! `Applied::Snapshot`, then replays every committed entry after it; raft-rs is told
+//! (`Config.applied`) that the snapshot index is applied, so nothing before it replays.
+
+use protobuf::Message as _;
+use raft::eraftpb::{Message, Snapshot};
+use raft::{RawNode, StateRole};
+
+use crate::membership::{bootstrap, sorted_voters, ConfHistory};
+use crate::proposals::{Kind, Proposals};
+use crate::{
+    tracing_logger, Error, Index, LogStore, Membership, NodeId, Proposal, ReplicaConfig,
+    StoreError, Term,
+};
+
+/// One Raft replica over a [`LogStore`]; see the module docs.
+pub struct Replica<S: LogStore> {
+    pub(crate) raw: RawNode<S>,
+    pub(crate) config: ReplicaConfig,
+    pub(crate) proposals: Proposals,
+    pub(crate) history: ConfHistory,
+    /// Sorted voters of the applied configuration.
+    pub(crate) voters: Vec<NodeId>,
+    /// The stored snapshot, to hand to the state machine on the first `advance`.
+    pub(crate) restored: Option<Snapshot>,
+}
+
+impl<S: LogStore> std::fmt::Debug for Replica<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.id())
+            .field("term", &self.term())
+            .field("leader", &self.leader())
+            .field("applied", &self.applied_index())
+            .field("commit", &self.commit_index())
+            .field("voters", &self.voters)
+            .field("pending_proposals", &self.proposals.len())
+            .finish()
+    }
+}
+
+impl<S: LogStore> Replica<S> {
+    /// Opens the replica over `store` (restart-safe), logging through `tracing`.
+    pub fn open(config: ReplicaConfig, store: S) -> Result<Self, Error> {
+        let logger = tracing_logger(config.id);
+        Self::open_with_logger(config, store, &logger)
+    }
+
+    /// Like [`Replica::open`] with an explicit slog logger (e.g. `discard_logger()`).
+    ///
+    /// An empty store with non-empty `config.peers` is bootstrapped with those voters
+    /// (every founding member must be given the same `peers`); an empty store without
+    /// peers waits to be added to a group.
+    pub fn open_with_logger(
+        config: ReplicaConfig,
+        mut store: S,
+        logger: &slog::Logger,
+    ) -> Result<Self, Error> {
+        let state = store.initial_state()?;
+        let empty = !state.initialized() && store.last_index()? == 0;
+        if empty && !config.peers.is_empty() {
+            bootstrap(&mut store, &config.peers)?;
+        }
+        let conf_state = store.initial_state()?.conf_state;
+        let applied = store.first_index()? - 1;
+        let restored = match applied {
+            0 => None,
+            _ => Some(store.snapshot(applied, config.id)?),
+        };
+        let raw = RawNode::new(&config.to_raft(applied), store, logger)?;
+        Ok(Self {
+            raw,
+            proposals: Proposals::default(),
+            voters: sorted_voters(&conf_state),
+            history: ConfHistory::new(applied, conf_state),
+            restored,
+            config,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration this replica was opened with.
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// Advances logical time by one tick (elections, heartbeats, quorum checks).
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Steps an encoded raft message from a peer. Malformed bytes, messages for another
+    /// node and local-only message types are refused with an error and change nothing.
+    /// raft-rs also refuses responses from nodes outside the configuration; drivers may
+    /// log and ignore step errors.
+    pub fn step(&mut self, message: &[u8]) -> Result<(), Error> {
+        let message =
+            Message::parse_from_bytes(message).map_err(|error| Error::Decode(error.to_string()))?;
+        if message.to != self.id() {
+            return Err(Error::Decode(format!(
+                "message for node {} delivered to node {}",
+                message.to,
+                self.id()
+            )));
+        }
+        if message.from == 0 {
+            return Err(Error::Decode("message from node 0".into()));
+        }
+        self.raw.step(message)?;
+        Ok(())
+    }
+
+    /// Proposes `data` (non-empty) as a command. Ok means appended to this leader's log;
+    /// its fate shows up later as `Applied::Command` at the same index and term, or in
+    /// `Output::lost`.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<Proposal, Error> {
+        self.check_can_propose()?;
+        if data.is_empty() {
+            // raft-rs uses empty entries as leader no-ops; they are never reported.
+            return Err(Error::Raft(raft::Error::ConfigInvalid(
+                "empty command: empty entries are reserved for leader no-ops".into(),
+            )));
+        }
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw.propose(Vec::new(), data)?;
+        self.tracked_append(before, Kind::Command)
+    }
+
+    /// Errors unless this node is a leader able to accept proposals now.
+    pub(crate) fn check_can_propose(&self) -> Result<(), Error> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(Error::NotLeader {
+                hint: self.leader(),
+            });
+        }
+        if let Some(target) = self.raw.raft.lead_transferee {
+            return Err(Error::NotLeader { hint: Some(target) });
+        }
+        if !self.raw.raft.promotable() {
+            return Err(Error::NotLeader { hint: None });
+        }
+        Ok(())
+    }
+
+    /// Tracks the one entry a successful proposal appended after `before`.
+    pub(crate) fn tracked_append(&mut self, before: Index, kind: Kind) -> Result<Proposal, Error> {
+        let index = self.raw.raft.raft_log.last_index();
+        assert!(
+            index == before + 1,
+            "proposal appended up to {index}, log was at {before}"
+        );
+        Ok(self.proposals.track(index, self.term(), kind))
+    }
+
+    /// Starts a linearizable read: once a quorum confirms leadership, `(ctx, index)`
+    /// shows up in `Output::reads`. Silently dropped when there is no leader, or the
+    /// leader has not yet committed an entry in its term: retry after a timeout.
+    pub fn read_index(&mut self, ctx: u64) {
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    /// Proposes a membership change (see `membership.rs` for the rules). `Busy` while
+    /// another change is in flight; `NotLeader { hint }` when asked to remove this leader
+    /// (leadership is being handed to `hint`: retry there).
+    pub fn change_membership(&mut self, change: Membership) -> Result<Proposal, Error> {
+        self.propose_membership(change)
+    }
+
+    /// Asks the leader to hand leadership to `to` (ignored by non-leaders).
+    pub fn transfer_leader(&mut self, to: NodeId) {
+        self.raw.transfer_leader(to);
+    }
+
+    /// Takes a snapshot at `index` (at most the applied index) holding the state machine
+    /// bytes `data`, and compacts the log through it. Lagging followers then get the
+    /// snapshot from raft-rs. A no-op when `index` is not past the current snapshot.
+    pub fn snapshot(&mut self, index: Index, data: Vec<u8>) -> Result<(), Error> {
+        let applied = self.applied_index();
+        if index > applied {
+            return Err(StoreError::Unavailable {
+                index,
+                last_index: applied,
+            }
+            .into());
+        }
+        if index < self.raw.store().first_index()? {
+            return Ok(());
+        }
+        let conf_state = self.history.at(index).clone();
+        self.raw.mut_store().compact(index, data, conf_state)?;
+        self.history.compact(index);
+        Ok(())
+    }
+
+    /// True when the persisted raft state passed `snapshot_bytes_threshold`.
+    pub fn should_snapshot(&self) -> bool {
+        self.config
+            .snapshot_bytes_threshold
+            .is_some_and(|limit| self.raft_state_bytes() >= limit)
+    }
+
+    /// Current term.
+    pub fn term(&self) -> Term {
+        self.raw.raft.term
+    }
+
+    /// True when this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The leader this node knows of (itself included), if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        Some(self.raw.raft.leader_id).filter(|id| *id != 0)
+    }
+
+    /// Highest log index handed to the state machine.
+    pub fn applied_index(&self) -> Index {
+        self.raw.raft.raft_log.applied
+    }
+
+    /// Highest log index known committed.
+    pub fn commit_index(&self) -> Index {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// Voters of the applied configuration (incoming side when joint), sorted.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.voters.clone()
+    }
+
+    /// Persisted bytes of log, hard state and conf state (snapshot excluded).
+    pub fn raft_state_bytes(&self) -> u64 {
+        self.raw.store().raft_state_bytes()
+    }
+
+    /// The log store.
+    pub fn store(&self) -> &S {
+        self.raw.store()
+    }
+
+    /// Consumes the replica, giving its store back (to close it or "crash" in tests).
+    pub fn into_store(self) -> S {
+        self.raw.raft.r.raft_log.store
+    }
+}

@@ -1,0 +1,191 @@
+//! The write side of [`Store`]: the [`LogStore`] impl.
+//!
+//! Each write goes to the backend first and to the cache second, so a failed backend
+//! write leaves the cache describing what the backend may hold. Writes that replace
+//! several records order them so that any prefix a crash leaves is recoverable by
+//! `Store::open`: snapshot, then conf state, then hard state, then log trimming.
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+
+use crate::codec::{self, encode, CONF_STATE_KEY, ENTRY_END, ENTRY_START, HARD_STATE_KEY};
+use crate::store::entry_record_bytes;
+use crate::{Backend, Index, LogStore, Store, StoreError};
+
+impl<B: Backend> Store<B> {
+    pub(crate) fn write_hard_state(&mut self, hs: &HardState) -> Result<(), StoreError> {
+        let bytes = encode("hard state", hs)?;
+        self.backend.put(HARD_STATE_KEY, &bytes)?;
+        self.hard_state = hs.clone();
+        self.hard_state_bytes = (HARD_STATE_KEY.len() + bytes.len()) as u64;
+        Ok(())
+    }
+
+    /// Writes the conf state record: `cs` as of `index`. Voters are sorted so the same
+    /// configuration always has the same bytes (raft-rs builds them from hash sets).
+    fn write_conf_state(&mut self, cs: &ConfState, index: Index) -> Result<(), StoreError> {
+        let mut record = SnapshotMetadata::default();
+        record.set_conf_state(sorted_conf_state(cs));
+        record.index = index;
+        let bytes = encode("conf state", &record)?;
+        self.backend.put(CONF_STATE_KEY, &bytes)?;
+        self.conf_state = record;
+        self.conf_state_bytes = (CONF_STATE_KEY.len() + bytes.len()) as u64;
+        Ok(())
+    }
+
+    /// Deletes every log entry at or after `index` (from backend and cache).
+    fn truncate_from(&mut self, index: Index) -> Result<(), StoreError> {
+        let first_index = self.first_index_inner();
+        assert!(
+            index >= first_index,
+            "truncate at {index} below first index {first_index}"
+        );
+        self.backend
+            .delete_range(&codec::entry_key(index), ENTRY_END)?;
+        let keep = (index - first_index) as usize;
+        for entry in self.entries.drain(keep.min(self.entries.len())..) {
+            self.entry_bytes -= entry_record_bytes(&entry);
+        }
+        Ok(())
+    }
+
+    /// Deletes every log entry at or before `index` (from backend and cache).
+    fn trim_through(&mut self, index: Index) -> Result<(), StoreError> {
+        self.backend
+            .delete_range(ENTRY_START, &codec::entry_key(index + 1))?;
+        while self
+            .entries
+            .front()
+            .is_some_and(|entry| entry.index <= index)
+        {
+            if let Some(entry) = self.entries.pop_front() {
+                self.entry_bytes -= entry_record_bytes(&entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `snapshot` as the latest snapshot (backend blob and cache).
+    fn write_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let bytes = encode("snapshot", &snapshot)?;
+        self.backend.put_snapshot(&bytes)?;
+        self.snapshot = snapshot;
+        Ok(())
+    }
+}
+
+/// `cs` with voters, outgoing voters and learners sorted.
+pub(crate) fn sorted_conf_state(cs: &ConfState) -> ConfState {
+    let mut cs = cs.clone();
+    cs.voters.sort_unstable();
+    cs.voters_outgoing.sort_unstable();
+    cs.learners.sort_unstable();
+    cs.learners_next.sort_unstable();
+    cs
+}
+
+impl<B: Backend> LogStore for Store<B> {
+    fn append(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let (first_index, last_index) = (self.first_index_inner(), self.last_index_inner());
+        assert!(
+            first.index >= first_index,
+            "append at {} overwrites compacted log (first index {first_index})",
+            first.index
+        );
+        assert!(
+            first.index <= last_index + 1,
+            "append at {} leaves a gap after last index {last_index}",
+            first.index
+        );
+        for pair in entries.windows(2) {
+            assert!(
+                pair[1].index == pair[0].index + 1,
+                "append of non-consecutive entries {} then {}",
+                pair[0].index,
+                pair[1].index
+            );
+        }
+        if first.index <= last_index {
+            self.truncate_from(first.index)?;
+        }
+        for entry in entries {
+            let bytes = encode("log entry", entry)?;
+            self.backend.put(&codec::entry_key(entry.index), &bytes)?;
+            self.entry_bytes += entry_record_bytes(entry);
+            self.entries.push_back(entry.clone());
+        }
+        Ok(())
+    }
+
+    fn set_hard_state(&mut self, hs: &HardState) -> Result<(), StoreError> {
+        self.write_hard_state(hs)
+    }
+
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), StoreError> {
+        self.write_conf_state(cs, self.snapshot_index())
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let meta = snapshot.get_metadata().clone();
+        let installed = self.snapshot_index();
+        if meta.index <= installed {
+            return Err(StoreError::SnapshotOutOfDate {
+                index: meta.index,
+                installed,
+            });
+        }
+        self.write_snapshot(snapshot)?;
+        self.write_conf_state(meta.get_conf_state(), meta.index)?;
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        self.write_hard_state(&hs)?;
+        // The whole log goes: raft-rs installs a snapshot only when its log does not
+        // already hold the snapshot's last entry.
+        self.backend.delete_range(ENTRY_START, ENTRY_END)?;
+        self.entries.clear();
+        self.entry_bytes = 0;
+        Ok(())
+    }
+
+    fn compact(
+        &mut self,
+        index: Index,
+        data: Vec<u8>,
+        conf_state: ConfState,
+    ) -> Result<(), StoreError> {
+        if index <= self.snapshot_index() {
+            return Ok(());
+        }
+        let limit = self.hard_state.commit.min(self.last_index_inner());
+        if index > limit {
+            return Err(StoreError::Unavailable {
+                index,
+                last_index: limit,
+            });
+        }
+        let mut snapshot = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = self.term_inner(index)?;
+        meta.set_conf_state(sorted_conf_state(&conf_state));
+        self.write_snapshot(snapshot)?;
+        self.write_conf_state(&conf_state, index)?;
+        self.trim_through(index)?;
+        self.backend.sync()
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.backend.sync()
+    }
+
+    fn raft_state_bytes(&self) -> u64 {
+        self.entry_bytes + self.hard_state_bytes + self.conf_state_bytes
+    }
+}

@@ -1,0 +1,369 @@
+//! The `LogStore` contract, one generic suite run against every backend.
+//!
+//! Each `contract_*` function takes a [`Harness`] that can make a fresh store and
+//! "crash" one (drop it, keep only what its backend holds) and reopen it; the macro at
+//! the bottom instantiates every function for `MemBackend` and for `SledBackend` in a
+//! temporary directory.
+
+use protobuf::Message as _;
+use shardkv_raft::raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use shardkv_raft::raft::{self, GetEntriesContext, Storage};
+use shardkv_raft::{Backend, LogStore, MemBackend, SledBackend, Store, StoreError};
+
+trait Harness {
+    type B: Backend;
+    fn fresh(&mut self) -> Store<Self::B>;
+    fn reopen_backend(&mut self, backend: Self::B) -> Store<Self::B>;
+    fn reopen(&mut self, store: Store<Self::B>) -> Store<Self::B> {
+        let backend = store.into_backend();
+        self.reopen_backend(backend)
+    }
+}
+
+struct Mem;
+
+impl Harness for Mem {
+    type B = MemBackend;
+    fn fresh(&mut self) -> Store<MemBackend> {
+        Store::open(MemBackend::new()).unwrap()
+    }
+    fn reopen_backend(&mut self, backend: MemBackend) -> Store<MemBackend> {
+        Store::open(backend).unwrap()
+    }
+}
+
+struct Sled {
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl Sled {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        Sled { dir, path }
+    }
+}
+
+impl Harness for Sled {
+    type B = SledBackend;
+    fn fresh(&mut self) -> Store<SledBackend> {
+        assert!(self.dir.path().exists());
+        Store::open(SledBackend::open(&self.path).unwrap()).unwrap()
+    }
+    fn reopen_backend(&mut self, mut backend: SledBackend) -> Store<SledBackend> {
+        backend.sync().unwrap();
+        drop(backend);
+        Store::open(SledBackend::open(&self.path).unwrap()).unwrap()
+    }
+}
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        data: format!("cmd-{index}-{term}").into_bytes().into(),
+        ..Entry::default()
+    }
+}
+
+fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+    range.map(|index| entry(index, term)).collect()
+}
+
+fn voters(ids: &[u64]) -> ConfState {
+    ConfState {
+        voters: ids.to_vec(),
+        ..ConfState::default()
+    }
+}
+
+fn read(store: &impl Storage, low: u64, high: u64, max: Option<u64>) -> raft::Result<Vec<Entry>> {
+    store.entries(low, high, max, GetEntriesContext::empty(false))
+}
+
+fn is_compacted(result: raft::Result<impl std::fmt::Debug>) -> bool {
+    matches!(
+        result,
+        Err(raft::Error::Store(raft::StorageError::Compacted))
+    )
+}
+
+fn is_unavailable(result: raft::Result<impl std::fmt::Debug>) -> bool {
+    matches!(
+        result,
+        Err(raft::Error::Store(raft::StorageError::Unavailable))
+    )
+}
+
+/// An empty store is uninitialized, truncated at 0, and has no snapshot to offer.
+fn contract_empty<H: Harness>(h: &mut H) {
+    let store = h.fresh();
+    assert!(store.is_empty());
+    assert!(!store.initial_state().unwrap().initialized());
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (1, 0)
+    );
+    assert_eq!(store.term(0).unwrap(), 0);
+    assert!(is_unavailable(store.term(1)));
+    assert!(store.snapshot(0, 2).is_err());
+    assert_eq!(store.raft_state_bytes(), 0);
+}
+
+/// Appended entries read back in order within bounds, with `max_size` honoured and
+/// out-of-range requests answered `Compacted` / `Unavailable`.
+fn contract_append_and_bounds<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=5, 1)).unwrap();
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (1, 5)
+    );
+    assert_eq!(read(&store, 1, 6, None).unwrap(), entries(1..=5, 1));
+    assert_eq!(read(&store, 2, 4, None).unwrap(), entries(2..=3, 1));
+    assert_eq!(read(&store, 3, 3, None).unwrap(), vec![]);
+    let one = u64::from(entry(1, 1).compute_size());
+    assert_eq!(
+        read(&store, 1, 6, Some(0)).unwrap().len(),
+        1,
+        "always at least one entry"
+    );
+    assert_eq!(read(&store, 1, 6, Some(2 * one)).unwrap().len(), 2);
+    assert!(is_unavailable(read(&store, 1, 7, None)));
+    assert!(is_compacted(read(&store, 0, 3, None)));
+    assert_eq!(store.term(3).unwrap(), 1);
+    assert!(is_unavailable(store.term(6)));
+}
+
+/// Appending over an existing suffix replaces it, also on disk.
+fn contract_truncate_conflict<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=5, 1)).unwrap();
+    store.append(&entries(3..=4, 2)).unwrap();
+    assert_eq!(store.last_index().unwrap(), 4);
+    assert_eq!(store.term(3).unwrap(), 2);
+    assert!(is_unavailable(store.term(5)));
+    let bytes = store.raft_state_bytes();
+    store.append(&entries(5..=6, 2)).unwrap();
+    let store = h.reopen(store);
+    assert_eq!(store.last_index().unwrap(), 6);
+    let mut expected = entries(1..=2, 1);
+    expected.extend(entries(3..=6, 2));
+    assert_eq!(read(&store, 1, 7, None).unwrap(), expected);
+    assert!(store.raft_state_bytes() > bytes);
+}
+
+/// Hard state and conf state survive a reopen and shape `initial_state`.
+fn contract_hard_and_conf_state<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=3, 2)).unwrap();
+    let hs = HardState {
+        term: 2,
+        vote: 3,
+        commit: 2,
+        ..HardState::default()
+    };
+    store.set_hard_state(&hs).unwrap();
+    store.set_conf_state(&voters(&[3, 1, 2])).unwrap();
+    store.sync().unwrap();
+    let store = h.reopen(store);
+    let state = store.initial_state().unwrap();
+    assert_eq!(state.hard_state, hs);
+    assert_eq!(
+        state.conf_state.voters,
+        vec![1, 2, 3],
+        "voters stored sorted"
+    );
+    assert!(state.initialized());
+}
+
+/// Compaction keeps the snapshot (with data and conf state), drops the log through its
+/// index, shrinks `raft_state_bytes`, and refuses indices it cannot cover.
+fn contract_compact<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=10, 3)).unwrap();
+    store
+        .set_hard_state(&HardState {
+            term: 3,
+            commit: 8,
+            ..HardState::default()
+        })
+        .unwrap();
+    let before = store.raft_state_bytes();
+    assert!(matches!(
+        store.compact(9, b"sm".to_vec(), voters(&[1])),
+        Err(StoreError::Unavailable {
+            index: 9,
+            last_index: 8
+        })
+    ));
+    store
+        .compact(5, b"sm@5".to_vec(), voters(&[1, 2, 3]))
+        .unwrap();
+    assert!(store.raft_state_bytes() < before);
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (6, 10)
+    );
+    assert_eq!(store.term(5).unwrap(), 3);
+    assert!(is_compacted(store.term(4)));
+    assert!(is_compacted(read(&store, 5, 7, None)));
+    store.compact(3, b"older".to_vec(), voters(&[1])).unwrap();
+    let store = h.reopen(store);
+    let snapshot = store.snapshot(5, 2).unwrap();
+    assert_eq!(
+        (snapshot.get_metadata().index, snapshot.get_metadata().term),
+        (5, 3)
+    );
+    assert_eq!(&snapshot.data[..], b"sm@5");
+    assert_eq!(
+        snapshot.get_metadata().get_conf_state().voters,
+        vec![1, 2, 3]
+    );
+    assert!(
+        store.snapshot(6, 2).is_err(),
+        "a snapshot older than requested is unavailable"
+    );
+    assert_eq!(
+        store.initial_state().unwrap().conf_state.voters,
+        vec![1, 2, 3]
+    );
+    assert_eq!(read(&store, 6, 11, None).unwrap(), entries(6..=10, 3));
+}
+
+fn leader_snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
+    let mut snapshot = Snapshot {
+        data: data.to_vec().into(),
+        ..Snapshot::default()
+    };
+    let meta = snapshot.mut_metadata();
+    meta.index = index;
+    meta.term = term;
+    meta.set_conf_state(voters(&[1, 2, 4]));
+    snapshot
+}
+
+/// Installing a leader's snapshot replaces the log and raises commit and term; an older
+/// snapshot is refused; the log then continues after it.
+fn contract_apply_snapshot<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=5, 1)).unwrap();
+    store
+        .set_hard_state(&HardState {
+            term: 1,
+            commit: 3,
+            ..HardState::default()
+        })
+        .unwrap();
+    store
+        .apply_snapshot(leader_snapshot(10, 4, b"leader-state"))
+        .unwrap();
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (11, 10)
+    );
+    assert_eq!(store.term(10).unwrap(), 4);
+    assert!(is_compacted(store.term(5)));
+    assert_eq!(store.hard_state().commit, 10);
+    assert_eq!(store.hard_state().term, 4);
+    assert!(matches!(
+        store.apply_snapshot(leader_snapshot(10, 4, b"again")),
+        Err(StoreError::SnapshotOutOfDate {
+            index: 10,
+            installed: 10
+        })
+    ));
+    store.append(&entries(11..=12, 4)).unwrap();
+    store.sync().unwrap();
+    let store = h.reopen(store);
+    assert_eq!(
+        store.initial_state().unwrap().conf_state.voters,
+        vec![1, 2, 4]
+    );
+    assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"leader-state");
+    assert_eq!(read(&store, 11, 13, None).unwrap(), entries(11..=12, 4));
+}
+
+/// Reopening restores every piece of state, byte counts included.
+fn contract_reopen_restores_everything<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.set_conf_state(&voters(&[1, 2, 3])).unwrap();
+    store.append(&entries(1..=20, 1)).unwrap();
+    store.append(&entries(15..=25, 2)).unwrap();
+    store
+        .set_hard_state(&HardState {
+            term: 2,
+            vote: 1,
+            commit: 18,
+            ..HardState::default()
+        })
+        .unwrap();
+    store
+        .compact(12, b"twelve".to_vec(), voters(&[1, 2, 3]))
+        .unwrap();
+    let (hs, bytes) = (store.hard_state().clone(), store.raft_state_bytes());
+    let log = read(&store, 13, 26, None).unwrap();
+    let store = h.reopen(store);
+    assert_eq!(store.hard_state(), &hs);
+    assert_eq!(store.raft_state_bytes(), bytes);
+    assert_eq!(read(&store, 13, 26, None).unwrap(), log);
+    assert_eq!(store.snapshot_index(), 12);
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (13, 25)
+    );
+}
+
+/// A crash between writing a leader's snapshot and trimming the log leaves stale entries
+/// that disagree with the snapshot: open drops them instead of serving them.
+fn contract_interrupted_install_recovers<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=15, 1)).unwrap();
+    store
+        .set_hard_state(&HardState {
+            term: 1,
+            commit: 3,
+            ..HardState::default()
+        })
+        .unwrap();
+    let mut backend = store.into_backend();
+    let snapshot = leader_snapshot(10, 2, b"s");
+    backend
+        .put_snapshot(&snapshot.write_to_bytes().unwrap())
+        .unwrap();
+    let store = h.reopen_backend(backend);
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (11, 10)
+    );
+    assert_eq!(store.hard_state().commit, 10);
+    assert_eq!(
+        store.initial_state().unwrap().conf_state.voters,
+        vec![1, 2, 4]
+    );
+    let store = h.reopen(store);
+    assert_eq!(store.last_index().unwrap(), 10);
+}
+
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod mem {
+            $(#[test] fn $name() { super::$name(&mut super::Mem); })*
+        }
+        mod sled {
+            $(#[test] fn $name() { super::$name(&mut super::Sled::new()); })*
+        }
+    };
+}
+
+contract_tests!(
+    contract_empty,
+    contract_append_and_bounds,
+    contract_truncate_conflict,
+    contract_hard_and_conf_state,
+    contract_compact,
+    contract_apply_snapshot,
+    contract_reopen_restores_everything,
+    contract_interrupted_install_recovers,
+);

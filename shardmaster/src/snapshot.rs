@@ -1,0 +1,217 @@
+//! Snapshot encoding of the whole [`ShardMaster`] state.
+//!
+//! The Raft layer compacts its log by asking the state machine for its bytes at an
+//! applied index, and hands those bytes back on restart or when a lagging follower
+//! installs the leader's snapshot. The bytes hold everything `apply` depends on: every
+//! configuration, the duplicate table with its timeout, and the applied index.
+//!
+//! Format: bincode 1.3 with fixed-width little-endian integers of
+//! `(SNAPSHOT_VERSION, configs, session timeout, sessions, applied index)`. The expiry
+//! index of the duplicate table is derived, so it is rebuilt rather than stored.
+//! Decoding is bounded by [`MAX_SNAPSHOT_BYTES`] and checks every invariant of the state
+//! before returning it: a corrupt snapshot is an error, never a panic.
+
+use std::collections::BTreeMap;
+
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+use shardkv_proto::{ClientId, Config};
+
+use crate::session::{Session, Sessions};
+use crate::{Index, ShardMaster};
+
+/// The snapshot format's version; bump on any change to the encoded layout.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The largest snapshot [`ShardMaster::decode_snapshot`] accepts (bounds allocation on
+/// corrupt length prefixes).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+
+/// Why snapshot bytes could not be restored. Fatal: the bytes are not a snapshot this
+/// version wrote, and retrying will not change them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// bincode could not decode the bytes.
+    #[error("snapshot does not decode: {0}")]
+    Decode(String),
+    /// The bytes come from another format version.
+    #[error("snapshot version {found}, expected {SNAPSHOT_VERSION}")]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// The bytes decode but break an invariant of the state.
+    #[error("snapshot state is invalid: {0}")]
+    Invalid(String),
+}
+
+impl SnapshotError {
+    /// Always false: snapshot errors mean corrupt or foreign bytes.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Image {
+    version: u32,
+    configs: Vec<Config>,
+    session_timeout_entries: u64,
+    sessions: BTreeMap<ClientId, Session>,
+    applied_index: Index,
+}
+
+fn options() -> impl Options {
+    bincode::DefaultOptions::new().with_fixint_encoding()
+}
+
+impl ShardMaster {
+    /// The whole state as snapshot bytes.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let image = Image {
+            version: SNAPSHOT_VERSION,
+            configs: self.configs.clone(),
+            session_timeout_entries: self.sessions.timeout_entries(),
+            sessions: self.sessions.sessions().clone(),
+            applied_index: self.applied_index,
+        };
+        // No size limit on encoding: a state that exists must be snapshotted.
+        options()
+            .serialize(&image)
+            .expect("in-memory state always encodes")
+    }
+
+    /// The state encoded in `bytes` by [`ShardMaster::encode_snapshot`].
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let image: Image = options()
+            .with_limit(MAX_SNAPSHOT_BYTES)
+            .deserialize(bytes)
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        if image.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version {
+                found: image.version,
+            });
+        }
+        check_image(&image).map_err(SnapshotError::Invalid)?;
+        Ok(ShardMaster {
+            configs: image.configs,
+            sessions: Sessions::from_sessions(image.session_timeout_entries, image.sessions),
+            applied_index: image.applied_index,
+        })
+    }
+
+    /// Replaces this state with the one in `bytes`; on error, this state is unchanged.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        *self = Self::decode_snapshot(bytes)?;
+        Ok(())
+    }
+}
+
+fn check_image(image: &Image) -> Result<(), String> {
+    let first = image.configs.first().ok_or("no configurations")?;
+    if first
+        .shards
+        .iter()
+        .any(|&gid| gid != shardkv_proto::NO_GROUP)
+        || !first.groups.is_empty()
+    {
+        return Err("configuration 0 is not empty".into());
+    }
+    for (i, config) in image.configs.iter().enumerate() {
+        if config.num != i as u64 {
+            return Err(format!("configuration {} at position {i}", config.num));
+        }
+        if config.nshards() != first.nshards() {
+            return Err(format!("configuration {i} has {} shards", config.nshards()));
+        }
+        config.check().map_err(|e| e.to_string())?;
+    }
+    if image.session_timeout_entries == 0 {
+        return Err("session timeout of 0 entries".into());
+    }
+    for (client, session) in &image.sessions {
+        if session.last_index > image.applied_index {
+            return Err(format!("client {client} heard after the applied index"));
+        }
+        if let Ok(num) = session.outcome {
+            if num as usize >= image.configs.len() {
+                return Err(format!("client {client} remembers missing config {num}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(image: &Image) -> Vec<u8> {
+        options().serialize(image).expect("encodes")
+    }
+
+    fn image() -> Image {
+        Image {
+            version: SNAPSHOT_VERSION,
+            configs: vec![Config::initial(4)],
+            session_timeout_entries: 10,
+            sessions: BTreeMap::new(),
+            applied_index: 3,
+        }
+    }
+
+    /// Snapshots that decode but break a state invariant are refused as invalid.
+    #[test]
+    fn invalid_states_are_refused() {
+        let mut gap = image();
+        gap.configs.push(Config {
+            num: 2,
+            ..Config::initial(4)
+        });
+        let mut no_configs = image();
+        no_configs.configs.clear();
+        let mut owned_zero = image();
+        owned_zero.configs[0].shards[0] = 1;
+        let mut resized = image();
+        resized.configs.push(Config {
+            num: 1,
+            ..Config::initial(5)
+        });
+        let mut zero_timeout = image();
+        zero_timeout.session_timeout_entries = 0;
+        let mut future_session = image();
+        future_session.sessions.insert(
+            1,
+            Session {
+                seq: 1,
+                outcome: Ok(0),
+                last_index: 4,
+            },
+        );
+        let mut missing_outcome = image();
+        missing_outcome.sessions.insert(
+            1,
+            Session {
+                seq: 1,
+                outcome: Ok(1),
+                last_index: 2,
+            },
+        );
+        for (name, bad) in [
+            ("gap", gap),
+            ("no configs", no_configs),
+            ("config 0 owns", owned_zero),
+            ("resized", resized),
+            ("zero timeout", zero_timeout),
+            ("future session", future_session),
+            ("missing outcome", missing_outcome),
+        ] {
+            let result = ShardMaster::decode_snapshot(&encode(&bad));
+            assert!(
+                matches!(result, Err(SnapshotError::Invalid(_))),
+                "{name}: {result:?}"
+            );
+        }
+        assert!(ShardMaster::decode_snapshot(&encode(&image())).is_ok());
+    }
+}

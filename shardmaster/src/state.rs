@@ -1,0 +1,172 @@
+//! [`ShardMaster`]: the replicated configuration state machine.
+//!
+//! Every shard-master replica feeds the committed log entries, in order, to
+//! [`ShardMaster::apply`]; because `apply` is deterministic (no clock, no randomness, only
+//! `BTreeMap` order), every replica holds the same configurations and gives the same
+//! answer at the same index. The leader sends that answer to the client.
+//!
+//! ```text
+//!   apply(index, request)
+//!     |-- expire sessions quiet for > timeout entries       (session.rs)
+//!     |-- Query?  -> answer configs[num or latest]           (no session, no change)
+//!     |-- (client, seq) seen? -> original answer / StaleRequest
+//!     |-- ops::join / leave / move_shard on the latest config (ops.rs, rebalance.rs)
+//!     |      Ok(next)  -> push next, remember Ok(next.num)
+//!     |      Err(e)    -> remember Err(e); no configuration created
+//!     '-- answer
+//! ```
+//!
+//! Invariants (asserted): `configs[i].num == i`; configuration 0 owns nothing; every
+//! configuration has the same shard count and passes [`Config::check`]; indices passed
+//! to `apply` strictly increase.
+
+use shardkv_proto::{Config, ConfigNum, MasterError, Op, Request, Response};
+
+use crate::ops;
+use crate::session::{Check, Outcome, Sessions, DEFAULT_SESSION_TIMEOUT_ENTRIES};
+use crate::Index;
+
+/// The shard master's replicated state: every configuration ever made, the duplicate
+/// table, and the index of the last applied entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardMaster {
+    pub(crate) configs: Vec<Config>,
+    pub(crate) sessions: Sessions,
+    pub(crate) applied_index: Index,
+}
+
+impl ShardMaster {
+    /// A fresh state machine for a cluster of `nshards` shards: only configuration 0, the
+    /// default session timeout ([`DEFAULT_SESSION_TIMEOUT_ENTRIES`]).
+    ///
+    /// # Panics
+    /// If `nshards` is 0.
+    pub fn new(nshards: usize) -> Self {
+        Self::with_session_timeout(nshards, DEFAULT_SESSION_TIMEOUT_ENTRIES)
+    }
+
+    /// Like [`ShardMaster::new`] with sessions expiring after `timeout_entries` log
+    /// entries of silence. Every replica must use the same value.
+    ///
+    /// # Panics
+    /// If `nshards` or `timeout_entries` is 0.
+    pub fn with_session_timeout(nshards: usize, timeout_entries: u64) -> Self {
+        ShardMaster {
+            configs: vec![Config::initial(nshards)],
+            sessions: Sessions::new(timeout_entries),
+            applied_index: 0,
+        }
+    }
+
+    /// Applies the committed request at log `index` and returns the answer for its client.
+    ///
+    /// # Panics
+    /// If `index` is not greater than the last applied index: the log layer must feed
+    /// each entry once, in order.
+    pub fn apply(&mut self, index: Index, request: &Request) -> Response {
+        assert!(
+            index > self.applied_index,
+            "apply at index {index} after index {}",
+            self.applied_index
+        );
+        self.applied_index = index;
+        self.sessions.expire(index);
+        let Request { client, seq, op } = request;
+        if let Op::Query { num } = op {
+            return Ok(self.query(*num).clone());
+        }
+        match self.sessions.check(*client, *seq, index) {
+            Check::New => {}
+            Check::Duplicate(outcome) => {
+                tracing::debug!(client, seq, "duplicate request");
+                return self.answer(outcome);
+            }
+            Check::Stale { last } => {
+                return Err(MasterError::StaleRequest {
+                    client: *client,
+                    seq: *seq,
+                    last,
+                })
+            }
+        }
+        let outcome = self.execute(op);
+        tracing::debug!(client, seq, index, ?outcome, "applied");
+        self.sessions.record(*client, *seq, outcome.clone(), index);
+        self.answer(outcome)
+    }
+
+    /// Notes that the log entry at `index` carried no request for this state machine (an
+    /// empty entry, a membership change, or an undecodable command), so that session
+    /// expiry and the applied index keep in step with the log.
+    pub fn skip(&mut self, index: Index) {
+        assert!(
+            index > self.applied_index,
+            "skip at index {index} after index {}",
+            self.applied_index
+        );
+        self.applied_index = index;
+        self.sessions.expire(index);
+    }
+
+    /// Configuration `num`, or the latest when `num` is `None` or past the latest.
+    pub fn query(&self, num: Option<ConfigNum>) -> &Config {
+        let latest = self.latest();
+        match num {
+            Some(num) if num < latest.num => &self.configs[num as usize],
+            _ => latest,
+        }
+    }
+
+    /// The latest configuration.
+    pub fn latest(&self) -> &Config {
+        self.configs.last().expect("configuration 0 always exists")
+    }
+
+    /// Every configuration, indexed by number.
+    pub fn configs(&self) -> &[Config] {
+        &self.configs
+    }
+
+    /// The cluster's shard count.
+    pub fn nshards(&self) -> usize {
+        self.configs[0].nshards()
+    }
+
+    /// The index of the last applied (or skipped) log entry; 0 before any.
+    pub fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// The duplicate table.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    fn execute(&mut self, op: &Op) -> Outcome {
+        let latest = self.latest();
+        let next = match op {
+            Op::Join { groups } => ops::join(latest, groups)?,
+            Op::Leave { gids } => ops::leave(latest, gids)?,
+            Op::Move { shard, gid } => ops::move_shard(latest, *shard, *gid)?,
+            Op::Query { .. } => unreachable!("queries are answered before execute"),
+        };
+        assert_eq!(
+            next.num as usize,
+            self.configs.len(),
+            "config {} after {}",
+            next.num,
+            latest.num
+        );
+        let num = next.num;
+        self.configs.push(next);
+        Ok(num)
+    }
+
+    fn answer(&self, outcome: Outcome) -> Response {
+        outcome.map(|num| {
+            let config = &self.configs[num as usize];
+            assert_eq!(config.num, num, "remembered config {num} not at its index");
+            config.clone()
+        })
+    }
+}
