@@ -4,7 +4,10 @@
 //! *partition* splits listed nodes into sets that cannot talk across (unlisted nodes reach
 //! everyone); an *unreliable* network drops 10% of requests and one-way messages, 10% of
 //! replies, and delays requests and messages by an extra 0..27 ms; *long reordering*
-//! delays 2/3 of replies and messages by `200 + rand(1 + rand(2000))` ms; *long delays*
+//! delays 2/3 of replies (as labrpc) and 1/3 of one-way messages by
+//! `200 + rand(1 + rand(2000))` ms — a one-way message is half of a round trip, and a
+//! request/response pair of messages is then delayed about as often (5/9) as a labrpc
+//! call (2/3), instead of twice; *long delays*
 //! stretch the time an unreachable call takes to fail from 0..100 ms to 0..7000 ms.
 //!
 //! Every decision that needs randomness takes the simulator's one RNG as an argument, so
@@ -122,12 +125,12 @@ impl Network {
 
     /// Transit time of a reply or one-way message, including long reordering.
     pub(crate) fn reply_delay(&self, rng: &mut Xoshiro256PlusPlus, cfg: &SimConfig) -> Duration {
-        base_latency(rng, cfg) + self.reorder_delay(rng)
+        base_latency(rng, cfg) + self.reorder_delay(rng, REORDER_REPLY_IN_900)
     }
 
     /// Transit time of a one-way message: a request's delay plus long reordering.
     pub(crate) fn message_delay(&self, rng: &mut Xoshiro256PlusPlus, cfg: &SimConfig) -> Duration {
-        self.request_delay(rng, cfg) + self.reorder_delay(rng)
+        self.request_delay(rng, cfg) + self.reorder_delay(rng, REORDER_MESSAGE_IN_900)
     }
 
     /// How long a call to an unreachable peer takes to fail.
@@ -140,14 +143,21 @@ impl Network {
         Duration::from_millis(rng.random_range(0..bound))
     }
 
-    fn reorder_delay(&self, rng: &mut Xoshiro256PlusPlus) -> Duration {
-        if !self.long_reordering || rng.random_range(0..900u64) >= 600 {
+    /// Long reordering's extra delay, applied to `in_900` of every 900 packets.
+    fn reorder_delay(&self, rng: &mut Xoshiro256PlusPlus, in_900: u64) -> Duration {
+        if !self.long_reordering || rng.random_range(0..900u64) >= in_900 {
             return Duration::ZERO;
         }
         let spread = rng.random_range(0..2000u64);
         Duration::from_millis(200 + rng.random_range(0..=spread))
     }
 }
+
+/// Long reordering delays this many replies in 900 (labrpc's `rand.Intn(900) < 600`).
+const REORDER_REPLY_IN_900: u64 = 600;
+
+/// Long reordering delays this many one-way messages in 900: half a round trip each.
+const REORDER_MESSAGE_IN_900: u64 = 300;
 
 fn base_latency(rng: &mut Xoshiro256PlusPlus, cfg: &SimConfig) -> Duration {
     let lo = duration_nanos(cfg.min_latency);

@@ -1,0 +1,96 @@
+//! The reference implementation of the master lab interface: `shardmaster::Server` over
+//! `shardkv_raft::Store<PersisterBackend>` (the Raft suite's adapter from the simulator's
+//! persister to a raft log backend).
+//!
+//! Peer `i` of the lab is raft id `i + 1` (raft-rs reserves 0), which is also the client's
+//! convention for leader hints. The replica ticks as the Raft suite's reference peer does
+//! (heartbeat every 2 ticks, election after 10) and snapshots its state once the persisted
+//! log passes [`SNAPSHOT_BYTES_THRESHOLD`], so restarts exercise restore-from-snapshot.
+//!
+//! Caveats: a fatal server error (storage failure, undecodable snapshot) panics, which the
+//! scenario runner reports as a failure with its seed; the persister itself cannot fail.
+
+use labrpc_sim::Persister;
+use shardkv_proto::{Config, ConfigNum, Request};
+use shardkv_raft::{ReplicaConfig, Store};
+use shardmaster::{Effect, Server, ServerError};
+
+use super::lab::{MasterEffect, MasterLab, Peer, ReqId, LAB_NSHARDS};
+use crate::raft_lab::reference::{PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS};
+
+/// Persisted raft state, in bytes, past which the reference replica snapshots.
+pub const SNAPSHOT_BYTES_THRESHOLD: u64 = 2 * 1024;
+
+/// `shardmaster::Server` behind the lab interface.
+pub struct ServerLab {
+    me: Peer,
+    server: Server<Store<PersisterBackend>>,
+}
+
+fn raft_id(peer: Peer) -> u64 {
+    peer as u64 + 1
+}
+
+impl ServerLab {
+    fn check(&self, result: Result<(), ServerError>, event: &str) {
+        if let Err(error) = result {
+            panic!("master replica {} failed on {event}: {error}", self.me);
+        }
+    }
+}
+
+impl MasterLab for ServerLab {
+    fn make(me: Peer, peers: &[Peer], persister: Persister) -> Self {
+        let mut config =
+            ReplicaConfig::new(raft_id(me), peers.iter().map(|&p| raft_id(p)).collect());
+        config.heartbeat_ticks = HEARTBEAT_TICKS;
+        config.election_ticks = ELECTION_TICKS;
+        config.snapshot_bytes_threshold = Some(SNAPSHOT_BYTES_THRESHOLD);
+        let store = Store::open(PersisterBackend::new(persister))
+            .unwrap_or_else(|e| panic!("master replica {me}: open store: {e:?}"));
+        let server = Server::open(config, store, LAB_NSHARDS)
+            .unwrap_or_else(|e| panic!("master replica {me}: open server: {e}"));
+        ServerLab { me, server }
+    }
+
+    fn on_peer_message(&mut self, _from: Peer, bytes: Vec<u8>) {
+        let result = self.server.on_peer_message(&bytes);
+        self.check(result, "peer message");
+    }
+
+    fn on_request(&mut self, req_id: ReqId, request: Request) {
+        let result = self.server.on_request(req_id, request);
+        self.check(result, "request");
+    }
+
+    fn on_tick(&mut self) {
+        let result = self.server.on_tick();
+        self.check(result, "tick");
+    }
+
+    fn take_effects(&mut self) -> Vec<MasterEffect> {
+        let me = self.me;
+        self.server
+            .take_effects()
+            .into_iter()
+            .map(|effect| match effect {
+                Effect::Send { to, bytes } => {
+                    assert!(to >= 1, "master replica {me} sent to raft id 0");
+                    MasterEffect::Send {
+                        to: (to - 1) as Peer,
+                        bytes,
+                    }
+                }
+                Effect::Reply { req_id, response } => MasterEffect::Reply { req_id, response },
+            })
+            .collect()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.server.replica().is_leader()
+    }
+
+    fn applied_config(&self, num: Option<ConfigNum>) -> Config {
+        self.server.master().query(num).clone()
+    }
+}
