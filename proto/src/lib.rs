@@ -21,6 +21,8 @@
 //! - [`shard`]: the stable key→shard function and the shard-count constants.
 //! - [`config`]: [`Config`] and its lookup helpers.
 //! - [`master`]: requests, responses and typed errors of the shard master service.
+//! - [`kv`]: client requests to replica groups and the group-to-group shard migration
+//!   messages.
 //!
 //! Caveats:
 //! - Ids are type aliases, not newtypes: they cross serde and arithmetic boundaries
@@ -32,10 +34,15 @@
 
 pub mod config;
 pub mod ids;
+pub mod kv;
 pub mod master;
 pub mod shard;
 
 pub use config::{Config, ConfigError};
 pub use ids::{ClientId, ConfigNum, GroupId, NodeId, Seq, ShardId, NO_GROUP};
+pub use kv::{
+    DupEntry, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
+    MigrationResponse, Reply,
+};
 pub use master::{MasterError, Op, Request, Response};
 pub use shard::{key_to_shard, DEFAULT_NSHARDS, LAB_NSHARDS};
