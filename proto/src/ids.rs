@@ -31,6 +31,10 @@ pub type ClientId = u64;
 /// up by one per new request; a retry reuses the number of the request it retries.
 pub type Seq = u64;
 
+/// A Raft log index: a server's only notion of time (duplicate-table sessions expire by
+/// it); the same numbers as the Raft layer's index.
+pub type Index = u64;
+
 /// A replica's id inside a Raft cluster (a shard-master replica or one replica of a
 /// group); the same id the Raft layer uses.
 pub type NodeId = u64;

@@ -226,14 +226,10 @@ impl KvError {
 }
 
 /// One client's entry in a shard's duplicate table: its latest applied mutating request
-/// and the answer it got. Ships with the shard in [`MigrationReply::ShardData`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DupEntry {
-    /// The latest applied sequence number on this shard.
-    pub seq: Seq,
-    /// The answer that request got, returned again to a retry.
-    pub response: Response,
-}
+/// (`seq`) and the answer it got (`response`). Ships with the shard in
+/// [`MigrationReply::ShardData`]; produced and consumed by
+/// [`crate::session::Sessions::export`] / [`crate::session::Sessions::import`].
+pub type DupEntry = crate::session::DupEntry<Response>;
 
 /// A request from one replica group to another, about one shard that changes owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,6 +23,9 @@
 //! - [`master`]: requests, responses and typed errors of the shard master service.
 //! - [`kv`]: client requests to replica groups and the group-to-group shard migration
 //!   messages.
+//! - [`session`]: the duplicate table (client → latest sequence number and its answer,
+//!   expiring by log index) that both kinds of server keep, and whose entries travel
+//!   with a shard.
 //!
 //! Caveats:
 //! - Ids are type aliases, not newtypes: they cross serde and arithmetic boundaries
@@ -36,10 +39,11 @@ pub mod config;
 pub mod ids;
 pub mod kv;
 pub mod master;
+pub mod session;
 pub mod shard;
 
 pub use config::{Config, ConfigError};
-pub use ids::{ClientId, ConfigNum, GroupId, NodeId, Seq, ShardId, NO_GROUP};
+pub use ids::{ClientId, ConfigNum, GroupId, Index, NodeId, Seq, ShardId, NO_GROUP};
 pub use kv::{
     DupEntry, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
     MigrationResponse, Reply,

@@ -1,6 +1,6 @@
 //! Errors of the replicated log, split into *retryable* and *fatal*.
 //!
-//! Two enums, one per layer:
+//! Three enums, one per layer:
 //!
 //! - [`StoreError`]: what a [`crate::LogStore`] or [`crate::Backend`] reports. A backend
 //!   I/O failure or a corrupt record is fatal: the node must stop (raft-rs itself treats
@@ -9,6 +9,8 @@
 //!   nothing.
 //! - [`Error`]: what a [`crate::Replica`] reports. `NotLeader` and `Busy` are the normal
 //!   "try again elsewhere / later" answers; everything else is fatal or a bad input.
+//! - [`ServerError`]: what a server driving a replica and its state machine reports
+//!   when it must stop: the log failed, or a snapshot does not restore. Always fatal.
 //!
 //! Callers decide with [`Error::is_retryable`] / [`StoreError::is_retryable`].
 
@@ -117,6 +119,31 @@ impl Error {
             Error::Store(error) => error.is_retryable(),
             Error::Raft(_) | Error::Decode(_) => false,
         }
+    }
+}
+
+/// Why a server over a [`crate::Replica`] cannot go on: its replicated log failed, or a
+/// snapshot the log handed back does not restore into its state machine (which reports
+/// why as an `E`). Fatal: the node must stop (and may restart from disk).
+#[derive(thiserror::Error, Debug)]
+pub enum ServerError<E> {
+    /// The replicated log failed (storage failure or raft invariant).
+    #[error("replicated log failed: {0}")]
+    Raft(#[from] Error),
+    /// A snapshot handed back by the log does not restore.
+    #[error("cannot restore snapshot at index {index}: {source}")]
+    Snapshot {
+        /// The snapshot's index.
+        index: Index,
+        /// Why it does not restore.
+        source: E,
+    },
+}
+
+impl<E> ServerError<E> {
+    /// Always false: the server cannot recover from these without a restart.
+    pub fn is_retryable(&self) -> bool {
+        false
     }
 }
 

@@ -15,6 +15,9 @@
 //!     │                                                  ├── MemBackend (tests, sim)
 //!     ▼                                                  └── SledBackend (disk)
 //!   Output { messages, applied, reads, lost }
+//!     │ Pending::advance: settle against the server's waiters
+//!     ▼
+//!   Settled { messages, applied: [Step + its waiters], reads, failed waiters }
 //! ```
 //!
 //! ## The protocol in prose
@@ -26,6 +29,13 @@
 //! promise durability (votes, append acknowledgements) leave. The driver sends
 //! `Output::messages`, applies `Output::applied` to its state machine in order, serves
 //! `Output::reads` once applied, and fails or retries `Output::lost` proposals.
+//!
+//! A server that answers clients keeps who waits on each proposal in a [`Pending`]:
+//! [`Pending::advance`] runs `advance` and hands the output back as [`Settled`], each
+//! applied [`Step`] with the waiters it settles and the waiters that must be failed
+//! (lost, covered by a snapshot, or orphaned by a step-down). Both shardkv servers drive
+//! their replica this way, take snapshots through [`Replica::maybe_snapshot`], and stop
+//! on a [`ServerError`].
 //!
 //! State machines are volatile: on restart, `Replica::open` over the same store hands
 //! back the stored snapshot first and then replays the committed log after it. The
@@ -63,6 +73,7 @@ mod log_store;
 mod logger;
 mod membership;
 mod output;
+mod pending;
 mod proposals;
 mod ready;
 mod replica;
@@ -74,11 +85,12 @@ pub use raft;
 
 pub use backend::{Backend, KeyValues, MemBackend};
 pub use config::ReplicaConfig;
-pub use error::{Error, StoreError};
+pub use error::{Error, ServerError, StoreError};
 pub use log_store::LogStore;
 pub use logger::{discard_logger, tracing_logger};
 pub use membership::Membership;
 pub use output::{Applied, Output};
+pub use pending::{Fate, Pending, Settled, Step};
 pub use proposals::Proposal;
 pub use replica::Replica;
 pub use sled_backend::SledBackend;

@@ -16,6 +16,9 @@
 //! retried requests (client id + sequence number), which they need anyway.
 //!
 //! Bounds: at most one tracked proposal per uncommitted log entry of the current term.
+//!
+//! This is the replica's side. The server's side (which client waits on which proposal,
+//! and settling it from an `Output`) is [`crate::Pending`] in `pending.rs`.
 
 use std::collections::BTreeMap;
 

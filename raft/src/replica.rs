@@ -206,6 +206,24 @@ impl<S: LogStore> Replica<S> {
         Ok(())
     }
 
+    /// Snapshots at the applied index when the log passed `snapshot_bytes_threshold`
+    /// ([`Replica::should_snapshot`]) and that index is past the current snapshot (so a
+    /// log that stays above the threshold is not snapshotted twice at one index).
+    /// `encode(index)` gives the state machine's bytes as of `index`; it is only called
+    /// when a snapshot is taken. Returns the index snapshotted, if any.
+    pub fn maybe_snapshot(
+        &mut self,
+        encode: impl FnOnce(Index) -> Vec<u8>,
+    ) -> Result<Option<Index>, Error> {
+        let index = self.applied_index();
+        if !self.should_snapshot() || index < self.raw.store().first_index()? {
+            return Ok(None);
+        }
+        self.snapshot(index, encode(index))?;
+        tracing::debug!(node = self.id(), index, "snapshot taken");
+        Ok(Some(index))
+    }
+
     /// True when the persisted raft state passed `snapshot_bytes_threshold`.
     pub fn should_snapshot(&self) -> bool {
         self.config
@@ -226,6 +244,12 @@ impl<S: LogStore> Replica<S> {
     /// The leader this node knows of (itself included), if any.
     pub fn leader(&self) -> Option<NodeId> {
         Some(self.raw.raft.leader_id).filter(|id| *id != 0)
+    }
+
+    /// The leader to send a client to instead of this node: the known leader, unless it
+    /// is this node itself (which, asked to redirect, is not taking the request).
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        self.leader().filter(|&leader| leader != self.id())
     }
 
     /// Highest log index handed to the state machine.

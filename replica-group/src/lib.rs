@@ -1,1 +1,137 @@
-//! placeholder
+//! A shardkv replica group: a Raft-replicated, sharded key/value state machine that
+//! follows the shard master's configurations and hands shards to other groups.
+//!
+//! # What it does
+//!
+//! Each replica runs a [`Server`] over a `shardkv_raft::Replica`. Clients send
+//! Get/Put/Append/Delete ([`shardkv_proto::kv::Request`]) to the leader, which puts them
+//! through the log; every replica applies them to the shard the key belongs to. Each
+//! shard has its own data and its own duplicate table (client → latest mutation and its
+//! answer), so a retried request takes effect once, and the table moves with the shard.
+//!
+//! # Configurations, one at a time
+//!
+//! The leader polls the shard master for configuration `current + 1`, and only when
+//! every shard is *stable* (no migration in progress). It proposes the configuration;
+//! when it applies, each shard gets its phase ([`phase`]):
+//!
+//! ```text
+//!   owned before | owned after | phase
+//!   -------------+-------------+-----------------------------------------------
+//!   yes          | yes         | Serving (unchanged: keeps serving, challenge 2)
+//!   no (unowned) | yes         | Serving, empty
+//!   no (by G)    | yes         | Pulling { from: G }   not served yet
+//!   yes          | no (by H)   | Offering { to: H }    frozen, not served
+//!   no           | no          | Absent
+//! ```
+//!
+//! A shard is served only in `Serving` or `Acking`, i.e. when the current configuration
+//! gives it to this group and its data is here; every other request gets `WrongGroup`.
+//! The check is made again when a request's entry applies, so a request proposed before
+//! a configuration change and applied after it cannot touch a shard that has left.
+//!
+//! # Migration: pull, install, acknowledge, delete
+//!
+//! ```text
+//!   new owner B (config n)                         old owner A (config n)
+//!   Pulling ── PullShard{n, s} ──────────────────► Offering: answer from applied state
+//!           ◄─────────────── ShardData{n, s, kv, sessions}
+//!   log: InstallShard ─► Acking (served)
+//!           ── DeleteShard{n, s} ────────────────► log: DeleteShard ─► Absent
+//!           ◄──────────────────────── Deleted{n, s}
+//!   log: ShardAcked ─► Serving
+//! ```
+//!
+//! **Why pull rather than push.** The group that needs the data is the one that knows
+//! when it needs it and can tell when it has it: it drives the retries, installs through
+//! its own log, and then sends the acknowledgement that lets the old owner delete, so the
+//! whole exchange is driven from one side. With push, the old owner would have to find
+//! out whether the new owner has reached configuration `n` yet (a push that arrives
+//! early must be refused and retried) and would still need an acknowledgement back
+//! before deleting: the same messages plus a readiness handshake. Pull also keeps the old
+//! owner passive: answering a pull needs no leader and no log entry.
+//!
+//! **Why any replica may answer a pull.** Once configuration `n` has applied, an
+//! `Offering` shard is frozen: no request may change it (they get `WrongGroup`) and its
+//! sessions do not expire. Every replica that applied `n` therefore holds the same bytes,
+//! until the deletion, which only happens after the new owner installed them. A replica
+//! not yet at `n` answers `NotReady`.
+//!
+//! **Deletion is safe and durable** (6.824 challenge 1). The old owner deletes only on
+//! the new owner's `DeleteShard`, sent after the install entry *applied* (so a quorum of
+//! the new owner has it), and deletes through its own log, so every replica deletes and
+//! the next snapshot no longer holds the shard. The new owner keeps acknowledging
+//! (phase `Acking`) until the old owner answers `Deleted`, and neither group adopts
+//! another configuration before its shards are stable; so the old owner cannot move past
+//! `n` with a frozen shard left behind, and "I am past `n`" implies "deleted".
+//!
+//! **Unaffected shards keep serving** (6.824 challenge 2): phases are per shard, and a
+//! configuration change touches only the shards that change owner.
+//!
+//! # Modules
+//!
+//! - [`message`]: the log entry ([`Entry`]) and its codec; client and migration messages
+//!   are in `shardkv_proto::kv`.
+//! - [`sessions`], [`store`]: the per-shard duplicate table (a
+//!   `shardkv_proto::session::Sessions`, as the shard master's) and key/value semantics.
+//! - [`phase`]: the per-shard migration phases and their asserted transitions.
+//! - [`state`], [`migration`], [`snapshot`]: the replicated state, `apply`, snapshots.
+//! - [`server`], [`poll`](crate::Server::on_response), [`calls`], [`effect`],
+//!   [`options`]: the sans-IO replica around the log. Proposal waiters, snapshot
+//!   timing and the fatal error come from `shardkv_raft` (`Pending`,
+//!   `Replica::maybe_snapshot`, `ServerError`), shared with the shard master.
+//!
+//! # Invariants
+//!
+//! - Configurations are adopted in order, one at a time, only when every shard is stable.
+//! - A shard is served only when owned in the current configuration and its data is held.
+//! - An old owner deletes a shard only after the new owner applied its install entry.
+//! - Same sequence of applied entries ⇒ same state, byte for byte.
+//!
+//! # Caveats
+//!
+//! - Gets go through the log (no ReadIndex or lease reads yet).
+//! - A shard travels in one message and one log entry (no chunking): a shard's size is
+//!   bounded by memory and [`message::MAX_ENTRY_BYTES`], and a large shard makes a large
+//!   Raft append.
+//! - A shard that becomes unowned (every group left) is dropped by its last owner; the
+//!   next owner starts it empty.
+//! - Session expiry is by log index; a client silent past the timeout that retries an old
+//!   mutation has it applied again. Sessions of a moved shard are restamped at install.
+//! - A group polls and migrates only for its current configuration; a group far behind
+//!   catches up one configuration (and one migration) at a time.
+//! - Outgoing calls are retried every `poll_ticks`; there is no backoff beyond that.
+
+#![warn(missing_docs)]
+
+pub mod calls;
+pub mod effect;
+pub mod message;
+pub mod migration;
+pub mod options;
+pub mod phase;
+mod poll;
+pub mod server;
+pub mod sessions;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+
+pub use effect::{CallId, Effect, RequestId};
+pub use message::{decode_entry, encode_entry, Entry, EntryError};
+pub use migration::DeleteVerdict;
+pub use options::{GroupOptions, ServerError};
+pub use phase::Phase;
+pub use server::Server;
+pub use sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+pub use shardkv_proto::kv::{
+    DupEntry, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
+    MigrationResponse, Op, Reply, Request, Response,
+};
+pub use snapshot::SnapshotError;
+pub use state::{GroupState, Outcome};
+pub use store::ShardStore;
+
+/// A Raft log index, the state machine's only notion of time (the same numbers as
+/// `shardkv_raft::Index`).
+pub type Index = u64;

@@ -19,10 +19,11 @@
 //! index, or raft reports the proposal lost, or this replica stops leading, the request
 //! gets `WrongLeader` and the client retries (duplicate detection makes the retry safe
 //! even if the first attempt commits after all). Queries go through the log too, so
-//! their answers are linearizable.
+//! their answers are linearizable. The bookkeeping of who waits on which proposal is
+//! `shardkv_raft::Pending`, shared with the replica group servers.
 //!
 //! After every batch of applied entries, when the replica's persisted log passes its
-//! threshold ([`Replica::should_snapshot`]), the server snapshots the whole state at the
+//! threshold ([`Replica::maybe_snapshot`]), the server snapshots the whole state at the
 //! replica's applied index. On restart the replica hands the stored snapshot back first,
 //! then replays the entries after it into a fresh [`ShardMaster`].
 //!
@@ -30,9 +31,7 @@
 //! - The number of requests in flight is bounded by the driver, not here.
 //! - A replica removed from its group keeps answering as raft-rs lets it.
 
-use std::collections::BTreeMap;
-
-use shardkv_raft::{Applied, Index, LogStore, Output, Replica, ReplicaConfig, Term};
+use shardkv_raft::{Fate, LogStore, Pending, Replica, ReplicaConfig, Step};
 
 use crate::message::{decode_entry, encode_entry, EntryError, MAX_ENTRY_BYTES};
 use crate::snapshot::SnapshotError;
@@ -60,45 +59,17 @@ pub enum Effect {
     },
 }
 
-/// Why the server cannot go on. Fatal: the node must stop (and may restart from disk).
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The replicated log failed (storage failure or raft invariant).
-    #[error("replicated log failed: {0}")]
-    Raft(#[from] shardkv_raft::Error),
-    /// A snapshot handed back by the log does not decode.
-    #[error("cannot restore snapshot at index {index}: {source}")]
-    Snapshot {
-        /// The snapshot's index.
-        index: Index,
-        /// Why it does not decode.
-        source: SnapshotError,
-    },
-}
-
-impl ServerError {
-    /// Always false: the server cannot recover from these without a restart.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
-/// A proposal awaiting its entry's application.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    req_id: RequestId,
-    term: Term,
-}
+/// Why the server cannot go on: the replicated log failed, or a snapshot it handed back
+/// does not decode. Fatal: the node must stop (and may restart from disk).
+pub type ServerError = shardkv_raft::ServerError<SnapshotError>;
 
 /// One shard-master replica; see the module docs.
 pub struct Server<S: LogStore> {
     replica: Replica<S>,
     master: ShardMaster,
-    pending: BTreeMap<Index, Pending>,
+    /// The client requests waiting for their proposals.
+    pending: Pending<RequestId>,
     effects: Vec<Effect>,
-    /// The index of the last snapshot this server took, so a log that stays above the
-    /// threshold is not snapshotted again at the same index.
-    snapshot_index: Index,
 }
 
 impl<S: LogStore> Server<S> {
@@ -115,9 +86,8 @@ impl<S: LogStore> Server<S> {
         Server {
             replica,
             master,
-            pending: BTreeMap::new(),
+            pending: Pending::default(),
             effects: Vec::new(),
-            snapshot_index: 0,
         }
     }
 
@@ -174,12 +144,8 @@ impl<S: LogStore> Server<S> {
         };
         match self.replica.propose(data) {
             Ok(proposal) => {
-                let pending = Pending {
-                    req_id,
-                    term: proposal.term,
-                };
-                if let Some(old) = self.pending.insert(proposal.index, pending) {
-                    self.reply(old.req_id, Err(self.wrong_leader()));
+                if let Some(old) = self.pending.insert(proposal, req_id) {
+                    self.fail(old);
                 }
             }
             Err(shardkv_raft::Error::NotLeader { hint }) => {
@@ -187,7 +153,7 @@ impl<S: LogStore> Server<S> {
             }
             Err(error) => {
                 tracing::warn!(node = self.id(), %error, "proposal refused");
-                self.reply(req_id, Err(self.wrong_leader()));
+                self.fail(req_id);
             }
         }
         self.drive()
@@ -195,37 +161,34 @@ impl<S: LogStore> Server<S> {
 
     /// Runs the replica's Ready protocol once and turns its output into effects.
     fn drive(&mut self) -> Result<(), ServerError> {
-        let output: Output = self.replica.advance()?;
+        let settled = self.pending.advance(&mut self.replica)?;
         self.effects.extend(
-            output
+            settled
                 .messages
                 .into_iter()
                 .map(|(to, bytes)| Effect::Send { to, bytes }),
         );
-        for applied in output.applied {
-            self.apply(applied)?;
+        for step in settled.applied {
+            self.apply(step)?;
         }
-        for lost in output.lost {
-            if self
-                .pending
-                .get(&lost.index)
-                .is_some_and(|p| p.term == lost.term)
-            {
-                self.fail_pending(lost.index);
-            }
+        for req_id in settled.failed {
+            self.fail(req_id);
         }
-        if !self.replica.is_leader() {
-            let indices: Vec<Index> = self.pending.keys().copied().collect();
-            indices
-                .into_iter()
-                .for_each(|index| self.fail_pending(index));
-        }
-        self.maybe_snapshot()
+        let master = &self.master;
+        self.replica.maybe_snapshot(|index| {
+            assert!(
+                index >= master.applied_index(),
+                "state machine at {} ahead of the log at {index}",
+                master.applied_index()
+            );
+            master.encode_snapshot()
+        })?;
+        Ok(())
     }
 
-    fn apply(&mut self, applied: Applied) -> Result<(), ServerError> {
-        match applied {
-            Applied::Command { index, term, data } => {
+    fn apply(&mut self, step: Step<RequestId>) -> Result<(), ServerError> {
+        match step {
+            Step::Command { index, data, fate } => {
                 let response = match decode_entry(&data) {
                     Ok(request) => Some(self.master.apply(index, &request)),
                     Err(error) => {
@@ -234,52 +197,34 @@ impl<S: LogStore> Server<S> {
                         None
                     }
                 };
-                if let Some(pending) = self.pending.remove(&index) {
-                    let response = match response {
-                        Some(response) if pending.term == term => response,
-                        _ => Err(self.wrong_leader()),
-                    };
-                    self.reply(pending.req_id, response);
+                match (fate, response) {
+                    (Some(Fate::Committed(req_id)), Some(response)) => self.reply(req_id, response),
+                    (Some(Fate::Committed(req_id) | Fate::Displaced(req_id)), _) => {
+                        self.fail(req_id)
+                    }
+                    (None, _) => {}
                 }
             }
-            Applied::Snapshot { index, data, .. } => {
+            Step::Snapshot {
+                index,
+                data,
+                covered,
+            } => {
                 self.master
                     .restore(&data)
                     .map_err(|source| ServerError::Snapshot { index, source })?;
-                let covered: Vec<Index> = self.pending.range(..=index).map(|(&i, _)| i).collect();
-                covered.into_iter().for_each(|i| self.fail_pending(i));
+                covered.into_iter().for_each(|req_id| self.fail(req_id));
                 tracing::info!(node = self.id(), index, "restored snapshot");
             }
-            Applied::Membership { index, .. } => self.master.skip(index),
+            Step::Membership { index, .. } => self.master.skip(index),
         }
         Ok(())
     }
 
-    fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
-        let index = self.replica.applied_index();
-        if self.replica.should_snapshot() && index > self.snapshot_index {
-            assert!(
-                index >= self.master.applied_index(),
-                "state machine at {} ahead of the log at {index}",
-                self.master.applied_index()
-            );
-            self.replica
-                .snapshot(index, self.master.encode_snapshot())?;
-            self.snapshot_index = index;
-            tracing::debug!(node = self.id(), index, "snapshot taken");
-        }
-        Ok(())
-    }
-
-    fn fail_pending(&mut self, index: Index) {
-        if let Some(pending) = self.pending.remove(&index) {
-            self.reply(pending.req_id, Err(self.wrong_leader()));
-        }
-    }
-
-    fn wrong_leader(&self) -> MasterError {
-        let hint = self.replica.leader().filter(|&leader| leader != self.id());
-        MasterError::WrongLeader { hint }
+    /// Answers `req_id` with `WrongLeader`: its proposal may not commit.
+    fn fail(&mut self, req_id: RequestId) {
+        let hint = self.replica.leader_hint();
+        self.reply(req_id, Err(MasterError::WrongLeader { hint }));
     }
 
     fn reply(&mut self, req_id: RequestId, response: Response) {

@@ -71,7 +71,7 @@ impl ShardMaster {
         let image = Image {
             version: SNAPSHOT_VERSION,
             configs: self.configs.clone(),
-            session_timeout_entries: self.sessions.timeout_entries(),
+            session_timeout_entries: self.session_timeout_entries,
             sessions: self.sessions.sessions().clone(),
             applied_index: self.applied_index,
         };
@@ -95,7 +95,8 @@ impl ShardMaster {
         check_image(&image).map_err(SnapshotError::Invalid)?;
         Ok(ShardMaster {
             configs: image.configs,
-            sessions: Sessions::from_sessions(image.session_timeout_entries, image.sessions),
+            session_timeout_entries: image.session_timeout_entries,
+            sessions: Sessions::from_sessions(image.sessions),
             applied_index: image.applied_index,
         })
     }
@@ -133,7 +134,7 @@ fn check_image(image: &Image) -> Result<(), String> {
         if session.last_index > image.applied_index {
             return Err(format!("client {client} heard after the applied index"));
         }
-        if let Ok(num) = session.outcome {
+        if let Ok(num) = session.response {
             if num as usize >= image.configs.len() {
                 return Err(format!("client {client} remembers missing config {num}"));
             }
@@ -184,7 +185,7 @@ mod tests {
             1,
             Session {
                 seq: 1,
-                outcome: Ok(0),
+                response: Ok(0),
                 last_index: 4,
             },
         );
@@ -193,7 +194,7 @@ mod tests {
             1,
             Session {
                 seq: 1,
-                outcome: Ok(1),
+                response: Ok(1),
                 last_index: 2,
             },
         );

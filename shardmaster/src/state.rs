@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!   apply(index, request)
-//!     |-- expire sessions quiet for > timeout entries       (session.rs)
+//!     |-- expire sessions quiet for > timeout entries       (shardkv_proto::session)
 //!     |-- Query?  -> answer configs[num or latest]           (no session, no change)
 //!     |-- (client, seq) seen? -> original answer / StaleRequest
 //!     |-- ops::join / leave / move_shard on the latest config (ops.rs, rebalance.rs)
@@ -31,6 +31,8 @@ use crate::Index;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardMaster {
     pub(crate) configs: Vec<Config>,
+    /// Sessions expire after this many log entries of silence.
+    pub(crate) session_timeout_entries: u64,
     pub(crate) sessions: Sessions,
     pub(crate) applied_index: Index,
 }
@@ -51,9 +53,11 @@ impl ShardMaster {
     /// # Panics
     /// If `nshards` or `timeout_entries` is 0.
     pub fn with_session_timeout(nshards: usize, timeout_entries: u64) -> Self {
+        assert!(timeout_entries > 0, "session timeout of 0 entries");
         ShardMaster {
             configs: vec![Config::initial(nshards)],
-            sessions: Sessions::new(timeout_entries),
+            session_timeout_entries: timeout_entries,
+            sessions: Sessions::new(),
             applied_index: 0,
         }
     }
@@ -69,8 +73,7 @@ impl ShardMaster {
             "apply at index {index} after index {}",
             self.applied_index
         );
-        self.applied_index = index;
-        self.sessions.expire(index);
+        self.advance_to(index);
         let Request { client, seq, op } = request;
         if let Op::Query { num } = op {
             return Ok(self.query(*num).clone());
@@ -104,8 +107,15 @@ impl ShardMaster {
             "skip at index {index} after index {}",
             self.applied_index
         );
+        self.advance_to(index);
+    }
+
+    /// Moves the applied index to `index` and expires the sessions quiet by then.
+    fn advance_to(&mut self, index: Index) {
         self.applied_index = index;
-        self.sessions.expire(index);
+        for (client, last_index) in self.sessions.expire(index, self.session_timeout_entries) {
+            tracing::debug!(client, last_index, index, "session expired");
+        }
     }
 
     /// Configuration `num`, or the latest when `num` is `None` or past the latest.
@@ -140,6 +150,11 @@ impl ShardMaster {
     /// The duplicate table.
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// Sessions expire after this many log entries of silence.
+    pub fn session_timeout_entries(&self) -> u64 {
+        self.session_timeout_entries
     }
 
     fn execute(&mut self, op: &Op) -> Outcome {

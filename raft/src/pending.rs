@@ -1,0 +1,312 @@
+//! [`Pending`]: the server's side of proposal fate. Who waits on each proposal, and
+//! what one [`Replica::advance`] means for each of them.
+//!
+//! A server proposes an entry for a *waiter* (a client request, another server's
+//! request, its own internal work), remembers `(index, term) → waiter`, and settles the
+//! waiter when the replica reports what became of that index (`proposals.rs` says how
+//! the replica knows):
+//!
+//! - the entry at `index` applied with the same `term`: it is the proposal; the waiter
+//!   gets the state machine's answer ([`Fate::Committed`]);
+//! - another term applied there ([`Fate::Displaced`]), `Output::lost` reported it, a
+//!   snapshot covered the index, or this replica no longer leads: it may or may not
+//!   commit later; the server fails the waiter (`WrongLeader`) and the client retries,
+//!   which its duplicate detection makes safe.
+//!
+//! [`Pending::advance`] runs the replica's Ready protocol and applies those rules to the
+//! whole [`Output`], in the order a server acts on them:
+//!
+//! ```text
+//!   Replica::advance() ─► Output { messages, applied, reads, lost }
+//!                                      │ settle against the waiters
+//!                                      ▼
+//!   Settled { messages   ─► send first (everything they promise is durable)
+//!             applied    ─► apply in log order; each Step carries the waiters it settles:
+//!                             Command  { fate }     answer (Committed) or fail (Displaced)
+//!                             Snapshot { covered }  fail, once the snapshot is restored
+//!             reads      ─► serve once applied
+//!             failed }   ─► fail: proposals reported lost, then, if this replica no
+//!                           longer leads, every waiter left
+//! ```
+//!
+//! Bound: one waiter per proposal the replica tracks, so at most one per uncommitted
+//! entry of the current term.
+
+use std::collections::BTreeMap;
+
+use crate::{Applied, Error, Index, LogStore, NodeId, Output, Proposal, Replica, Term};
+
+/// Waiters of in-flight proposals, by log index.
+#[derive(Debug)]
+pub struct Pending<W> {
+    by_index: BTreeMap<Index, (Term, W)>,
+}
+
+impl<W> Default for Pending<W> {
+    fn default() -> Self {
+        Pending {
+            by_index: BTreeMap::new(),
+        }
+    }
+}
+
+/// The fate of the proposal at an applied index.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fate<W> {
+    /// The applied entry is the proposal: answer the waiter.
+    Committed(W),
+    /// Another entry took the index: fail the waiter.
+    Displaced(W),
+}
+
+/// One unit of applied log content, with the waiters it settles.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<W> {
+    /// Apply command `data` at `index`, then settle `fate` (if a waiter was tracked there).
+    Command {
+        /// Log index of the entry.
+        index: Index,
+        /// The proposed bytes.
+        data: Vec<u8>,
+        /// The waiter of a proposal at this index, if any.
+        fate: Option<Fate<W>>,
+    },
+    /// Replace the state with snapshot `data` as of `index`, then fail `covered`: the
+    /// waiters of proposals at or below `index`, whose entries were never seen here.
+    Snapshot {
+        /// Last log index the snapshot covers.
+        index: Index,
+        /// State machine bytes.
+        data: Vec<u8>,
+        /// Waiters to fail once the snapshot is restored, in index order.
+        covered: Vec<W>,
+    },
+    /// A membership change applied at `index` (nothing for the state machine to run;
+    /// it only keeps its applied index in step).
+    Membership {
+        /// Log index of the conf change entry.
+        index: Index,
+        /// Voters after the change, sorted.
+        voters: Vec<NodeId>,
+    },
+}
+
+/// One [`Output`] split for a server holding waiters `W`; see the module docs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settled<W> {
+    /// Encoded raft messages `(to, bytes)`, to send in order.
+    pub messages: Vec<(NodeId, Vec<u8>)>,
+    /// Committed log content, in log order, with the waiters each settles.
+    pub applied: Vec<Step<W>>,
+    /// `(ctx, read index)` of completed `read_index` calls, as in [`Output::reads`].
+    pub reads: Vec<(u64, Index)>,
+    /// Waiters to fail after `applied`: those of lost proposals first (in the order
+    /// `Output::lost` reports them), then, when this replica no longer leads, all the
+    /// others in index order.
+    pub failed: Vec<W>,
+}
+
+impl<W> Pending<W> {
+    /// Tracks `waiter` for `proposal`; returns a waiter it displaces (a proposal at the
+    /// same index from an older term, which can no longer commit).
+    pub fn insert(&mut self, proposal: Proposal, waiter: W) -> Option<W> {
+        self.by_index
+            .insert(proposal.index, (proposal.term, waiter))
+            .map(|(_, old)| old)
+    }
+
+    /// Runs `replica.advance()` and settles its output against these waiters.
+    pub fn advance<S: LogStore>(&mut self, replica: &mut Replica<S>) -> Result<Settled<W>, Error> {
+        let output = replica.advance()?;
+        Ok(self.settle(output, replica.is_leader()))
+    }
+
+    /// Splits `output` (of a replica that leads after it when `is_leader`) into what a
+    /// server must do, taking every waiter it settles; see the module docs.
+    pub fn settle(&mut self, output: Output, is_leader: bool) -> Settled<W> {
+        let Output {
+            messages,
+            applied,
+            reads,
+            lost,
+        } = output;
+        let applied = applied.into_iter().map(|a| self.step(a)).collect();
+        let mut failed: Vec<W> = lost.into_iter().filter_map(|p| self.take_lost(p)).collect();
+        if !is_leader {
+            failed.extend(self.take_all());
+        }
+        Settled {
+            messages,
+            applied,
+            reads,
+            failed,
+        }
+    }
+
+    fn step(&mut self, applied: Applied) -> Step<W> {
+        match applied {
+            Applied::Command { index, term, data } => Step::Command {
+                index,
+                data,
+                fate: self.take_applied(index, term),
+            },
+            Applied::Snapshot { index, data, .. } => Step::Snapshot {
+                index,
+                data,
+                covered: self.take_through(index),
+            },
+            Applied::Membership { index, voters, .. } => Step::Membership { index, voters },
+        }
+    }
+
+    /// The entry at `index` with `term` applied: the fate of a proposal there, if any.
+    pub fn take_applied(&mut self, index: Index, term: Term) -> Option<Fate<W>> {
+        let (proposed, waiter) = self.by_index.remove(&index)?;
+        Some(match proposed == term {
+            true => Fate::Committed(waiter),
+            false => Fate::Displaced(waiter),
+        })
+    }
+
+    /// Raft reported `proposal` lost: its waiter, if still tracked for that term.
+    pub fn take_lost(&mut self, proposal: Proposal) -> Option<W> {
+        match self.by_index.get(&proposal.index) {
+            Some((term, _)) if *term == proposal.term => {
+                self.by_index.remove(&proposal.index).map(|(_, w)| w)
+            }
+            _ => None,
+        }
+    }
+
+    /// A snapshot covered every index through `index`: their waiters, in index order.
+    pub fn take_through(&mut self, index: Index) -> Vec<W> {
+        let kept = self.by_index.split_off(&(index + 1));
+        std::mem::replace(&mut self.by_index, kept)
+            .into_values()
+            .map(|(_, w)| w)
+            .collect()
+    }
+
+    /// Every waiter (leadership lost), in index order.
+    pub fn take_all(&mut self) -> Vec<W> {
+        std::mem::take(&mut self.by_index)
+            .into_values()
+            .map(|(_, w)| w)
+            .collect()
+    }
+
+    /// True when some tracked waiter satisfies `f`.
+    pub fn any(&self, f: impl Fn(&W) -> bool) -> bool {
+        self.by_index.values().any(|(_, w)| f(w))
+    }
+
+    /// Number of tracked proposals.
+    pub fn len(&self) -> usize {
+        self.by_index.len()
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.by_index.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(index: Index, term: Term) -> Proposal {
+        Proposal { index, term }
+    }
+
+    /// Each way a proposal can end settles its waiter exactly once.
+    #[test]
+    fn fates() {
+        let mut pending = Pending::default();
+        assert_eq!(pending.insert(p(5, 2), 'a'), None);
+        assert_eq!(pending.insert(p(6, 2), 'b'), None);
+        assert_eq!(pending.insert(p(7, 2), 'c'), None);
+        assert_eq!(pending.insert(p(8, 2), 'd'), None);
+        assert_eq!(pending.take_applied(5, 2), Some(Fate::Committed('a')));
+        assert_eq!(pending.take_applied(6, 3), Some(Fate::Displaced('b')));
+        assert_eq!(pending.take_applied(6, 3), None);
+        assert_eq!(pending.take_lost(p(7, 1)), None);
+        assert_eq!(pending.take_lost(p(7, 2)), Some('c'));
+        assert!(pending.any(|&w| w == 'd'));
+        assert_eq!(pending.insert(p(8, 3), 'e'), Some('d'));
+        assert_eq!(pending.insert(p(9, 3), 'f'), None);
+        assert_eq!(pending.take_through(8), vec!['e']);
+        assert_eq!(pending.take_all(), vec!['f']);
+        assert!(pending.is_empty());
+    }
+
+    /// An output is settled in the server's order: applied entries take their waiters
+    /// first, then lost proposals, then (after a step-down) everything left.
+    #[test]
+    fn settle_orders_fates() {
+        let mut pending = Pending::default();
+        for (index, waiter) in [(3, 'a'), (4, 'b'), (5, 'c'), (7, 'd'), (9, 'e')] {
+            pending.insert(p(index, 2), waiter);
+        }
+        let output = Output {
+            messages: vec![(2, vec![1])],
+            applied: vec![
+                Applied::Command {
+                    index: 3,
+                    term: 2,
+                    data: vec![7],
+                },
+                Applied::Command {
+                    index: 4,
+                    term: 3,
+                    data: vec![8],
+                },
+                Applied::Snapshot {
+                    index: 5,
+                    term: 3,
+                    data: vec![9],
+                },
+                Applied::Membership {
+                    index: 6,
+                    term: 3,
+                    voters: vec![1, 2],
+                },
+            ],
+            reads: vec![(1, 6)],
+            lost: vec![p(9, 2), p(7, 1)],
+        };
+        let settled = pending.settle(output.clone(), true);
+        assert_eq!(settled.messages, output.messages);
+        assert_eq!(settled.reads, output.reads);
+        assert_eq!(
+            settled.applied,
+            vec![
+                Step::Command {
+                    index: 3,
+                    data: vec![7],
+                    fate: Some(Fate::Committed('a')),
+                },
+                Step::Command {
+                    index: 4,
+                    data: vec![8],
+                    fate: Some(Fate::Displaced('b')),
+                },
+                Step::Snapshot {
+                    index: 5,
+                    data: vec![9],
+                    covered: vec!['c'],
+                },
+                Step::Membership {
+                    index: 6,
+                    voters: vec![1, 2],
+                },
+            ]
+        );
+        assert_eq!(settled.failed, vec!['e'], "lost at its term only");
+        assert_eq!(pending.len(), 1);
+        pending.insert(p(10, 2), 'f');
+        let settled = pending.settle(Output::default(), false);
+        assert_eq!(settled.failed, vec!['d', 'f'], "a step-down fails the rest");
+        assert!(pending.is_empty());
+    }
+}

@@ -1,0 +1,209 @@
+//! Shard migration in the state machine: adopting a configuration, installing a pulled
+//! shard, deleting a given-away one, and the answers to other groups' requests.
+//!
+//! Every transition here happens when an entry applies, so every replica makes it at the
+//! same log index. The read-only answers ([`GroupState::pull_answer`],
+//! [`GroupState::delete_verdict`]) are what a replica tells another group from its
+//! applied state; see the crate docs for the protocol and why they are safe.
+//!
+//! Entries that do not fit the current state (a configuration that is not the next one,
+//! an install for a shard no longer pulling, a repeated ack) are ignored: they are
+//! repeats or the work of deposed leaders, and ignoring them is what makes the leader's
+//! retries safe.
+
+use std::collections::BTreeMap;
+
+use shardkv_proto::kv::{DupEntry, KvError, MigrationReply, MigrationResponse};
+use shardkv_proto::{ClientId, Config, ConfigNum, ShardId, NO_GROUP};
+
+use crate::phase::Phase;
+use crate::sessions::Sessions;
+use crate::state::GroupState;
+use crate::store::ShardStore;
+use crate::Index;
+
+/// What a replica does with another group's `DeleteShard`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteVerdict {
+    /// The shard is offered for exactly that configuration: delete it through the log
+    /// (leader only) and answer once applied.
+    Propose,
+    /// Answer now, with this.
+    Answer(MigrationResponse),
+}
+
+impl GroupState {
+    /// Adopts `next` if it is the configuration after the current one and every shard is
+    /// stable; otherwise ignores it.
+    pub(crate) fn adopt(&mut self, next: Config) {
+        let current = self.config.num;
+        if next.num != current + 1 {
+            tracing::debug!(gid = self.gid, current, next = next.num, "config ignored");
+            return;
+        }
+        if let Err(reason) = self.check_next(&next) {
+            tracing::error!(
+                gid = self.gid,
+                next = next.num,
+                reason,
+                "bad config ignored"
+            );
+            return;
+        }
+        if !self.is_stable() {
+            tracing::warn!(gid = self.gid, current, "config while migrating, ignored");
+            return;
+        }
+        for shard in 0..self.shards.len() {
+            let phase = std::mem::replace(&mut self.shards[shard], Phase::Absent);
+            self.shards[shard] = self.next_phase(shard, phase, &next);
+        }
+        tracing::info!(gid = self.gid, config = next.num, "config adopted");
+        self.prev = std::mem::replace(&mut self.config, next);
+        assert_eq!(
+            self.prev.num + 1,
+            self.config.num,
+            "config {} after {}",
+            self.config.num,
+            self.prev.num
+        );
+    }
+
+    fn check_next(&self, next: &Config) -> Result<(), String> {
+        next.check().map_err(|e| e.to_string())?;
+        if next.nshards() != self.shards.len() {
+            return Err(format!(
+                "{} shards, the cluster has {}",
+                next.nshards(),
+                self.shards.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn next_phase(&self, shard: ShardId, phase: Phase, next: &Config) -> Phase {
+        let (gid, before, after) = (self.gid, self.config.shards[shard], next.shards[shard]);
+        match (before == gid, after == gid) {
+            (true, true) => {
+                assert!(
+                    matches!(phase, Phase::Serving(_)),
+                    "shard {shard} owned in config {} but {}",
+                    self.config.num,
+                    phase.name()
+                );
+                phase
+            }
+            (false, true) if before == NO_GROUP => phase.into_fresh(shard),
+            (false, true) => phase.into_pulling(shard, before),
+            (true, false) if after == NO_GROUP => {
+                tracing::warn!(gid, shard, "shard left unowned: its data is dropped");
+                phase.into_absent(shard)
+            }
+            (true, false) => phase.into_offering(shard, after),
+            (false, false) => {
+                assert!(
+                    matches!(phase, Phase::Absent),
+                    "shard {shard} not owned in config {} but {}",
+                    self.config.num,
+                    phase.name()
+                );
+                phase
+            }
+        }
+    }
+
+    /// Installs pulled data for `shard` at `index`, if it is still pulling in `config_num`.
+    pub(crate) fn install(
+        &mut self,
+        index: Index,
+        config_num: ConfigNum,
+        shard: ShardId,
+        kv: BTreeMap<Vec<u8>, Vec<u8>>,
+        sessions: BTreeMap<ClientId, DupEntry>,
+    ) {
+        let pulling = matches!(self.shards.get(shard), Some(Phase::Pulling { .. }));
+        if config_num != self.config.num || !pulling {
+            tracing::debug!(gid = self.gid, shard, config_num, "install ignored");
+            return;
+        }
+        let store = ShardStore {
+            kv,
+            sessions: Sessions::import(sessions, index),
+        };
+        let phase = std::mem::replace(&mut self.shards[shard], Phase::Absent);
+        self.shards[shard] = phase.into_acking(shard, store);
+        tracing::info!(
+            gid = self.gid,
+            shard,
+            config = config_num,
+            "shard installed"
+        );
+    }
+
+    /// Deletes `shard` if offered in `config_num`; answers the `DeleteShard` either way.
+    pub(crate) fn delete(&mut self, config_num: ConfigNum, shard: ShardId) -> MigrationResponse {
+        match self.delete_verdict(config_num, shard) {
+            DeleteVerdict::Answer(answer) => answer,
+            DeleteVerdict::Propose => {
+                let phase = std::mem::replace(&mut self.shards[shard], Phase::Absent);
+                self.shards[shard] = phase.into_absent(shard);
+                tracing::info!(gid = self.gid, shard, config = config_num, "shard deleted");
+                Ok(MigrationReply::Deleted { config_num, shard })
+            }
+        }
+    }
+
+    /// Marks `shard` acknowledged if it is acking in `config_num`.
+    pub(crate) fn acked(&mut self, config_num: ConfigNum, shard: ShardId) {
+        let acking = matches!(self.shards.get(shard), Some(Phase::Acking { .. }));
+        if config_num != self.config.num || !acking {
+            tracing::debug!(gid = self.gid, shard, config_num, "ack ignored");
+            return;
+        }
+        let phase = std::mem::replace(&mut self.shards[shard], Phase::Absent);
+        self.shards[shard] = phase.into_serving(shard);
+    }
+
+    /// The answer to `PullShard { config_num, shard }` from the applied state: the data
+    /// when the shard is offered for exactly that configuration, `NotReady` otherwise.
+    pub fn pull_answer(&self, config_num: ConfigNum, shard: ShardId) -> MigrationResponse {
+        let current = self.config.num;
+        match self.shards.get(shard) {
+            None => Err(self.out_of_range(shard)),
+            Some(Phase::Offering { store, .. }) if current == config_num => {
+                Ok(MigrationReply::ShardData {
+                    config_num,
+                    shard,
+                    kv: store.kv.clone(),
+                    sessions: store.sessions.export(),
+                })
+            }
+            Some(_) => Ok(MigrationReply::NotReady { current }),
+        }
+    }
+
+    /// What to do with `DeleteShard { config_num, shard }` from the applied state.
+    ///
+    /// `Deleted` at once when this group is past `config_num` (it could not have moved
+    /// on before deleting) or holds nothing for the shard in `config_num`; `NotReady`
+    /// when it has not reached `config_num`, or the shard is its own there.
+    pub fn delete_verdict(&self, config_num: ConfigNum, shard: ShardId) -> DeleteVerdict {
+        let current = self.config.num;
+        let deleted = Ok(MigrationReply::Deleted { config_num, shard });
+        let answer = match self.shards.get(shard) {
+            None => Err(self.out_of_range(shard)),
+            Some(_) if current > config_num => deleted,
+            Some(_) if current < config_num => Ok(MigrationReply::NotReady { current }),
+            Some(Phase::Offering { .. }) => return DeleteVerdict::Propose,
+            Some(Phase::Absent) => deleted,
+            Some(_) => Ok(MigrationReply::NotReady { current }),
+        };
+        DeleteVerdict::Answer(answer)
+    }
+
+    fn out_of_range(&self, shard: ShardId) -> KvError {
+        KvError::Malformed {
+            reason: format!("shard {shard} out of range 0..{}", self.shards.len()),
+        }
+    }
+}

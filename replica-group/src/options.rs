@@ -1,0 +1,47 @@
+//! [`GroupOptions`]: the settings of a replica group server, and its fatal errors
+//! ([`ServerError`], the Raft crate's, with this crate's snapshot error).
+//!
+//! Every replica of a group must use the same options: the session timeout is part of the
+//! replicated state machine's semantics, and the shard count fixes key routing.
+
+use shardkv_proto::GroupId;
+
+use crate::sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+use crate::snapshot::SnapshotError;
+
+/// The settings of one replica group server; every replica of a group uses the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOptions {
+    /// This group's id (non-zero).
+    pub gid: GroupId,
+    /// The cluster's shard count.
+    pub nshards: usize,
+    /// The shard masters' addresses (`NodeId` `i + 1` is `masters[i]`).
+    pub masters: Vec<String>,
+    /// Sessions expire after this many log entries of silence (default
+    /// [`DEFAULT_SESSION_TIMEOUT_ENTRIES`]).
+    pub session_timeout_entries: u64,
+    /// The leader polls the shard master, and retries pulls and acks, every this many
+    /// ticks (default 5: every 2.5 heartbeats).
+    pub poll_ticks: u64,
+    /// An outgoing call with no answer after this many ticks is forgotten (default 20).
+    pub call_timeout_ticks: u64,
+}
+
+impl GroupOptions {
+    /// Defaults for group `gid` of a cluster of `nshards` shards with these masters.
+    pub fn new(gid: GroupId, nshards: usize, masters: Vec<String>) -> Self {
+        GroupOptions {
+            gid,
+            nshards,
+            masters,
+            session_timeout_entries: DEFAULT_SESSION_TIMEOUT_ENTRIES,
+            poll_ticks: 5,
+            call_timeout_ticks: 20,
+        }
+    }
+}
+
+/// Why the server cannot go on: the replicated log failed, or a snapshot it handed back
+/// does not restore. Fatal: the node must stop (and may restart from disk).
+pub type ServerError = shardkv_raft::ServerError<SnapshotError>;

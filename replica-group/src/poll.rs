@@ -1,0 +1,236 @@
+//! The leader's outgoing work: polling the shard master, pulling shards, acknowledging
+//! installs; and what it does with the answers.
+//!
+//! ```text
+//!   every poll_ticks, on the leader:
+//!     stable, no master call ──► Call master: Query { num: current + 1 }
+//!     each Pulling shard     ──► Call prev owner: PullShard { current, shard }
+//!     each Acking shard      ──► Call prev owner: DeleteShard { current, shard }
+//!
+//!   on_response(call_id, bytes):
+//!     config current + 1     ──► propose Entry::Config
+//!     ShardData (as asked)   ──► propose Entry::InstallShard
+//!     Deleted (as asked)     ──► propose Entry::ShardAcked
+//!     anything else / None   ──► move the target's cursor; retry at the next poll
+//! ```
+//!
+//! Nothing here changes the state directly: every result goes through the log, and the
+//! state machine ignores whatever no longer fits, so a deposed leader's late proposals
+//! and a driver's duplicated answers are harmless. A task already proposed and not yet
+//! applied is not proposed again.
+
+use bincode::Options;
+use shardkv_proto::kv::{GroupRequest, GroupResponse, MigrationReply, MigrationRequest};
+use shardkv_proto::master::{self, MasterError};
+use shardkv_proto::{Config, ConfigNum};
+use shardkv_raft::LogStore;
+
+use crate::calls::{Purpose, Target};
+use crate::effect::{CallId, Effect};
+use crate::message::{options, Entry, MAX_ENTRY_BYTES};
+use crate::phase::Phase;
+use crate::server::{Server, Task, Waiter};
+
+/// The largest shard master reply decoded (64 MiB: a configuration is a few KiB).
+const MAX_MASTER_REPLY_BYTES: u64 = 1 << 26;
+
+impl<S: LogStore> Server<S> {
+    /// On the leader, every `poll_ticks`: starts the calls that are due.
+    pub(crate) fn maybe_call(&mut self) {
+        if !self.replica.is_leader() {
+            return;
+        }
+        self.calls.expire(self.ticks);
+        if self.ticks % self.options.poll_ticks != 0 {
+            return;
+        }
+        if self.state.is_stable() && !self.calls.busy(Target::Master) {
+            self.call_master(self.state.config().num + 1);
+        }
+        let current = self.state.config().num;
+        for shard in 0..self.state.nshards() {
+            if self.calls.busy(Target::Shard(shard)) {
+                continue;
+            }
+            let purpose = match self.state.shards()[shard] {
+                Phase::Pulling { .. } => Purpose::Pull {
+                    config_num: current,
+                    shard,
+                },
+                Phase::Acking { .. } => Purpose::Ack {
+                    config_num: current,
+                    shard,
+                },
+                _ => continue,
+            };
+            self.call_group(purpose);
+        }
+    }
+
+    fn call_master(&mut self, num: ConfigNum) {
+        let request = master::Request {
+            client: self.options.gid,
+            seq: 0,
+            op: master::Op::Query { num: Some(num) },
+        };
+        let at = self
+            .calls
+            .cursor(Target::Master, self.options.masters.len());
+        let to = self.options.masters[at].clone();
+        let bytes = options().serialize(&request).expect("a query encodes");
+        self.start_call(Purpose::Master { num }, to, bytes);
+    }
+
+    fn call_group(&mut self, purpose: Purpose) {
+        let (shard, request) = match purpose {
+            Purpose::Pull { config_num, shard } => {
+                (shard, MigrationRequest::PullShard { config_num, shard })
+            }
+            Purpose::Ack { config_num, shard } => {
+                (shard, MigrationRequest::DeleteShard { config_num, shard })
+            }
+            Purpose::Master { .. } => unreachable!("masters are called by call_master"),
+        };
+        let from = self.state.prev_config().shards[shard];
+        let Some(servers) = self.state.prev_config().servers(from) else {
+            tracing::error!(
+                gid = self.options.gid,
+                shard,
+                from,
+                "previous owner has no servers"
+            );
+            return;
+        };
+        let to = servers[self.calls.cursor(Target::Shard(shard), servers.len())].clone();
+        let bytes = options()
+            .serialize(&GroupRequest::Migration(request))
+            .expect("a migration request encodes");
+        self.start_call(purpose, to, bytes);
+    }
+
+    fn start_call(&mut self, purpose: Purpose, to: String, bytes: Vec<u8>) {
+        let timeout = self.options.call_timeout_ticks;
+        let call_id = self.calls.start(purpose, self.ticks, timeout);
+        tracing::debug!(gid = self.options.gid, call_id, ?purpose, to, "call");
+        self.effects.push(Effect::Call { call_id, to, bytes });
+    }
+
+    /// The answer to call `call_id`: its reply bytes, or `None` when it failed or timed
+    /// out. Answers to unknown or forgotten calls are ignored.
+    pub fn on_response(
+        &mut self,
+        call_id: CallId,
+        reply: Option<Vec<u8>>,
+    ) -> Result<(), crate::ServerError> {
+        let Some(purpose) = self.calls.finish(call_id) else {
+            return Ok(());
+        };
+        let done = match (purpose, reply) {
+            (_, None) => false,
+            (Purpose::Master { num }, Some(bytes)) => self.on_master_reply(num, &bytes),
+            (purpose, Some(bytes)) => self.on_group_reply(purpose, &bytes),
+        };
+        if !done {
+            self.calls.failed(purpose.target(), None);
+        }
+        self.drive()
+    }
+
+    /// Handles a master's answer; true when it was a useful one.
+    fn on_master_reply(&mut self, num: ConfigNum, bytes: &[u8]) -> bool {
+        let response: master::Response = match options()
+            .with_limit(MAX_MASTER_REPLY_BYTES)
+            .deserialize(bytes)
+        {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(gid = self.options.gid, %error, "undecodable master reply");
+                return false;
+            }
+        };
+        match response {
+            Ok(config) => {
+                self.maybe_propose_config(num, config);
+                true
+            }
+            Err(MasterError::WrongLeader { hint }) => {
+                self.calls.failed(Target::Master, hint);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(gid = self.options.gid, %error, "master refused query");
+                false
+            }
+        }
+    }
+
+    fn maybe_propose_config(&mut self, num: ConfigNum, config: Config) {
+        let wanted = self.state.config().num + 1;
+        if config.num != num || num != wanted {
+            return; // No newer configuration yet (the master answers its latest).
+        }
+        if let Err(error) = config.check() {
+            tracing::error!(gid = self.options.gid, %error, "master sent a bad config");
+            return;
+        }
+        self.propose_task(Task::Config(num), Entry::Config(config));
+    }
+
+    /// Handles another group's answer; true when it was a useful one.
+    fn on_group_reply(&mut self, purpose: Purpose, bytes: &[u8]) -> bool {
+        let response = match options().with_limit(MAX_ENTRY_BYTES).deserialize(bytes) {
+            Ok(GroupResponse::Migration(response)) => response,
+            Ok(GroupResponse::Kv(_)) | Err(_) => {
+                tracing::warn!(gid = self.options.gid, ?purpose, "undecodable group reply");
+                return false;
+            }
+        };
+        match (purpose, response) {
+            (
+                Purpose::Pull { config_num, shard },
+                Ok(MigrationReply::ShardData {
+                    config_num: got_num,
+                    shard: got_shard,
+                    kv,
+                    sessions,
+                }),
+            ) if (got_num, got_shard) == (config_num, shard) => {
+                let entry = Entry::InstallShard {
+                    config_num,
+                    shard,
+                    kv,
+                    sessions,
+                };
+                self.propose_task(Task::Install(config_num, shard), entry);
+                true
+            }
+            (
+                Purpose::Ack { config_num, shard },
+                Ok(MigrationReply::Deleted {
+                    config_num: got_num,
+                    shard: got_shard,
+                }),
+            ) if (got_num, got_shard) == (config_num, shard) => {
+                let entry = Entry::ShardAcked { config_num, shard };
+                self.propose_task(Task::Acked(config_num, shard), entry);
+                true
+            }
+            (purpose, Err(shardkv_proto::KvError::WrongLeader { hint })) => {
+                self.calls.failed(purpose.target(), hint);
+                true
+            }
+            (purpose, other) => {
+                tracing::debug!(gid = self.options.gid, ?purpose, ?other, "not yet");
+                false
+            }
+        }
+    }
+
+    /// Proposes internal work unless the same work is already in flight.
+    fn propose_task(&mut self, task: Task, entry: Entry) {
+        if self.pending.any(|w| *w == Waiter::Internal(task)) {
+            return;
+        }
+        self.propose(entry, Waiter::Internal(task));
+    }
+}

@@ -1,0 +1,160 @@
+//! The group's whole replicated state as bytes, for log compaction and restart.
+//!
+//! A snapshot holds both configurations, every shard's phase with its data and duplicate
+//! table, the session timeout and the applied index; session expiry indexes are rebuilt
+//! on decode (by the duplicate table's own deserialization). A deleted shard is simply absent from the image, so once a snapshot follows
+//! a deletion (and compaction drops the log before it) the shard's bytes are gone from the
+//! disk too (6.824 challenge 1).
+//!
+//! Decoding checks the invariants of [`GroupState`] and refuses, rather than trusts,
+//! bytes that break them.
+
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+use shardkv_proto::{Config, GroupId};
+
+use crate::message::options;
+use crate::phase::Phase;
+use crate::state::GroupState;
+use crate::Index;
+
+/// The snapshot format version this code writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The largest snapshot [`GroupState::decode_snapshot`] accepts (bounds allocation on a
+/// corrupt length prefix).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 34;
+
+/// Why snapshot bytes could not be restored. Fatal: the bytes are not a snapshot of this
+/// group written by this version, and retrying will not change them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// bincode could not decode the bytes.
+    #[error("snapshot does not decode: {0}")]
+    Decode(String),
+    /// The bytes come from another format version.
+    #[error("snapshot version {found}, expected {SNAPSHOT_VERSION}")]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// The bytes decode but break an invariant of the state.
+    #[error("snapshot state is invalid: {0}")]
+    Invalid(String),
+}
+
+impl SnapshotError {
+    /// Always false: snapshot errors mean corrupt or foreign bytes.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Image {
+    version: u32,
+    gid: GroupId,
+    session_timeout_entries: u64,
+    config: Config,
+    prev: Config,
+    shards: Vec<Phase>,
+    applied_index: Index,
+}
+
+impl GroupState {
+    /// The whole state as snapshot bytes.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let image = Image {
+            version: SNAPSHOT_VERSION,
+            gid: self.gid,
+            session_timeout_entries: self.session_timeout_entries,
+            config: self.config.clone(),
+            prev: self.prev.clone(),
+            shards: self.shards.clone(),
+            applied_index: self.applied_index,
+        };
+        options()
+            .serialize(&image)
+            .expect("in-memory state always encodes")
+    }
+
+    /// The state encoded in `bytes` by [`GroupState::encode_snapshot`].
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let image: Image = options()
+            .with_limit(MAX_SNAPSHOT_BYTES)
+            .deserialize(bytes)
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        if image.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version {
+                found: image.version,
+            });
+        }
+        check_image(&image).map_err(SnapshotError::Invalid)?;
+        Ok(GroupState {
+            gid: image.gid,
+            session_timeout_entries: image.session_timeout_entries,
+            config: image.config,
+            prev: image.prev,
+            shards: image.shards,
+            applied_index: image.applied_index,
+        })
+    }
+
+    /// Replaces this state with the one in `bytes`, which must be of the same group;
+    /// on error this state is unchanged.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let restored = Self::decode_snapshot(bytes)?;
+        if restored.gid != self.gid {
+            return Err(SnapshotError::Invalid(format!(
+                "snapshot of group {}, this is group {}",
+                restored.gid, self.gid
+            )));
+        }
+        *self = restored;
+        Ok(())
+    }
+}
+
+fn check_image(image: &Image) -> Result<(), String> {
+    let (config, prev, gid) = (&image.config, &image.prev, image.gid);
+    config.check().map_err(|e| e.to_string())?;
+    prev.check().map_err(|e| e.to_string())?;
+    if config.num != prev.num + 1 && !(config.num == 0 && prev.num == 0) {
+        return Err(format!("config {} after {}", config.num, prev.num));
+    }
+    let n = image.shards.len();
+    if config.nshards() != n || prev.nshards() != n {
+        return Err(format!("{n} phases for {} shards", config.nshards()));
+    }
+    if image.session_timeout_entries == 0 {
+        return Err("session timeout of 0 entries".into());
+    }
+    for (shard, phase) in image.shards.iter().enumerate() {
+        let owned = config.shards[shard] == gid;
+        let ok = match phase {
+            Phase::Absent => !owned,
+            Phase::Serving(_) => owned,
+            Phase::Pulling { from } | Phase::Acking { from, .. } => {
+                owned && prev.shards[shard] == *from
+            }
+            Phase::Offering { to, .. } => prev.shards[shard] == gid && config.shards[shard] == *to,
+        };
+        if !ok {
+            return Err(format!(
+                "shard {shard} is {} in config {}",
+                phase.name(),
+                config.num
+            ));
+        }
+        let late = phase
+            .store()
+            .into_iter()
+            .flat_map(|s| s.sessions.sessions().values());
+        if late.into_iter().any(|s| s.last_index > image.applied_index) {
+            return Err(format!(
+                "shard {shard}: a session heard after the applied index"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! [`GroupState`]: the replicated state of one replica group, and `apply`.
+//!
+//! Every replica feeds the committed log entries, in order, to [`GroupState::apply`];
+//! since `apply` is deterministic (no clock, no randomness, `BTreeMap` order only), every
+//! replica holds the same state and computes the same answer at the same index.
+//!
+//! ```text
+//!   apply(index, entry)
+//!     |-- expire sessions of served shards quiet for > timeout entries
+//!     |-- Kv(request)        -> shard served? store.apply : WrongGroup     (store.rs)
+//!     |-- Config(next)       -> adopt: set each shard's phase             (migration.rs)
+//!     |-- InstallShard       -> Pulling -> Acking                          (migration.rs)
+//!     |-- DeleteShard        -> Offering -> Absent, answer Deleted         (migration.rs)
+//!     '-- ShardAcked         -> Acking -> Serving                          (migration.rs)
+//! ```
+//!
+//! Invariants (asserted or checked on snapshot restore): `prev.num + 1 == config.num`
+//! (both 0 at the start); one phase per shard of the configuration; a shard is served
+//! only when the current configuration gives it to this group and its data is here;
+//! indices passed to `apply` strictly increase.
+
+use shardkv_proto::kv::{KvError, MigrationResponse, Response};
+use shardkv_proto::{Config, GroupId, ShardId};
+
+use crate::message::Entry;
+use crate::phase::Phase;
+use crate::sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+use crate::Index;
+
+/// What an applied entry answers, for the request that proposed it (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The answer to a client's [`Entry::Kv`].
+    Kv(Response),
+    /// The answer to another group's `DeleteShard` ([`Entry::DeleteShard`]).
+    Migration(MigrationResponse),
+    /// An internal entry: nobody waits for an answer.
+    Internal,
+}
+
+/// The replicated state of one replica group; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub(crate) gid: GroupId,
+    pub(crate) session_timeout_entries: u64,
+    /// The configuration the group is in.
+    pub(crate) config: Config,
+    /// The configuration before it (for the addresses of groups shards come from).
+    pub(crate) prev: Config,
+    /// One phase per shard.
+    pub(crate) shards: Vec<Phase>,
+    pub(crate) applied_index: Index,
+}
+
+impl GroupState {
+    /// A fresh state for group `gid` in a cluster of `nshards` shards, in configuration 0
+    /// (owning nothing), with the default session timeout.
+    ///
+    /// # Panics
+    /// If `gid` is `NO_GROUP` or `nshards` is 0.
+    pub fn new(gid: GroupId, nshards: usize) -> Self {
+        Self::with_session_timeout(gid, nshards, DEFAULT_SESSION_TIMEOUT_ENTRIES)
+    }
+
+    /// Like [`GroupState::new`], sessions expiring after `timeout_entries` log entries of
+    /// silence. Every replica of the group must use the same value.
+    pub fn with_session_timeout(gid: GroupId, nshards: usize, timeout_entries: u64) -> Self {
+        assert!(gid != shardkv_proto::NO_GROUP, "group id 0 is reserved");
+        assert!(timeout_entries > 0, "session timeout of 0 entries");
+        let config = Config::initial(nshards);
+        GroupState {
+            gid,
+            session_timeout_entries: timeout_entries,
+            prev: config.clone(),
+            config,
+            shards: vec![Phase::Absent; nshards],
+            applied_index: 0,
+        }
+    }
+
+    /// Applies the committed `entry` at log `index`; returns the answer for whoever
+    /// proposed it.
+    ///
+    /// # Panics
+    /// If `index` is not past the last applied index.
+    pub fn apply(&mut self, index: Index, entry: Entry) -> Outcome {
+        self.advance_to(index);
+        match entry {
+            Entry::Kv(request) => Outcome::Kv(self.apply_kv(index, &request)),
+            Entry::Config(next) => {
+                self.adopt(next);
+                Outcome::Internal
+            }
+            Entry::InstallShard {
+                config_num,
+                shard,
+                kv,
+                sessions,
+            } => {
+                self.install(index, config_num, shard, kv, sessions);
+                Outcome::Internal
+            }
+            Entry::DeleteShard { config_num, shard } => {
+                Outcome::Migration(self.delete(config_num, shard))
+            }
+            Entry::ShardAcked { config_num, shard } => {
+                self.acked(config_num, shard);
+                Outcome::Internal
+            }
+        }
+    }
+
+    /// Notes that the entry at `index` held nothing for this state machine (a membership
+    /// change or an undecodable entry), so session expiry keeps in step with the log.
+    pub fn skip(&mut self, index: Index) {
+        self.advance_to(index);
+    }
+
+    fn advance_to(&mut self, index: Index) {
+        assert!(
+            index > self.applied_index,
+            "apply at index {index} after index {}",
+            self.applied_index
+        );
+        self.applied_index = index;
+        let timeout = self.session_timeout_entries;
+        for phase in &mut self.shards {
+            if let Some(store) = phase.served_store_mut() {
+                for (client, last_index) in store.sessions.expire(index, timeout) {
+                    tracing::debug!(client, last_index, index, "session expired");
+                }
+            }
+        }
+    }
+
+    fn apply_kv(&mut self, index: Index, request: &shardkv_proto::kv::Request) -> Response {
+        let shard = self.config.shard_of_key(request.op.key());
+        match self.shards[shard].served_store_mut() {
+            Some(store) => store.apply(index, request),
+            None => Err(KvError::WrongGroup),
+        }
+    }
+
+    /// This group's id.
+    pub fn gid(&self) -> GroupId {
+        self.gid
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The configuration before the current one (configuration 0 before 1, and itself).
+    pub fn prev_config(&self) -> &Config {
+        &self.prev
+    }
+
+    /// Every shard's phase, by shard.
+    pub fn shards(&self) -> &[Phase] {
+        &self.shards
+    }
+
+    /// The phase of `shard`, or `None` when out of range.
+    pub fn phase(&self, shard: ShardId) -> Option<&Phase> {
+        self.shards.get(shard)
+    }
+
+    /// True when no migration is in progress, so the next configuration may be adopted.
+    pub fn is_stable(&self) -> bool {
+        self.shards.iter().all(Phase::is_stable)
+    }
+
+    /// True when requests for `key` are served here now.
+    pub fn serves_key(&self, key: &[u8]) -> bool {
+        self.shards[self.config.shard_of_key(key)].serves()
+    }
+
+    /// The index of the last applied (or skipped) entry; 0 before any.
+    pub fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// The session timeout, in log entries.
+    pub fn session_timeout_entries(&self) -> u64 {
+        self.session_timeout_entries
+    }
+
+    /// The cluster's shard count.
+    pub fn nshards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Bytes of keys and values held, frozen shards included (what challenge 1 bounds).
+    pub fn data_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(Phase::store)
+            .map(|store| store.data_bytes())
+            .sum()
+    }
+}

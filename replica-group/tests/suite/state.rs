@@ -1,0 +1,311 @@
+//! Unit tests of [`GroupState`]: key/value semantics, duplicate detection, session expiry
+//! and limits, driven entry by entry, and a shard handed between two state machines.
+
+use std::collections::BTreeMap;
+
+use replica_group::{
+    Entry, GroupState, KvError, MigrationReply, Op, Outcome, Phase, Reply, Request, Response,
+};
+use shardkv_proto::kv::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use shardkv_proto::{key_to_shard, Config, GroupId, ShardId};
+
+pub const NSHARDS: usize = 10;
+
+/// Drives one state machine with consecutive log indices.
+pub struct Driver {
+    pub state: GroupState,
+    pub next_index: u64,
+}
+
+impl Driver {
+    pub fn new(gid: GroupId, timeout: u64) -> Self {
+        Driver {
+            state: GroupState::with_session_timeout(gid, NSHARDS, timeout),
+            next_index: 1,
+        }
+    }
+
+    pub fn apply(&mut self, entry: Entry) -> Outcome {
+        let index = self.next_index;
+        self.next_index += 1;
+        self.state.apply(index, entry)
+    }
+
+    pub fn kv(&mut self, client: u64, seq: u64, op: Op) -> Response {
+        match self.apply(Entry::Kv(Request { client, seq, op })) {
+            Outcome::Kv(response) => response,
+            other => panic!("kv entry answered {other:?}"),
+        }
+    }
+
+    pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.kv(0, 0, Op::Get { key: key.to_vec() }) {
+            Ok(Reply::Value(value)) => value,
+            other => panic!("get answered {other:?}"),
+        }
+    }
+}
+
+/// A configuration `num` giving shard `s` to `owners[s]`, groups 100 and 200 as members.
+pub fn config(num: u64, owners: [GroupId; NSHARDS]) -> Config {
+    let groups = [100, 200]
+        .into_iter()
+        .map(|gid| (gid, (0..3).map(|i| format!("g{gid}-{i}")).collect()))
+        .collect::<BTreeMap<_, _>>();
+    Config {
+        num,
+        shards: owners.to_vec(),
+        groups,
+    }
+}
+
+/// A key living in `shard`.
+pub fn key_in(shard: ShardId) -> Vec<u8> {
+    (0..)
+        .map(|i| format!("key{i}").into_bytes())
+        .find(|k| key_to_shard(k, NSHARDS) == shard)
+        .expect("some key lands in every shard")
+}
+
+fn put(key: &[u8], value: &[u8]) -> Op {
+    Op::Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+    }
+}
+
+fn append(key: &[u8], value: &[u8]) -> Op {
+    Op::Append {
+        key: key.to_vec(),
+        value: value.to_vec(),
+    }
+}
+
+/// A group owning every shard from configuration 1 on.
+fn owner_of_all(timeout: u64) -> Driver {
+    let mut driver = Driver::new(100, timeout);
+    driver.apply(Entry::Config(config(1, [100; NSHARDS])));
+    assert!(driver
+        .state
+        .shards()
+        .iter()
+        .all(|p| matches!(p, Phase::Serving(_))));
+    driver
+}
+
+/// Put overwrites, Append appends (and creates), Delete removes silently, Get reads.
+#[test]
+fn put_append_delete_get() {
+    let mut d = owner_of_all(100);
+    let k = b"k".as_slice();
+    assert_eq!(d.get(k), None);
+    assert_eq!(d.kv(1, 1, append(k, b"a")), Ok(Reply::Done));
+    assert_eq!(d.get(k), Some(b"a".to_vec()));
+    assert_eq!(d.kv(1, 2, append(k, b"b")), Ok(Reply::Done));
+    assert_eq!(d.get(k), Some(b"ab".to_vec()));
+    assert_eq!(d.kv(1, 3, put(k, b"x")), Ok(Reply::Done));
+    assert_eq!(d.get(k), Some(b"x".to_vec()));
+    let delete = Op::Delete { key: k.to_vec() };
+    assert_eq!(d.kv(1, 4, delete.clone()), Ok(Reply::Done));
+    assert_eq!(d.get(k), None);
+    assert_eq!(
+        d.kv(1, 5, delete),
+        Ok(Reply::Done),
+        "absent delete is silent"
+    );
+}
+
+/// A retried mutation gets its original answer and takes effect once; an older one is
+/// refused as stale; gets are never remembered.
+#[test]
+fn duplicates_answer_once() {
+    let mut d = owner_of_all(100);
+    let k = b"k".as_slice();
+    assert_eq!(d.kv(7, 1, append(k, b"a")), Ok(Reply::Done));
+    assert_eq!(d.kv(7, 1, append(k, b"a")), Ok(Reply::Done));
+    assert_eq!(d.get(k), Some(b"a".to_vec()));
+    assert_eq!(d.kv(7, 2, append(k, b"b")), Ok(Reply::Done));
+    assert_eq!(
+        d.kv(7, 1, append(k, b"a")),
+        Err(KvError::StaleRequest {
+            client: 7,
+            seq: 1,
+            last: 2
+        })
+    );
+    assert_eq!(d.get(k), Some(b"ab".to_vec()));
+    let shard = key_to_shard(k, NSHARDS);
+    let sessions = d.state.shards()[shard]
+        .store()
+        .expect("held")
+        .sessions
+        .len();
+    assert_eq!(sessions, 1, "gets (client 0) are not remembered");
+}
+
+/// A session expires after more than `timeout` entries of silence (a retry after that
+/// is applied again), and a shard never remembers more than `timeout + 1` clients.
+#[test]
+fn sessions_expire_by_log_time() {
+    let timeout = 5;
+    let mut d = owner_of_all(timeout);
+    let k = b"k".as_slice();
+    assert_eq!(d.kv(1, 1, append(k, b"a")), Ok(Reply::Done));
+    for i in 0..timeout - 1 {
+        d.get(format!("other{i}").as_bytes());
+    }
+    assert_eq!(d.kv(1, 1, append(k, b"a")), Ok(Reply::Done));
+    assert_eq!(
+        d.get(k),
+        Some(b"a".to_vec()),
+        "still remembered at the bound"
+    );
+    for i in 0..timeout {
+        d.get(format!("other{i}").as_bytes());
+    }
+    assert_eq!(d.kv(1, 1, append(k, b"a")), Ok(Reply::Done));
+    assert_eq!(d.get(k), Some(b"aa".to_vec()), "forgotten past the bound");
+    let shard = key_to_shard(k, NSHARDS);
+    for client in 10..40 {
+        assert_eq!(d.kv(client, 1, append(k, b".")), Ok(Reply::Done));
+        let held = d.state.shards()[shard]
+            .store()
+            .expect("held")
+            .sessions
+            .len();
+        assert!(
+            held as u64 <= timeout + 1,
+            "{held} sessions, timeout {timeout}"
+        );
+    }
+}
+
+/// Oversized keys and values are refused and change nothing; an Append whose result
+/// would pass the limit is refused, and a retry gets the same refusal.
+#[test]
+fn size_limits() {
+    let mut d = owner_of_all(100);
+    let long_key = vec![b'k'; MAX_KEY_BYTES + 1];
+    assert_eq!(
+        d.kv(1, 1, put(&long_key, b"v")),
+        Err(KvError::KeyTooLarge {
+            len: MAX_KEY_BYTES + 1,
+            max: MAX_KEY_BYTES
+        })
+    );
+    let k = b"k".as_slice();
+    let big = vec![b'v'; MAX_VALUE_BYTES];
+    assert_eq!(d.kv(1, 2, put(k, &big)), Ok(Reply::Done));
+    let too_large = Err(KvError::ValueTooLarge {
+        len: MAX_VALUE_BYTES + 1,
+        max: MAX_VALUE_BYTES,
+    });
+    assert_eq!(d.kv(1, 3, append(k, b"x")), too_large);
+    assert_eq!(d.kv(1, 3, append(k, b"x")), too_large);
+    assert_eq!(d.get(k).map(|v| v.len()), Some(MAX_VALUE_BYTES));
+}
+
+/// Before owning a shard, and after giving it away, a group answers WrongGroup.
+#[test]
+fn serves_only_owned_shards() {
+    let mut d = Driver::new(100, 100);
+    assert_eq!(d.kv(1, 1, put(b"k", b"v")), Err(KvError::WrongGroup));
+    let mut owners = [100; NSHARDS];
+    d.apply(Entry::Config(config(1, owners)));
+    let k = key_in(3);
+    assert_eq!(d.kv(1, 2, put(&k, b"v")), Ok(Reply::Done));
+    owners[3] = 200;
+    d.apply(Entry::Config(config(2, owners)));
+    assert!(matches!(
+        d.state.shards()[3],
+        Phase::Offering { to: 200, .. }
+    ));
+    assert_eq!(d.kv(1, 3, put(&k, b"w")), Err(KvError::WrongGroup));
+    assert_eq!(d.kv(1, 4, put(&key_in(4), b"w")), Ok(Reply::Done));
+}
+
+/// Configurations are adopted one at a time, in order, and not while a shard migrates.
+#[test]
+fn configs_in_order_and_only_when_stable() {
+    let mut a = owner_of_all(100);
+    let mut owners = [100; NSHARDS];
+    a.apply(Entry::Config(config(3, owners)));
+    assert_eq!(
+        a.state.config().num,
+        1,
+        "a skipped configuration is ignored"
+    );
+    owners[0] = 200;
+    a.apply(Entry::Config(config(2, owners)));
+    assert_eq!(a.state.config().num, 2);
+    a.apply(Entry::Config(config(3, owners)));
+    assert_eq!(a.state.config().num, 2, "shard 0 is still offered");
+    assert_eq!(
+        a.state.delete_verdict(2, 0),
+        replica_group::DeleteVerdict::Propose
+    );
+    a.apply(Entry::DeleteShard {
+        config_num: 2,
+        shard: 0,
+    });
+    a.apply(Entry::Config(config(3, owners)));
+    assert_eq!(a.state.config().num, 3);
+}
+
+/// A shard moves between two state machines with its data and duplicate table: a retried
+/// append at the new owner is not applied twice, and the old owner deletes on the ack.
+#[test]
+fn shard_moves_with_its_duplicate_table() {
+    let mut a = owner_of_all(100);
+    let mut b = Driver::new(200, 100);
+    let mut owners = [100; NSHARDS];
+    b.apply(Entry::Config(config(1, owners)));
+    let k = key_in(2);
+    assert_eq!(a.kv(9, 1, append(&k, b"x")), Ok(Reply::Done));
+    owners[2] = 200;
+    a.apply(Entry::Config(config(2, owners)));
+    b.apply(Entry::Config(config(2, owners)));
+    assert_eq!(b.state.shards()[2], Phase::Pulling { from: 100 });
+    assert_eq!(b.kv(9, 1, append(&k, b"x")), Err(KvError::WrongGroup));
+    let Ok(MigrationReply::ShardData { kv, sessions, .. }) = a.state.pull_answer(2, 2) else {
+        panic!("old owner does not offer the shard");
+    };
+    assert_eq!(
+        b.state.pull_answer(2, 2),
+        Ok(MigrationReply::NotReady { current: 2 })
+    );
+    b.apply(Entry::InstallShard {
+        config_num: 2,
+        shard: 2,
+        kv,
+        sessions,
+    });
+    assert!(matches!(
+        b.state.shards()[2],
+        Phase::Acking { from: 100, .. }
+    ));
+    assert_eq!(b.kv(9, 1, append(&k, b"x")), Ok(Reply::Done));
+    assert_eq!(b.get(&k), Some(b"x".to_vec()), "retry applied twice");
+    let deleted = Ok(MigrationReply::Deleted {
+        config_num: 2,
+        shard: 2,
+    });
+    assert_eq!(
+        a.apply(Entry::DeleteShard {
+            config_num: 2,
+            shard: 2
+        }),
+        Outcome::Migration(deleted.clone())
+    );
+    assert_eq!(a.state.shards()[2], Phase::Absent);
+    assert_eq!(
+        a.state.delete_verdict(2, 2),
+        replica_group::DeleteVerdict::Answer(deleted)
+    );
+    b.apply(Entry::ShardAcked {
+        config_num: 2,
+        shard: 2,
+    });
+    assert!(matches!(b.state.shards()[2], Phase::Serving(_)));
+    assert!(b.state.is_stable() && a.state.is_stable());
+}
