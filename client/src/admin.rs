@@ -18,19 +18,19 @@
 //!
 //! # Exactly once
 //!
-//! The admin draws a random [`ClientId`] from the transport when it is created and
-//! numbers its requests from [`FIRST_SEQ`]. Every operation takes a fresh sequence
-//! number *before* its first attempt, and every retry of that operation resends the
-//! identical bytes, so the shard master applies a retried Join, Leave or Move once and
-//! answers the retry with the original answer. Queries take a number too (the master
-//! ignores it); numbers are never reused, even by an operation abandoned at its
-//! deadline, so a late copy of an abandoned request can never be mistaken for a new one.
+//! The admin draws a random client id from the transport when it is created and
+//! numbers its requests from [`shardkv_proto::master::FIRST_SEQ`]. Every operation takes
+//! a fresh sequence number *before* its first attempt, and every retry of that operation
+//! resends the identical bytes, so the shard master applies a retried Join, Leave or
+//! Move once and answers the retry with the original answer (see [`crate::master`],
+//! the session the admin shares with the data [`crate::Client`]).
 //!
 //! # Leader search
 //!
 //! See [`crate::leader`]: the admin remembers the last server that answered, follows
 //! `WrongLeader` hints (NodeId `i + 1` = `masters[i]`), and otherwise walks the list.
-//! Backoff and deadlines are described in [`crate::retry`].
+//! The loop itself is [`crate::service`]'s, shared with the data client. Backoff and
+//! deadlines are described in [`crate::retry`].
 //!
 //! # Caveats
 //!
@@ -42,39 +42,19 @@
 
 use std::collections::BTreeMap;
 
-use shardkv_proto::master::FIRST_SEQ;
-use shardkv_proto::{
-    ClientId, Config, ConfigNum, GroupId, MasterError, Op, Request, Response, Seq, ShardId,
-};
+use shardkv_proto::{ClientId, Config, ConfigNum, GroupId, Op, ShardId};
 
 use crate::error::AdminError;
-use crate::leader::{LeaderCursor, Next};
-use crate::retry::{race_timer, AttemptFailure, Backoff, RetryPolicy};
+use crate::master::MasterSession;
+use crate::retry::{within_deadline, Progress, RetryPolicy};
 use crate::transport::Transport;
 
 /// A client of the shard master, generic over its [`Transport`].
 #[derive(Debug)]
 pub struct Admin<T: Transport> {
-    transport: T,
-    masters: Vec<String>,
-    client: ClientId,
-    next_seq: Seq,
-    /// `None` only when `masters` is empty.
-    cursor: Option<LeaderCursor>,
-    policy: RetryPolicy,
-}
-
-/// What one operation's retry loop has done so far; read after a deadline cut it short.
-#[derive(Debug, Default)]
-struct Progress {
-    attempts: u64,
-    last_failure: Option<AttemptFailure>,
-}
-
-/// How one operation ended, short of the deadline.
-enum Outcome {
-    Done(Config),
-    Rejected(MasterError),
+    pub(crate) transport: T,
+    pub(crate) session: MasterSession,
+    pub(crate) policy: RetryPolicy,
 }
 
 impl<T: Transport> Admin<T> {
@@ -90,27 +70,22 @@ impl<T: Transport> Admin<T> {
 
     /// Like [`Admin::new`], with an explicit retry policy.
     pub fn with_policy(transport: T, masters: Vec<String>, policy: RetryPolicy) -> Self {
-        let client = transport.random_u64();
-        let cursor =
-            (!masters.is_empty()).then(|| LeaderCursor::new(masters.len(), transport.random_u64()));
+        let session = MasterSession::new(&transport, masters);
         Admin {
             transport,
-            masters,
-            client,
-            next_seq: FIRST_SEQ,
-            cursor,
+            session,
             policy,
         }
     }
 
     /// This admin's client id (random, drawn from the transport).
     pub fn client_id(&self) -> ClientId {
-        self.client
+        self.session.client_id()
     }
 
     /// The shard master addresses, in NodeId order.
     pub fn masters(&self) -> &[String] {
-        &self.masters
+        self.session.masters()
     }
 
     /// The retry policy in force.
@@ -156,118 +131,13 @@ impl<T: Transport> Admin<T> {
     /// Sends `op` under a fresh sequence number until a definitive answer or the
     /// deadline.
     async fn request(&mut self, op: Op) -> Result<Config, AdminError> {
-        let Some(cursor) = self.cursor.as_mut() else {
-            return Err(AdminError::NoMasters);
-        };
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let request = Request {
-            client: self.client,
-            seq,
-            op,
-        };
-        let bytes = bincode::serialize(&request).map_err(|e| AdminError::Encode(e.to_string()))?;
-        let mut progress = Progress::default();
-        let work = retry_until_answer(
-            &self.transport,
-            &self.masters,
-            cursor,
-            &self.policy,
-            &request,
-            &bytes,
-            &mut progress,
-        );
-        let outcome = match self.policy.deadline {
-            None => Some(work.await),
-            Some(deadline) => race_timer(work, self.transport.sleep(deadline)).await,
-        };
-        match outcome {
-            Some(Outcome::Done(config)) => Ok(config),
-            Some(Outcome::Rejected(error)) => Err(AdminError::Rejected(error)),
-            None => {
-                let deadline = self.policy.deadline.unwrap_or_default();
-                tracing::debug!(
-                    client = self.client,
-                    seq,
-                    attempts = progress.attempts,
-                    ?deadline,
-                    "shard master deadline passed"
-                );
-                Err(AdminError::Timeout {
-                    deadline,
-                    attempts: progress.attempts,
-                    last_failure: progress.last_failure,
-                })
-            }
+        let mut progress = Progress::new(&self.policy);
+        let work = self
+            .session
+            .request(&self.transport, &self.policy, op, &mut progress);
+        match within_deadline(&self.transport, self.policy.deadline, work).await {
+            Some(answer) => answer,
+            None => Err(progress.expire(self.policy.deadline).into()),
         }
     }
-}
-
-/// The retry loop of one operation: attempts `bytes` (the encoding of `request`) at the
-/// cursor's server until a definitive answer, backing off between rounds. Unbounded by
-/// itself; [`Admin::request`] bounds it with the caller's deadline when there is one.
-async fn retry_until_answer<T: Transport>(
-    transport: &T,
-    masters: &[String],
-    cursor: &mut LeaderCursor,
-    policy: &RetryPolicy,
-    request: &Request,
-    bytes: &[u8],
-    progress: &mut Progress,
-) -> Outcome {
-    let (client, seq) = (request.client, request.seq);
-    let mut backoff = Backoff::new(policy);
-    cursor.start_operation();
-    loop {
-        let server = masters[cursor.current()].as_str();
-        progress.attempts += 1;
-        let failure = match attempt(transport, server, bytes, policy).await {
-            Ok(Ok(config)) => return Outcome::Done(config),
-            Ok(Err(MasterError::WrongLeader { hint })) => AttemptFailure::WrongLeader { hint },
-            Ok(Err(error)) => {
-                tracing::debug!(client, seq, server, %error, "shard master rejected request");
-                return Outcome::Rejected(error);
-            }
-            Err(failure) => failure,
-        };
-        if let AttemptFailure::BadReply(why) = &failure {
-            tracing::warn!(
-                client,
-                seq,
-                server,
-                why = why.as_str(),
-                "bad reply from shard master"
-            );
-        } else {
-            tracing::debug!(client, seq, server, attempt = progress.attempts, %failure, "shard master attempt failed");
-        }
-        let hint = match failure {
-            AttemptFailure::WrongLeader { hint } => hint,
-            _ => None,
-        };
-        progress.last_failure = Some(failure);
-        if cursor.failed(hint) == Next::BackOff {
-            transport.sleep(backoff.next_delay()).await;
-        }
-    }
-}
-
-/// One RPC to `server`: the decoded, checked [`Response`], or why there is none.
-async fn attempt<T: Transport>(
-    transport: &T,
-    server: &str,
-    bytes: &[u8],
-    policy: &RetryPolicy,
-) -> Result<Response, AttemptFailure> {
-    let reply = transport
-        .call(server, bytes.to_vec(), policy.rpc_timeout)
-        .await?;
-    let response: Response =
-        bincode::deserialize(&reply).map_err(|e| AttemptFailure::BadReply(e.to_string()))?;
-    if let Ok(config) = &response {
-        config
-            .check()
-            .map_err(|e| AttemptFailure::BadReply(e.to_string()))?;
-    }
-    Ok(response)
 }

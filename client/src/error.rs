@@ -1,10 +1,11 @@
-//! Errors of the client library, split into retryable and final ones.
+//! Errors of the client library ([`AdminError`] for the shard master's client,
+//! [`ClientError`] for the data client), split into retryable and final ones.
 
 use std::time::Duration;
 
-use shardkv_proto::MasterError;
+use shardkv_proto::{KvError, MasterError};
 
-use crate::retry::AttemptFailure;
+use crate::retry::{AttemptFailure, Expired};
 
 /// Why an [`crate::Admin`] operation failed.
 ///
@@ -52,10 +53,130 @@ impl AdminError {
     }
 }
 
+/// Why a [`crate::Client`] operation failed.
+///
+/// Transient trouble (no leader, a stale configuration, groups still receiving shards,
+/// timeouts, unreachable or misbehaving servers) never surfaces on its own: the client
+/// retries it until an answer comes or the caller's deadline passes, and only then
+/// reports [`ClientError::Timeout`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The request is invalid and was not carried out; sending it again is refused
+    /// again. A key over [`shardkv_proto::kv::MAX_KEY_BYTES`] or a value over
+    /// [`shardkv_proto::kv::MAX_VALUE_BYTES`] is caught before anything is sent; an
+    /// Append whose result would pass the value limit
+    /// ([`KvError::ValueTooLarge`]), a [`KvError::Malformed`] frame and a
+    /// [`KvError::StaleRequest`] come from the group, which changed nothing.
+    #[error("request rejected: {0}")]
+    Rejected(KvError),
+    /// No answer before the caller's deadline. The operation **may or may not** have
+    /// taken effect: a Put, Append or Delete sent before the deadline can still apply
+    /// (once). Read the key to find out before repeating an Append, since a new call is
+    /// a new request.
+    #[error(
+        "no answer within {deadline:?} ({attempts} attempts; last failure: {}); the operation may have taken effect",
+        last_failure.as_ref().map_or_else(|| "none".to_string(), ToString::to_string)
+    )]
+    Timeout {
+        /// The deadline that passed.
+        deadline: Duration,
+        /// How many RPCs were started, to the shard master and to replica groups.
+        attempts: u64,
+        /// Why the most recent finished attempt failed, if any finished.
+        last_failure: Option<AttemptFailure>,
+    },
+    /// The client was given no shard-master address, so it cannot learn a
+    /// configuration.
+    #[error("no shard master addresses given")]
+    NoMasters,
+    /// The shard master refused the client's configuration query. It answers queries
+    /// from anyone, so this means a misconfigured or misbehaving master.
+    #[error("shard master rejected the configuration query: {0}")]
+    MasterRejected(MasterError),
+    /// The request could not be encoded (a bincode failure; not expected).
+    #[error("cannot encode the request: {0}")]
+    Encode(String),
+}
+
+impl ClientError {
+    /// Whether the same call may succeed later: only [`ClientError::Timeout`]. See its
+    /// docs before repeating an Append.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ClientError::Timeout { .. })
+    }
+}
+
+impl From<Expired> for AdminError {
+    fn from(expired: Expired) -> Self {
+        let Expired {
+            deadline,
+            attempts,
+            last_failure,
+        } = expired;
+        AdminError::Timeout {
+            deadline,
+            attempts,
+            last_failure,
+        }
+    }
+}
+
+/// The same account, in the data client's terms (through [`AdminError::Timeout`]).
+impl From<Expired> for ClientError {
+    fn from(expired: Expired) -> Self {
+        AdminError::from(expired).into()
+    }
+}
+
+/// A configuration query fails the way an admin operation does; the client reports it
+/// in its own terms.
+impl From<AdminError> for ClientError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::Rejected(error) => ClientError::MasterRejected(error),
+            AdminError::NoMasters => ClientError::NoMasters,
+            AdminError::Encode(why) => ClientError::Encode(why),
+            AdminError::Timeout {
+                deadline,
+                attempts,
+                last_failure,
+            } => ClientError::Timeout {
+                deadline,
+                attempts,
+                last_failure,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transport::TransportError;
+
+    /// Only a client timeout invites a retry, and its message warns that the operation
+    /// may have happened.
+    #[test]
+    fn client_errors() {
+        let timeout = ClientError::Timeout {
+            deadline: Duration::from_millis(500),
+            attempts: 7,
+            last_failure: Some(AttemptFailure::WrongGroup { gid: 100 }),
+        };
+        assert!(timeout.is_retryable());
+        assert_eq!(
+            timeout.to_string(),
+            "no answer within 500ms (7 attempts; last failure: group 100 does not serve the \
+             key's shard now); the operation may have taken effect"
+        );
+        let rejected = ClientError::Rejected(KvError::KeyTooLarge { len: 9, max: 8 });
+        assert!(!rejected.is_retryable());
+        assert!(!ClientError::NoMasters.is_retryable());
+        assert_eq!(
+            ClientError::from(AdminError::NoMasters),
+            ClientError::NoMasters
+        );
+    }
 
     /// Only a timeout invites a retry; rejections and misconfiguration are final.
     #[test]

@@ -96,6 +96,47 @@ impl LeaderCursor {
     }
 }
 
+/// The servers of one replicated service (the shard master, or one replica group) and
+/// the cursor over them: everything the retry loop needs to pick its next server.
+#[derive(Debug, Clone)]
+pub(crate) struct Replicas {
+    servers: Vec<String>,
+    cursor: LeaderCursor,
+}
+
+impl Replicas {
+    /// The service at `servers` (`servers[i]` has NodeId `i + 1`), starting at a server
+    /// drawn from `random`, which is called only for a non-empty list; `None` for an
+    /// empty one.
+    pub(crate) fn new(servers: Vec<String>, random: impl FnOnce() -> u64) -> Option<Self> {
+        if servers.is_empty() {
+            return None;
+        }
+        let cursor = LeaderCursor::new(servers.len(), random());
+        Some(Replicas { servers, cursor })
+    }
+
+    /// Every server, in NodeId order.
+    pub(crate) fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    /// The address of the server to try next.
+    pub(crate) fn current(&self) -> &str {
+        &self.servers[self.cursor.current()]
+    }
+
+    /// See [`LeaderCursor::start_operation`].
+    pub(crate) fn start_operation(&mut self) {
+        self.cursor.start_operation();
+    }
+
+    /// See [`LeaderCursor::failed`].
+    pub(crate) fn failed(&mut self, hint: Option<NodeId>) -> Next {
+        self.cursor.failed(hint)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +187,18 @@ mod tests {
             assert_eq!(cursor.failed(hint), next, "step {step}");
             assert_eq!(cursor.current(), current, "step {step}");
         }
+    }
+
+    /// An empty service has no replicas and draws no random number; a non-empty one
+    /// starts where the random number says.
+    #[test]
+    fn replicas_of_a_service() {
+        let none = Replicas::new(Vec::new(), || panic!("drew a number for no servers"));
+        assert!(none.is_none());
+        let servers = vec!["a".to_string(), "b".to_string()];
+        let replicas = Replicas::new(servers.clone(), || 3).expect("two servers");
+        assert_eq!(replicas.current(), "b");
+        assert_eq!(replicas.servers(), servers.as_slice());
     }
 
     /// A new operation starts a fresh round but keeps the remembered leader.

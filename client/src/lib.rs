@@ -3,14 +3,18 @@
 //! A shardkv cluster has two kinds of replicated services: the **shard master**, which
 //! keeps the numbered configurations (which replica group owns which shard), and the
 //! **replica groups**, which store the keys. This crate holds the clients of both, and
-//! all their logic: finding leaders, following leader hints, retrying with bounded
-//! backoff, keeping retries exactly-once with `(client id, sequence number)`, and
-//! honouring a caller's deadline.
+//! all their logic: routing keys to groups through a cached configuration, finding
+//! leaders, following leader hints, retrying with bounded backoff, keeping retries
+//! exactly-once with `(client id, sequence number)`, and honouring a caller's deadline.
 //!
 //! ```text
-//!   your code --> Admin (join/leave/move_shard/query) --+
-//!                                                       +--> Transport --> servers
-//!   (later)   --> Client (get/put/append/delete) -------+    (simulator | tarpc)
+//!   your code --> Client (get/put/append/delete) --> Router (config + group leaders)
+//!                    |                                  | query latest config
+//!                    |                                  v
+//!   your code --> Admin (join/leave/move_shard/query) --> MasterSession
+//!                                                          |
+//!          service retry loop (leader cursor, backoff) <---+---> Transport --> servers
+//!                                                                (simulator | tarpc)
 //! ```
 //!
 //! The crate does no IO of its own. Everything goes through the [`Transport`] trait
@@ -20,14 +24,41 @@
 //! only on the shared types crate, serde, bincode, thiserror and tracing: never on
 //! raft-rs, sled or the simulator.
 //!
+//! Both clients answer with a definitive result or, only once the caller's
+//! [`RetryPolicy::deadline`] has passed, a timeout error that says the operation may
+//! have taken effect. Requests the servers would refuse come back as typed errors
+//! ([`ClientError::Rejected`], [`AdminError::Rejected`]); oversized keys and values are
+//! refused before anything is sent.
+//!
 //! # Example
 //!
-//! Given any transport, an operator's session with the shard master:
+//! Given any transport, an application's session with the data, and an operator's with
+//! the shard master:
 //!
 //! ```no_run
 //! use std::collections::BTreeMap;
 //! use std::time::Duration;
-//! use shardkv_client::{Admin, AdminError, RetryPolicy, Transport};
+//! use shardkv_client::{Admin, AdminError, Client, ClientError, KvError, RetryPolicy, Transport};
+//!
+//! async fn count_visit<T: Transport>(transport: T) -> Result<(), ClientError> {
+//!     let masters = vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into(), "10.0.0.3:7000".into()];
+//!     let policy = RetryPolicy { deadline: Some(Duration::from_secs(5)), ..RetryPolicy::default() };
+//!     let mut client = Client::with_policy(transport, masters, policy);
+//!
+//!     client.put("greeting", "hello").await?;
+//!     client.append("visits", "x").await?; // applied once, however often it is retried
+//!     assert_eq!(client.get("greeting").await?, Some(b"hello".to_vec()));
+//!     client.delete("greeting").await?;
+//!
+//!     match client.put(vec![0; 5000], "v").await {
+//!         Err(ClientError::Rejected(KvError::KeyTooLarge { len, max })) => {
+//!             println!("key of {len} bytes refused (limit {max}); nothing was sent")
+//!         }
+//!         Err(error @ ClientError::Timeout { .. }) => println!("unknown outcome: {error}"),
+//!         other => println!("{other:?}"),
+//!     }
+//!     Ok(())
+//! }
 //!
 //! async fn add_group<T: Transport>(transport: T) -> Result<(), AdminError> {
 //!     let masters = vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into(), "10.0.0.3:7000".into()];
@@ -48,30 +79,46 @@
 //! }
 //! ```
 //!
+//! Concurrent users create one [`Client`] each (a client runs one operation at a time,
+//! like a 6.824 clerk), sharing one transport through `&T`, `Rc<T>` or `Arc<T>`.
+//!
 //! # Modules
 //!
-//! - [`transport`] — the [`Transport`] trait and [`TransportError`].
-//! - [`admin`] — [`Admin`], the shard master's client.
+//! - [`transport`] — the [`Transport`] trait and [`TransportError`];
+//!   [`tarpc_transport`] — the production transport, tarpc over TCP.
+//! - [`client`] — [`Client`], the data client; [`route`] — its configuration cache
+//!   and routing.
+//! - [`admin`] — [`Admin`], the shard master's client; [`master`] — the shard-master
+//!   session both clients use.
+//! - [`service`] — the retry loop shared by every request to a replicated service.
 //! - [`retry`] — [`RetryPolicy`], backoff and deadlines.
 //! - [`leader`] — leader memory and hints, and how node ids map to addresses.
-//! - [`error`] — [`AdminError`].
+//! - [`error`] — [`AdminError`] and [`ClientError`].
 //!
 //! # Caveats
 //!
-//! - No `Send` futures: see [`transport`]. Run the client on a single thread.
-//! - The data `Client` (get/put/append/delete) is not written yet.
+//! - No `Send` futures: see [`transport`]. Run the clients on a single thread.
+//! - A client's configuration is refreshed only when the cluster says it is stale
+//!   (see [`route`]); there is no background polling.
 
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod client;
 pub mod error;
 pub mod leader;
+pub mod master;
 pub mod retry;
+pub mod route;
+pub mod service;
+pub mod tarpc_transport;
 pub mod transport;
 
 pub use admin::Admin;
-pub use error::AdminError;
+pub use client::Client;
+pub use error::{AdminError, ClientError};
 pub use leader::node_index;
 pub use retry::{AttemptFailure, RetryPolicy, DEFAULT_RPC_TIMEOUT};
-pub use shardkv_proto::{Config, ConfigNum, GroupId, MasterError, ShardId};
+pub use shardkv_proto::{Config, ConfigNum, GroupId, KvError, MasterError, ShardId};
+pub use tarpc_transport::TarpcTransport;
 pub use transport::{Transport, TransportError};

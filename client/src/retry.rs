@@ -32,9 +32,9 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use shardkv_proto::NodeId;
+use shardkv_proto::{ConfigNum, GroupId, NodeId, ShardId};
 
-use crate::transport::TransportError;
+use crate::transport::{Transport, TransportError};
 
 /// The default per-call RPC timeout: 1 s.
 ///
@@ -96,9 +96,85 @@ pub enum AttemptFailure {
         hint: Option<NodeId>,
     },
     /// The reply did not decode, or decoded to something malformed (a configuration
-    /// failing its invariant check). Treated as a lost reply.
+    /// failing its invariant check, an answer of the wrong kind). Treated as a lost reply.
     #[error("bad reply: {0}")]
     BadReply(String),
+    /// The replica group asked does not serve the key's shard now (the client's
+    /// configuration is stale, or the group is still receiving the shard). The client
+    /// re-queries the shard master and tries again.
+    #[error("group {gid} does not serve the key's shard now")]
+    WrongGroup {
+        /// The group that refused.
+        gid: GroupId,
+    },
+    /// The latest configuration the client has assigns the key's shard to no group (no
+    /// group has joined yet, or all have left). The client waits for a newer one.
+    #[error("shard {shard} has no owner in configuration {config}")]
+    NoOwner {
+        /// The key's shard.
+        shard: ShardId,
+        /// The configuration consulted.
+        config: ConfigNum,
+    },
+}
+
+impl AttemptFailure {
+    /// The leader hint this failure carries, if any.
+    pub(crate) fn leader_hint(&self) -> Option<NodeId> {
+        match self {
+            AttemptFailure::WrongLeader { hint } => *hint,
+            _ => None,
+        }
+    }
+}
+
+/// What one operation's retry loops have done so far, across every service it calls,
+/// and the backoff they share; read after a deadline cut the operation short.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// How many RPCs were started.
+    pub(crate) attempts: u64,
+    /// Why the most recent finished attempt failed, if any did.
+    pub(crate) last_failure: Option<AttemptFailure>,
+    backoff: Backoff,
+}
+
+impl Progress {
+    /// A fresh operation under `policy`: no attempts, the first backoff next.
+    pub(crate) fn new(policy: &RetryPolicy) -> Self {
+        Progress {
+            attempts: 0,
+            last_failure: None,
+            backoff: Backoff::new(policy),
+        }
+    }
+
+    /// The backoff sleep to take now (see [`Backoff::next_delay`]).
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        self.backoff.next_delay()
+    }
+
+    /// The account of an operation cut short by `deadline`, for its timeout error.
+    pub(crate) fn expire(self, deadline: Option<Duration>) -> Expired {
+        let deadline = deadline.unwrap_or_default();
+        tracing::debug!(attempts = self.attempts, ?deadline, "deadline passed");
+        Expired {
+            deadline,
+            attempts: self.attempts,
+            last_failure: self.last_failure,
+        }
+    }
+}
+
+/// What a timeout error reports about an operation whose deadline passed.
+#[derive(Debug)]
+pub(crate) struct Expired {
+    /// The deadline that passed.
+    pub(crate) deadline: Duration,
+    /// How many RPCs were started.
+    pub(crate) attempts: u64,
+    /// Why the most recent finished attempt failed, if any finished.
+    pub(crate) last_failure: Option<AttemptFailure>,
 }
 
 /// The sleeps between rounds: `initial`, doubling, capped at `max`.
@@ -129,7 +205,7 @@ impl Backoff {
 /// Runs `work` until it finishes or `timer` fires, whichever comes first: `Some(output)`
 /// or `None`. When both are ready at the same poll, the work wins. The loser is dropped
 /// when this returns, which cancels an in-flight call.
-pub(crate) async fn race_timer<W, S>(work: W, timer: S) -> Option<W::Output>
+async fn race_timer<W, S>(work: W, timer: S) -> Option<W::Output>
 where
     W: Future,
     S: Future<Output = ()>,
@@ -146,6 +222,24 @@ where
         Poll::Pending
     })
     .await
+}
+
+/// Runs `work` to completion, or until `deadline` passes on the transport's clock:
+/// `None` when the deadline won (the work is dropped, cancelling any call in flight).
+/// Without a deadline the work runs to completion.
+pub(crate) async fn within_deadline<T, W>(
+    transport: &T,
+    deadline: Option<Duration>,
+    work: W,
+) -> Option<W::Output>
+where
+    T: Transport,
+    W: Future,
+{
+    match deadline {
+        None => Some(work.await),
+        Some(deadline) => race_timer(work, transport.sleep(deadline)).await,
+    }
 }
 
 #[cfg(test)]

@@ -6,41 +6,22 @@ mod fake;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fake::{block_on, FakeMaster, Fault, MASTERS};
-use shardkv_client::{Admin, AdminError, AttemptFailure, MasterError, RetryPolicy, TransportError};
+use fake::{bad_replies, block_on, masters, ms, policy, FakeCluster, Fault, CLIENT};
+use shardkv_client::{Admin, AdminError, AttemptFailure, MasterError, TransportError};
 use shardkv_proto::master::FIRST_SEQ;
-use shardkv_proto::{ClientId, GroupId, Seq};
-
-/// The client id every test's fake hands out first.
-const CLIENT: ClientId = 77;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use shardkv_proto::GroupId;
 
 fn group(gid: GroupId) -> BTreeMap<GroupId, Vec<String>> {
     BTreeMap::from([(gid, vec![format!("g{gid}-a"), format!("g{gid}-b")])])
 }
 
 /// A fake whose admin gets client id [`CLIENT`] and starts at `m1`.
-fn fake() -> FakeMaster {
-    FakeMaster::new(&[CLIENT, 0])
+fn fake() -> FakeCluster {
+    FakeCluster::new(&[CLIENT, 0])
 }
 
-fn admin(fake: &FakeMaster, deadline: Option<Duration>) -> Admin<&FakeMaster> {
-    let masters = MASTERS.iter().map(|m| m.to_string()).collect();
-    let policy = RetryPolicy {
-        deadline,
-        ..RetryPolicy::default()
-    };
-    Admin::with_policy(fake, masters, policy)
-}
-
-fn ids(fake: &FakeMaster) -> Vec<(ClientId, Seq)> {
-    fake.calls()
-        .iter()
-        .map(|c| (c.request.client, c.request.seq))
-        .collect()
+fn admin(fake: &FakeCluster, deadline: Option<Duration>) -> Admin<&FakeCluster> {
+    Admin::with_policy(fake, masters(), policy(deadline))
 }
 
 /// A follower's leader hint is followed at once (no backoff), and the admin then
@@ -76,7 +57,7 @@ fn without_hints_walks_the_list() {
 /// The client id and the first server come from the transport's random numbers.
 #[test]
 fn client_id_and_first_server_are_random() {
-    let fake = FakeMaster::new(&[12345, 4]);
+    let fake = FakeCluster::new(&[12345, 4]);
     fake.leader.set(1);
     let mut admin = admin(&fake, None);
     assert_eq!(admin.client_id(), 12345);
@@ -116,11 +97,11 @@ fn retries_keep_client_and_seq() {
     let config = block_on(fake.clock(), admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
     assert_eq!(fake.targets(), ["m1", "m2", "m3", "m1", "m2", "m1"]);
-    assert_eq!(ids(&fake), vec![(CLIENT, FIRST_SEQ); 6]);
+    assert_eq!(fake.master_ids(), vec![(CLIENT, FIRST_SEQ); 6]);
     assert_eq!(fake.configs().len(), 2, "the join applied exactly once");
 
     block_on(fake.clock(), admin.query(None)).expect("query");
-    assert_eq!(ids(&fake).last(), Some(&(CLIENT, FIRST_SEQ + 1)));
+    assert_eq!(fake.master_ids().last(), Some(&(CLIENT, FIRST_SEQ + 1)));
 }
 
 /// A request the master refuses is returned at once as `Rejected`, without a retry and
@@ -144,7 +125,7 @@ fn rejected_request_returns_at_once() {
 
     let config = block_on(fake.clock(), admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
-    assert_eq!(ids(&fake)[2], (CLIENT, FIRST_SEQ + 2));
+    assert_eq!(fake.master_ids()[2], (CLIENT, FIRST_SEQ + 2));
 }
 
 /// With every call timing out, a 10 s deadline ends the operation at exactly 10 s of
@@ -170,7 +151,7 @@ fn deadline_exhaustion_returns_timeout() {
 
     *fake.always.borrow_mut() = None;
     block_on(fake.clock(), admin.query(None)).expect("query after recovery");
-    assert_eq!(ids(&fake).last(), Some(&(CLIENT, FIRST_SEQ + 1)));
+    assert_eq!(fake.master_ids().last(), Some(&(CLIENT, FIRST_SEQ + 1)));
 }
 
 /// Instant failures cannot make the loop spin: with every replica unreachable (5 ms
@@ -202,13 +183,7 @@ fn deadline_with_fast_failures_backs_off() {
 /// a lost reply: the admin moves on and gets a good answer, without panicking.
 #[test]
 fn bad_replies_are_retried() {
-    let faults = [
-        Fault::Garbage(vec![]),
-        Fault::Garbage(vec![0xff; 3]),
-        Fault::Garbage(vec![0; 4096]),
-        Fault::Malformed,
-    ];
-    for fault in faults {
+    for fault in bad_replies() {
         let fake = fake();
         fake.inject([fault.clone()]);
         let mut admin = admin(&fake, None);

@@ -1,10 +1,17 @@
 //! The `shardkv` command line.
 //!
-//! Today it grades the lab suites (`shardkv grade`) over the deterministic simulator; the
-//! real-cluster subcommands (`serve`, `local`, `demo`, admin and data commands) arrive with
-//! the runtime.
+//! - Nodes: `serve` runs one replica (of the shard master or of a replica group) as a
+//!   process; `local` runs a whole cluster on 127.0.0.1 in one process.
+//! - Admin: `join`, `leave`, `move`, `query` steer shards through the shard master.
+//! - Data: `get`, `put`, `append`, `delete`.
+//! - Labs: `grade` runs the lab suites over many seeds in the simulator.
+//!
+//! Client commands exit 0 on success, 1 when `get` finds no value, 2 on any other error
+//! (one line on stderr). Logs go to stderr, filtered by `RUST_LOG`.
 
+mod cli;
 mod grade;
+mod runtime;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +26,26 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run one replica of the shard master or of a replica group until SIGTERM/Ctrl-C.
+    Serve(cli::serve::ServeArgs),
+    /// Run a whole cluster (3 masters and the groups, joined) on 127.0.0.1 until Ctrl-C.
+    Local(cli::local::LocalArgs),
+    /// Add a replica group and rebalance shards onto it.
+    Join(cli::admin::JoinArgs),
+    /// Remove replica groups; their shards move to the others.
+    Leave(cli::admin::LeaveArgs),
+    /// Give one shard to one group.
+    Move(cli::admin::MoveArgs),
+    /// Show a configuration (the latest by default) as a shard map.
+    Query(cli::admin::QueryArgs),
+    /// Print the value of a key (exit 1, `not found` on stderr, when absent).
+    Get(cli::data::KeyArgs),
+    /// Set a key to a value.
+    Put(cli::data::KeyValueArgs),
+    /// Append to a key's value (a put when absent).
+    Append(cli::data::KeyValueArgs),
+    /// Remove a key.
+    Delete(cli::data::KeyArgs),
     /// Run the lab suites over many seeds in the simulator and print a score table.
     Grade(grade::GradeArgs),
 }
@@ -26,6 +53,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Local(args) => cli::local::run(args),
+        Command::Join(args) => cli::admin::join(args),
+        Command::Leave(args) => cli::admin::leave(args),
+        Command::Move(args) => cli::admin::move_shard(args),
+        Command::Query(args) => cli::admin::query(args),
+        Command::Get(args) => cli::data::get(args),
+        Command::Put(args) => cli::data::write(args, cli::data::WriteKind::Put),
+        Command::Append(args) => cli::data::write(args, cli::data::WriteKind::Append),
+        Command::Delete(args) => cli::data::delete(args),
         Command::Grade(args) => grade::run(args),
     }
 }

@@ -1,0 +1,225 @@
+//! [`Client`]: the data client (Get, Put, Append, Delete), a 6.824 clerk as a library.
+//!
+//! ```text
+//!   get/put/append/delete(key, ...)
+//!        | size limits checked here: too large -> Rejected, nothing sent
+//!        | GroupRequest::Kv(Request { client, seq, op })   (bincode 1.3, encoded once)
+//!        v
+//!   Router: key -> shard -> group (cached config) -> believed leader (cached per group)
+//!        |-- answer ---------------------------------------------> Ok
+//!        |-- KeyTooLarge / ValueTooLarge / StaleRequest / ... ---> Rejected
+//!        |-- WrongLeader{hint}, timeout, unreachable, garbage ---> next server of the group
+//!        '-- WrongGroup, or shard unowned ----------------------> re-query the master,
+//!                                                                  back off if nothing new
+//!   (the whole operation, master queries included, is raced against the deadline)
+//! ```
+//!
+//! # Exactly once
+//!
+//! A client draws a random [`ClientId`] from the transport when it is created (the same
+//! id serves its configuration queries, in the shard master's separate session table).
+//! Every Put, Append and Delete takes the next sequence number *before* its first
+//! attempt and is encoded once: every retry, to any replica of any group, after any
+//! configuration change, resends the identical bytes. A group remembers each client's
+//! latest mutation per shard and moves that memory with the shard, so a mutation whose
+//! reply was lost, retried elsewhere, is applied once and the retry gets the original
+//! answer: an Append is never doubled. Gets change nothing and are not deduplicated; they
+//! take no number of their own and carry the latest one, so logs show which write a read
+//! followed.
+//!
+//! Numbers are never reused, even by an operation abandoned at its deadline. A copy of
+//! an abandoned mutation still in the network can apply *after* the deadline, until the
+//! client's next mutation on the same shard applies (the group then refuses the older
+//! number as stale); hence the warning on [`ClientError::Timeout`].
+//!
+//! # One operation at a time
+//!
+//! Methods take `&mut self`: a client has one operation outstanding, as the duplicate
+//! tables assume (they remember one request per client). Concurrent users create one
+//! client each, over a shared transport (`&T`, `Rc<T>` and `Arc<T>` are transports);
+//! each gets its own id.
+//!
+//! # Caveats
+//!
+//! - Linearizability comes from the servers (every Get goes through the group's log);
+//!   the client adds no caching of values.
+//! - A reply that does not decode, or answers a different kind of request, is logged and
+//!   retried elsewhere like a lost one: a group that only answers garbage looks
+//!   unavailable, and the operation ends at the deadline (or never, without one).
+//! - A new configuration is fetched only when the cluster says the cached one is stale,
+//!   never in the background; the first operation of a client pays one extra query.
+//! - The deadline covers one operation; there is none by default, as in 6.824.
+
+use tracing::Instrument as _;
+
+use shardkv_proto::kv::{Op, Request};
+use shardkv_proto::master::FIRST_SEQ;
+use shardkv_proto::{ClientId, Config, GroupRequest, Reply, Seq};
+
+use crate::admin::Admin;
+use crate::error::ClientError;
+use crate::retry::{within_deadline, Progress, RetryPolicy};
+use crate::route::{Expect, KvCall, Link, Router};
+use crate::transport::Transport;
+
+/// A key/value client of a shardkv cluster, generic over its [`Transport`]. See the
+/// module docs.
+#[derive(Debug)]
+pub struct Client<T: Transport> {
+    /// The transport, the policy, and the shard-master session of configuration queries.
+    admin: Admin<T>,
+    router: Router,
+    /// The next mutation's sequence number.
+    next_seq: Seq,
+}
+
+impl<T: Transport> Client<T> {
+    /// A client of the cluster whose shard master replicas are at `masters`, with the
+    /// default [`RetryPolicy`] (1 s per RPC, no overall deadline).
+    ///
+    /// `masters[i]` must be the replica with Raft NodeId `i + 1` (see
+    /// [`crate::leader`]). Nothing is sent until the first operation, which fetches the
+    /// latest configuration. An empty list is accepted here and reported as
+    /// [`ClientError::NoMasters`] by every operation.
+    pub fn new(transport: T, masters: Vec<String>) -> Self {
+        Self::with_policy(transport, masters, RetryPolicy::default())
+    }
+
+    /// Like [`Client::new`], with an explicit retry policy; its deadline bounds each
+    /// operation as a whole (configuration queries included).
+    pub fn with_policy(transport: T, masters: Vec<String>, policy: RetryPolicy) -> Self {
+        Client {
+            admin: Admin::with_policy(transport, masters, policy),
+            router: Router::default(),
+            next_seq: FIRST_SEQ,
+        }
+    }
+
+    /// This client's id (random, drawn from the transport).
+    pub fn client_id(&self) -> ClientId {
+        self.admin.client_id()
+    }
+
+    /// The shard master addresses, in NodeId order.
+    pub fn masters(&self) -> &[String] {
+        self.admin.masters()
+    }
+
+    /// The configuration the client routes by: the latest it has fetched, if any.
+    pub fn config(&self) -> Option<&Config> {
+        self.router.config()
+    }
+
+    /// The retry policy in force.
+    pub fn policy(&self) -> &RetryPolicy {
+        self.admin.policy()
+    }
+
+    /// Replaces the retry policy; applies from the next operation on.
+    pub fn set_policy(&mut self, policy: RetryPolicy) {
+        self.admin.set_policy(policy);
+    }
+
+    /// The transport, for callers that share it.
+    pub fn transport(&self) -> &T {
+        self.admin.transport()
+    }
+
+    /// The value of `key`, or `None` when it is absent.
+    pub async fn get(&mut self, key: impl Into<Vec<u8>>) -> Result<Option<Vec<u8>>, ClientError> {
+        let key = key.into();
+        match self.run(Op::Get { key }).await? {
+            Reply::Value(value) => Ok(value),
+            Reply::Done => unreachable!("the router checks the reply kind"),
+        }
+    }
+
+    /// Sets `key` to `value`, replacing any previous value.
+    pub async fn put(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        let (key, value) = (key.into(), value.into());
+        self.mutate(Op::Put { key, value }).await
+    }
+
+    /// Appends `value` to the value of `key` (a put when `key` is absent). Fails with
+    /// [`ClientError::Rejected`]`(`[`shardkv_proto::KvError::ValueTooLarge`]`)`, changing
+    /// nothing, when the result would pass the value limit.
+    pub async fn append(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        let (key, value) = (key.into(), value.into());
+        self.mutate(Op::Append { key, value }).await
+    }
+
+    /// Removes `key`; succeeds when it is absent too.
+    pub async fn delete(&mut self, key: impl Into<Vec<u8>>) -> Result<(), ClientError> {
+        let key = key.into();
+        self.mutate(Op::Delete { key }).await
+    }
+
+    /// Runs a Put, Append or Delete, whose answer is "done".
+    async fn mutate(&mut self, op: Op) -> Result<(), ClientError> {
+        match self.run(op).await? {
+            Reply::Done => Ok(()),
+            Reply::Value(_) => unreachable!("the router checks the reply kind"),
+        }
+    }
+
+    /// Checks `op`, numbers and encodes it once, and sends it until an answer or the
+    /// deadline.
+    async fn run(&mut self, op: Op) -> Result<Reply, ClientError> {
+        op.check_limits().map_err(ClientError::Rejected)?;
+        let expect = if op.is_mutation() {
+            Expect::Done
+        } else {
+            Expect::Value
+        };
+        let seq = self.take_seq(&op);
+        let client = self.client_id();
+        let key = op.key().to_vec();
+        let request = GroupRequest::Kv(Request { client, seq, op });
+        let bytes = bincode::serialize(&request).map_err(|e| ClientError::Encode(e.to_string()))?;
+        let call = KvCall {
+            key: &key,
+            bytes: &bytes,
+            expect,
+        };
+        let Admin {
+            transport,
+            session,
+            policy,
+        } = &mut self.admin;
+        let (transport, policy) = (&*transport, &*policy);
+        let mut link = Link {
+            transport,
+            policy,
+            master: session,
+        };
+        let mut progress = Progress::new(policy);
+        let span = tracing::debug_span!("kv", client, seq);
+        let work = self
+            .router
+            .send(&mut link, call, &mut progress)
+            .instrument(span);
+        match within_deadline(transport, policy.deadline, work).await {
+            Some(answer) => answer,
+            None => Err(progress.expire(policy.deadline).into()),
+        }
+    }
+
+    /// The sequence number `op` carries: a fresh one for a mutation, the latest one
+    /// (0 before any) for a Get.
+    fn take_seq(&mut self, op: &Op) -> Seq {
+        if !op.is_mutation() {
+            return self.next_seq - 1;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+}

@@ -1,0 +1,268 @@
+//! [`Router`]: where a key/value request goes, and what to do when the cluster
+//! disagrees with the client's cached configuration.
+//!
+//! ```text
+//!   key --key_to_shard--> shard --config.shards--> gid --config.groups--> servers
+//!                                                   |                        |
+//!                                                   '-- leader memory -------+--> call
+//!
+//!   answer ----------------------------------------------------------> return it
+//!   WrongGroup from the group, or the shard has no owner:
+//!        query the latest config from the shard master; newer? retry at once
+//!                                                   not newer? back off, then retry
+//! ```
+//!
+//! The router caches the latest configuration it has seen and, per replica group of that
+//! configuration, the group's servers and believed leader ([`Replicas`]). It fetches a
+//! configuration only when it has none or the cluster says its one is stale: a group
+//! answering `WrongGroup` (it no longer owns the shard, or has not received it yet) or
+//! a shard with no owner. A configuration is only ever replaced by a newer one, and the
+//! leader memory of groups that left is dropped, so the cache stays as large as one
+//! configuration.
+//!
+//! Within a group, [`call_until_answer`] follows leader hints (the group's NodeId
+//! `i + 1` is its server `i` in the configuration) and moves on from timeouts and
+//! unreachable servers, exactly as for the shard master.
+
+use std::collections::BTreeMap;
+
+use shardkv_proto::{Config, ConfigNum, GroupId, GroupResponse, KvError, Op, Reply};
+
+use crate::error::ClientError;
+use crate::leader::Replicas;
+use crate::master::MasterSession;
+use crate::retry::{AttemptFailure, Progress, RetryPolicy};
+use crate::service::call_until_answer;
+use crate::transport::Transport;
+
+/// The reply a key/value request expects: a Get's value, or a mutation's "done".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// [`Reply::Value`].
+    Value,
+    /// [`Reply::Done`].
+    Done,
+}
+
+/// One key/value request: its key, its encoding (a
+/// [`shardkv_proto::GroupRequest::Kv`], made once and resent as is) and the reply kind
+/// it expects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KvCall<'a> {
+    /// The key, to route by.
+    pub(crate) key: &'a [u8],
+    /// The encoded request.
+    pub(crate) bytes: &'a [u8],
+    /// The reply kind a correct answer has.
+    pub(crate) expect: Expect,
+}
+
+/// What the router reaches the cluster with, lent by the client for one operation.
+#[derive(Debug)]
+pub(crate) struct Link<'a, T> {
+    /// The transport.
+    pub(crate) transport: &'a T,
+    /// The retry policy (its deadline is the caller's business).
+    pub(crate) policy: &'a RetryPolicy,
+    /// The session for configuration queries.
+    pub(crate) master: &'a mut MasterSession,
+}
+
+/// How one group ended a request's retry loop.
+enum GroupAnswer {
+    /// The answer, of the expected kind.
+    Reply(Reply),
+    /// A final refusal.
+    Rejected(KvError),
+    /// The group does not serve the key's shard now.
+    WrongGroup,
+}
+
+/// The configuration cache and leader memory of one data client. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    config: Option<Config>,
+    groups: BTreeMap<GroupId, Replicas>,
+}
+
+impl Router {
+    /// The cached configuration, if one was fetched.
+    pub(crate) fn config(&self) -> Option<&Config> {
+        self.config.as_ref()
+    }
+
+    /// Sends `call` to the group serving its key until it answers, refreshing the
+    /// configuration as the cluster demands. Unbounded: the caller races it against
+    /// its deadline.
+    pub(crate) async fn send<T: Transport>(
+        &mut self,
+        link: &mut Link<'_, T>,
+        call: KvCall<'_>,
+        progress: &mut Progress,
+    ) -> Result<Reply, ClientError> {
+        let KvCall { key, bytes, expect } = call;
+        let (transport, policy) = (link.transport, link.policy);
+        loop {
+            let Some(config) = &self.config else {
+                self.refresh(link, progress).await?;
+                continue;
+            };
+            let num = config.num;
+            let shard = config.shard_of_key(key);
+            let owner = config.owner(shard);
+            let servers = owner.and_then(|gid| Some((gid, config.servers(gid)?)));
+            let Some((gid, servers)) = servers else {
+                progress.last_failure = Some(AttemptFailure::NoOwner { shard, config: num });
+                self.maybe_back_off(link, progress, num).await?;
+                continue;
+            };
+            let replicas = group_replicas(&mut self.groups, gid, servers, transport);
+            let decode = |reply: &[u8]| decode(reply, expect);
+            match call_until_answer(transport, replicas, policy, bytes, progress, decode).await {
+                GroupAnswer::Reply(reply) => return Ok(reply),
+                GroupAnswer::Rejected(error) => return Err(ClientError::Rejected(error)),
+                GroupAnswer::WrongGroup => {
+                    tracing::debug!(gid, shard, config = num, "wrong group");
+                    progress.last_failure = Some(AttemptFailure::WrongGroup { gid });
+                    self.maybe_back_off(link, progress, num).await?;
+                }
+            }
+        }
+    }
+
+    /// After configuration `stale` misrouted a request: fetches the latest, and backs
+    /// off when the shard master has nothing newer (the group is still receiving the
+    /// shard, or no group owns it yet), so the client neither spins nor waits needlessly.
+    async fn maybe_back_off<T: Transport>(
+        &mut self,
+        link: &mut Link<'_, T>,
+        progress: &mut Progress,
+        stale: ConfigNum,
+    ) -> Result<(), ClientError> {
+        self.refresh(link, progress).await?;
+        if self.config.as_ref().is_some_and(|c| c.num <= stale) {
+            link.transport.sleep(progress.next_delay()).await;
+        }
+        Ok(())
+    }
+
+    /// Queries the latest configuration and adopts it if it is newer than the cached
+    /// one, dropping the leader memory of groups it no longer lists.
+    async fn refresh<T: Transport>(
+        &mut self,
+        link: &mut Link<'_, T>,
+        progress: &mut Progress,
+    ) -> Result<(), ClientError> {
+        let query = Op::Query { num: None };
+        let latest = link
+            .master
+            .request(link.transport, link.policy, query, progress)
+            .await?;
+        if self.config.as_ref().is_some_and(|c| c.num >= latest.num) {
+            return Ok(());
+        }
+        tracing::debug!(config = latest.num, "new configuration");
+        self.groups.retain(|gid, _| latest.groups.contains_key(gid));
+        self.config = Some(latest);
+        Ok(())
+    }
+}
+
+/// Group `gid`'s replicas at `servers`: the remembered ones (and their leader) when the
+/// group still lists the same servers, else fresh ones starting at a random server.
+fn group_replicas<'a, T: Transport>(
+    groups: &'a mut BTreeMap<GroupId, Replicas>,
+    gid: GroupId,
+    servers: &[String],
+    transport: &T,
+) -> &'a mut Replicas {
+    let stale = groups.get(&gid).is_some_and(|r| r.servers() != servers);
+    if stale {
+        groups.remove(&gid);
+    }
+    groups.entry(gid).or_insert_with(|| {
+        // A checked configuration lists at least one server per member group.
+        Replicas::new(servers.to_vec(), || transport.random_u64())
+            .expect("a member group has servers (Config::check)")
+    })
+}
+
+/// A group's reply: an answer of the expected kind, a final refusal, or `WrongGroup`;
+/// `WrongLeader` and anything malformed are failed attempts.
+fn decode(reply: &[u8], expect: Expect) -> Result<GroupAnswer, AttemptFailure> {
+    let response: GroupResponse =
+        bincode::deserialize(reply).map_err(|e| AttemptFailure::BadReply(e.to_string()))?;
+    let GroupResponse::Kv(response) = response else {
+        return Err(AttemptFailure::BadReply("a migration reply".into()));
+    };
+    match response {
+        Ok(reply) => match (&reply, expect) {
+            (Reply::Value(_), Expect::Value) | (Reply::Done, Expect::Done) => {
+                Ok(GroupAnswer::Reply(reply))
+            }
+            _ => Err(AttemptFailure::BadReply(format!(
+                "{reply:?} answers a request expecting {expect:?}"
+            ))),
+        },
+        Err(KvError::WrongLeader { hint }) => Err(AttemptFailure::WrongLeader { hint }),
+        Err(KvError::WrongGroup) => Ok(GroupAnswer::WrongGroup),
+        Err(error) => Ok(GroupAnswer::Rejected(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(response: GroupResponse) -> Vec<u8> {
+        bincode::serialize(&response).expect("encode")
+    }
+
+    /// Answers of the expected kind pass, the other kind and foreign or undecodable
+    /// replies are bad, leaders and groups are told apart, and the rest is final.
+    #[test]
+    fn decode_sorts_replies() {
+        let value = encode(GroupResponse::Kv(Ok(Reply::Value(Some(b"v".to_vec())))));
+        let done = encode(GroupResponse::Kv(Ok(Reply::Done)));
+        let migration = encode(GroupResponse::Migration(Err(KvError::WrongGroup)));
+        let leader = encode(GroupResponse::Kv(Err(KvError::WrongLeader {
+            hint: Some(2),
+        })));
+        let group = encode(GroupResponse::Kv(Err(KvError::WrongGroup)));
+        let too_large = KvError::ValueTooLarge { len: 9, max: 8 };
+        let rejected = encode(GroupResponse::Kv(Err(too_large.clone())));
+
+        assert!(matches!(
+            decode(&value, Expect::Value),
+            Ok(GroupAnswer::Reply(Reply::Value(Some(_))))
+        ));
+        assert!(matches!(
+            decode(&done, Expect::Done),
+            Ok(GroupAnswer::Reply(Reply::Done))
+        ));
+        for (bytes, expect) in [
+            (&value, Expect::Done),
+            (&done, Expect::Value),
+            (&migration, Expect::Done),
+            (&vec![0xff; 3], Expect::Value),
+        ] {
+            let result = decode(bytes, expect);
+            assert!(
+                matches!(result, Err(AttemptFailure::BadReply(_))),
+                "{bytes:?} for {expect:?}"
+            );
+        }
+        assert!(matches!(
+            decode(&leader, Expect::Done),
+            Err(AttemptFailure::WrongLeader { hint: Some(2) })
+        ));
+        assert!(matches!(
+            decode(&group, Expect::Done),
+            Ok(GroupAnswer::WrongGroup)
+        ));
+        assert!(matches!(
+            decode(&rejected, Expect::Done),
+            Ok(GroupAnswer::Rejected(error)) if error == too_large
+        ));
+    }
+}

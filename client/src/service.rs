@@ -1,0 +1,65 @@
+//! The retry loop every request to a replicated service runs, shared by the shard
+//! master's clients ([`crate::Admin`], and the [`crate::Client`]'s configuration
+//! queries) and the replica groups' (the [`crate::Client`]'s reads and writes).
+//!
+//! One request, already encoded, is sent to the believed leader until a reply ends the
+//! loop. What ends it is the caller's business: a `decode` function turns reply bytes
+//! into an answer (success, a final rejection, or anything else the caller must act on,
+//! such as a replica group's "wrong group") or into an [`AttemptFailure`], after which
+//! the loop moves on:
+//!
+//! ```text
+//!   +--> call(current server, bytes, rpc_timeout) --reply--> decode --Ok(answer)--> return
+//!   |        | timeout / unreachable                            | Err(WrongLeader{hint})
+//!   |        v                                                  v Err(BadReply)
+//!   '---- replicas.failed(hint): hinted server or the next; after a full round, back off
+//! ```
+//!
+//! The loop is unbounded by itself: the caller races the whole operation against its
+//! deadline (see [`crate::retry`]), which drops the loop and any call in flight. Every
+//! retry resends the identical bytes, so a request carrying `(client, seq)` takes
+//! effect at most once however many copies reach the servers.
+//!
+//! The loop logs without naming the request; callers run it inside a span that does
+//! (`shard_master{client seq}`, `kv{client seq}`).
+
+use crate::leader::{Next, Replicas};
+use crate::retry::{AttemptFailure, Progress, RetryPolicy};
+use crate::transport::Transport;
+
+/// Sends `request` to `replicas` until `decode` accepts a reply, counting attempts and
+/// failures in `progress` and backing off between rounds with its backoff.
+pub(crate) async fn call_until_answer<T, A>(
+    transport: &T,
+    replicas: &mut Replicas,
+    policy: &RetryPolicy,
+    request: &[u8],
+    progress: &mut Progress,
+    decode: impl Fn(&[u8]) -> Result<A, AttemptFailure>,
+) -> A
+where
+    T: Transport,
+{
+    replicas.start_operation();
+    loop {
+        let server = replicas.current();
+        progress.attempts += 1;
+        let reply = transport
+            .call(server, request.to_vec(), policy.rpc_timeout)
+            .await;
+        let failure = match reply.map_err(AttemptFailure::from).and_then(|r| decode(&r)) {
+            Ok(answer) => return answer,
+            Err(failure) => failure,
+        };
+        if let AttemptFailure::BadReply(why) = &failure {
+            tracing::warn!(server, why = why.as_str(), "bad reply");
+        } else {
+            tracing::debug!(server, attempt = progress.attempts, %failure, "attempt failed");
+        }
+        let hint = failure.leader_hint();
+        progress.last_failure = Some(failure);
+        if replicas.failed(hint) == Next::BackOff {
+            transport.sleep(progress.next_delay()).await;
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! [`TarpcTransport`]: the production [`Transport`], tarpc over TCP with bincode frames.
+//!
+//! Every shardkv process (shard-master replica, replica-group replica) listens on one TCP
+//! address and serves one tarpc service, [`Node`], for all its callers:
+//!
+//! ```text
+//!   client / admin / other group --- Node::call(bytes) -> bytes ---> node
+//!   raft peer of the same group ---- Node::raft(from, [msg, ..]) --> node
+//! ```
+//!
+//! - `call` carries the bytes the client library (or a group's migration code) encoded:
+//!   a bincode `master::Request` to a shard master, a bincode `kv::GroupRequest` to a
+//!   group replica; the answer is the matching encoded response. The transport neither
+//!   inspects nor validates them.
+//! - `raft` carries a batch of encoded raft messages from peer `from` to this node. It
+//!   answers `()` once the node has queued them (not once they are processed): raft
+//!   tolerates loss, so the sender needs no more.
+//!
+//! # Connections
+//!
+//! Connections are cached per address and shared by concurrent calls (tarpc multiplexes
+//! requests over one connection). Any failed call evicts the address's connection, so
+//! the next call dials again: a restarted peer is reached on the first call after it is
+//! back. Frames are length-delimited and limited to [`MAX_FRAME_BYTES`] in both
+//! directions.
+//!
+//! # Runtime
+//!
+//! The [`Transport`] trait's futures are not required to be `Send`, so code generic over
+//! it (the `Admin`, the `Client`) runs on a current-thread tokio runtime or in a
+//! `tokio::task::LocalSet`. The inherent [`TarpcTransport::call_bytes`] returns a `Send`
+//! future, for servers that make calls from a multi-threaded runtime. Either way a tokio
+//! runtime must be running: the transport spawns one dispatch task per connection.
+//!
+//! # Caveats
+//!
+//! - No TLS and no authentication: run shardkv on a trusted network.
+//! - A call abandoned at its timeout may still be delivered; the servers' duplicate
+//!   detection covers that (see [`crate::transport`]).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tarpc::client::RpcError;
+use tarpc::serde_transport::tcp;
+use tarpc::tokio_serde::formats::Bincode;
+use tarpc::{client, context};
+
+use crate::transport::{Transport, TransportError};
+use crate::{Admin, Client, RetryPolicy};
+
+/// The largest frame a shardkv node or client reads or writes (64 MiB): a raft snapshot
+/// of a large group fits, and a frame header announcing more is refused before any of
+/// its bytes are buffered.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// The tarpc service every shardkv node serves (see the module docs).
+#[allow(missing_docs)]
+mod service {
+    /// One service for all node kinds: client calls and raft traffic.
+    #[tarpc::service]
+    pub trait Node {
+        /// A request encoded by its caller (a bincode `master::Request` or
+        /// `kv::GroupRequest`); the answer is the matching encoded response.
+        async fn call(request: Vec<u8>) -> Vec<u8>;
+        /// A batch of encoded raft messages from replica `from` of the same service.
+        async fn raft(from: u64, messages: Vec<Vec<u8>>);
+    }
+}
+
+pub use service::{Node, NodeClient, NodeRequest, NodeResponse, ServeNode};
+
+/// A [`Transport`] over tarpc and TCP, with a connection cache; cheap to clone (clones
+/// share the cache).
+#[derive(Debug, Clone, Default)]
+pub struct TarpcTransport {
+    connections: Arc<Mutex<HashMap<String, NodeClient>>>,
+}
+
+impl TarpcTransport {
+    /// A transport with an empty connection cache. Must be used inside a tokio runtime.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tarpc client for `to`, dialing it (within `timeout`) if none is cached.
+    pub async fn connect(&self, to: &str, timeout: Duration) -> Result<NodeClient, TransportError> {
+        if let Some(client) = self.cached(to) {
+            return Ok(client);
+        }
+        let mut connect = tcp::connect(to, Bincode::default);
+        connect.config_mut().max_frame_length(MAX_FRAME_BYTES);
+        let transport = match tokio::time::timeout(timeout, connect).await {
+            Err(_) => return Err(TransportError::Timeout),
+            Ok(Err(error)) => {
+                tracing::debug!(to, %error, "connect failed");
+                return Err(TransportError::Unreachable);
+            }
+            Ok(Ok(transport)) => transport,
+        };
+        let client = NodeClient::new(client::Config::default(), transport).spawn();
+        if let Ok(mut connections) = self.connections.lock() {
+            connections.insert(to.to_string(), client.clone());
+        }
+        Ok(client)
+    }
+
+    /// Like [`Transport::call`], as a `Send` future.
+    pub async fn call_bytes(
+        &self,
+        to: &str,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
+        let started = Instant::now();
+        let client = self.connect(to, timeout).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = tokio::time::timeout(remaining, client.call(deadline(remaining), request));
+        self.finish(to, result.await)
+    }
+
+    /// Sends a batch of raft messages from replica `from` to the node at `to`.
+    pub async fn send_raft(
+        &self,
+        to: &str,
+        from: u64,
+        messages: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        let started = Instant::now();
+        let client = self.connect(to, timeout).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result =
+            tokio::time::timeout(remaining, client.raft(deadline(remaining), from, messages));
+        self.finish(to, result.await)
+    }
+
+    /// Maps a call's outcome to the transport's errors, evicting the connection on any
+    /// failure so the next call dials again.
+    fn finish<R>(
+        &self,
+        to: &str,
+        result: Result<Result<R, RpcError>, tokio::time::error::Elapsed>,
+    ) -> Result<R, TransportError> {
+        let error = match result {
+            Ok(Ok(reply)) => return Ok(reply),
+            Err(_) | Ok(Err(RpcError::DeadlineExceeded)) => TransportError::Timeout,
+            Ok(Err(RpcError::Shutdown)) => TransportError::Unreachable,
+            Ok(Err(other)) => TransportError::Other(other.to_string()),
+        };
+        tracing::debug!(to, %error, "call failed; dropping the connection");
+        if let Ok(mut connections) = self.connections.lock() {
+            connections.remove(to);
+        }
+        Err(error)
+    }
+
+    fn cached(&self, to: &str) -> Option<NodeClient> {
+        self.connections.lock().ok()?.get(to).cloned()
+    }
+}
+
+/// A tarpc context whose deadline is `timeout` from now.
+fn deadline(timeout: Duration) -> context::Context {
+    let mut ctx = context::current();
+    ctx.deadline = Instant::now() + timeout;
+    ctx
+}
+
+impl Transport for TarpcTransport {
+    fn call(
+        &self,
+        to: &str,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, TransportError>> {
+        self.call_bytes(to, request, timeout)
+    }
+
+    fn sleep(&self, d: Duration) -> impl std::future::Future<Output = ()> {
+        tokio::time::sleep(d)
+    }
+
+    fn random_u64(&self) -> u64 {
+        os_random_u64()
+    }
+}
+
+/// A random number from the standard library's per-process random hasher keys, mixed
+/// with a counter and the clock (ids and load spreading only, never security).
+pub fn os_random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(since.as_nanos());
+    }
+    hasher.finish()
+}
+
+impl Admin<TarpcTransport> {
+    /// An admin for the shard masters at `masters` over a fresh [`TarpcTransport`],
+    /// retrying under `policy`. Run it inside a tokio runtime (see the module docs).
+    pub fn connect(masters: Vec<String>, policy: RetryPolicy) -> Self {
+        Admin::with_policy(TarpcTransport::new(), masters, policy)
+    }
+}
+
+impl Client<TarpcTransport> {
+    /// A data client for the cluster whose shard masters are at `masters`, over a fresh
+    /// [`TarpcTransport`], retrying under `policy`. Run it inside a tokio runtime, on one
+    /// thread (see the module docs).
+    pub fn connect(masters: Vec<String>, policy: RetryPolicy) -> Self {
+        Client::with_policy(TarpcTransport::new(), masters, policy)
+    }
+}

@@ -1,0 +1,191 @@
+//! `shardkv local`: a whole cluster on 127.0.0.1 in one process, until Ctrl-C.
+//!
+//! Three shard-master replicas listen on `--base-port` and the two ports after it; group
+//! `g` (gid `100 + g`) has its replicas on `base + 100 + 10 g + r`. The layout is a pure
+//! function of the options, so a restart with the same `--data-dir` finds every replica
+//! at its old address and resumes its data; groups that already joined are not joined
+//! again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use shardkv_client::{Admin, GroupId, RetryPolicy};
+use shardkv_raft::NodeId;
+use tokio::sync::watch;
+
+use crate::runtime::{run_node, NodeSpec, Role};
+
+/// Options of `shardkv local`.
+#[derive(Args, Debug, Clone)]
+pub struct LocalArgs {
+    /// How many replica groups (gids 100, 101, ...).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub groups: u16,
+    /// Replicas per group.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub replicas: u16,
+    /// Keep the data here (restart resumes it); default: a temporary directory removed
+    /// on exit.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The first shard master's port.
+    #[arg(long, default_value_t = 7000)]
+    pub base_port: u16,
+}
+
+/// The addresses and data directories of a local cluster.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The shard masters, in NodeId order.
+    pub masters: Vec<String>,
+    /// Each group's replicas, in NodeId order.
+    pub groups: BTreeMap<GroupId, Vec<String>>,
+    /// The root of every replica's data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout for these sizes on 127.0.0.1.
+    pub fn new(
+        groups: u16,
+        replicas: u16,
+        base_port: u16,
+        data_dir: PathBuf,
+    ) -> Result<Self, String> {
+        let port = |offset: u32| -> Result<String, String> {
+            u16::try_from(u32::from(base_port) + offset)
+                .map(|port| format!("127.0.0.1:{port}"))
+                .map_err(|_| format!("--base-port {base_port} leaves no room for the cluster"))
+        };
+        let masters = (0..3).map(port).collect::<Result<Vec<_>, _>>()?;
+        let mut layout = BTreeMap::new();
+        for g in 0..u32::from(groups) {
+            let servers = (0..u32::from(replicas))
+                .map(|r| port(100 + 10 * g + r))
+                .collect::<Result<Vec<_>, _>>()?;
+            layout.insert(100 + GroupId::from(g), servers);
+        }
+        Ok(Layout {
+            masters,
+            groups: layout,
+            data_dir,
+        })
+    }
+
+    /// Every node's spec.
+    pub fn specs(&self) -> Vec<NodeSpec> {
+        let mut specs = service_specs(Role::Master, &self.masters, self.data_dir.join("master"));
+        for (&gid, servers) in &self.groups {
+            let role = Role::Group {
+                gid,
+                masters: self.masters.clone(),
+            };
+            specs.extend(service_specs(
+                role,
+                servers,
+                self.data_dir.join(format!("group-{gid}")),
+            ));
+        }
+        specs
+    }
+}
+
+/// The specs of one service's replicas (NodeId `i + 1` at `addresses[i]`).
+fn service_specs(role: Role, addresses: &[String], dir: PathBuf) -> Vec<NodeSpec> {
+    let peers: BTreeMap<NodeId, String> = (1..).zip(addresses.iter().cloned()).collect();
+    peers
+        .iter()
+        .map(|(&id, address)| {
+            let data_dir = dir.join(format!("replica-{id}"));
+            NodeSpec::new(role.clone(), id, address.clone(), peers.clone(), data_dir)
+        })
+        .collect()
+}
+
+/// Joins every group of `layout` that is not yet a member.
+pub async fn join_missing(layout: &Layout, policy: RetryPolicy) -> Result<(), String> {
+    let mut admin = Admin::connect(layout.masters.clone(), policy);
+    let latest = admin.query(None).await.map_err(|error| error.to_string())?;
+    let missing: BTreeMap<GroupId, Vec<String>> = layout
+        .groups
+        .iter()
+        .filter(|(gid, _)| !latest.groups.contains_key(gid))
+        .map(|(&gid, servers)| (gid, servers.clone()))
+        .collect();
+    if !missing.is_empty() {
+        admin
+            .join(missing)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs `shardkv local`.
+pub fn run(args: LocalArgs) -> ExitCode {
+    super::logging::init("warn");
+    let (temp, data_dir) = match &args.data_dir {
+        Some(dir) => (None, dir.clone()),
+        None => match tempfile::tempdir() {
+            Ok(temp) => {
+                let path = temp.path().to_path_buf();
+                (Some(temp), path)
+            }
+            Err(error) => {
+                return super::fail(format!("cannot create a temporary directory: {error}"))
+            }
+        },
+    };
+    let layout = match Layout::new(args.groups, args.replicas, args.base_port, data_dir) {
+        Ok(layout) => layout,
+        Err(message) => return super::fail(message),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return super::fail(format!("cannot start the runtime: {error}")),
+    };
+    let code = runtime.block_on(serve_local(layout));
+    drop(temp);
+    code
+}
+
+/// Starts every node, joins the groups, prints the masters, and serves until a signal.
+async fn serve_local(layout: Layout) -> ExitCode {
+    let (stop, shutdown) = watch::channel(false);
+    let nodes: Vec<_> = layout
+        .specs()
+        .into_iter()
+        .map(|spec| tokio::spawn(run_node(spec, shutdown.clone())))
+        .collect();
+    let policy = RetryPolicy {
+        deadline: Some(std::time::Duration::from_secs(30)),
+        ..RetryPolicy::default()
+    };
+    let joined = tokio::task::LocalSet::new()
+        .run_until(join_missing(&layout, policy))
+        .await;
+    let code = match joined {
+        Ok(()) => {
+            println!("{}", layout.masters.join(","));
+            eprintln!(
+                "shardkv local: 3 masters, {} groups; data in {}; Ctrl-C to stop",
+                layout.groups.len(),
+                layout.data_dir.display()
+            );
+            super::serve::wait_for_signal().await;
+            ExitCode::SUCCESS
+        }
+        Err(message) => super::fail(format!("cannot join the groups: {message}")),
+    };
+    let _ = stop.send(true);
+    for node in nodes {
+        match node.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("error: node stopped: {error}"),
+            Err(error) => eprintln!("error: node task failed: {error}"),
+        }
+    }
+    code
+}

@@ -1,0 +1,113 @@
+//! The `shardkv` subcommands other than `grade`: running nodes (`serve`, `local`) and
+//! talking to a cluster (admin and data commands).
+//!
+//! Client commands share [`ClientArgs`] and one exit-code convention: 0 on success, 1
+//! for `get` of an absent key, 2 for any other error (one line on stderr).
+
+pub mod admin;
+pub mod data;
+pub mod local;
+pub mod logging;
+pub mod serve;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use shardkv_client::RetryPolicy;
+
+/// The shard-master addresses `shardkv local` uses, and the client commands' default.
+pub const LOCAL_MASTERS: &str = "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002";
+
+/// Exit code of a failed command.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Options every client subcommand takes.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The shard masters, comma-separated, in NodeId order (replica N is the Nth).
+    #[arg(long, env = "SHARDKV_MASTERS", default_value = LOCAL_MASTERS, value_delimiter = ',')]
+    pub masters: Vec<String>,
+    /// How long the command may take in all, e.g. `500ms`, `10s`, `2m`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ClientArgs {
+    /// The retry policy: retry until `--timeout`, each RPC at most 1 s.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            rpc_timeout: self.timeout.min(shardkv_client::DEFAULT_RPC_TIMEOUT),
+            deadline: Some(self.timeout),
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (text, 1000)
+    };
+    let value: u64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s or 2m)"))?;
+    Ok(Duration::from_millis(value.saturating_mul(scale_ms)))
+}
+
+/// Runs a client future on a current-thread runtime (the client's futures are not
+/// `Send`); an error becomes one line on stderr and [`EXIT_ERROR`].
+pub fn run_client<F>(work: F) -> ExitCode
+where
+    F: Future<Output = Result<ExitCode, String>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(format!("cannot start the runtime: {error}")),
+    };
+    match runtime.block_on(work) {
+        Ok(code) => code,
+        Err(message) => fail(message),
+    }
+}
+
+/// Prints `error: message` on stderr and returns [`EXIT_ERROR`].
+pub fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Prints `value` as one line of JSON.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durations parse in every documented unit and refuse garbage.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

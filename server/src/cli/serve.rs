@@ -1,0 +1,138 @@
+//! `shardkv serve`: run one replica until SIGTERM or Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use shardkv_proto::GroupId;
+use shardkv_raft::NodeId;
+use tokio::sync::watch;
+
+use crate::runtime::{run_node, NodeSpec, Role};
+
+/// Which service the node is a replica of.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleArg {
+    /// A shard-master replica.
+    Master,
+    /// A replica-group replica (needs --gid and --masters).
+    Group,
+}
+
+/// Options of `shardkv serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// master or group.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The group id (role group only; non-zero).
+    #[arg(long)]
+    pub gid: Option<GroupId>,
+    /// This replica's raft id (1, 2, ...; unique in its service).
+    #[arg(long)]
+    pub id: NodeId,
+    /// The address to listen on, e.g. 127.0.0.1:7000.
+    #[arg(long)]
+    pub listen: String,
+    /// Every replica of the service as ID=ADDR, comma-separated (this one may be listed).
+    /// Fixed at first boot. For a group, list them in the order given to `join`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    pub peers: Vec<(NodeId, String)>,
+    /// The directory for this replica's data (created if missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The shard masters, comma-separated in NodeId order (role group only).
+    #[arg(long, value_delimiter = ',')]
+    pub masters: Vec<String>,
+}
+
+/// Parses `N=ADDR`.
+fn parse_peer(text: &str) -> Result<(NodeId, String), String> {
+    let (id, address) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not ID=ADDR"))?;
+    let id: NodeId = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{id}` is not a replica id"))?;
+    if id == 0 || address.is_empty() {
+        return Err(format!(
+            "`{text}`: ids start at 1 and addresses are not empty"
+        ));
+    }
+    Ok((id, address.trim().to_string()))
+}
+
+impl ServeArgs {
+    /// The node spec, or why these options do not make one.
+    pub fn spec(&self) -> Result<NodeSpec, String> {
+        if self.id == 0 {
+            return Err("--id must be at least 1".into());
+        }
+        let role = match (self.role, self.gid) {
+            (RoleArg::Master, None) => Role::Master,
+            (RoleArg::Master, Some(_)) => return Err("--gid is for --role group".into()),
+            (RoleArg::Group, None) | (RoleArg::Group, Some(0)) => {
+                return Err("--role group needs --gid (non-zero)".into())
+            }
+            (RoleArg::Group, Some(gid)) if self.masters.is_empty() => {
+                return Err(format!("group {gid} needs --masters"))
+            }
+            (RoleArg::Group, Some(gid)) => Role::Group {
+                gid,
+                masters: self.masters.clone(),
+            },
+        };
+        let mut peers: BTreeMap<NodeId, String> = self.peers.iter().cloned().collect();
+        peers.entry(self.id).or_insert_with(|| self.listen.clone());
+        Ok(NodeSpec::new(
+            role,
+            self.id,
+            self.listen.clone(),
+            peers,
+            self.data_dir.clone(),
+        ))
+    }
+}
+
+/// Runs `shardkv serve`.
+pub fn run(args: ServeArgs) -> ExitCode {
+    super::logging::init("warn");
+    let spec = match args.spec() {
+        Ok(spec) => spec,
+        Err(message) => return super::fail(message),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return super::fail(format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async {
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(true);
+        });
+        tracing::info!(id = spec.id, listen = %spec.listen, "serving");
+        match run_node(spec, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => super::fail(error),
+        }
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

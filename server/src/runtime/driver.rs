@@ -1,0 +1,137 @@
+//! The driver loop: the one task that owns a node's sans-IO server.
+//!
+//! ```text
+//!   tarpc listener ──Event::Call/Peer──┐
+//!   outgoing calls ──Event::Response───┼──► driver ──► Hosted server ──► actions
+//!   tokio interval ──tick (50 ms)──────┘      │  Send  ──► Peers (batched per peer)
+//!   shutdown signal ───────────────────────────┘  Reply ──► the caller's oneshot
+//!                                                 Call  ──► task: TarpcTransport ──► Event::Response
+//! ```
+//!
+//! Everything the server does happens on this one task, one event at a time, as in the
+//! simulator. The server persists before it emits effects (the replica's `advance()`
+//! syncs once per Ready), so a reply leaves only after its entry is on disk.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shardkv_client::TarpcTransport;
+use shardkv_raft::NodeId;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::hosted::{Action, Fatal, Hosted};
+use super::peers::Peers;
+use super::service::Event;
+
+/// Real time per tick: the simulator's tick counts (election 10, heartbeat 2) become a
+/// 500 ms election timeout and 100 ms heartbeats.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// How long an outgoing call of the server may take (the group forgets a call after 20
+/// ticks anyway).
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The driver's state besides the server.
+struct Driver<H: Hosted> {
+    server: H,
+    peers: Peers,
+    transport: TarpcTransport,
+    events: mpsc::Sender<Event>,
+    waiting: BTreeMap<u64, oneshot::Sender<Vec<u8>>>,
+    next_req_id: u64,
+}
+
+/// Runs `server` until `shutdown` turns true; flushes it before returning.
+pub async fn run<H: Hosted>(
+    server: H,
+    me: NodeId,
+    peers: &BTreeMap<NodeId, String>,
+    events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Fatal> {
+    let transport = TarpcTransport::new();
+    let (sender, mut receiver) = events;
+    let mut driver = Driver {
+        server,
+        peers: Peers::start(me, peers, &transport),
+        transport,
+        events: sender,
+        waiting: BTreeMap::new(),
+        next_req_id: 1,
+    };
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = ticks.tick() => driver.tick()?,
+            event = receiver.recv() => match event {
+                Some(event) => driver.handle(event)?,
+                None => break,
+            },
+        }
+        driver.dispatch();
+    }
+    driver.server.flush()
+}
+
+impl<H: Hosted> Driver<H> {
+    fn tick(&mut self) -> Result<(), Fatal> {
+        self.waiting.retain(|_, reply| !reply.is_closed());
+        self.server.on_tick()
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), Fatal> {
+        match event {
+            Event::Peer { from, messages } => {
+                tracing::trace!(from, count = messages.len(), "raft batch");
+                for message in messages {
+                    self.server.on_peer_message(&message)?;
+                }
+                Ok(())
+            }
+            Event::Call { request, reply } => {
+                let req_id = self.next_req_id;
+                self.next_req_id += 1;
+                match self.server.on_call(req_id, &request)? {
+                    Some(answer) => {
+                        let _ = reply.send(answer);
+                    }
+                    None => {
+                        self.waiting.insert(req_id, reply);
+                    }
+                }
+                Ok(())
+            }
+            Event::Response { call_id, reply } => self.server.on_response(call_id, reply),
+        }
+    }
+
+    /// Carries out the server's actions: raft messages batched per peer, replies, calls.
+    fn dispatch(&mut self) {
+        let mut batches: BTreeMap<NodeId, Vec<Vec<u8>>> = BTreeMap::new();
+        for action in self.server.take_actions() {
+            match action {
+                Action::Send { to, bytes } => batches.entry(to).or_default().push(bytes),
+                Action::Reply { req_id, bytes } => {
+                    if let Some(reply) = self.waiting.remove(&req_id) {
+                        let _ = reply.send(bytes);
+                    }
+                }
+                Action::Call { call_id, to, bytes } => self.call(call_id, to, bytes),
+            }
+        }
+        for (to, messages) in batches {
+            self.peers.send(to, messages);
+        }
+    }
+
+    fn call(&self, call_id: u64, to: String, bytes: Vec<u8>) {
+        let transport = self.transport.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let reply = transport.call_bytes(&to, bytes, CALL_TIMEOUT).await.ok();
+            let _ = events.send(Event::Response { call_id, reply }).await;
+        });
+    }
+}

@@ -1,0 +1,194 @@
+//! [`Hosted`]: the one face the driver sees of either sans-IO server.
+//!
+//! The shard master and the replica group speak different request types and emit
+//! different effects; the driver only needs bytes in and [`Action`]s out. This module
+//! does the decoding and encoding at that boundary, so the driver loop is written once.
+//!
+//! Client frames are decoded here, bounded by [`MAX_REQUEST_BYTES`]: a frame that is too
+//! large or does not decode is logged and answered (a group answers
+//! `KvError::Malformed`; the shard master, whose protocol has no such error, answers an
+//! empty frame that its clients treat as a lost reply) without touching the log.
+
+use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, MAX_REQUEST_BYTES};
+use shardkv_raft::{LogStore, NodeId};
+
+/// What the driver must do, with every payload already encoded.
+#[derive(Debug)]
+pub enum Action {
+    /// Send a raft message to peer `to`.
+    Send {
+        /// The peer replica.
+        to: NodeId,
+        /// The encoded raft message.
+        bytes: Vec<u8>,
+    },
+    /// Answer the call the driver registered as `req_id`.
+    Reply {
+        /// The driver's id of the call.
+        req_id: u64,
+        /// The encoded answer.
+        bytes: Vec<u8>,
+    },
+    /// Call the node at address `to` and report its answer with `on_response`.
+    Call {
+        /// The server's id of the call.
+        call_id: u64,
+        /// The address.
+        to: String,
+        /// The encoded request.
+        bytes: Vec<u8>,
+    },
+}
+
+/// A fatal server error: the node stops (and may restart from its data directory).
+pub type Fatal = Box<dyn std::error::Error + Send + Sync>;
+
+/// A sans-IO server as the driver drives it.
+pub trait Hosted {
+    /// Encoded raft messages from a peer.
+    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), Fatal>;
+    /// One tick of logical time.
+    fn on_tick(&mut self) -> Result<(), Fatal>;
+    /// An encoded request from a caller, answered later by [`Action::Reply`] with
+    /// `req_id`; or at once, for a malformed frame, with the returned answer.
+    fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal>;
+    /// The answer (`None`: failure or timeout) to an [`Action::Call`].
+    fn on_response(&mut self, call_id: u64, reply: Option<Vec<u8>>) -> Result<(), Fatal>;
+    /// The actions produced since the last call, in order.
+    fn take_actions(&mut self) -> Vec<Action>;
+    /// Makes everything written so far durable (on shutdown).
+    fn flush(&self) -> Result<(), Fatal>;
+}
+
+/// Decodes a caller's frame, refusing frames over [`MAX_REQUEST_BYTES`].
+fn decode_request<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.len() as u64 > MAX_REQUEST_BYTES {
+        return Err(format!(
+            "request of {} bytes is over the {MAX_REQUEST_BYTES} byte limit",
+            bytes.len()
+        ));
+    }
+    bincode::deserialize(bytes).map_err(|error| error.to_string())
+}
+
+/// Encodes an answer; the protocol's types always encode, so a failure is a bug that
+/// the caller sees as an empty (undecodable, hence retried) frame.
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    bincode::serialize(value).unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot encode an answer");
+        Vec::new()
+    })
+}
+
+/// A durable flush of a sled-backed store.
+fn flush_store<S: LogStore + AsSled>(store: &S) -> Result<(), Fatal> {
+    store.sled().flush()?;
+    Ok(())
+}
+
+/// Stores whose bytes live in a sled database.
+pub trait AsSled {
+    /// The database.
+    fn sled(&self) -> &sled::Db;
+}
+
+impl AsSled for shardkv_raft::Store<shardkv_raft::SledBackend> {
+    fn sled(&self) -> &sled::Db {
+        self.backend().db()
+    }
+}
+
+impl<S: LogStore + AsSled> Hosted for shardmaster::Server<S> {
+    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
+        Ok(shardmaster::Server::on_peer_message(self, bytes)?)
+    }
+
+    fn on_tick(&mut self) -> Result<(), Fatal> {
+        Ok(shardmaster::Server::on_tick(self)?)
+    }
+
+    fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal> {
+        match decode_request::<shardmaster::Request>(bytes) {
+            Ok(request) => self
+                .on_request(req_id, request)
+                .map(|()| None)
+                .map_err(Into::into),
+            Err(reason) => {
+                tracing::warn!(node = self.id(), %reason, "malformed shard-master request");
+                Ok(Some(Vec::new()))
+            }
+        }
+    }
+
+    fn on_response(&mut self, _call_id: u64, _reply: Option<Vec<u8>>) -> Result<(), Fatal> {
+        Ok(())
+    }
+
+    fn take_actions(&mut self) -> Vec<Action> {
+        use shardmaster::Effect;
+        self.take_effects()
+            .into_iter()
+            .map(|effect| match effect {
+                Effect::Send { to, bytes } => Action::Send { to, bytes },
+                Effect::Reply { req_id, response } => Action::Reply {
+                    req_id,
+                    bytes: encode(&response),
+                },
+            })
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), Fatal> {
+        flush_store(self.replica().store())
+    }
+}
+
+impl<S: LogStore + AsSled> Hosted for replica_group::Server<S> {
+    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
+        Ok(replica_group::Server::on_peer_message(self, bytes)?)
+    }
+
+    fn on_tick(&mut self) -> Result<(), Fatal> {
+        Ok(replica_group::Server::on_tick(self)?)
+    }
+
+    fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal> {
+        let outcome = match decode_request::<GroupRequest>(bytes) {
+            Ok(GroupRequest::Kv(request)) => self.on_request(req_id, request),
+            Ok(GroupRequest::Migration(request)) => self.on_migration_request(req_id, request),
+            Err(reason) => {
+                tracing::warn!(node = self.id(), %reason, "malformed group request");
+                let answer = GroupResponse::Kv(Err(KvError::Malformed { reason }));
+                return Ok(Some(encode(&answer)));
+            }
+        };
+        outcome.map(|()| None).map_err(Into::into)
+    }
+
+    fn on_response(&mut self, call_id: u64, reply: Option<Vec<u8>>) -> Result<(), Fatal> {
+        Ok(replica_group::Server::on_response(self, call_id, reply)?)
+    }
+
+    fn take_actions(&mut self) -> Vec<Action> {
+        use replica_group::Effect;
+        self.take_effects()
+            .into_iter()
+            .map(|effect| match effect {
+                Effect::Send { to, bytes } => Action::Send { to, bytes },
+                Effect::Reply { req_id, response } => Action::Reply {
+                    req_id,
+                    bytes: encode(&GroupResponse::Kv(response)),
+                },
+                Effect::MigrationReply { req_id, response } => Action::Reply {
+                    req_id,
+                    bytes: encode(&GroupResponse::Migration(response)),
+                },
+                Effect::Call { call_id, to, bytes } => Action::Call { call_id, to, bytes },
+            })
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), Fatal> {
+        flush_store(self.replica().store())
+    }
+}

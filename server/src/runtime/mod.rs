@@ -1,0 +1,30 @@
+//! The production runtime: one replica (of the shard master or of a replica group) as a
+//! process, over tokio, tarpc and sled.
+//!
+//! ```text
+//!   TCP ──► service (tarpc Node) ──Event──► driver ──► Hosted server (sans-IO)
+//!                                              │
+//!            peers (raft batches) ◄────────────┤ Send
+//!            caller's oneshot     ◄────────────┤ Reply
+//!            TarpcTransport call  ◄────────────┘ Call ──► Event::Response
+//! ```
+//!
+//! - [`hosted`]: the two servers behind one trait, bytes in and actions out.
+//! - [`driver`]: the single task that owns the server: ticks, events, actions.
+//! - [`peers`]: raft messages batched per peer, one batch in flight per peer.
+//! - [`service`]: the tarpc listener, with its frame limit and bad-frame handling.
+//! - [`node`]: [`NodeSpec`] and [`run_node`], from data directory to shutdown.
+//!
+//! # Caveats
+//!
+//! - Membership is fixed at first boot (`--peers`); adding a replica to a running group
+//!   is not exposed.
+//! - No TLS or authentication.
+
+pub mod driver;
+pub mod hosted;
+pub mod node;
+pub mod peers;
+pub mod service;
+
+pub use node::{run_node, NodeSpec, Role};

@@ -1,0 +1,107 @@
+//! [`NodeSpec`] and [`run_node`]: one shardkv process's replica, from data directory to
+//! shutdown.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use replica_group::GroupOptions;
+use shardkv_proto::{GroupId, DEFAULT_NSHARDS};
+use shardkv_raft::{NodeId, ReplicaConfig, SledBackend, Store};
+use tokio::sync::{mpsc, watch};
+
+use super::hosted::Fatal;
+use super::{driver, service};
+
+/// Events queued for the driver before callers wait.
+const EVENT_QUEUE: usize = 4096;
+
+/// Snapshot the state machine once the persisted raft log passes this size.
+const SNAPSHOT_BYTES_THRESHOLD: u64 = 8 << 20;
+
+/// Which replicated service a node belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A shard-master replica.
+    Master,
+    /// A replica of group `gid`, which asks the shard masters at `masters`.
+    Group {
+        /// The group.
+        gid: GroupId,
+        /// The shard masters' addresses (NodeId `i + 1` is `masters[i]`).
+        masters: Vec<String>,
+    },
+}
+
+/// Everything one node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Master or group replica.
+    pub role: Role,
+    /// This replica's raft id (non-zero).
+    pub id: NodeId,
+    /// The address to listen on.
+    pub listen: String,
+    /// Every replica of the service, this one included, by raft id.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Where sled keeps this replica's log, snapshots and state.
+    pub data_dir: PathBuf,
+    /// The cluster's shard count (the same on every node).
+    pub nshards: usize,
+}
+
+impl NodeSpec {
+    /// A spec with the default shard count.
+    pub fn new(
+        role: Role,
+        id: NodeId,
+        listen: String,
+        peers: BTreeMap<NodeId, String>,
+        data_dir: PathBuf,
+    ) -> Self {
+        NodeSpec {
+            role,
+            id,
+            listen,
+            peers,
+            data_dir,
+            nshards: DEFAULT_NSHARDS,
+        }
+    }
+
+    fn replica_config(&self) -> ReplicaConfig {
+        let mut voters: Vec<NodeId> = self.peers.keys().copied().collect();
+        if !voters.contains(&self.id) {
+            voters.push(self.id);
+            voters.sort_unstable();
+        }
+        let mut config = ReplicaConfig::new(self.id, voters);
+        config.snapshot_bytes_threshold = Some(SNAPSHOT_BYTES_THRESHOLD);
+        config
+    }
+}
+
+/// Opens the node's data directory, binds its address and serves until `shutdown`
+/// turns true (then flushes and returns), or until a fatal error.
+pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
+    let store = Store::open(SledBackend::open(&spec.data_dir)?)?;
+    let listener = service::bind(&spec.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", spec.listen))?;
+    let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
+    let accept = tokio::spawn(service::serve(listener, sender.clone()));
+    let events = (sender, receiver);
+    let config = spec.replica_config();
+    let result = match &spec.role {
+        Role::Master => {
+            let server = shardmaster::Server::open(config, store, spec.nshards)?;
+            driver::run(server, spec.id, &spec.peers, events, shutdown).await
+        }
+        Role::Group { gid, masters } => {
+            let options = GroupOptions::new(*gid, spec.nshards, masters.clone());
+            let server = replica_group::Server::open(config, store, options)?;
+            driver::run(server, spec.id, &spec.peers, events, shutdown).await
+        }
+    };
+    accept.abort();
+    result
+}

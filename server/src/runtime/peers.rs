@@ -1,0 +1,93 @@
+//! [`Peers`]: raft messages to the other replicas, batched per peer.
+//!
+//! Each peer has one sender task fed by a bounded queue. The task sends whatever has
+//! queued as one `Node::raft` batch, waits for the peer to take it, then sends the next:
+//! one batch in flight per peer, so messages to a peer stay in order and a slow peer
+//! cannot make the node buffer without bound. When the queue is full, or the peer is
+//! down, messages are dropped: raft retransmits what matters.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shardkv_client::TarpcTransport;
+use shardkv_raft::NodeId;
+use tokio::sync::mpsc;
+
+/// Batches waiting per peer before new messages to it are dropped.
+const QUEUE_BATCHES: usize = 64;
+
+/// Messages in one `Node::raft` call, at most.
+const BATCH_MESSAGES_MAX: usize = 256;
+
+/// How long one batch may take before the connection counts as broken.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// After a failed send, the task waits this long before sending again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The sending side of every peer's queue.
+#[derive(Debug)]
+pub struct Peers {
+    queues: BTreeMap<NodeId, mpsc::Sender<Vec<Vec<u8>>>>,
+}
+
+impl Peers {
+    /// Starts one sender task per peer in `addresses` (this node `me` excluded).
+    pub fn start(
+        me: NodeId,
+        addresses: &BTreeMap<NodeId, String>,
+        transport: &TarpcTransport,
+    ) -> Self {
+        let queues = addresses
+            .iter()
+            .filter(|(&id, _)| id != me)
+            .map(|(&id, address)| {
+                let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
+                tokio::spawn(run_peer(
+                    me,
+                    id,
+                    address.clone(),
+                    transport.clone(),
+                    receiver,
+                ));
+                (id, sender)
+            })
+            .collect();
+        Peers { queues }
+    }
+
+    /// Queues `messages` for peer `to`; drops them (logged) when it is unknown or its
+    /// queue is full.
+    pub fn send(&self, to: NodeId, messages: Vec<Vec<u8>>) {
+        match self.queues.get(&to) {
+            Some(queue) => {
+                if queue.try_send(messages).is_err() {
+                    tracing::debug!(to, "peer queue full; dropping raft messages");
+                }
+            }
+            None => tracing::warn!(to, "raft message to an unknown peer dropped"),
+        }
+    }
+}
+
+/// One peer's sender task; ends when the node drops its [`Peers`].
+async fn run_peer(
+    me: NodeId,
+    to: NodeId,
+    address: String,
+    transport: TarpcTransport,
+    mut queue: mpsc::Receiver<Vec<Vec<u8>>>,
+) {
+    while let Some(mut batch) = queue.recv().await {
+        while batch.len() < BATCH_MESSAGES_MAX {
+            match queue.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = transport.send_raft(&address, me, batch, SEND_TIMEOUT).await {
+            tracing::debug!(to, %address, %error, "raft send failed");
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+}

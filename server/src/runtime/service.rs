@@ -1,0 +1,121 @@
+//! The node's tarpc listener: accepts connections, serves [`Node`], and turns every call
+//! into an [`Event`] for the driver.
+//!
+//! A connection whose bytes are not a valid frame (garbage, or a length header over
+//! [`MAX_FRAME_BYTES`]) is logged and closed; the listener and every other connection
+//! carry on.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse, MAX_FRAME_BYTES};
+use tarpc::context::Context;
+use tarpc::serde_transport::tcp;
+use tarpc::server::{BaseChannel, Channel};
+use tarpc::tokio_serde::formats::Bincode;
+use tarpc::{ClientMessage, Response};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the listener hands the driver.
+#[derive(Debug)]
+pub enum Event {
+    /// A batch of raft messages from peer `from`.
+    Peer {
+        /// The sending replica.
+        from: u64,
+        /// The encoded messages.
+        messages: Vec<Vec<u8>>,
+    },
+    /// A caller's request and where to send its answer.
+    Call {
+        /// The encoded request.
+        request: Vec<u8>,
+        /// Receives the encoded answer.
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    /// The answer (`None`: failed) to an outgoing call of the server.
+    Response {
+        /// The server's id of the call.
+        call_id: u64,
+        /// The encoded answer.
+        reply: Option<Vec<u8>>,
+    },
+}
+
+/// The tarpc service: forwards everything to the driver's queue.
+#[derive(Debug, Clone)]
+struct NodeService {
+    events: mpsc::Sender<Event>,
+}
+
+impl Node for NodeService {
+    async fn call(self, _: Context, request: Vec<u8>) -> Vec<u8> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .events
+            .send(Event::Call { request, reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    async fn raft(self, _: Context, from: u64, messages: Vec<Vec<u8>>) {
+        let _ = self.events.send(Event::Peer { from, messages }).await;
+    }
+}
+
+/// Binds `listen` (before the driver starts, so a bad address fails the node at once).
+pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(listen).await
+}
+
+/// Accepts connections on `listener` forever, forwarding calls to `events`.
+pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>) -> std::io::Result<()> {
+    let mut incoming = tcp::listen_on(listener, Bincode::default).await?;
+    incoming.config_mut().max_frame_length(MAX_FRAME_BYTES);
+    let service = NodeService { events };
+    while let Some(accepted) = incoming.next().await {
+        match accepted {
+            Ok(transport) => {
+                let peer = transport.peer_addr().ok();
+                tokio::spawn(serve_connection(
+                    BaseChannel::with_defaults(transport),
+                    peer,
+                    service.clone(),
+                ));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection until it closes or sends a bad frame.
+async fn serve_connection<T>(
+    channel: BaseChannel<NodeRequest, NodeResponse, T>,
+    peer: Option<SocketAddr>,
+    service: NodeService,
+) where
+    T: tarpc::Transport<Response<NodeResponse>, ClientMessage<NodeRequest>> + Send + 'static,
+{
+    let mut requests = std::pin::pin!(channel.requests());
+    while let Some(request) = requests.next().await {
+        match request {
+            Ok(request) => {
+                tokio::spawn(request.execute(service.clone().serve()));
+            }
+            Err(error) => {
+                tracing::error!(?peer, %error, "closing connection: malformed or oversized frame");
+                return;
+            }
+        }
+    }
+}
