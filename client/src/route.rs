@@ -7,20 +7,21 @@
 //!                                                   '-- leader memory -------+--> call
 //!
 //!   answer ----------------------------------------------------------> return it
-//!   WrongGroup from the group, or the shard has no owner:
+//!   WrongGroup from the group, the shard has no owner, or every server of the group
+//!   failed once (it may have left and shut down):
 //!        query the latest config from the shard master; newer? retry at once
 //!                                                   not newer? back off, then retry
 //! ```
 //!
 //! The router caches the latest configuration it has seen and, per replica group of that
 //! configuration, the group's servers and believed leader ([`Replicas`]). It fetches a
-//! configuration only when it has none or the cluster says its one is stale: a group
-//! answering `WrongGroup` (it no longer owns the shard, or has not received it yet) or
-//! a shard with no owner. A configuration is only ever replaced by a newer one, and the
+//! configuration only when it has none or the cluster says its one may be stale: a
+//! group answering `WrongGroup` (it no longer owns the shard, or has not received it
+//! yet), a shard with no owner, or a full round of failed attempts at a group. A configuration is only ever replaced by a newer one, and the
 //! leader memory of groups that left is dropped, so the cache stays as large as one
 //! configuration.
 //!
-//! Within a group, [`call_until_answer`] follows leader hints (the group's NodeId
+//! Within a group, [`call_one_round`] follows leader hints (the group's NodeId
 //! `i + 1` is its server `i` in the configuration) and moves on from timeouts and
 //! unreachable servers, exactly as for the shard master.
 
@@ -32,7 +33,7 @@ use crate::error::ClientError;
 use crate::leader::Replicas;
 use crate::master::MasterSession;
 use crate::retry::{AttemptFailure, Progress, RetryPolicy};
-use crate::service::call_until_answer;
+use crate::service::call_one_round;
 use crate::transport::Transport;
 
 /// The reply a key/value request expects: a Get's value, or a mutation's "done".
@@ -118,14 +119,18 @@ impl Router {
             };
             let replicas = group_replicas(&mut self.groups, gid, servers, transport);
             let decode = |reply: &[u8]| decode(reply, expect);
-            match call_until_answer(transport, replicas, policy, bytes, progress, decode).await {
-                GroupAnswer::Reply(reply) => return Ok(reply),
-                GroupAnswer::Rejected(error) => return Err(ClientError::Rejected(error)),
-                GroupAnswer::WrongGroup => {
+            replicas.start_operation();
+            match call_one_round(transport, replicas, policy, bytes, progress, decode).await {
+                Some(GroupAnswer::Reply(reply)) => return Ok(reply),
+                Some(GroupAnswer::Rejected(error)) => return Err(ClientError::Rejected(error)),
+                Some(GroupAnswer::WrongGroup) => {
                     tracing::debug!(gid, shard, config = num, "wrong group");
                     progress.last_failure = Some(AttemptFailure::WrongGroup { gid });
                     self.maybe_back_off(link, progress, num).await?;
                 }
+                // Every server of the group failed once: the group may have left and
+                // shut down, so ask the master before trying it again.
+                None => self.maybe_back_off(link, progress, num).await?,
             }
         }
     }

@@ -42,13 +42,39 @@ where
 {
     replicas.start_operation();
     loop {
+        if let Some(answer) =
+            call_one_round(transport, replicas, policy, request, progress, &decode).await
+        {
+            return answer;
+        }
+        transport.sleep(progress.next_delay()).await;
+    }
+}
+
+/// Like [`call_until_answer`], but gives up with `None` after one full round of failed
+/// attempts (every server tried once, hints followed) instead of backing off, so the
+/// caller can reconsider where the request should go: the data client asks the shard
+/// master whether the group it tried still owns the shard (a group that left may be
+/// gone for good), as 6.824's clerk re-queries after each pass over a group.
+pub(crate) async fn call_one_round<T, A>(
+    transport: &T,
+    replicas: &mut Replicas,
+    policy: &RetryPolicy,
+    request: &[u8],
+    progress: &mut Progress,
+    decode: impl Fn(&[u8]) -> Result<A, AttemptFailure>,
+) -> Option<A>
+where
+    T: Transport,
+{
+    loop {
         let server = replicas.current();
         progress.attempts += 1;
         let reply = transport
             .call(server, request.to_vec(), policy.rpc_timeout)
             .await;
         let failure = match reply.map_err(AttemptFailure::from).and_then(|r| decode(&r)) {
-            Ok(answer) => return answer,
+            Ok(answer) => return Some(answer),
             Err(failure) => failure,
         };
         if let AttemptFailure::BadReply(why) = &failure {
@@ -59,7 +85,7 @@ where
         let hint = failure.leader_hint();
         progress.last_failure = Some(failure);
         if replicas.failed(hint) == Next::BackOff {
-            transport.sleep(progress.next_delay()).await;
+            return None;
         }
     }
 }

@@ -160,7 +160,8 @@ fn sequence_numbers() {
 }
 
 /// Timeouts and unreachable replicas move the client through the group; after a full
-/// failed round it backs off 10 ms and then reaches the leader.
+/// failed round it asks the master whether the group still owns the shard (it does) and,
+/// nothing being newer, backs off 10 ms and then reaches the leader.
 #[test]
 fn timeouts_then_success() {
     let fake = cluster(100);
@@ -171,8 +172,8 @@ fn timeouts_then_success() {
     let value = block_on(fake.clock(), client.get("k")).expect("get");
     assert_eq!(value, Some(b"v".to_vec()));
     let starts: Vec<_> = fake.kv_calls()[1..].iter().map(|c| c.at - start).collect();
-    // 1 s, 1 s, 5 ms unreachable, 10 ms backoff, then the leader.
-    assert_eq!(starts, [ms(0), ms(1000), ms(2000), ms(2015)]);
+    // 1 s, 1 s, 5 ms unreachable, a 2 ms master query, 10 ms backoff, then the leader.
+    assert_eq!(starts, [ms(0), ms(1000), ms(2000), ms(2017)]);
 }
 
 /// With every call timing out, a 2.5 s deadline ends the operation at exactly 2.5 s after

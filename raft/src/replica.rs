@@ -215,8 +215,33 @@ impl<S: LogStore> Replica<S> {
         &mut self,
         encode: impl FnOnce(Index) -> Vec<u8>,
     ) -> Result<Option<Index>, Error> {
+        if !self.should_snapshot() {
+            return Ok(None);
+        }
+        self.snapshot_applied(encode)
+    }
+
+    /// Snapshots at the applied index now, below the size threshold too, when snapshots
+    /// are enabled (`snapshot_bytes_threshold` is set) and the index is past the current
+    /// snapshot. For state machines that must get data out of their persisted state
+    /// promptly: a replica group that deleted a shard it gave away must not keep its bytes
+    /// in the old snapshot until the log happens to grow. Returns the index snapshotted.
+    pub fn snapshot_now(
+        &mut self,
+        encode: impl FnOnce(Index) -> Vec<u8>,
+    ) -> Result<Option<Index>, Error> {
+        if self.config.snapshot_bytes_threshold.is_none() {
+            return Ok(None);
+        }
+        self.snapshot_applied(encode)
+    }
+
+    fn snapshot_applied(
+        &mut self,
+        encode: impl FnOnce(Index) -> Vec<u8>,
+    ) -> Result<Option<Index>, Error> {
         let index = self.applied_index();
-        if !self.should_snapshot() || index < self.raw.store().first_index()? {
+        if index < self.raw.store().first_index()? {
             return Ok(None);
         }
         self.snapshot(index, encode(index))?;
