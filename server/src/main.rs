@@ -1,7 +1,8 @@
 //! The `shardkv` command line.
 //!
 //! - Nodes: `serve` runs one replica (of the shard master or of a replica group) as a
-//!   process; `local` runs a whole cluster on 127.0.0.1 in one process.
+//!   process; `local` runs a whole cluster on 127.0.0.1 in one process; `demo` runs one
+//!   in a temporary directory and narrates a workload against it.
 //! - Admin: `join`, `leave`, `move`, `query` steer shards through the shard master.
 //! - Data: `get`, `put`, `append`, `delete`.
 //! - Labs: `grade` runs the lab suites over many seeds in the simulator.
@@ -30,6 +31,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Run a whole cluster (3 masters and the groups, joined) on 127.0.0.1 until Ctrl-C.
     Local(cli::local::LocalArgs),
+    /// Start a local cluster in a temporary directory and narrate a real workload: joins,
+    /// a leave, a killed replica, every acknowledged write verified (under a minute).
+    Demo(cli::demo::DemoArgs),
     /// Add a replica group and rebalance shards onto it.
     Join(cli::admin::JoinArgs),
     /// Remove replica groups; their shards move to the others.
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Local(args) => cli::local::run(args),
+        Command::Demo(args) => cli::demo::run(args),
         Command::Join(args) => cli::admin::join(args),
         Command::Leave(args) => cli::admin::leave(args),
         Command::Move(args) => cli::admin::move_shard(args),

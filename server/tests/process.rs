@@ -4,70 +4,26 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{shardkv, shardkv_until_ok, stderr, stdout, Service};
-use shardkv_client::TarpcTransport;
-use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, Op, Request};
-
-/// Generous limit for a cluster to elect leaders and finish a step.
-const SETTLE: Duration = Duration::from_secs(60);
-
-/// Asks each replica of a group whether it leads (a Get answered by anything but
-/// WrongLeader); returns the leader's index, if one answered so.
-fn find_leader(addresses: &[String]) -> Option<usize> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    runtime.block_on(async {
-        let transport = TarpcTransport::new();
-        let request = GroupRequest::Kv(Request {
-            client: 7,
-            seq: 1,
-            op: Op::Get {
-                key: b"probe".to_vec(),
-            },
-        });
-        let bytes = bincode::serialize(&request).ok()?;
-        for (i, address) in addresses.iter().enumerate() {
-            let Ok(reply) = transport
-                .call_bytes(address, bytes.clone(), Duration::from_secs(2))
-                .await
-            else {
-                continue;
-            };
-            match bincode::deserialize::<GroupResponse>(&reply) {
-                Ok(GroupResponse::Kv(Err(KvError::WrongLeader { .. }))) | Err(_) => {}
-                Ok(_) => return Some(i),
-            }
-        }
-        None
-    })
-}
+use common::{
+    group_leader, shardkv, shardkv_until_ok, start_cluster, stderr, stdout, wait_for_writes,
+    Service, BIN, SETTLE,
+};
 
 /// Writes through the CLI, kills a group leader with SIGKILL mid-workload, restarts
 /// it, makes a group leave, and reads back every acknowledged value.
 #[test]
 fn acknowledged_writes_survive_leader_kill_and_leave() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let masters_service = Service::start(dir.path(), None, 3, &[]);
+    let (masters_service, mut groups) = start_cluster(dir.path(), &[100, 101]);
     let masters = masters_service.addresses();
-    let mut g100 = Service::start(dir.path(), Some(100), 3, &masters);
-    let g101 = Service::start(dir.path(), Some(101), 3, &masters);
-    for (gid, group) in [("100", &g100), ("101", &g101)] {
-        let servers = group.addresses().join(",");
-        let out = shardkv_until_ok(
-            &masters,
-            &["join", gid, &servers, "--timeout", "20s"],
-            SETTLE,
-        );
-        assert!(out.status.success(), "join {gid}: {}", stderr(&out));
-    }
+    let g100 = &mut groups[0];
 
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -88,14 +44,7 @@ fn acknowledged_writes_survive_leader_kill_and_leave() {
     };
     let acked_count = || acked.lock().expect("lock").len();
     wait_for_writes(&acked_count, 5);
-    let leader = (0..100)
-        .find_map(|_| {
-            find_leader(&g100.addresses()).or_else(|| {
-                std::thread::sleep(Duration::from_millis(200));
-                None
-            })
-        })
-        .expect("group 100 elects a leader");
+    let leader = group_leader(&g100.addresses());
     g100.nodes[leader].kill();
     // The group keeps serving with two of three replicas: writes go on being acknowledged.
     wait_for_writes(&acked_count, acked_count() + 5);
@@ -120,7 +69,6 @@ fn acknowledged_writes_survive_leader_kill_and_leave() {
     let out = shardkv(&masters, &["get", "never-written", "--timeout", "30s"]);
     assert_eq!(out.status.code(), Some(1), "absent key: {}", stderr(&out));
     assert!(stdout(&out).is_empty() && stderr(&out).contains("not found"));
-    drop(g101);
 }
 
 /// Garbage bytes and an oversized frame do not take a node down, and bad CLI input
@@ -178,15 +126,47 @@ fn bad_frames_and_bad_input_are_refused() {
     }
 }
 
-/// Waits (bounded by [`SETTLE`]) until at least `target` writes have been acknowledged.
-fn wait_for_writes(count: &dyn Fn() -> usize, target: usize) {
-    let start = std::time::Instant::now();
-    while count() < target {
-        assert!(
-            start.elapsed() < SETTLE,
-            "only {} of {target} writes acknowledged within {SETTLE:?}",
-            count()
-        );
-        std::thread::sleep(Duration::from_millis(50));
+/// `shardkv demo` runs its whole story against a real cluster and exits 0 with its
+/// summary line: nothing acknowledged was lost.
+#[test]
+fn demo_runs_and_loses_nothing() {
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardkv demo");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the demo") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            panic!("shardkv demo still running after 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = reader.join().expect("stdout reader");
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    assert!(status.success(), "demo failed: {status}\n{text}\n{err}");
+    let summary = text
+        .lines()
+        .find(|line| line.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary line:\n{text}"));
+    assert!(summary.contains(" 0 acknowledged writes lost"), "{summary}");
+    assert!(summary.contains("shards moved"), "{summary}");
+    for step in ["joins", "leaves", "killing replica", "restarting replica"] {
+        assert!(text.contains(step), "no `{step}` in the story:\n{text}");
     }
 }

@@ -33,8 +33,11 @@
 //!   measure speed).
 //! - The scenarios adapt a few 6.824 details to the sans-IO world; [`raft_lab`] lists them.
 
+pub mod grade;
+pub mod kv_lab;
 pub mod linearizability;
 pub mod master_lab;
 pub mod raft_lab;
 pub mod scenario;
+pub mod sim_run;
 pub mod sim_transport;

@@ -7,9 +7,18 @@
 //!
 //! Seeds: `SHARDKV_SEED=S` runs seed `S` only; `SHARDKV_SEEDS=N` runs seeds `1..=N`;
 //! otherwise seeds `1..=3`. A failure panics with the seed and the command that replays it.
+//!
+//! Trace capture: [`capture_trace`] runs a scenario with its readable trace log switched on
+//! and returns the log next to the outcome (`shardkv grade TEST --seed S --trace`). The
+//! request travels in a thread-local, so scenario signatures stay `fn(seed) -> Outcome`;
+//! every harness honours it by building its simulator with [`crate::sim_run::new_sim`] and
+//! its outcome with [`crate::sim_run::finish`].
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
+
+use labrpc_sim::{Sim, TraceLine};
 
 /// Seeds run when the environment names none.
 pub const DEFAULT_SEEDS: u64 = 3;
@@ -35,7 +44,7 @@ pub struct Scenario {
     /// Unique name; also the name of its `#[test]`.
     pub name: &'static str,
     /// Lab part: `raft-election`, `raft-agreement`, `raft-persistence`, `raft-snapshot`,
-    /// `master`.
+    /// `master`, `kv`.
     pub part: &'static str,
     /// Run it with one seed.
     pub run: fn(seed: u64) -> Outcome,
@@ -119,9 +128,88 @@ pub fn find(scenarios: &[Scenario], name: &str) -> Scenario {
         .unwrap_or_else(|| panic!("no scenario named {name}"))
 }
 
+/// The readable trace of one run: its lines and the names of its simulator nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapturedTrace {
+    /// Every trace line, in the order written.
+    pub lines: Vec<TraceLine>,
+    /// `node_names[id]` is the name simulator node `id` was added under.
+    pub node_names: Vec<String>,
+}
+
+/// The capture request of this thread: `None` when nobody asked for a trace.
+enum Capture {
+    /// Asked for; no simulator built yet.
+    Requested,
+    /// The run's simulator, kept so that a run that panics still yields its log.
+    Running(Sim),
+    /// The run finished and handed its trace over.
+    Done(CapturedTrace),
+}
+
+thread_local! {
+    static CAPTURE: RefCell<Option<Capture>> = const { RefCell::new(None) };
+}
+
+/// Run `f` (typically `|| run_one(&scenario, seed)`) with trace capture on, returning its
+/// result and the trace of the simulator it built (empty if it built none).
+pub fn capture_trace<T>(f: impl FnOnce() -> T) -> (T, CapturedTrace) {
+    /// Clears the request even when `f` panics.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CAPTURE.with(|c| c.borrow_mut().take());
+        }
+    }
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Capture::Requested));
+    let reset = Reset;
+    let value = f();
+    let capture = CAPTURE.with(|c| c.borrow_mut().take());
+    drop(reset);
+    let trace = match capture {
+        Some(Capture::Done(trace)) => trace,
+        Some(Capture::Running(sim)) => captured_from(&sim),
+        Some(Capture::Requested) | None => CapturedTrace::default(),
+    };
+    (value, trace)
+}
+
+/// Whether this thread runs under [`capture_trace`].
+pub(crate) fn capture_requested() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
+}
+
+/// Remember `sim` as the captured run's simulator (no-op without a capture request).
+pub(crate) fn capture_sim(sim: &Sim) {
+    CAPTURE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_some() {
+            *c = Some(Capture::Running(sim.clone()));
+        }
+    });
+}
+
+/// Hand `sim`'s finished trace to the capture (no-op without a capture request).
+pub(crate) fn capture_finished(sim: &Sim) {
+    CAPTURE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_some() {
+            *c = Some(Capture::Done(captured_from(sim)));
+        }
+    });
+}
+
+fn captured_from(sim: &Sim) -> CapturedTrace {
+    CapturedTrace {
+        lines: sim.trace_log(),
+        node_names: (0..).map_while(|id| sim.name(id)).collect(),
+    }
+}
+
 /// Every registered scenario of every lab part, Raft parts first, in a stable order.
 pub fn all() -> Vec<Scenario> {
     let mut all = crate::raft_lab::raft_scenarios();
     all.extend(crate::master_lab::scenarios());
+    all.extend(crate::kv_lab::scenarios());
     all
 }

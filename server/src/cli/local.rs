@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use clap::Args;
 use shardkv_client::{Admin, GroupId, RetryPolicy};
 use shardkv_raft::NodeId;
-use tokio::sync::watch;
 
-use crate::runtime::{run_node, NodeSpec, Role};
+use super::cluster::Cluster;
+use crate::runtime::{NodeSpec, Role};
 
 /// Options of `shardkv local`.
 #[derive(Args, Debug, Clone)]
@@ -123,20 +123,29 @@ pub async fn join_missing(layout: &Layout, policy: RetryPolicy) -> Result<(), St
     Ok(())
 }
 
+/// `dir`, or a fresh temporary directory (removed when the returned guard drops).
+pub fn data_dir_or_temp(
+    dir: Option<PathBuf>,
+) -> Result<(Option<tempfile::TempDir>, PathBuf), String> {
+    match dir {
+        Some(dir) => Ok((None, dir)),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("shardkv-")
+                .tempdir()
+                .map_err(|error| format!("cannot create a temporary directory: {error}"))?;
+            let path = temp.path().to_path_buf();
+            Ok((Some(temp), path))
+        }
+    }
+}
+
 /// Runs `shardkv local`.
 pub fn run(args: LocalArgs) -> ExitCode {
     super::logging::init("warn");
-    let (temp, data_dir) = match &args.data_dir {
-        Some(dir) => (None, dir.clone()),
-        None => match tempfile::tempdir() {
-            Ok(temp) => {
-                let path = temp.path().to_path_buf();
-                (Some(temp), path)
-            }
-            Err(error) => {
-                return super::fail(format!("cannot create a temporary directory: {error}"))
-            }
-        },
+    let (temp, data_dir) = match data_dir_or_temp(args.data_dir.clone()) {
+        Ok(dirs) => dirs,
+        Err(message) => return super::fail(message),
     };
     let layout = match Layout::new(args.groups, args.replicas, args.base_port, data_dir) {
         Ok(layout) => layout,
@@ -153,12 +162,7 @@ pub fn run(args: LocalArgs) -> ExitCode {
 
 /// Starts every node, joins the groups, prints the masters, and serves until a signal.
 async fn serve_local(layout: Layout) -> ExitCode {
-    let (stop, shutdown) = watch::channel(false);
-    let nodes: Vec<_> = layout
-        .specs()
-        .into_iter()
-        .map(|spec| tokio::spawn(run_node(spec, shutdown.clone())))
-        .collect();
+    let cluster = Cluster::start(layout.specs());
     let policy = RetryPolicy {
         deadline: Some(std::time::Duration::from_secs(30)),
         ..RetryPolicy::default()
@@ -179,13 +183,8 @@ async fn serve_local(layout: Layout) -> ExitCode {
         }
         Err(message) => super::fail(format!("cannot join the groups: {message}")),
     };
-    let _ = stop.send(true);
-    for node in nodes {
-        match node.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("error: node stopped: {error}"),
-            Err(error) => eprintln!("error: node task failed: {error}"),
-        }
+    for failure in cluster.stop().await {
+        eprintln!("error: {failure}");
     }
     code
 }

@@ -5,10 +5,13 @@
 //! for `get` of an absent key, 2 for any other error (one line on stderr).
 
 pub mod admin;
+pub mod cluster;
 pub mod data;
+pub mod demo;
 pub mod local;
 pub mod logging;
 pub mod serve;
+pub mod workload;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -81,7 +81,9 @@ impl NodeSpec {
 }
 
 /// Opens the node's data directory, binds its address and serves until `shutdown`
-/// turns true (then flushes and returns), or until a fatal error.
+/// turns true (then flushes and returns), or until a fatal error. On return the address
+/// is released and the data directory closed, so the node can be started again in the
+/// same process.
 pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
     let store = Store::open(SledBackend::open(&spec.data_dir)?)?;
     let listener = service::bind(&spec.listen)
@@ -102,6 +104,8 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
             driver::run(server, spec.id, &spec.peers, events, shutdown).await
         }
     };
-    accept.abort();
+    // The driver has dropped the event queue: the listener closes; wait for it so the
+    // address is free again when this returns.
+    let _ = accept.await;
     result
 }

@@ -4,6 +4,11 @@
 //! A connection whose bytes are not a valid frame (garbage, or a length header over
 //! [`MAX_FRAME_BYTES`]) is logged and closed; the listener and every other connection
 //! carry on.
+//!
+//! When the driver stops (its event queue closes), the listener and every connection
+//! close too: peers see their connections fail and re-dial, so a node restarted in the
+//! same process (as `shardkv demo` does) is reached afresh rather than through a
+//! connection nobody serves any more.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -74,12 +79,18 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
 }
 
-/// Accepts connections on `listener` forever, forwarding calls to `events`.
+/// Accepts connections on `listener`, forwarding calls to `events`, until the driver
+/// drops the receiving end of `events`; the listener is closed on return.
 pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>) -> std::io::Result<()> {
     let mut incoming = tcp::listen_on(listener, Bincode::default).await?;
     incoming.config_mut().max_frame_length(MAX_FRAME_BYTES);
     let service = NodeService { events };
-    while let Some(accepted) = incoming.next().await {
+    loop {
+        let accepted = tokio::select! {
+            accepted = incoming.next() => accepted,
+            () = service.events.closed() => None,
+        };
+        let Some(accepted) = accepted else { break };
         match accepted {
             Ok(transport) => {
                 let peer = transport.peer_addr().ok();
@@ -98,7 +109,7 @@ pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>) -> std::i
     Ok(())
 }
 
-/// Serves one connection until it closes or sends a bad frame.
+/// Serves one connection until it closes, sends a bad frame, or the driver stops.
 async fn serve_connection<T>(
     channel: BaseChannel<NodeRequest, NodeResponse, T>,
     peer: Option<SocketAddr>,
@@ -107,7 +118,12 @@ async fn serve_connection<T>(
     T: tarpc::Transport<Response<NodeResponse>, ClientMessage<NodeRequest>> + Send + 'static,
 {
     let mut requests = std::pin::pin!(channel.requests());
-    while let Some(request) = requests.next().await {
+    loop {
+        let request = tokio::select! {
+            request = requests.next() => request,
+            () = service.events.closed() => None,
+        };
+        let Some(request) = request else { return };
         match request {
             Ok(request) => {
                 tokio::spawn(request.execute(service.clone().serve()));

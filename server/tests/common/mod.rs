@@ -8,7 +8,11 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use shardkv_client::{Client, RetryPolicy};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_shardkv");
@@ -159,4 +163,198 @@ pub fn stdout(output: &Output) -> String {
 /// Stderr as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Generous limit for a cluster to elect leaders and finish a step.
+pub const SETTLE: Duration = Duration::from_secs(60);
+
+/// Waits (bounded by [`SETTLE`]) until `count()` reaches `target`.
+pub fn wait_for_writes(count: &dyn Fn() -> usize, target: usize) {
+    let start = Instant::now();
+    while count() < target {
+        assert!(
+            start.elapsed() < SETTLE,
+            "only {} of {target} writes acknowledged within {SETTLE:?}",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The index of the replica at `addresses` that answers `probe` as a leader would
+/// (`is_answer` on its reply), polling (bounded by [`SETTLE`]) until one does.
+fn leader_of(addresses: &[String], probe: &[u8], is_answer: fn(&[u8]) -> bool) -> usize {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let transport = shardkv_client::TarpcTransport::new();
+    let start = Instant::now();
+    loop {
+        for (i, address) in addresses.iter().enumerate() {
+            let reply = runtime.block_on(transport.call_bytes(
+                address,
+                probe.to_vec(),
+                Duration::from_secs(2),
+            ));
+            if matches!(reply, Ok(reply) if is_answer(&reply)) {
+                return i;
+            }
+        }
+        assert!(start.elapsed() < SETTLE, "no leader among {addresses:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The leader of a replica group: the replica that answers a Get.
+pub fn group_leader(addresses: &[String]) -> usize {
+    use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, Op, Request};
+    let request = GroupRequest::Kv(Request {
+        client: 7,
+        seq: 1,
+        op: Op::Get {
+            key: b"probe".to_vec(),
+        },
+    });
+    let probe = bincode::serialize(&request).expect("encode a Get");
+    leader_of(addresses, &probe, |reply| {
+        !matches!(
+            bincode::deserialize::<GroupResponse>(reply),
+            Ok(GroupResponse::Kv(Err(KvError::WrongLeader { .. }))) | Err(_)
+        )
+    })
+}
+
+/// The shard master's leader: the replica that answers a Query with a configuration.
+pub fn master_leader(addresses: &[String]) -> usize {
+    use shardkv_proto::master::{Op, Request, Response};
+    let request = Request {
+        client: 7,
+        seq: 0,
+        op: Op::Query { num: None },
+    };
+    let probe = bincode::serialize(&request).expect("encode a Query");
+    leader_of(addresses, &probe, |reply| {
+        matches!(bincode::deserialize::<Response>(reply), Ok(Ok(_)))
+    })
+}
+
+/// Writes acknowledged so far: (key, value).
+pub type Acked = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A thread writing `prefix-N` keys through the library (`Client` over tarpc), one
+/// at a time, recording every acknowledged write, until stopped.
+pub struct LibraryWriter {
+    pub acked: Acked,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LibraryWriter {
+    /// Starts writing to the cluster at `masters`.
+    pub fn start(masters: &[String], prefix: &str) -> Self {
+        let acked: Acked = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (masters, prefix) = (masters.to_vec(), prefix.to_string());
+        let thread = {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                let mut client = Client::connect(masters, policy());
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (key, value) = (format!("{prefix}-{i}"), format!("value-{i}"));
+                    if runtime
+                        .block_on(client.put(key.as_str(), value.as_str()))
+                        .is_ok()
+                    {
+                        acked.lock().expect("lock").push((key, value));
+                    }
+                }
+            })
+        };
+        LibraryWriter {
+            acked,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many writes have been acknowledged.
+    pub fn count(&self) -> usize {
+        self.acked.lock().expect("lock").len()
+    }
+
+    /// Waits (bounded) for `more` acknowledged writes from now.
+    pub fn wait_for_more(&self, more: usize) {
+        let target = self.count() + more;
+        wait_for_writes(&|| self.count(), target);
+    }
+
+    /// Stops the thread after its current write; returns every acknowledged write.
+    pub fn finish(mut self) -> Vec<(String, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("writer thread");
+        }
+        self.acked.lock().expect("lock").clone()
+    }
+}
+
+/// The library's retry policy in the tests: 30 s per operation.
+pub fn policy() -> RetryPolicy {
+    RetryPolicy {
+        deadline: Some(Duration::from_secs(30)),
+        ..RetryPolicy::default()
+    }
+}
+
+/// Reads every write back through a fresh library client; returns the mismatches.
+pub fn read_back(masters: &[String], acked: &[(String, String)]) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut client = Client::connect(masters.to_vec(), policy());
+    let mut wrong = Vec::new();
+    for (key, value) in acked {
+        match runtime.block_on(client.get(key.as_str())) {
+            Ok(Some(read)) if read == value.as_bytes() => {}
+            other => wrong.push(format!("{key}: {other:?}, acknowledged {value}")),
+        }
+    }
+    wrong
+}
+
+/// Joins each `(gid, group)` through the CLI.
+pub fn join(masters: &[String], groups: &[(&str, &Service)]) {
+    for (gid, group) in groups {
+        let servers = group.addresses().join(",");
+        let out = shardkv_until_ok(
+            masters,
+            &["join", gid, &servers, "--timeout", "20s"],
+            SETTLE,
+        );
+        assert!(out.status.success(), "join {gid}: {}", stderr(&out));
+    }
+}
+
+/// Starts three shard masters and a group of three replicas per gid, joined in order;
+/// returns the masters' service and the groups'.
+pub fn start_cluster(dir: &Path, gids: &[u64]) -> (Service, Vec<Service>) {
+    let masters = Service::start(dir, None, 3, &[]);
+    let addresses = masters.addresses();
+    let groups: Vec<Service> = gids
+        .iter()
+        .map(|&gid| Service::start(dir, Some(gid), 3, &addresses))
+        .collect();
+    for (gid, group) in gids.iter().zip(&groups) {
+        join(&addresses, &[(&gid.to_string(), group)]);
+    }
+    (masters, groups)
 }

@@ -28,6 +28,7 @@ use super::clerk::Clerk;
 use super::host::{MasterHost, ReplicaIds};
 use super::lab::{MasterLab, Peer};
 use crate::scenario::Outcome;
+use crate::sim_run::{finish, new_sim};
 use crate::sim_transport::{AddressBook, SimTransport};
 
 /// Master replicas per cluster, as in 6.824.
@@ -62,8 +63,7 @@ impl<L: MasterLab> Cluster<L> {
     /// A cluster of [`REPLICAS`] replicas made with [`MasterLab::make`], all connected;
     /// the network drops and delays messages when `unreliable`.
     pub fn new(seed: u64, unreliable: bool) -> Self {
-        let sim = Sim::new(seed);
-        sim.set_trace_log(trace_lines_wanted() > 0);
+        let sim = new_sim(seed);
         sim.set_reliable(!unreliable);
         let ids: ReplicaIds = Default::default();
         let book = AddressBook::new();
@@ -176,19 +176,8 @@ impl<L: MasterLab> Cluster<L> {
 
     /// Drive `body` to completion and summarise the run; frees the simulation after.
     pub fn run(&self, body: impl Future<Output = Result<(), String>>) -> Outcome {
-        let result = self.sim.block_on(body).map_err(|e| {
-            self.print_trace_tail();
-            format!("{e} (at {:?} virtual; {})", self.sim.now(), self.describe())
-        });
-        let outcome = Outcome {
-            result,
-            digest: self.sim.digest(),
-            sim_time: self.sim.now(),
-            rpcs: self.sim.total_rpcs(),
-            bytes: self.sim.total_bytes(),
-        };
-        self.sim.shutdown();
-        outcome
+        let result = self.sim.block_on(body);
+        finish(&self.sim, result, || self.describe())
     }
 
     /// One line on every replica: down, leader, latest applied configuration.
@@ -205,27 +194,9 @@ impl<L: MasterLab> Cluster<L> {
             .collect();
         format!("replicas [{}]", replicas.join("; "))
     }
-
-    fn print_trace_tail(&self) {
-        let lines = self.sim.trace_log();
-        for line in &lines[lines.len().saturating_sub(trace_lines_wanted())..] {
-            eprintln!(
-                "{:>12?} {:?} {}: {}",
-                line.time, line.node, line.topic, line.line
-            );
-        }
-    }
 }
 
 /// The address of replica `peer`.
 pub fn address(peer: Peer) -> String {
     format!("master-{peer}")
-}
-
-/// How many trace lines to print on failure (`SHARDKV_TRACE`, default none).
-fn trace_lines_wanted() -> usize {
-    std::env::var("SHARDKV_TRACE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }

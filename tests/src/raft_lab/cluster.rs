@@ -19,6 +19,7 @@ use super::checker::Checker;
 use super::host::{LabHost, PeerIds};
 use super::lab::{Index, Peer, RaftLab, Term};
 use crate::scenario::Outcome;
+use crate::sim_run::{finish, new_sim};
 
 /// Builds a peer from its index and persister (on start and on every restart).
 pub type Maker<L> = Rc<dyn Fn(Peer, Persister) -> L>;
@@ -69,8 +70,7 @@ impl<L: RaftLab> Cluster<L> {
 
     /// `n` peers made by `maker`, all connected.
     pub fn with_maker(seed: u64, n: usize, options: ClusterOptions, maker: Maker<L>) -> Self {
-        let sim = Sim::new(seed);
-        sim.set_trace_log(trace_lines_wanted() > 0);
+        let sim = new_sim(seed);
         sim.set_reliable(!options.unreliable);
         let ids: PeerIds = Rc::new(RefCell::new(Vec::with_capacity(n)));
         let checker = Rc::new(RefCell::new(Checker::new(n)));
@@ -178,7 +178,21 @@ impl<L: RaftLab> Cluster<L> {
 
     /// Propose `command` at `peer`; `None` when crashed or not leader.
     pub fn start(&self, peer: Peer, command: Vec<u8>) -> Option<(Index, Term)> {
-        self.with_lab(peer, |lab| lab.start(command)).flatten()
+        self.sim
+            .with_host::<LabHost<L>, _>(self.id(peer), |host, cx| {
+                let bytes = command.len();
+                let started = host.lab.start(command);
+                match started {
+                    Some((index, term)) => cx.trace(
+                        "start",
+                        format_args!("{peer} start {bytes}B at index {index} term {term}"),
+                    ),
+                    None => cx.trace("start", format_args!("{peer} start refused")),
+                }
+                host.drain(cx);
+                started
+            })
+            .flatten()
     }
 
     /// Messages delivered to `peer` so far (6.824 `rpcCount`).
@@ -224,23 +238,13 @@ impl<L: RaftLab> Cluster<L> {
         command(self.sim.random_u64() >> 1)
     }
 
-    /// Drive `body` to completion and summarise the run.
+    /// Drive `body` to completion and summarise the run; frees the simulation after.
     pub fn run(&self, body: impl Future<Output = Result<(), String>>) -> Outcome {
         let result = self
             .sim
             .block_on(body)
             .and_then(|()| self.check_apply_error());
-        let result = result.map_err(|e| {
-            self.print_trace_tail();
-            format!("{e} (at {:?} virtual; {})", self.sim.now(), self.describe())
-        });
-        Outcome {
-            result,
-            digest: self.sim.digest(),
-            sim_time: self.sim.now(),
-            rpcs: self.sim.total_rpcs(),
-            bytes: self.sim.total_bytes(),
-        }
+        finish(&self.sim, result, || self.describe())
     }
 
     /// One line on every peer: up or down, connected, term and role, last applied index.
@@ -265,26 +269,6 @@ impl<L: RaftLab> Cluster<L> {
             .collect();
         format!("peers [{}]", peers.join("; "))
     }
-
-    /// With `SHARDKV_TRACE=N`, print the last `N` trace lines of a failed run to stderr.
-    fn print_trace_tail(&self) {
-        let wanted = trace_lines_wanted();
-        let lines = self.sim.trace_log();
-        for line in &lines[lines.len().saturating_sub(wanted)..] {
-            eprintln!(
-                "{:>12?} {:?} {}: {}",
-                line.time, line.node, line.topic, line.line
-            );
-        }
-    }
-}
-
-/// How many trace lines to print on failure (`SHARDKV_TRACE`, default none).
-fn trace_lines_wanted() -> usize {
-    std::env::var("SHARDKV_TRACE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The command bytes for number `x` (decimal text, so failures read well).

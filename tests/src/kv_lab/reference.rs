@@ -1,0 +1,119 @@
+//! The reference implementation of the kv lab interface: `replica_group::Server` over
+//! `shardkv_raft::Store<PersisterBackend>` (the Raft suite's adapter from the simulator's
+//! persister to a raft log backend).
+//!
+//! Peer `i` of a group is raft id `i + 1` (raft-rs reserves 0), which is also the
+//! client's convention for leader hints, so the server's hints pass through unchanged.
+//! The replica ticks as the Raft suite's reference peer does (heartbeat every 2 ticks,
+//! election after 10), and the group uses `GroupOptions`' defaults otherwise.
+//!
+//! Caveats: a fatal server error (storage failure, undecodable snapshot) panics, which
+//! the scenario runner reports as a failure with its seed.
+
+use replica_group::{Effect, GroupOptions, Phase, Server, ServerError};
+use shardkv_proto::kv::{MigrationRequest, Request};
+use shardkv_proto::{ConfigNum, ShardId};
+use shardkv_raft::{ReplicaConfig, Store};
+
+use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
+use crate::raft_lab::reference::{PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS};
+
+/// `replica_group::Server` behind the lab interface.
+pub struct GroupLab {
+    name: String,
+    server: Server<Store<PersisterBackend>>,
+}
+
+fn raft_id(peer: Peer) -> u64 {
+    peer as u64 + 1
+}
+
+impl GroupLab {
+    fn check(&self, result: Result<(), ServerError>, event: &str) {
+        if let Err(error) = result {
+            panic!("{} failed on {event}: {error}", self.name);
+        }
+    }
+
+    /// The server, for scenarios that look inside the reference implementation.
+    pub fn server(&self) -> &Server<Store<PersisterBackend>> {
+        &self.server
+    }
+}
+
+impl KvLab for GroupLab {
+    fn make(start: KvStart) -> Self {
+        let name = format!("group {} replica {}", start.gid, start.me);
+        let voters = start.peers.iter().map(|&p| raft_id(p)).collect();
+        let mut config = ReplicaConfig::new(raft_id(start.me), voters);
+        config.heartbeat_ticks = HEARTBEAT_TICKS;
+        config.election_ticks = ELECTION_TICKS;
+        config.snapshot_bytes_threshold = start.maxraftstate;
+        let store = Store::open(PersisterBackend::new(start.persister))
+            .unwrap_or_else(|e| panic!("{name}: open store: {e:?}"));
+        let options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
+        let server = Server::open(config, store, options)
+            .unwrap_or_else(|e| panic!("{name}: open server: {e}"));
+        GroupLab { name, server }
+    }
+
+    fn on_peer_message(&mut self, _from: Peer, bytes: Vec<u8>) {
+        let result = self.server.on_peer_message(&bytes);
+        self.check(result, "peer message");
+    }
+
+    fn on_request(&mut self, req_id: ReqId, request: Request) {
+        let result = self.server.on_request(req_id, request);
+        self.check(result, "request");
+    }
+
+    fn on_migration_request(&mut self, req_id: ReqId, request: MigrationRequest) {
+        let result = self.server.on_migration_request(req_id, request);
+        self.check(result, "migration request");
+    }
+
+    fn on_response(&mut self, call_id: CallId, reply: Option<Vec<u8>>) {
+        let result = self.server.on_response(call_id, reply);
+        self.check(result, "response");
+    }
+
+    fn on_tick(&mut self) {
+        let result = self.server.on_tick();
+        self.check(result, "tick");
+    }
+
+    fn take_effects(&mut self) -> Vec<KvEffect> {
+        let name = &self.name;
+        self.server
+            .take_effects()
+            .into_iter()
+            .map(|effect| match effect {
+                Effect::Send { to, bytes } => {
+                    assert!(to >= 1, "{name} sent to raft id 0");
+                    KvEffect::Send {
+                        to: (to - 1) as Peer,
+                        bytes,
+                    }
+                }
+                Effect::Reply { req_id, response } => KvEffect::Reply { req_id, response },
+                Effect::MigrationReply { req_id, response } => {
+                    KvEffect::MigrationReply { req_id, response }
+                }
+                Effect::Call { call_id, to, bytes } => KvEffect::Call { call_id, to, bytes },
+            })
+            .collect()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.server.replica().is_leader()
+    }
+
+    fn serving(&self) -> (ConfigNum, Vec<ShardId>) {
+        let state = self.server.state();
+        let serving = (state.shards().iter().enumerate())
+            .filter(|(_, phase)| Phase::serves(phase))
+            .map(|(shard, _)| shard)
+            .collect();
+        (state.config().num, serving)
+    }
+}
