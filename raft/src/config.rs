@@ -67,6 +67,8 @@ impl ReplicaConfig {
             max_inflight_msgs: self.max_inflight_msgs,
             pre_vote: self.pre_vote,
             check_quorum: self.check_quorum,
+            // Proposals made between two Readys go to each follower as one append.
+            batch_append: true,
             ..raft::Config::default()
         }
     }

@@ -166,6 +166,12 @@ impl<S: LogStore> Replica<S> {
         Ok(self.proposals.track(index, self.term(), kind))
     }
 
+    /// True when [`Replica::read_index`] would be served: this replica leads and has
+    /// committed an entry of its term (raft-rs drops reads before that).
+    pub fn can_read_index(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader && self.raw.raft.commit_to_current_term()
+    }
+
     /// Starts a linearizable read: once a quorum confirms leadership, `(ctx, index)`
     /// shows up in `Output::reads`. Silently dropped when there is no leader, or the
     /// leader has not yet committed an entry in its term: retry after a timeout.

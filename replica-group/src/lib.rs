@@ -4,8 +4,9 @@
 //! # What it does
 //!
 //! Each replica runs a [`Server`] over a `shardkv_raft::Replica`. Clients send
-//! Get/Put/Append/Delete ([`shardkv_proto::kv::Request`]) to the leader, which puts them
-//! through the log; every replica applies them to the shard the key belongs to. Each
+//! Get/Put/Append/Delete ([`shardkv_proto::kv::Request`]) to the leader, which puts the
+//! mutations through the log and answers Gets by ReadIndex ([`reads`]: a quorum round,
+//! no log entry); every replica applies the mutations to the shard the key belongs to. Each
 //! shard has its own data and its own duplicate table (client → latest mutation and its
 //! answer), so a retried request takes effect once, and the table moves with the shard.
 //!
@@ -76,6 +77,7 @@
 //!   `shardkv_proto::session::Sessions`, as the shard master's) and key/value semantics.
 //! - [`phase`]: the per-shard migration phases and their asserted transitions.
 //! - [`state`], [`migration`], [`snapshot`]: the replicated state, `apply`, snapshots.
+//! - [`reads`]: linearizable Gets without a log entry.
 //! - [`server`], [`poll`](crate::Server::on_response), [`calls`], [`effect`],
 //!   [`options`]: the sans-IO replica around the log. Proposal waiters, snapshot
 //!   timing and the fatal error come from `shardkv_raft` (`Pending`,
@@ -111,6 +113,7 @@ pub mod migration;
 pub mod options;
 pub mod phase;
 mod poll;
+pub mod reads;
 pub mod server;
 pub mod sessions;
 pub mod snapshot;

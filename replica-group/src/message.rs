@@ -31,7 +31,8 @@ pub enum Entry {
     /// leader serves its shard. When applied, the shard's phase is checked again (a
     /// configuration may have applied in between): a shard not served then gets
     /// `WrongGroup`; otherwise the request runs against the shard's data and duplicate
-    /// table. Gets go through here too, so reads are linearizable.
+    /// table. A Get comes here only when the leader cannot use ReadIndex yet (no entry
+    /// of its term committed, see `reads.rs`); it is linearizable either way.
     Kv(Request),
     /// Adopt the next configuration.
     ///

@@ -101,6 +101,14 @@ impl Phase {
         }
     }
 
+    /// The data, only when served.
+    pub fn served_store(&self) -> Option<&ShardStore> {
+        match self {
+            Phase::Serving(store) | Phase::Acking { store, .. } => Some(store),
+            _ => None,
+        }
+    }
+
     /// The data, mutable, only when served (frozen data is never changed).
     pub fn served_store_mut(&mut self) -> Option<&mut ShardStore> {
         match self {

@@ -11,9 +11,12 @@
 //!
 //! Client requests: a follower answers `WrongLeader { hint }` at once; so does any
 //! replica for a request over the size limits (with the limit error). The leader answers
-//! `WrongGroup` at once when it does not serve the key's shard, and otherwise proposes
-//! the request and answers when its entry applies (rechecking the shard there), or
-//! `WrongLeader` if the proposal is lost.
+//! `WrongGroup` at once when it does not serve the key's shard. Otherwise it answers a
+//! Get by ReadIndex (`reads.rs`), and proposes any other request and answers when its
+//! entry applies (rechecking the shard there), or `WrongLeader` if the proposal is lost.
+//!
+//! [`Server::batch`] lets a runtime hand over every event waiting at once: the Ready
+//! protocol (and its one sync) then runs once for all of them.
 //!
 //! Migration requests: `PullShard` is answered at once from the applied state by any
 //! replica (the offered shard is frozen, see the crate docs); `DeleteShard` is answered
@@ -22,7 +25,7 @@
 //! Ticks drive Raft and, on the leader, the outgoing calls (see `poll.rs`). After each
 //! event the server snapshots when the log passed its threshold.
 
-use shardkv_proto::kv::{KvError, MigrationRequest, MigrationResponse, Request, Response};
+use shardkv_proto::kv::{KvError, MigrationRequest, MigrationResponse, Op, Request, Response};
 use shardkv_proto::{ConfigNum, NodeId, ShardId};
 use shardkv_raft::{Fate, LogStore, Pending, Replica, ReplicaConfig, Step};
 
@@ -31,6 +34,7 @@ use crate::effect::{Effect, RequestId};
 use crate::message::{decode_entry, encode_entry, Entry};
 use crate::migration::DeleteVerdict;
 use crate::options::{GroupOptions, ServerError};
+use crate::reads::Reads;
 use crate::state::{GroupState, Outcome};
 
 /// Internal work the leader proposed, so it does not propose it twice at once.
@@ -61,6 +65,11 @@ pub struct Server<S: LogStore> {
     pub(crate) ticks: u64,
     /// A `DeleteShard` applied since the last snapshot: snapshot at once (challenge 1).
     pub(crate) deleted_since_snapshot: bool,
+    /// Gets answered by ReadIndex (`reads.rs`).
+    pub(crate) reads: Reads,
+    /// Inside [`Server::batch`]: events only feed raft-rs; the Ready protocol runs once
+    /// at the end.
+    deferred: bool,
 }
 
 impl<S: LogStore> Server<S> {
@@ -100,6 +109,8 @@ impl<S: LogStore> Server<S> {
             effects: Vec::new(),
             ticks: 0,
             deleted_since_snapshot: false,
+            reads: Reads::default(),
+            deferred: false,
         }
     }
 
@@ -136,10 +147,27 @@ impl<S: LogStore> Server<S> {
         self.drive()
     }
 
+    /// Runs `events` (calls of the `on_*` methods) with the Ready protocol run once at
+    /// the end instead of after each: the proposals and messages of the whole batch
+    /// share one sync, one append per follower and one read index. A runtime that
+    /// finds several events waiting hands them over this way; answers are the same.
+    pub fn batch<R>(
+        &mut self,
+        events: impl FnOnce(&mut Self) -> Result<R, ServerError>,
+    ) -> Result<R, ServerError> {
+        let was_deferred = std::mem::replace(&mut self.deferred, true);
+        let result = events(self);
+        self.deferred = was_deferred;
+        let result = result?;
+        self.drive()?;
+        Ok(result)
+    }
+
     /// One tick of logical time: Raft timers, then the leader's outgoing calls.
     pub fn on_tick(&mut self) -> Result<(), ServerError> {
         self.replica.tick();
         self.ticks += 1;
+        self.expire_reads();
         self.drive()?;
         self.maybe_call();
         self.drive()
@@ -159,7 +187,10 @@ impl<S: LogStore> Server<S> {
             self.reply(req_id, Err(KvError::WrongGroup));
             return Ok(());
         }
-        self.propose(Entry::Kv(request), Waiter::Client(req_id));
+        match request.op {
+            Op::Get { key } if self.read_without_log(req_id, key.clone()) => {}
+            op => self.propose(Entry::Kv(Request { op, ..request }), Waiter::Client(req_id)),
+        }
         self.drive()
     }
 
@@ -206,8 +237,13 @@ impl<S: LogStore> Server<S> {
         }
     }
 
-    /// Runs the replica's Ready protocol once and turns its output into effects.
+    /// Runs the replica's Ready protocol once and turns its output into effects
+    /// (deferred to the end of a [`Server::batch`]).
     pub(crate) fn drive(&mut self) -> Result<(), ServerError> {
+        if self.deferred {
+            return Ok(());
+        }
+        self.ask_reads();
         let settled = self.pending.advance(&mut self.replica)?;
         self.effects.extend(
             settled
@@ -221,6 +257,7 @@ impl<S: LogStore> Server<S> {
         for waiter in settled.failed {
             self.fail(waiter);
         }
+        self.settle_reads(settled.reads);
         if !self.replica.is_leader() {
             self.calls.clear();
         }
@@ -302,13 +339,13 @@ impl<S: LogStore> Server<S> {
         }
     }
 
-    fn wrong_leader(&self) -> KvError {
+    pub(crate) fn wrong_leader(&self) -> KvError {
         KvError::WrongLeader {
             hint: self.replica.leader_hint(),
         }
     }
 
-    fn reply(&mut self, req_id: RequestId, response: Response) {
+    pub(crate) fn reply(&mut self, req_id: RequestId, response: Response) {
         self.effects.push(Effect::Reply { req_id, response });
     }
 

@@ -19,7 +19,7 @@
 //! only when the current configuration gives it to this group and its data is here;
 //! indices passed to `apply` strictly increase.
 
-use shardkv_proto::kv::{KvError, MigrationResponse, Response};
+use shardkv_proto::kv::{KvError, MigrationResponse, Reply, Response};
 use shardkv_proto::{Config, GroupId, ShardId};
 
 use crate::message::Entry;
@@ -137,6 +137,17 @@ impl GroupState {
         let shard = self.config.shard_of_key(request.op.key());
         match self.shards[shard].served_store_mut() {
             Some(store) => store.apply(index, request),
+            None => Err(KvError::WrongGroup),
+        }
+    }
+
+    /// Answers a Get for `key` from the state as applied so far, without a log entry:
+    /// the value, or `WrongGroup` when the key's shard is not served here now. The
+    /// caller makes it linearizable (see `reads.rs`).
+    pub fn read(&self, key: &[u8]) -> Response {
+        let shard = self.config.shard_of_key(key);
+        match self.shards[shard].served_store() {
+            Some(store) => Ok(Reply::Value(store.kv.get(key).cloned())),
             None => Err(KvError::WrongGroup),
         }
     }

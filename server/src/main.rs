@@ -5,6 +5,7 @@
 //!   in a temporary directory and narrates a workload against it.
 //! - Admin: `join`, `leave`, `move`, `query` steer shards through the shard master.
 //! - Data: `get`, `put`, `append`, `delete`.
+//! - Performance: `bench` measures throughput and latency.
 //! - Labs: `grade` runs the lab suites over many seeds in the simulator.
 //!
 //! Client commands exit 0 on success, 1 when `get` finds no value, 2 on any other error
@@ -50,6 +51,9 @@ enum Command {
     Append(cli::data::KeyValueArgs),
     /// Remove a key.
     Delete(cli::data::KeyArgs),
+    /// Measure throughput and latency: concurrent clients for a fixed time against a
+    /// cluster (`--masters`) or a local one started for the run.
+    Bench(cli::bench::BenchArgs),
     /// Run the lab suites over many seeds in the simulator and print a score table.
     Grade(grade::GradeArgs),
 }
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Put(args) => cli::data::write(args, cli::data::WriteKind::Put),
         Command::Append(args) => cli::data::write(args, cli::data::WriteKind::Append),
         Command::Delete(args) => cli::data::delete(args),
+        Command::Bench(args) => cli::bench::run(args),
         Command::Grade(args) => grade::run(args),
     }
 }

@@ -391,3 +391,61 @@ fn same_events_same_states() {
     };
     assert_eq!(run(), run());
 }
+
+/// A Get on a settled leader is answered by ReadIndex: the right value, and no entry
+/// added to the log for it.
+#[test]
+fn gets_read_without_the_log() {
+    let mut w = start(None);
+    let k0 = key_in(0);
+    assert_eq!(w.call_group(A, kv(7, 1, put(&k0, b"v"))), Ok(Reply::Done));
+    let leader = w.leader(A).expect("leader");
+    let last = w.server(A, leader).replica().commit_index();
+    for _ in 0..5 {
+        assert_eq!(w.get(A, &k0), Some(b"v".to_vec()));
+    }
+    assert_eq!(w.get(A, &key_in(2)), None);
+    assert_eq!(w.server(A, leader).replica().commit_index(), last);
+    // A shard the group does not serve is refused before any read.
+    let response = w.call_group(A, kv(0, 0, Op::Get { key: key_in(7) }));
+    assert_eq!(response, Err(KvError::WrongGroup));
+}
+
+/// Requests handed over in one `batch` share one Ready: the leader syncs once for all
+/// of them, and each still gets its own answer.
+#[test]
+fn a_batch_shares_one_sync() {
+    let mut w = start(None);
+    let leader = w.leader(A).expect("leader");
+    let syncs = |w: &mut World| w.server(A, leader).replica().store().backend().sync_count();
+    let before = syncs(&mut w);
+    w.server(A, leader)
+        .batch(|server| {
+            for i in 0..20u64 {
+                let key = key_in((i % 5) as usize);
+                server.on_request(1000 + i, kv(9, i + 1, append(&key, b"x")))?;
+            }
+            server.on_request(2000, kv(9, 0, Op::Get { key: key_in(0) }))
+        })
+        .expect("batch");
+    assert_eq!(syncs(&mut w), before + 1, "one sync for the whole batch");
+    w.pump();
+    let mut answered: Vec<_> = w.replies.drain(..).collect();
+    answered.sort_by_key(|(req_id, _)| *req_id);
+    let done: Vec<_> = answered.iter().filter(|(id, _)| *id < 2000).collect();
+    assert_eq!(done.len(), 20, "{answered:?}");
+    assert!(
+        done.iter().all(|(_, r)| *r == Ok(Reply::Done)),
+        "{answered:?}"
+    );
+    // The Get was read in the same batch, before the appends applied or after: either
+    // way a prefix of them, never more than all four for its key.
+    let (_, read) = answered.last().expect("the get's answer");
+    match read {
+        Ok(Reply::Value(value)) => {
+            assert!(value.as_deref().map_or(0, <[u8]>::len) <= 4, "{read:?}")
+        }
+        other => panic!("get answered {other:?}"),
+    }
+    assert_eq!(w.get(A, &key_in(0)), Some(b"xxxx".to_vec()));
+}

@@ -42,7 +42,7 @@ pub struct World {
     pub drop_pulls: bool,
     /// Drop every DeleteShard call.
     pub drop_deletes: bool,
-    replies: Vec<(RequestId, Response)>,
+    pub replies: Vec<(RequestId, Response)>,
     /// Migration requests being served: request id → (caller group, caller node, call).
     inbound: BTreeMap<RequestId, (GroupId, NodeId, CallId)>,
     next_req: RequestId,

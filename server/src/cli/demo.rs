@@ -83,7 +83,7 @@ async fn demo(data_dir: std::path::PathBuf, clients: u16) -> ExitCode {
     let narrator = Narrator {
         start: Instant::now(),
     };
-    let layout = match free_layout(data_dir).await {
+    let layout = match Layout::free(3, 3, data_dir).await {
         Ok(layout) => layout,
         Err(message) => return super::fail(message),
     };
@@ -102,31 +102,6 @@ async fn demo(data_dir: std::path::PathBuf, clients: u16) -> ExitCode {
         Ok(_) => ExitCode::FAILURE,
         Err(message) => super::fail(message),
     }
-}
-
-/// The first layout, from port 17000 up in steps of 1000, whose every address is free.
-async fn free_layout(data_dir: std::path::PathBuf) -> Result<Layout, String> {
-    for base_port in (17_000..=57_000).step_by(1000) {
-        let layout = Layout::new(3, 3, base_port, data_dir.clone())?;
-        let mut addresses = layout
-            .masters
-            .iter()
-            .chain(layout.groups.values().flatten());
-        let mut free = true;
-        for address in &mut addresses {
-            if tokio::net::TcpListener::bind(address.as_str())
-                .await
-                .is_err()
-            {
-                free = false;
-                break;
-            }
-        }
-        if free {
-            return Ok(layout);
-        }
-    }
-    Err("no free block of ports between 17000 and 58000".into())
 }
 
 /// The demo's steps; returns how many acknowledged writes were lost or contradicted.

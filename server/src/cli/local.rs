@@ -74,6 +74,33 @@ impl Layout {
         })
     }
 
+    /// The first layout of these sizes, from port 17000 up in steps of 1000, whose
+    /// every address is free (for the demo and the benchmark, which must not collide
+    /// with a `shardkv local` on the default ports).
+    pub async fn free(groups: u16, replicas: u16, data_dir: PathBuf) -> Result<Self, String> {
+        for base_port in (17_000..=57_000).step_by(1000) {
+            let layout = Layout::new(groups, replicas, base_port, data_dir.clone())?;
+            let mut free = true;
+            for address in layout
+                .masters
+                .iter()
+                .chain(layout.groups.values().flatten())
+            {
+                if tokio::net::TcpListener::bind(address.as_str())
+                    .await
+                    .is_err()
+                {
+                    free = false;
+                    break;
+                }
+            }
+            if free {
+                return Ok(layout);
+            }
+        }
+        Err("no free block of ports between 17000 and 58000".into())
+    }
+
     /// Every node's spec.
     pub fn specs(&self) -> Vec<NodeSpec> {
         let mut specs = service_specs(Role::Master, &self.masters, self.data_dir.join("master"));

@@ -5,6 +5,7 @@
 //! for `get` of an absent key, 2 for any other error (one line on stderr).
 
 pub mod admin;
+pub mod bench;
 pub mod cluster;
 pub mod data;
 pub mod demo;

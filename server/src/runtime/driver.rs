@@ -8,8 +8,10 @@
 //!                                                 Call  ──► task: TarpcTransport ──► Event::Response
 //! ```
 //!
-//! Everything the server does happens on this one task, one event at a time, as in the
-//! simulator. The server persists before it emits effects (the replica's `advance()`
+//! Everything the server does happens on this one task, as in the simulator. Events
+//! already waiting when the driver wakes are handed over as one batch
+//! (`Hosted::batch`), so under load many requests share one Ready and one sync (group
+//! commit). The server persists before it emits effects (the replica's `advance()`
 //! syncs once per Ready), so a reply leaves only after its entry is on disk.
 
 use std::collections::BTreeMap;
@@ -26,6 +28,9 @@ use super::service::Event;
 /// Real time per tick: the simulator's tick counts (election 10, heartbeat 2) become a
 /// 500 ms election timeout and 100 ms heartbeats.
 pub const TICK: Duration = Duration::from_millis(50);
+
+/// The most events handed to the server as one batch.
+const MAX_BATCH: usize = 1024;
 
 /// How long an outgoing call of the server may take (the group forgets a call after 20
 /// ticks anyway).
@@ -66,7 +71,7 @@ pub async fn run<H: Hosted>(
             _ = shutdown.changed() => break,
             _ = ticks.tick() => driver.tick()?,
             event = receiver.recv() => match event {
-                Some(event) => driver.handle(event)?,
+                Some(event) => driver.handle_batch(event, &mut receiver)?,
                 None => break,
             },
         }
@@ -81,30 +86,32 @@ impl<H: Hosted> Driver<H> {
         self.server.on_tick()
     }
 
-    fn handle(&mut self, event: Event) -> Result<(), Fatal> {
-        match event {
-            Event::Peer { from, messages } => {
-                tracing::trace!(from, count = messages.len(), "raft batch");
-                for message in messages {
-                    self.server.on_peer_message(&message)?;
-                }
-                Ok(())
+    /// Handles `first` and every event already waiting behind it (up to
+    /// [`MAX_BATCH`]) as one batch: one Ready, one sync, one append per follower.
+    fn handle_batch(
+        &mut self,
+        first: Event,
+        receiver: &mut mpsc::Receiver<Event>,
+    ) -> Result<(), Fatal> {
+        let mut events = vec![first];
+        while events.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(event) => events.push(event),
+                Err(_) => break,
             }
-            Event::Call { request, reply } => {
-                let req_id = self.next_req_id;
-                self.next_req_id += 1;
-                match self.server.on_call(req_id, &request)? {
-                    Some(answer) => {
-                        let _ = reply.send(answer);
-                    }
-                    None => {
-                        self.waiting.insert(req_id, reply);
-                    }
-                }
-                Ok(())
-            }
-            Event::Response { call_id, reply } => self.server.on_response(call_id, reply),
         }
+        tracing::trace!(count = events.len(), "event batch");
+        let Driver {
+            server,
+            waiting,
+            next_req_id,
+            ..
+        } = self;
+        server.batch(|server| {
+            events
+                .into_iter()
+                .try_for_each(|event| handle(server, waiting, next_req_id, event))
+        })
     }
 
     /// Carries out the server's actions: raft messages batched per peer, replies, calls.
@@ -133,5 +140,36 @@ impl<H: Hosted> Driver<H> {
             let reply = transport.call_bytes(&to, bytes, CALL_TIMEOUT).await.ok();
             let _ = events.send(Event::Response { call_id, reply }).await;
         });
+    }
+}
+
+/// Hands one event to the server, registering a call's reply channel under a new id.
+fn handle<H: Hosted>(
+    server: &mut H,
+    waiting: &mut BTreeMap<u64, oneshot::Sender<Vec<u8>>>,
+    next_req_id: &mut u64,
+    event: Event,
+) -> Result<(), Fatal> {
+    match event {
+        Event::Peer { from, messages } => {
+            tracing::trace!(from, count = messages.len(), "raft batch");
+            messages
+                .iter()
+                .try_for_each(|message| server.on_peer_message(message))
+        }
+        Event::Call { request, reply } => {
+            let req_id = *next_req_id;
+            *next_req_id += 1;
+            match server.on_call(req_id, &request)? {
+                Some(answer) => {
+                    let _ = reply.send(answer);
+                }
+                None => {
+                    waiting.insert(req_id, reply);
+                }
+            }
+            Ok(())
+        }
+        Event::Response { call_id, reply } => server.on_response(call_id, reply),
     }
 }

@@ -54,6 +54,9 @@ pub trait Hosted {
     fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal>;
     /// The answer (`None`: failure or timeout) to an [`Action::Call`].
     fn on_response(&mut self, call_id: u64, reply: Option<Vec<u8>>) -> Result<(), Fatal>;
+    /// Runs `events` (calls of the `on_*` methods) with Raft's Ready protocol run once
+    /// at the end rather than after each, so the whole batch shares one sync.
+    fn batch(&mut self, events: impl FnOnce(&mut Self) -> Result<(), Fatal>) -> Result<(), Fatal>;
     /// The actions produced since the last call, in order.
     fn take_actions(&mut self) -> Vec<Action>;
     /// Makes everything written so far durable (on shutdown).
@@ -124,6 +127,11 @@ impl<S: LogStore + AsSled> Hosted for shardmaster::Server<S> {
         Ok(())
     }
 
+    /// The shard master is off the data path: its events are driven one at a time.
+    fn batch(&mut self, events: impl FnOnce(&mut Self) -> Result<(), Fatal>) -> Result<(), Fatal> {
+        events(self)
+    }
+
     fn take_actions(&mut self) -> Vec<Action> {
         use shardmaster::Effect;
         self.take_effects()
@@ -167,6 +175,15 @@ impl<S: LogStore + AsSled> Hosted for replica_group::Server<S> {
 
     fn on_response(&mut self, call_id: u64, reply: Option<Vec<u8>>) -> Result<(), Fatal> {
         Ok(replica_group::Server::on_response(self, call_id, reply)?)
+    }
+
+    fn batch(&mut self, events: impl FnOnce(&mut Self) -> Result<(), Fatal>) -> Result<(), Fatal> {
+        let mut failure = None;
+        replica_group::Server::batch(self, |server| {
+            failure = events(server).err();
+            Ok(())
+        })?;
+        failure.map_or(Ok(()), Err)
     }
 
     fn take_actions(&mut self) -> Vec<Action> {

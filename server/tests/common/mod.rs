@@ -28,15 +28,18 @@ pub fn free_address() -> String {
 pub struct Node {
     pub args: Vec<String>,
     pub address: String,
+    /// Where the process's stderr goes (appended across restarts), for post-mortems.
+    pub log: PathBuf,
     child: Option<Child>,
 }
 
 impl Node {
-    /// Starts `shardkv serve` with `args`.
-    pub fn start(args: Vec<String>, address: String) -> Self {
+    /// Starts `shardkv serve` with `args`, logging at `info` to `log`.
+    pub fn start(args: Vec<String>, address: String, log: PathBuf) -> Self {
         let mut node = Node {
             args,
             address,
+            log,
             child: None,
         };
         node.restart();
@@ -45,12 +48,18 @@ impl Node {
 
     /// Starts the process again (after [`Node::kill`]).
     pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the node's log file");
         let child = Command::new(BIN)
             .arg("serve")
             .args(&self.args)
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn shardkv serve");
         self.child = Some(child);
@@ -120,7 +129,11 @@ impl Service {
                         masters.join(","),
                     ]),
                 }
-                Node::start(args, address.clone())
+                Node::start(
+                    args,
+                    address.clone(),
+                    dir.join(format!("{name}-{}.log", i + 1)),
+                )
             })
             .collect();
         Service { nodes }
@@ -130,6 +143,21 @@ impl Service {
     pub fn addresses(&self) -> Vec<String> {
         self.nodes.iter().map(|node| node.address.clone()).collect()
     }
+}
+
+/// Keeps `dir` (data directories and node logs) when `failures` is not empty, and
+/// panics naming it; removes it otherwise.
+pub fn keep_on_failure(dir: tempfile::TempDir, failures: &[String]) {
+    if failures.is_empty() {
+        return;
+    }
+    let kept = dir.keep();
+    panic!(
+        "{} failure(s); data directories and node logs kept in {}:\n{}",
+        failures.len(),
+        kept.display(),
+        failures.join("\n")
+    );
 }
 
 /// Runs a `shardkv` client subcommand against `masters`.

@@ -1,0 +1,482 @@
+//! `shardkv bench`: concurrent clients against a cluster for a fixed time, then
+//! throughput, errors and latency percentiles.
+//!
+//! ```text
+//!   --masters given ──► that cluster
+//!   no --masters ─────► a local cluster (Layout + Cluster, as `shardkv local`) in a
+//!                       temporary directory: 3 masters, --groups groups of --replicas
+//!   load (get/mixed) ─► every key written once, not measured
+//!   run ──────────────► --clients clients on --threads threads, each a loop of one
+//!                       operation at a time on a uniformly random key, until --duration
+//! ```
+//!
+//! Keys are the key's number in decimal, zero-padded to `--key-size` bytes; values are
+//! `--value-size` bytes. `mixed` is half Gets, half Puts. Every operation is the
+//! library's (`Client` over tarpc): durable and linearizable, retried on a wrong leader
+//! with the library's default policy; an operation that fails after its deadline counts
+//! as an error and not in the latencies. Latencies go into an HDR histogram
+//! (microsecond resolution, 3 significant digits).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use shardkv_client::{Client, RetryPolicy};
+
+use super::cluster::Cluster;
+use super::local::{data_dir_or_temp, join_missing, Layout};
+use super::parse_duration;
+
+/// How long one operation may take before it counts as an error.
+const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The operation a benchmark runs.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchOp {
+    /// Overwrite a key.
+    Put,
+    /// Linearizable read of a key (keys are loaded first).
+    Get,
+    /// Append to a key.
+    Append,
+    /// Half Gets, half Puts (keys are loaded first).
+    Mixed,
+}
+
+impl BenchOp {
+    fn name(self) -> &'static str {
+        match self {
+            BenchOp::Put => "put",
+            BenchOp::Get => "get",
+            BenchOp::Append => "append",
+            BenchOp::Mixed => "mixed",
+        }
+    }
+}
+
+/// Options of `shardkv bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Benchmark the cluster whose shard masters are here (comma-separated, in NodeId
+    /// order); without it, start a local cluster in a temporary directory.
+    #[arg(long, value_delimiter = ',')]
+    pub masters: Option<Vec<String>>,
+    /// The operation.
+    #[arg(long, value_enum, default_value_t = BenchOp::Put)]
+    pub op: BenchOp,
+    /// Concurrent clients, each with its own connections and one operation in flight.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// How long to measure, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Bytes per key.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub key_size: u32,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=65536))]
+    pub value_size: u32,
+    /// Distinct keys the clients choose from.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: u64,
+    /// Client threads; the clients are spread over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+    /// Local cluster only: replica groups.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub groups: u16,
+    /// Local cluster only: replicas per group.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub replicas: u16,
+    /// Local cluster only: keep its data here instead of a temporary directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print the result as one line of JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one thread of clients measured.
+struct Measured {
+    latencies: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Measured {
+    fn new() -> Result<Self, String> {
+        let latencies = Histogram::new_with_bounds(1, 60_000_000, 3)
+            .map_err(|error| format!("histogram: {error}"))?;
+        Ok(Measured {
+            latencies,
+            errors: 0,
+            first_error: None,
+        })
+    }
+
+    fn merge(&mut self, other: Measured) -> Result<(), String> {
+        self.latencies
+            .add(other.latencies)
+            .map_err(|error| format!("histogram: {error}"))?;
+        self.errors += other.errors;
+        self.first_error = self.first_error.take().or(other.first_error);
+        Ok(())
+    }
+
+    fn error(&mut self, error: impl std::fmt::Display) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(error.to_string());
+        }
+    }
+}
+
+/// The workload's shape, shared by every client.
+#[derive(Debug, Clone)]
+struct Shape {
+    op: BenchOp,
+    key_size: usize,
+    keys: u64,
+    value: Vec<u8>,
+}
+
+impl Shape {
+    fn key(&self, n: u64) -> Vec<u8> {
+        format!("{n:0>width$}", width = self.key_size).into_bytes()
+    }
+}
+
+/// Runs `shardkv bench`.
+pub fn run(args: BenchArgs) -> ExitCode {
+    super::logging::init("error");
+    if let Err(message) = check(&args) {
+        return super::fail(message);
+    }
+    let result = match args.masters.clone() {
+        Some(masters) => measure(&args, &masters, "external"),
+        None => with_local_cluster(&args),
+    };
+    match result {
+        Ok(report) => {
+            report.print(args.json);
+            ExitCode::SUCCESS
+        }
+        Err(message) => super::fail(message),
+    }
+}
+
+/// Refuses shapes that cannot work.
+fn check(args: &BenchArgs) -> Result<(), String> {
+    let capacity = 10u64.checked_pow(args.key_size).unwrap_or(u64::MAX);
+    if capacity < args.keys {
+        return Err(format!(
+            "--key-size {} cannot hold {} distinct keys (at most {capacity})",
+            args.key_size, args.keys
+        ));
+    }
+    Ok(())
+}
+
+/// Starts a local cluster on free ports, benchmarks it, stops it.
+fn with_local_cluster(args: &BenchArgs) -> Result<Report, String> {
+    let (temp, data_dir) = data_dir_or_temp(args.data_dir.clone())?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    let layout = runtime.block_on(Layout::free(args.groups, args.replicas, data_dir))?;
+    let _guard = runtime.enter();
+    let cluster = Cluster::start(layout.specs());
+    let policy = RetryPolicy {
+        deadline: Some(Duration::from_secs(30)),
+        ..RetryPolicy::default()
+    };
+    let joined =
+        runtime.block_on(tokio::task::LocalSet::new().run_until(join_missing(&layout, policy)));
+    let label = format!(
+        "local: {} group(s) of {} replicas, 3 masters",
+        args.groups, args.replicas
+    );
+    let report = joined
+        .map_err(|message| format!("cannot join the groups: {message}"))
+        .and_then(|()| measure(args, &layout.masters, &label));
+    for failure in runtime.block_on(cluster.stop()) {
+        eprintln!("error: {failure}");
+    }
+    drop(temp);
+    report
+}
+
+/// Loads the keys when the operation reads, then runs the clients for the duration.
+fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report, String> {
+    let shape = Shape {
+        op: args.op,
+        key_size: args.key_size as usize,
+        keys: args.keys,
+        value: vec![b'v'; args.value_size as usize],
+    };
+    if matches!(args.op, BenchOp::Get | BenchOp::Mixed) {
+        if !args.json {
+            eprintln!("loading {} keys ...", args.keys);
+        }
+        load(masters, &shape, args.clients.min(64))?;
+    }
+    if !args.json {
+        eprintln!(
+            "running {} {} clients for {:?} ...",
+            args.clients,
+            args.op.name(),
+            args.duration
+        );
+    }
+    let threads = u32::from(args.threads).min(args.clients);
+    let started = Instant::now();
+    let measured = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                // Thread t runs clients t, t + threads, ...
+                let ids: Vec<u32> = (t..args.clients).step_by(threads as usize).collect();
+                let shape = shape.clone();
+                scope.spawn(move || run_thread(masters, &shape, &ids, args.duration))
+            })
+            .collect();
+        let mut all = Measured::new()?;
+        for handle in handles {
+            let measured = handle
+                .join()
+                .map_err(|_| "a client thread panicked".to_string())??;
+            all.merge(measured)?;
+        }
+        Ok::<_, String>(all)
+    })?;
+    let elapsed = started.elapsed();
+    Ok(Report::new(args, cluster, measured, elapsed))
+}
+
+/// Writes every key once, `clients` at a time.
+fn load(masters: &[String], shape: &Shape, clients: u32) -> Result<(), String> {
+    let runtime = current_thread()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let tasks: Vec<_> = (0..u64::from(clients))
+            .map(|c| {
+                let mut client = Client::connect(masters.to_vec(), policy());
+                let shape = shape.clone();
+                tokio::task::spawn_local(async move {
+                    for n in (c..shape.keys).step_by(clients as usize) {
+                        client
+                            .put(shape.key(n), shape.value.clone())
+                            .await
+                            .map_err(|error| format!("loading key {n}: {error}"))?;
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await
+                .map_err(|error| format!("load task failed: {error}"))??;
+        }
+        Ok(())
+    })
+}
+
+/// One thread's clients, each a closed loop until `duration` has passed.
+fn run_thread(
+    masters: &[String],
+    shape: &Shape,
+    ids: &[u32],
+    duration: Duration,
+) -> Result<Measured, String> {
+    let runtime = current_thread()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let until = Instant::now() + duration;
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                let client = Client::connect(masters.to_vec(), policy());
+                tokio::task::spawn_local(run_client(client, shape.clone(), id, until))
+            })
+            .collect();
+        let mut all = Measured::new()?;
+        for task in tasks {
+            let measured = task
+                .await
+                .map_err(|error| format!("client task failed: {error}"))??;
+            all.merge(measured)?;
+        }
+        Ok(all)
+    })
+}
+
+/// One client: operations one at a time on random keys until `until`.
+async fn run_client(
+    mut client: Client<shardkv_client::TarpcTransport>,
+    shape: Shape,
+    id: u32,
+    until: Instant,
+) -> Result<Measured, String> {
+    let mut measured = Measured::new()?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(u64::from(id));
+    while Instant::now() < until {
+        let key = shape.key(rng.random_range(0..shape.keys));
+        let read = match shape.op {
+            BenchOp::Get => true,
+            BenchOp::Mixed => rng.random_bool(0.5),
+            BenchOp::Put | BenchOp::Append => false,
+        };
+        let start = Instant::now();
+        let outcome = match (read, shape.op) {
+            (true, _) => client.get(key).await.map(drop),
+            (false, BenchOp::Append) => client.append(key, shape.value.clone()).await,
+            (false, _) => client.put(key, shape.value.clone()).await,
+        };
+        match outcome {
+            Ok(()) => {
+                let micros = start.elapsed().as_micros().max(1);
+                measured.latencies.saturating_record(micros as u64);
+            }
+            Err(error) => measured.error(error),
+        }
+    }
+    Ok(measured)
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        deadline: Some(OPERATION_DEADLINE),
+        ..RetryPolicy::default()
+    }
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))
+}
+
+/// The numbers a run produced.
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    op: &'static str,
+    cluster: String,
+    clients: u32,
+    threads: u16,
+    key_size: u32,
+    value_size: u32,
+    keys: u64,
+    seconds: f64,
+    operations: u64,
+    ops_per_sec: f64,
+    errors: u64,
+    first_error: Option<String>,
+    latency_ms: Latency,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, serde::Serialize)]
+struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Report {
+    fn new(args: &BenchArgs, cluster: &str, measured: Measured, elapsed: Duration) -> Self {
+        let h = &measured.latencies;
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let seconds = elapsed.as_secs_f64();
+        Report {
+            op: args.op.name(),
+            cluster: cluster.to_string(),
+            clients: args.clients,
+            threads: args.threads,
+            key_size: args.key_size,
+            value_size: args.value_size,
+            keys: args.keys,
+            seconds,
+            operations: h.len(),
+            ops_per_sec: h.len() as f64 / seconds.max(1e-9),
+            errors: measured.errors,
+            first_error: measured.first_error,
+            latency_ms: Latency {
+                p50: ms(h.value_at_quantile(0.50)),
+                p90: ms(h.value_at_quantile(0.90)),
+                p99: ms(h.value_at_quantile(0.99)),
+                max: ms(h.max()),
+            },
+        }
+    }
+
+    fn print(&self, json: bool) {
+        if json {
+            match serde_json::to_value(self) {
+                Ok(value) => super::print_json(&value),
+                Err(error) => eprintln!("error: cannot encode the report: {error}"),
+            }
+            return;
+        }
+        println!(
+            "{} x {} clients, {} B keys, {} B values, {} keys ({})",
+            self.op, self.clients, self.key_size, self.value_size, self.keys, self.cluster
+        );
+        println!(
+            "  {:>10} ops in {:.1} s   {:>10.0} ops/s   {} errors",
+            self.operations, self.seconds, self.ops_per_sec, self.errors
+        );
+        let l = &self.latency_ms;
+        println!(
+            "  latency ms   p50 {:.3}   p90 {:.3}   p99 {:.3}   max {:.3}",
+            l.p50, l.p90, l.p99, l.max
+        );
+        if let Some(error) = &self.first_error {
+            println!("  first error: {error}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .map(|cli| cli.bench)
+            .expect("parses")
+    }
+
+    /// Keys are zero-padded to the key size and distinct.
+    #[test]
+    fn keys_have_the_key_size() {
+        let shape = Shape {
+            op: BenchOp::Put,
+            key_size: 8,
+            keys: 10_000,
+            value: Vec::new(),
+        };
+        assert_eq!(shape.key(42), b"00000042");
+        assert_eq!(shape.key(9_999).len(), 8);
+    }
+
+    /// A key size too small for the key count is refused before anything starts.
+    #[test]
+    fn too_small_keys_are_refused() {
+        let args = parse(&["--key-size", "3", "--keys", "10000"]);
+        let error = check(&args).expect_err("refused");
+        assert!(error.contains("--key-size 3"), "{error}");
+        assert!(check(&parse(&["--key-size", "4", "--keys", "9999"])).is_ok());
+        assert!(check(&parse(&[])).is_ok());
+    }
+}

@@ -1,0 +1,90 @@
+//! `shardkv bench` end to end: standalone (its own local cluster) and against a cluster
+//! of `shardkv serve` processes, with `--json`. Only the report's shape and consistency
+//! are checked: no assertion is about speed.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::{shardkv, start_cluster, stderr, stdout, BIN};
+
+/// Runs `shardkv bench ARGS --json` and returns its report.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let out: Output = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shardkv bench");
+    assert!(out.status.success(), "bench {args:?}: {}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).expect("one line of JSON")
+}
+
+/// Checks what holds of every report: operations done, none failed, and latency
+/// percentiles in order.
+fn check_report(report: &serde_json::Value, op: &str, clients: u64) {
+    assert_eq!(report["op"], op, "{report}");
+    assert_eq!(report["clients"], clients, "{report}");
+    assert!(report["operations"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    let latency = |name: &str| report["latency_ms"][name].as_f64().unwrap_or(-1.0);
+    assert!(latency("p50") > 0.0, "{report}");
+    assert!(latency("p50") <= latency("p90"), "{report}");
+    assert!(latency("p90") <= latency("p99"), "{report}");
+    assert!(latency("p99") <= latency("max"), "{report}");
+}
+
+/// Without `--masters` the benchmark starts, uses and stops its own cluster.
+#[test]
+fn standalone_bench_reports_json() {
+    let args = [
+        "--op",
+        "mixed",
+        "--clients",
+        "4",
+        "--duration",
+        "1s",
+        "--keys",
+        "200",
+    ];
+    let report = bench(&args);
+    check_report(&report, "mixed", 4);
+    assert!(
+        report["cluster"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("local"),
+        "{report}"
+    );
+}
+
+/// Against a running cluster, the benchmark's writes are real: the loaded keys read
+/// back through the CLI afterwards.
+#[test]
+fn bench_against_a_cluster_writes_real_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (masters_service, _groups) = start_cluster(dir.path(), &[100]);
+    let masters = masters_service.addresses();
+    let joined = masters.join(",");
+    let args = [
+        "--masters",
+        joined.as_str(),
+        "--op",
+        "get",
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+        "--keys",
+        "50",
+        "--value-size",
+        "16",
+    ];
+    let report = bench(&args);
+    check_report(&report, "get", 2);
+    assert_eq!(report["cluster"], "external", "{report}");
+    let out = shardkv(&masters, &["get", "00000049"]);
+    assert!(out.status.success(), "get a loaded key: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim_end(), "v".repeat(16));
+}

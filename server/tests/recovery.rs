@@ -1,0 +1,137 @@
+//! Real-process recovery tests: `kill -9` of the shard master's leader and of every
+//! replica of a group, with writes through the library (`Client` over tarpc) and reads
+//! through both the library and the CLI.
+//!
+//! Bounded: every wait polls a condition under a generous limit; no assertion is about
+//! speed.
+
+mod common;
+
+use common::{
+    keep_on_failure, master_leader, read_back, shardkv, shardkv_until_ok, start_cluster, stderr,
+    stdout, LibraryWriter, SETTLE,
+};
+
+/// The shard master's leader is killed with SIGKILL mid-workload: the groups keep
+/// acknowledging writes, the two remaining masters carry a configuration change, the
+/// old leader restarts from its data directory and forms a majority with one other, and
+/// every acknowledged write reads back.
+#[test]
+fn master_leader_kill_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut masters_service, groups) = start_cluster(dir.path(), &[100, 101]);
+    let masters = masters_service.addresses();
+    let g101 = &groups[1];
+
+    let writer = LibraryWriter::start(&masters, "m");
+    writer.wait_for_more(10);
+    let leader = master_leader(&masters);
+    masters_service.nodes[leader].kill();
+    writer.wait_for_more(10);
+    // Two of three masters elect a leader and move shards while writes go on.
+    let out = shardkv_until_ok(&masters, &["leave", "101", "--timeout", "20s"], SETTLE);
+    assert!(
+        out.status.success(),
+        "leave without the old leader: {}",
+        stderr(&out)
+    );
+    writer.wait_for_more(10);
+    masters_service.nodes[leader].restart();
+    let out = shardkv_until_ok(
+        &masters,
+        &[
+            "join",
+            "101",
+            &g101.addresses().join(","),
+            "--timeout",
+            "20s",
+        ],
+        SETTLE,
+    );
+    assert!(
+        out.status.success(),
+        "join after the restart: {}",
+        stderr(&out)
+    );
+    writer.wait_for_more(10);
+    let acked = writer.finish();
+
+    let wrong = read_back(&masters, &acked);
+    assert!(
+        wrong.is_empty(),
+        "{} of {} writes lost: {wrong:?}",
+        wrong.len(),
+        acked.len()
+    );
+    // The restarted master is a working member: with another master down, a majority
+    // needs it, and configuration changes still go through.
+    let other = (leader + 1) % masters.len();
+    masters_service.nodes[other].kill();
+    let out = shardkv_until_ok(&masters, &["leave", "101", "--timeout", "20s"], SETTLE);
+    assert!(
+        out.status.success(),
+        "leave with the restarted master: {}",
+        stderr(&out)
+    );
+    masters_service.nodes[other].restart();
+}
+
+/// Every replica of a group is killed with SIGKILL and started again from its data
+/// directory mid-workload: every acknowledged write is still there (read through the
+/// CLI), and the group serves new ones. On failure the data directories and the nodes'
+/// logs are kept for a post-mortem.
+#[test]
+fn whole_group_restart_keeps_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (masters_service, mut groups) = start_cluster(dir.path(), &[100]);
+    let masters = masters_service.addresses();
+    let g100 = &mut groups[0];
+
+    let writer = LibraryWriter::start(&masters, "g");
+    writer.wait_for_more(40);
+    let acked_before_kill = writer.count();
+    for node in &mut g100.nodes {
+        node.kill();
+    }
+    let acked_while_down = writer.count();
+    for node in &mut g100.nodes {
+        node.restart();
+    }
+    // The write in flight during the kill is retried until the group is back.
+    writer.wait_for_more(10);
+    let acked = writer.finish();
+    let mut failures = Vec::new();
+    for node in &mut g100.nodes {
+        if !node.is_running() {
+            failures.push(format!("restarted node {} exited", node.address));
+        }
+    }
+
+    for (i, (key, value)) in acked.iter().enumerate() {
+        let out = shardkv_until_ok(&masters, &["get", key, "--timeout", "30s"], SETTLE);
+        let when = match i {
+            i if i < acked_before_kill => "before the kill",
+            i if i < acked_while_down => "during the kill",
+            _ => "after the restart",
+        };
+        if !out.status.success() {
+            failures.push(format!("get {key} (acked {when}): {}", stderr(&out).trim()));
+        } else if stdout(&out).trim_end() != value {
+            failures.push(format!("get {key} (acked {when}): {}", stdout(&out).trim()));
+        }
+    }
+    let out = shardkv(
+        &masters,
+        &["put", "after-restart", "yes", "--timeout", "30s"],
+    );
+    if !out.status.success() {
+        failures.push(format!("put after the restart: {}", stderr(&out).trim()));
+    }
+    failures.extend(read_back(
+        &masters,
+        &[("after-restart".into(), "yes".into())],
+    ));
+    drop(groups);
+    drop(masters_service);
+    keep_on_failure(dir, &failures);
+}
