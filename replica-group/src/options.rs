@@ -18,7 +18,8 @@ pub struct GroupOptions {
     pub nshards: usize,
     /// The shard masters' addresses (`NodeId` `i + 1` is `masters[i]`).
     pub masters: Vec<String>,
-    /// Sessions expire after this many log entries of silence (default
+    /// Sessions expire after this many log entries of silence, checked every 1/16 of
+    /// it (so up to 1/16 late; default
     /// [`DEFAULT_SESSION_TIMEOUT_ENTRIES`]).
     pub session_timeout_entries: u64,
     /// The leader polls the shard master, and retries pulls and acks, every this many
