@@ -97,3 +97,22 @@ fn statuses_follow_the_results() {
     assert_eq!(status, Status::Failed);
     assert_eq!(grade("no_such_test").0, Status::Usage);
 }
+
+/// A course's suite built part by part from the lab traits holds exactly the scenarios
+/// `shardkv grade` runs, in the same order, when given our implementations.
+#[test]
+fn suite_by_parts_matches_the_reference() {
+    use shardkv_tests::kv_lab::GroupLab;
+    use shardkv_tests::master_lab::ServerLab;
+    let names = |suite: &Suite| -> Vec<(&str, &str)> {
+        suite.list().iter().map(|s| (s.part, s.name)).collect()
+    };
+    let by_parts = Suite::new("x")
+        .raft::<ReplicaLab>()
+        .raft_membership::<ReplicaLab>()
+        .master::<ServerLab>()
+        .kv::<GroupLab>();
+    let reference = Suite::reference();
+    assert_eq!(names(&by_parts), names(&reference));
+    assert!(names(&by_parts).iter().any(|(part, _)| *part == "kv"));
+}

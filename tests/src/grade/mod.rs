@@ -35,6 +35,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::kv_lab::{self, KvLab};
 use crate::master_lab::{self, MasterLab};
 use crate::raft_lab::{self, RaftLab, RaftLabMembership};
 use crate::scenario::{self, Scenario};
@@ -163,6 +164,12 @@ impl Suite {
     /// Add the shard-master lab's scenarios (part `master`) for implementation `L`.
     pub fn master<L: MasterLab>(self) -> Self {
         self.scenarios(master_lab::lab_scenarios::<L>())
+    }
+
+    /// Add the sharded KV lab's scenarios (part `kv`) for replica-group implementation
+    /// `L` (the shard master is ours).
+    pub fn kv<L: KvLab>(self) -> Self {
+        self.scenarios(kv_lab::lab_scenarios::<L>())
     }
 
     /// Add arbitrary scenarios (a course's own, or a test's).
