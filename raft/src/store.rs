@@ -24,7 +24,7 @@
 //!
 //! The write side (the `LogStore` impl) is in `store_write.rs`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage};
@@ -42,6 +42,9 @@ pub struct Store<B: Backend> {
     /// Latest snapshot, data included (`Snapshot::default()` when none).
     pub(crate) snapshot: Snapshot,
     pub(crate) entries: VecDeque<Entry>,
+    /// The run records in the backend: key → index of the run's last entry (runs are
+    /// disjoint and in key order; a run's key is at or below its first entry's index).
+    pub(crate) runs: BTreeMap<Index, Index>,
     pub(crate) entry_bytes: u64,
     pub(crate) hard_state_bytes: u64,
     pub(crate) conf_state_bytes: u64,
@@ -67,6 +70,7 @@ impl<B: Backend> Store<B> {
             conf_state: snapshot.get_metadata().clone(),
             snapshot,
             entries: VecDeque::new(),
+            runs: BTreeMap::new(),
             entry_bytes: 0,
             hard_state_bytes: 0,
             conf_state_bytes: 0,
@@ -106,34 +110,42 @@ impl<B: Backend> Store<B> {
         let (snap_index, snap_term) = (self.snapshot_index(), self.snapshot_term());
         let mut stale = false;
         for (key, value) in self.backend.scan(ENTRY_START, ENTRY_END)? {
-            let index = codec::entry_key_index(&key)?;
-            let entry: Entry = decode("log entry", &value)?;
-            if entry.index != index {
-                return Err(corrupt(index, format!("holds entry {}", entry.index)));
+            let key_index = codec::entry_key_index(&key)?;
+            let run = codec::decode_run(&value)?;
+            let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                return Err(corrupt(key_index, "holds an empty run".into()));
+            };
+            if first.index < key_index || last.index != first.index + run.len() as u64 - 1 {
+                return Err(corrupt(
+                    key_index,
+                    format!("holds entries {}..={}", first.index, last.index),
+                ));
             }
-            if index == snap_index && entry.term != snap_term && snap_index > 0 {
-                stale = true;
+            self.runs.insert(key_index, last.index);
+            for entry in run {
+                let index = entry.index;
+                if index == snap_index && entry.term != snap_term && snap_index > 0 {
+                    stale = true;
+                }
+                if index <= snap_index {
+                    continue;
+                }
+                let expected = snap_index + 1 + self.entries.len() as u64;
+                if index != expected {
+                    return Err(corrupt(index, format!("expected entry {expected}")));
+                }
+                self.entry_bytes += entry_record_bytes(&entry);
+                self.entries.push_back(entry);
             }
-            if index <= snap_index {
-                continue;
-            }
-            let expected = snap_index + 1 + self.entries.len() as u64;
-            if index != expected {
-                return Err(corrupt(index, format!("expected entry {expected}")));
-            }
-            self.entry_bytes += entry_record_bytes(&entry);
-            self.entries.push_back(entry);
-        }
-        if stale {
-            self.entries.clear();
-            self.entry_bytes = 0;
         }
         // Delete what was dropped so the byte accounting matches the backend.
         if stale {
+            self.entries.clear();
+            self.entry_bytes = 0;
             self.backend.delete_range(ENTRY_START, ENTRY_END)?;
+            self.runs.clear();
         } else {
-            self.backend
-                .delete_range(ENTRY_START, &codec::entry_key(snap_index + 1))?;
+            self.delete_runs_through(snap_index)?;
         }
         if self.hard_state.commit > self.last_index_inner() {
             return Err(StoreError::Corrupt {

@@ -7,7 +7,11 @@
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 
-use crate::codec::{self, encode, CONF_STATE_KEY, ENTRY_END, ENTRY_START, HARD_STATE_KEY};
+use std::collections::BTreeMap;
+
+use crate::codec::{
+    self, encode, encode_run, CONF_STATE_KEY, ENTRY_END, ENTRY_START, HARD_STATE_KEY,
+};
 use crate::store::entry_record_bytes;
 use crate::{Backend, Index, LogStore, Store, StoreError};
 
@@ -33,7 +37,10 @@ impl<B: Backend> Store<B> {
         Ok(())
     }
 
-    /// Deletes every log entry at or after `index` (from backend and cache).
+    /// Deletes every log entry at or after `index` (from backend and cache). Runs that
+    /// start at or after it go; the run holding it is rewritten without its tail (same
+    /// key, so the backend replaces it in one write), after the later runs are gone, so
+    /// any prefix of these writes leaves a contiguous log.
     fn truncate_from(&mut self, index: Index) -> Result<(), StoreError> {
         let first_index = self.first_index_inner();
         assert!(
@@ -42,17 +49,57 @@ impl<B: Backend> Store<B> {
         );
         self.backend
             .delete_range(&codec::entry_key(index), ENTRY_END)?;
+        self.runs.split_off(&index);
         let keep = (index - first_index) as usize;
+        let holding = self
+            .runs
+            .range(..index)
+            .next_back()
+            .filter(|(_, &last)| last >= index)
+            .map(|(&key, _)| key);
+        if let Some(key) = holding {
+            let from = (key.max(first_index) - first_index) as usize;
+            let kept: Vec<Entry> = self.entries.range(from..keep).cloned().collect();
+            match kept.last() {
+                Some(last) => {
+                    self.backend
+                        .put(&codec::entry_key(key), &encode_run(&kept)?)?;
+                    self.runs.insert(key, last.index);
+                }
+                None => {
+                    let end = codec::entry_key(key + 1);
+                    self.backend.delete_range(&codec::entry_key(key), &end)?;
+                    self.runs.remove(&key);
+                }
+            }
+        }
         for entry in self.entries.drain(keep.min(self.entries.len())..) {
             self.entry_bytes -= entry_record_bytes(&entry);
         }
         Ok(())
     }
 
+    /// Deletes the runs whose entries are all at or before `index` (a run holding later
+    /// entries stays whole: its early entries are skipped when the log is read back).
+    pub(crate) fn delete_runs_through(&mut self, index: Index) -> Result<(), StoreError> {
+        let kept = self
+            .runs
+            .iter()
+            .find(|(_, &last)| last > index)
+            .map(|(&key, _)| key);
+        let end = kept.map(codec::entry_key);
+        self.backend
+            .delete_range(ENTRY_START, end.as_ref().map_or(ENTRY_END, |key| &key[..]))?;
+        self.runs = match kept {
+            Some(key) => self.runs.split_off(&key),
+            None => BTreeMap::new(),
+        };
+        Ok(())
+    }
+
     /// Deletes every log entry at or before `index` (from backend and cache).
     fn trim_through(&mut self, index: Index) -> Result<(), StoreError> {
-        self.backend
-            .delete_range(ENTRY_START, &codec::entry_key(index + 1))?;
+        self.delete_runs_through(index)?;
         while self
             .entries
             .front()
@@ -111,9 +158,11 @@ impl<B: Backend> LogStore for Store<B> {
         if first.index <= last_index {
             self.truncate_from(first.index)?;
         }
+        let last = entries[entries.len() - 1].index;
+        self.backend
+            .put(&codec::entry_key(first.index), &encode_run(entries)?)?;
+        self.runs.insert(first.index, last);
         for entry in entries {
-            let bytes = encode("log entry", entry)?;
-            self.backend.put(&codec::entry_key(entry.index), &bytes)?;
             self.entry_bytes += entry_record_bytes(entry);
             self.entries.push_back(entry.clone());
         }
@@ -146,6 +195,7 @@ impl<B: Backend> LogStore for Store<B> {
         // The whole log goes: raft-rs installs a snapshot only when its log does not
         // already hold the snapshot's last entry.
         self.backend.delete_range(ENTRY_START, ENTRY_END)?;
+        self.runs.clear();
         self.entries.clear();
         self.entry_bytes = 0;
         Ok(())

@@ -346,6 +346,62 @@ fn contract_interrupted_install_recovers<H: Harness>(h: &mut H) {
     assert_eq!(store.last_index().unwrap(), 10);
 }
 
+/// Each append is stored as one run of entries: a conflicting append that truncates
+/// inside a run, compaction through the middle of a run, and a truncation at the first
+/// index after compaction all read back exactly after a crash.
+fn contract_runs_split_by_truncate_and_compaction<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=10, 1)).unwrap();
+    store.append(&entries(11..=20, 1)).unwrap();
+    store.append(&entries(6..=8, 2)).unwrap();
+    let mut store = h.reopen(store);
+    let mut expected = entries(1..=5, 1);
+    expected.extend(entries(6..=8, 2));
+    assert_eq!(read(&store, 1, 9, None).unwrap(), expected);
+    assert_eq!(store.last_index().unwrap(), 8);
+
+    store.append(&entries(9..=15, 2)).unwrap();
+    store
+        .set_hard_state(&HardState {
+            term: 2,
+            commit: 7,
+            ..HardState::default()
+        })
+        .unwrap();
+    store.compact(7, b"sm@7".to_vec(), voters(&[1])).unwrap();
+    let mut store = h.reopen(store);
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (8, 15)
+    );
+    let mut expected = entries(8..=8, 2);
+    expected.extend(entries(9..=15, 2));
+    assert_eq!(read(&store, 8, 16, None).unwrap(), expected);
+
+    store.append(&entries(8..=9, 3)).unwrap();
+    let mut store = h.reopen(store);
+    assert_eq!(read(&store, 8, 10, None).unwrap(), entries(8..=9, 3));
+    assert_eq!(store.last_index().unwrap(), 9);
+
+    store
+        .set_hard_state(&HardState {
+            term: 3,
+            commit: 9,
+            ..HardState::default()
+        })
+        .unwrap();
+    store.compact(9, b"sm@9".to_vec(), voters(&[1])).unwrap();
+    let store = h.reopen(store);
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (10, 9)
+    );
+    assert_eq!(store.raft_state_bytes(), {
+        let fresh = h.reopen(store);
+        fresh.raft_state_bytes()
+    });
+}
+
 macro_rules! contract_tests {
     ($($name:ident),* $(,)?) => {
         mod mem {
@@ -366,4 +422,5 @@ contract_tests!(
     contract_apply_snapshot,
     contract_reopen_restores_everything,
     contract_interrupted_install_recovers,
+    contract_runs_split_by_truncate_and_compaction,
 );
