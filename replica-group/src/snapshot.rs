@@ -50,6 +50,19 @@ impl SnapshotError {
     }
 }
 
+/// [`Image`] borrowed from a live state, so encoding copies nothing first; serde writes
+/// the same bytes for a reference and for its owner.
+#[derive(Serialize)]
+struct ImageRef<'a> {
+    version: u32,
+    gid: GroupId,
+    session_timeout_entries: u64,
+    config: &'a Config,
+    prev: &'a Config,
+    shards: &'a [Phase],
+    applied_index: Index,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Image {
     version: u32,
@@ -64,13 +77,13 @@ struct Image {
 impl GroupState {
     /// The whole state as snapshot bytes.
     pub fn encode_snapshot(&self) -> Vec<u8> {
-        let image = Image {
+        let image = ImageRef {
             version: SNAPSHOT_VERSION,
             gid: self.gid,
             session_timeout_entries: self.session_timeout_entries,
-            config: self.config.clone(),
-            prev: self.prev.clone(),
-            shards: self.shards.clone(),
+            config: &self.config,
+            prev: &self.prev,
+            shards: &self.shards,
             applied_index: self.applied_index,
         };
         options()
