@@ -346,6 +346,15 @@ fn contract_interrupted_install_recovers<H: Harness>(h: &mut H) {
     assert_eq!(store.last_index().unwrap(), 10);
 }
 
+fn set_commit<B: shardkv_raft::Backend>(store: &mut Store<B>, term: u64, commit: u64) {
+    let hs = HardState {
+        term,
+        commit,
+        ..HardState::default()
+    };
+    store.set_hard_state(&hs).unwrap();
+}
+
 /// Each append is stored as one run of entries: a conflicting append that truncates
 /// inside a run, compaction through the middle of a run, and a truncation at the first
 /// index after compaction all read back exactly after a crash.
@@ -361,13 +370,7 @@ fn contract_runs_split_by_truncate_and_compaction<H: Harness>(h: &mut H) {
     assert_eq!(store.last_index().unwrap(), 8);
 
     store.append(&entries(9..=15, 2)).unwrap();
-    store
-        .set_hard_state(&HardState {
-            term: 2,
-            commit: 7,
-            ..HardState::default()
-        })
-        .unwrap();
+    set_commit(&mut store, 2, 7);
     store.compact(7, b"sm@7".to_vec(), voters(&[1])).unwrap();
     let mut store = h.reopen(store);
     assert_eq!(
@@ -383,13 +386,7 @@ fn contract_runs_split_by_truncate_and_compaction<H: Harness>(h: &mut H) {
     assert_eq!(read(&store, 8, 10, None).unwrap(), entries(8..=9, 3));
     assert_eq!(store.last_index().unwrap(), 9);
 
-    store
-        .set_hard_state(&HardState {
-            term: 3,
-            commit: 9,
-            ..HardState::default()
-        })
-        .unwrap();
+    set_commit(&mut store, 3, 9);
     store.compact(9, b"sm@9".to_vec(), voters(&[1])).unwrap();
     let store = h.reopen(store);
     assert_eq!(

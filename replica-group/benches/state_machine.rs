@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use replica_group::{Entry, GroupState, Op, Outcome, Phase, Request};
 use shardkv_proto::{Config, GroupId, DEFAULT_NSHARDS, LAB_NSHARDS};
 
@@ -50,21 +53,11 @@ fn value(i: usize) -> Vec<u8> {
     vec![b'a' + (i % 26) as u8; VALUE_BYTES]
 }
 
-/// `0..n` in a fixed shuffled order (Fisher-Yates over splitmix64), so consecutive
-/// applies touch unrelated shards and map positions, as real traffic does.
+/// `0..n` in a fixed shuffled order (seeded), so consecutive applies touch unrelated
+/// shards and map positions, as real traffic does.
 fn shuffled(n: usize) -> Vec<usize> {
-    let mut seed: u64 = 0x5EED;
-    let mut next = move || {
-        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
     let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
-    }
+    order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(0x5EED));
     order
 }
 
