@@ -1,7 +1,8 @@
 //! A real cluster of `shardkv serve` processes on loopback, for the process tests.
 //!
-//! Ports are chosen free by binding port 0 first. Every process is killed when its
-//! [`Node`] drops, so a failing test leaves nothing behind.
+//! Ports are chosen below the ephemeral range and checked free (see [`free_address`]).
+//! Every process is killed when its [`Node`] drops, so a failing test leaves nothing
+//! behind.
 
 #![allow(dead_code)]
 
@@ -17,11 +18,28 @@ use shardkv_client::{Client, RetryPolicy};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_shardkv");
 
-/// A free loopback address (bound, then released).
+/// The ports nodes listen on: below Linux's ephemeral range (32768 and up), so no
+/// outgoing connection (of a client, a peer, a CLI run) can take a node's port while the
+/// node is down between a kill and its restart, or connect to itself through it.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback address for a node: a port of [`NODE_PORTS`] that was free when chosen and
+/// that no other node of this test process was given (each process starts at its own
+/// offset, so concurrent test processes rarely meet).
 pub fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    let address = listener.local_addr().expect("local address");
-    format!("127.0.0.1:{}", address.port())
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(NODE_PORTS.end - NODE_PORTS.start);
+    let start = std::process::id().wrapping_mul(97) % span;
+    loop {
+        let taken = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(taken < span, "no free port left in {NODE_PORTS:?}");
+        let offset = u16::try_from((start + taken) % span).expect("within the span");
+        let port = NODE_PORTS.start + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
 }
 
 /// One `shardkv serve` process and how to start it again.
