@@ -145,7 +145,7 @@ impl<B: Backend> Store<B> {
             self.backend.delete_range(ENTRY_START, ENTRY_END)?;
             self.runs.clear();
         } else {
-            self.delete_runs_through(snap_index)?;
+            self.drop_runs_through(snap_index)?;
         }
         if self.hard_state.commit > self.last_index_inner() {
             return Err(StoreError::Corrupt {

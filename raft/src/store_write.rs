@@ -81,7 +81,7 @@ impl<B: Backend> Store<B> {
 
     /// Deletes the runs whose entries are all at or before `index` (a run holding later
     /// entries stays whole: its early entries are skipped when the log is read back).
-    pub(crate) fn delete_runs_through(&mut self, index: Index) -> Result<(), StoreError> {
+    fn delete_runs_through(&mut self, index: Index) -> Result<(), StoreError> {
         let kept = self
             .runs
             .iter()
@@ -99,7 +99,6 @@ impl<B: Backend> Store<B> {
 
     /// Deletes every log entry at or before `index` (from backend and cache).
     fn trim_through(&mut self, index: Index) -> Result<(), StoreError> {
-        self.delete_runs_through(index)?;
         while self
             .entries
             .front()
@@ -109,7 +108,36 @@ impl<B: Backend> Store<B> {
                 self.entry_bytes -= entry_record_bytes(&entry);
             }
         }
-        Ok(())
+        self.drop_runs_through(index)
+    }
+
+    /// Removes entries at or before `index` from the backend: whole runs are deleted,
+    /// and a run straddling `index` is rewritten under its key with only its later
+    /// entries (from the cache, which must already be trimmed), so the backend holds
+    /// exactly what `raft_state_bytes` counts. A crash before the rewrite leaves the old
+    /// run, whose early entries `Store::open` skips.
+    pub(crate) fn drop_runs_through(&mut self, index: Index) -> Result<(), StoreError> {
+        self.delete_runs_through(index)?;
+        let Some((&key, &last)) = self.runs.iter().next() else {
+            return Ok(());
+        };
+        if key > index {
+            return Ok(());
+        }
+        let live: Vec<Entry> = self
+            .entries
+            .iter()
+            .take_while(|entry| entry.index <= last)
+            .cloned()
+            .collect();
+        if live.is_empty() {
+            let end = codec::entry_key(key + 1);
+            self.backend.delete_range(&codec::entry_key(key), &end)?;
+            self.runs.remove(&key);
+            return Ok(());
+        }
+        self.backend
+            .put(&codec::entry_key(key), &encode_run(&live)?)
     }
 
     /// Writes `snapshot` as the latest snapshot (backend blob and cache).
