@@ -51,14 +51,10 @@ pub(crate) struct Reads {
 }
 
 impl<S: LogStore> Server<S> {
-    /// Takes a Get of `key` (served here) to answer by ReadIndex; false when this
-    /// replica cannot read without the log yet (no entry of its term committed).
-    pub(crate) fn read_without_log(&mut self, req_id: RequestId, key: Vec<u8>) -> bool {
-        if !self.replica.can_read_index() {
-            return false;
-        }
+    /// Takes a Get of `key` (served here) to answer by ReadIndex; the caller checked
+    /// `replica.can_read_index()` (otherwise the Get goes through the log).
+    pub(crate) fn read_later(&mut self, req_id: RequestId, key: Vec<u8>) {
         self.reads.batch.push((req_id, key));
-        true
     }
 
     /// Before a Ready: asks raft-rs for one read index for the whole batch.

@@ -188,7 +188,7 @@ impl<S: LogStore> Server<S> {
             return Ok(());
         }
         match request.op {
-            Op::Get { key } if self.read_without_log(req_id, key.clone()) => {}
+            Op::Get { key } if self.replica.can_read_index() => self.read_later(req_id, key),
             op => self.propose(Entry::Kv(Request { op, ..request }), Waiter::Client(req_id)),
         }
         self.drive()

@@ -16,16 +16,12 @@ use shardkv_proto::{ConfigNum, ShardId};
 use shardkv_raft::{ReplicaConfig, Store};
 
 use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
-use crate::raft_lab::reference::{PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS};
+use crate::raft_lab::reference::{raft_id, PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS};
 
 /// `replica_group::Server` behind the lab interface.
 pub struct GroupLab {
     name: String,
     server: Server<Store<PersisterBackend>>,
-}
-
-fn raft_id(peer: Peer) -> u64 {
-    peer as u64 + 1
 }
 
 impl GroupLab {

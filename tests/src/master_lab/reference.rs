@@ -16,7 +16,7 @@ use shardkv_raft::{ReplicaConfig, Store};
 use shardmaster::{Effect, Server, ServerError};
 
 use super::lab::{MasterEffect, MasterLab, Peer, ReqId, LAB_NSHARDS};
-use crate::raft_lab::reference::{PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS};
+use crate::raft_lab::reference::{raft_id, PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS};
 
 /// Persisted raft state, in bytes, past which the reference replica snapshots.
 pub const SNAPSHOT_BYTES_THRESHOLD: u64 = 2 * 1024;
@@ -25,10 +25,6 @@ pub const SNAPSHOT_BYTES_THRESHOLD: u64 = 2 * 1024;
 pub struct ServerLab {
     me: Peer,
     server: Server<Store<PersisterBackend>>,
-}
-
-fn raft_id(peer: Peer) -> u64 {
-    peer as u64 + 1
 }
 
 impl ServerLab {

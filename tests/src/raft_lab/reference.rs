@@ -74,7 +74,8 @@ pub struct ReplicaLab {
     effects: Effects,
 }
 
-fn raft_id(peer: Peer) -> u64 {
+/// The raft id of lab peer `peer` (every lab reference numbers its replicas this way).
+pub(crate) fn raft_id(peer: Peer) -> u64 {
     peer as u64 + 1
 }
 
