@@ -32,6 +32,12 @@ pub trait Backend {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// Deletes every key in `[start, end)`.
     fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), StoreError>;
+    /// Deletes `key` (the range holding only `key`, unless the backend does better).
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        let mut end = key.to_vec();
+        end.push(0);
+        self.delete_range(key, &end)
+    }
     /// Returns every `(key, value)` in `[start, end)`, in key order.
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<KeyValues, StoreError>;
     /// Snapshot blob kept apart from the log (counts separately, like 6.824's persister).

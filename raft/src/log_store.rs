@@ -66,6 +66,14 @@ pub trait LogStore: raft::Storage {
     /// Makes every write so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 
+    /// Upkeep the store deferred, a bounded amount per call (the sled store deletes log
+    /// runs a compaction left behind). `Replica::advance` calls it once per call. What it
+    /// writes never needs to be durable: a crash before the next `sync` just leaves the
+    /// work to do again. Stores with nothing to defer keep this default.
+    fn tidy(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Persisted bytes of the log, hard state and conf state records, excluding the
     /// snapshot (6.824's `RaftStateSize`). Compare with a threshold to decide when to
     /// snapshot.

@@ -52,6 +52,7 @@ impl<S: LogStore> Replica<S> {
         }
         let leader_term = (self.raw.raft.state == StateRole::Leader).then_some(self.term());
         self.proposals.on_role(leader_term, &mut out.lost);
+        self.raw.mut_store().tidy()?;
         Ok(out)
     }
 

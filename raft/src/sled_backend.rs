@@ -65,6 +65,11 @@ impl Backend for SledBackend {
         Ok(())
     }
 
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.db.remove(key)?;
+        Ok(())
+    }
+
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<KeyValues, StoreError> {
         if start >= end {
             return Ok(Vec::new());

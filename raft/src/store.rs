@@ -45,6 +45,9 @@ pub struct Store<B: Backend> {
     /// The run records in the backend: key → index of the run's last entry (runs are
     /// disjoint and in key order; a run's key is at or below its first entry's index).
     pub(crate) runs: BTreeMap<Index, Index>,
+    /// Keys of runs left in the backend whose entries are all compacted away: deleted
+    /// a few per [`crate::LogStore::tidy`] rather than all at once (see there).
+    pub(crate) dead_runs: VecDeque<Index>,
     pub(crate) entry_bytes: u64,
     pub(crate) hard_state_bytes: u64,
     pub(crate) conf_state_bytes: u64,
@@ -71,6 +74,7 @@ impl<B: Backend> Store<B> {
             snapshot,
             entries: VecDeque::new(),
             runs: BTreeMap::new(),
+            dead_runs: VecDeque::new(),
             entry_bytes: 0,
             hard_state_bytes: 0,
             conf_state_bytes: 0,
@@ -144,6 +148,7 @@ impl<B: Backend> Store<B> {
             self.entry_bytes = 0;
             self.backend.delete_range(ENTRY_START, ENTRY_END)?;
             self.runs.clear();
+            self.dead_runs.clear();
         } else {
             self.drop_runs_through(snap_index)?;
         }

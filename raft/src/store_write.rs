@@ -15,6 +15,11 @@ use crate::codec::{
 use crate::store::entry_record_bytes;
 use crate::{Backend, Index, LogStore, Store, StoreError};
 
+/// Compacted runs deleted per [`LogStore::tidy`]. A compaction of an 8 MiB log retires
+/// about a thousand runs; deleting them in one go stalled a sled-backed node for 50-100
+/// ms. A Ready adds at most one run, so any bound above one drains them.
+const DEAD_RUNS_PER_TIDY: usize = 8;
+
 impl<B: Backend> Store<B> {
     pub(crate) fn write_hard_state(&mut self, hs: &HardState) -> Result<(), StoreError> {
         let bytes = encode("hard state", hs)?;
@@ -79,22 +84,22 @@ impl<B: Backend> Store<B> {
         Ok(())
     }
 
-    /// Deletes the runs whose entries are all at or before `index` (a run holding later
+    /// Retires the runs whose entries are all at or before `index` (a run holding later
     /// entries stays whole: its early entries are skipped when the log is read back).
-    fn delete_runs_through(&mut self, index: Index) -> Result<(), StoreError> {
+    /// Retired runs are deleted by [`LogStore::tidy`], a few at a time: their keys are
+    /// all at or below `index`, so no later append reuses one before it is gone.
+    fn delete_runs_through(&mut self, index: Index) {
         let kept = self
             .runs
             .iter()
             .find(|(_, &last)| last > index)
             .map(|(&key, _)| key);
-        let end = kept.map(codec::entry_key);
-        self.backend
-            .delete_range(ENTRY_START, end.as_ref().map_or(ENTRY_END, |key| &key[..]))?;
-        self.runs = match kept {
+        let live = match kept {
             Some(key) => self.runs.split_off(&key),
             None => BTreeMap::new(),
         };
-        Ok(())
+        let dead = std::mem::replace(&mut self.runs, live);
+        self.dead_runs.extend(dead.into_keys());
     }
 
     /// Deletes every log entry at or before `index` (from backend and cache).
@@ -111,13 +116,14 @@ impl<B: Backend> Store<B> {
         self.drop_runs_through(index)
     }
 
-    /// Removes entries at or before `index` from the backend: whole runs are deleted,
-    /// and a run straddling `index` is rewritten under its key with only its later
-    /// entries (from the cache, which must already be trimmed), so the backend holds
-    /// exactly what `raft_state_bytes` counts. A crash before the rewrite leaves the old
-    /// run, whose early entries `Store::open` skips.
+    /// Removes entries at or before `index` from the backend: whole runs are retired
+    /// (deleted by the next few `tidy` calls), and a run straddling `index` is rewritten
+    /// under its key with only its later entries (from the cache, which must already be
+    /// trimmed), so once the retired runs are gone the backend holds exactly what
+    /// `raft_state_bytes` counts. A crash before the rewrite leaves the old run, whose
+    /// early entries `Store::open` skips.
     pub(crate) fn drop_runs_through(&mut self, index: Index) -> Result<(), StoreError> {
-        self.delete_runs_through(index)?;
+        self.delete_runs_through(index);
         let Some((&key, &last)) = self.runs.iter().next() else {
             return Ok(());
         };
@@ -224,6 +230,7 @@ impl<B: Backend> LogStore for Store<B> {
         // already hold the snapshot's last entry.
         self.backend.delete_range(ENTRY_START, ENTRY_END)?;
         self.runs.clear();
+        self.dead_runs.clear();
         self.entries.clear();
         self.entry_bytes = 0;
         Ok(())
@@ -261,6 +268,17 @@ impl<B: Backend> LogStore for Store<B> {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         self.backend.sync()
+    }
+
+    fn tidy(&mut self) -> Result<(), StoreError> {
+        for _ in 0..DEAD_RUNS_PER_TIDY {
+            let Some(&key) = self.dead_runs.front() else {
+                break;
+            };
+            self.backend.delete(&codec::entry_key(key))?;
+            self.dead_runs.pop_front();
+        }
+        Ok(())
     }
 
     fn raft_state_bytes(&self) -> u64 {

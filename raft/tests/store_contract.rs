@@ -399,6 +399,42 @@ fn contract_runs_split_by_truncate_and_compaction<H: Harness>(h: &mut H) {
     });
 }
 
+/// Compaction retires the runs it empties and `tidy` deletes them a few per call, while
+/// reads and a reopen (partway through) see only the log after the snapshot.
+fn contract_tidy_deletes_retired_runs<H: Harness>(h: &mut H) {
+    let records = |store: &Store<H::B>| store.backend().scan(b"", &[0xff; 16]).unwrap().len();
+    let mut store = h.fresh();
+    for index in 1..=30 {
+        store.append(&entries(index..=index, 2)).unwrap();
+    }
+    set_commit(&mut store, 2, 30);
+    let before = records(&store);
+    store.compact(28, b"sm@28".to_vec(), voters(&[1])).unwrap();
+    assert_eq!(
+        records(&store),
+        before + 1,
+        "conf state added, runs only retired"
+    );
+    store.tidy().unwrap();
+    let after_one = records(&store);
+    assert!(after_one < before + 1, "one tidy deletes some runs");
+    assert!(
+        after_one > before + 1 - 28,
+        "one tidy does not delete them all"
+    );
+    let mut store = h.reopen(store);
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (29, 30)
+    );
+    for _ in 0..28 {
+        store.tidy().unwrap();
+    }
+    // Runs 29 and 30, the hard state and the conf state.
+    assert_eq!(records(&store), 4);
+    assert_eq!(read(&store, 29, 31, None).unwrap(), entries(29..=30, 2));
+}
+
 macro_rules! contract_tests {
     ($($name:ident),* $(,)?) => {
         mod mem {
@@ -418,6 +454,7 @@ contract_tests!(
     contract_compact,
     contract_apply_snapshot,
     contract_reopen_restores_everything,
+    contract_tidy_deletes_retired_runs,
     contract_interrupted_install_recovers,
     contract_runs_split_by_truncate_and_compaction,
 );

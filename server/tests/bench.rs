@@ -35,7 +35,8 @@ fn check_report(report: &serde_json::Value, op: &str, clients: u64) {
     assert!(latency("p99") <= latency("max"), "{report}");
 }
 
-/// Without `--masters` the benchmark starts, uses and stops its own cluster.
+/// Without `--masters` the benchmark starts, uses and stops its own cluster; clients
+/// can share connections.
 #[test]
 fn standalone_bench_reports_json() {
     let args = [
@@ -43,6 +44,8 @@ fn standalone_bench_reports_json() {
         "mixed",
         "--clients",
         "4",
+        "--conns",
+        "1",
         "--duration",
         "1s",
         "--keys",
@@ -50,6 +53,7 @@ fn standalone_bench_reports_json() {
     ];
     let report = bench(&args);
     check_report(&report, "mixed", 4);
+    assert_eq!(report["conns"], 1, "{report}");
     assert!(
         report["cluster"]
             .as_str()
@@ -83,6 +87,10 @@ fn bench_against_a_cluster_writes_real_data() {
     ];
     let report = bench(&args);
     check_report(&report, "get", 2);
+    assert_eq!(
+        report["conns"], 2,
+        "one connection per client by default: {report}"
+    );
     assert_eq!(report["cluster"], "external", "{report}");
     let out = shardkv(&masters, &["get", "00000049"]);
     assert!(out.status.success(), "get a loaded key: {}", stderr(&out));

@@ -7,7 +7,8 @@
 //!                       temporary directory: 3 masters, --groups groups of --replicas
 //!   load (get/mixed) ─► every key written once, not measured
 //!   run ──────────────► --clients clients on --threads threads, each a loop of one
-//!                       operation at a time on a uniformly random key, until --duration
+//!                       operation at a time on a uniformly random key, until --duration;
+//!                       they share --conns connections to each node (default: their own)
 //! ```
 //!
 //! Keys are the key's number in decimal, zero-padded to `--key-size` bytes; values are
@@ -26,7 +27,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use shardkv_client::{Client, RetryPolicy};
+use shardkv_client::{Client, RetryPolicy, TarpcTransport};
 
 use super::cluster::Cluster;
 use super::local::{data_dir_or_temp, join_missing, Layout};
@@ -88,6 +89,11 @@ pub struct BenchArgs {
     /// Client threads; the clients are spread over them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+    /// Connections to each node, shared by the clients round-robin (like etcd's
+    /// `benchmark --conns`); default: one per client. Each thread has its own, at least
+    /// one.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub conns: Option<u32>,
     /// Local cluster only: replica groups.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
     pub groups: u16,
@@ -234,6 +240,7 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
         );
     }
     let threads = u32::from(args.threads).min(args.clients);
+    let conns = args.conns.unwrap_or(args.clients).min(args.clients);
     let started = Instant::now();
     let measured = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -241,7 +248,8 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
                 // Thread t runs clients t, t + threads, ...
                 let ids: Vec<u32> = (t..args.clients).step_by(threads as usize).collect();
                 let shape = shape.clone();
-                scope.spawn(move || run_thread(masters, &shape, &ids, args.duration))
+                let conns = (conns / threads).max(1) as usize;
+                scope.spawn(move || run_thread(masters, &shape, &ids, conns, args.duration))
             })
             .collect();
         let mut all = Measured::new()?;
@@ -285,21 +293,25 @@ fn load(masters: &[String], shape: &Shape, clients: u32) -> Result<(), String> {
     })
 }
 
-/// One thread's clients, each a closed loop until `duration` has passed.
+/// One thread's clients, each a closed loop until `duration` has passed, sharing
+/// `conns` connections to each node.
 fn run_thread(
     masters: &[String],
     shape: &Shape,
     ids: &[u32],
+    conns: usize,
     duration: Duration,
 ) -> Result<Measured, String> {
     let runtime = current_thread()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let until = Instant::now() + duration;
+        let transports: Vec<TarpcTransport> = (0..conns).map(|_| TarpcTransport::new()).collect();
         let tasks: Vec<_> = ids
             .iter()
-            .map(|&id| {
-                let client = Client::connect(masters.to_vec(), policy());
+            .zip(transports.iter().cycle())
+            .map(|(&id, transport)| {
+                let client = Client::with_policy(transport.clone(), masters.to_vec(), policy());
                 tokio::task::spawn_local(run_client(client, shape.clone(), id, until))
             })
             .collect();
@@ -372,6 +384,7 @@ pub struct Report {
     cluster: String,
     clients: u32,
     threads: u16,
+    conns: u32,
     key_size: u32,
     value_size: u32,
     keys: u64,
@@ -403,6 +416,7 @@ impl Report {
             cluster: cluster.to_string(),
             clients: args.clients,
             threads: args.threads,
+            conns: args.conns.unwrap_or(args.clients).min(args.clients),
             key_size: args.key_size,
             value_size: args.value_size,
             keys: args.keys,
@@ -429,8 +443,14 @@ impl Report {
             return;
         }
         println!(
-            "{} x {} clients, {} B keys, {} B values, {} keys ({})",
-            self.op, self.clients, self.key_size, self.value_size, self.keys, self.cluster
+            "{} x {} clients over {} connection(s), {} B keys, {} B values, {} keys ({})",
+            self.op,
+            self.clients,
+            self.conns,
+            self.key_size,
+            self.value_size,
+            self.keys,
+            self.cluster
         );
         println!(
             "  {:>10} ops in {:.1} s   {:>10.0} ops/s   {} errors",

@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse, MAX_FRAME_BYTES};
 use tarpc::context::Context;
@@ -110,6 +111,11 @@ pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>) -> std::i
 }
 
 /// Serves one connection until it closes, sends a bad frame, or the driver stops.
+///
+/// The connection's requests run inside this one task (not a task each): answers the
+/// driver sends together complete together, and tarpc writes them with one flush when
+/// it next finds nothing more to send, so a batch of replies costs one `writev` per
+/// connection rather than one per reply.
 async fn serve_connection<T>(
     channel: BaseChannel<NodeRequest, NodeResponse, T>,
     peer: Option<SocketAddr>,
@@ -118,16 +124,17 @@ async fn serve_connection<T>(
     T: tarpc::Transport<Response<NodeResponse>, ClientMessage<NodeRequest>> + Send + 'static,
 {
     let mut requests = std::pin::pin!(channel.requests());
+    let mut running = FuturesUnordered::new();
     loop {
         let request = tokio::select! {
+            biased;
+            Some(()) = running.next(), if !running.is_empty() => continue,
             request = requests.next() => request,
             () = service.events.closed() => None,
         };
         let Some(request) = request else { return };
         match request {
-            Ok(request) => {
-                tokio::spawn(request.execute(service.clone().serve()));
-            }
+            Ok(request) => running.push(request.execute(service.clone().serve())),
             Err(error) => {
                 tracing::error!(?peer, %error, "closing connection: malformed or oversized frame");
                 return;
