@@ -80,6 +80,7 @@ pub enum Op {
     /// recorded in the duplicate table: repeating a read changes nothing.
     Get {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Set `key` to `value`, replacing any previous value.
@@ -87,8 +88,10 @@ pub enum Op {
     /// Answered with [`Reply::Done`]. Deduplicated by `(client, seq)`.
     Put {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The new value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Append `value` to the value of `key`; on an absent key, behaves as a Put.
@@ -98,8 +101,10 @@ pub enum Op {
     /// this is the operation that exactly-once exists for.
     Append {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The bytes to append.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Remove `key`; silent (still [`Reply::Done`]) when it is absent.
@@ -107,6 +112,7 @@ pub enum Op {
     /// Deduplicated by `(client, seq)`.
     Delete {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
 }
@@ -151,7 +157,7 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// The answer to a Get: the value, or `None` when the key is absent.
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The answer to a Put, Append or Delete: it took effect (exactly once).
     Done,
 }
@@ -275,6 +281,7 @@ pub enum MigrationReply {
         /// The shard (as asked).
         shard: ShardId,
         /// Every key and value of the shard.
+        #[serde(with = "crate::bytes_map")]
         kv: BTreeMap<Vec<u8>, Vec<u8>>,
         /// The shard's duplicate table.
         sessions: BTreeMap<ClientId, DupEntry>,

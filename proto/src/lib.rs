@@ -18,6 +18,7 @@
 //!
 //! Modules:
 //! - [`ids`]: type aliases for every identifier.
+//! - [`bytes_map`]: serde for key/value maps, byte strings copied whole.
 //! - [`shard`]: the stable key→shard function and the shard-count constants.
 //! - [`config`]: [`Config`] and its lookup helpers.
 //! - [`master`]: requests, responses and typed errors of the shard master service.
@@ -35,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bytes_map;
 pub mod config;
 pub mod ids;
 pub mod kv;

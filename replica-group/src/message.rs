@@ -55,6 +55,7 @@ pub enum Entry {
         /// The shard.
         shard: ShardId,
         /// Its keys and values.
+        #[serde(with = "shardkv_proto::bytes_map")]
         kv: BTreeMap<Vec<u8>, Vec<u8>>,
         /// Its duplicate table.
         sessions: BTreeMap<ClientId, DupEntry>,

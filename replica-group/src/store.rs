@@ -28,6 +28,7 @@ use crate::Index;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardStore {
     /// The shard's keys and values.
+    #[serde(with = "shardkv_proto::bytes_map")]
     pub kv: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The shard's duplicate table.
     pub sessions: Sessions,

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use serde_bytes::ByteBuf;
 use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse, MAX_FRAME_BYTES};
 use tarpc::context::Context;
 use tarpc::serde_transport::tcp;
@@ -57,20 +58,22 @@ struct NodeService {
 }
 
 impl Node for NodeService {
-    async fn call(self, _: Context, request: Vec<u8>) -> Vec<u8> {
+    async fn call(self, _: Context, request: ByteBuf) -> ByteBuf {
         let (reply, answer) = oneshot::channel();
+        let request = request.into_vec();
         if self
             .events
             .send(Event::Call { request, reply })
             .await
             .is_err()
         {
-            return Vec::new();
+            return ByteBuf::new();
         }
-        answer.await.unwrap_or_default()
+        ByteBuf::from(answer.await.unwrap_or_default())
     }
 
-    async fn raft(self, _: Context, from: u64, messages: Vec<Vec<u8>>) {
+    async fn raft(self, _: Context, from: u64, messages: Vec<ByteBuf>) {
+        let messages = messages.into_iter().map(ByteBuf::into_vec).collect();
         let _ = self.events.send(Event::Peer { from, messages }).await;
     }
 }
