@@ -92,7 +92,7 @@ pub use membership::Membership;
 pub use output::{Applied, Output};
 pub use pending::{Fate, Pending, Settled, Step};
 pub use proposals::Proposal;
-pub use replica::Replica;
+pub use replica::{EarlySink, Replica};
 pub use sled_backend::SledBackend;
 pub use store::Store;
 

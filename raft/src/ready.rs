@@ -1,7 +1,8 @@
 //! `Replica::advance`: raft-rs's Ready protocol, in raft-rs's order.
 //!
 //! ```text
-//!  ready() ─► 1 messages (leader only; may leave before persistence)
+//!  ready() ─► 1 messages (leader only; may leave before persistence: to the early
+//!             sink at once when the driver set one, else into the Output)
 //!             2 snapshot from the leader ─► store.apply_snapshot, Applied::Snapshot
 //!             3 committed entries ─► Applied::{Command, Membership} (conf changes applied)
 //!             4 unstable entries ─► store.append
@@ -60,7 +61,16 @@ impl<S: LogStore> Replica<S> {
     fn run_ready(&mut self, out: &mut Output) -> Result<(), Error> {
         let mut ready = self.raw.ready();
         let mut snapshots_sent = Vec::new();
-        emit(ready.take_messages(), out, &mut snapshots_sent)?;
+        match &mut self.early {
+            Some(sink) => {
+                let mut early = Output::default();
+                emit(ready.take_messages(), &mut early, &mut snapshots_sent)?;
+                for (to, bytes) in early.messages {
+                    sink(to, bytes);
+                }
+            }
+            None => emit(ready.take_messages(), out, &mut snapshots_sent)?,
+        }
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone(), out)?;
         }

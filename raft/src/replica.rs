@@ -33,7 +33,13 @@ pub struct Replica<S: LogStore> {
     pub(crate) voters: Vec<NodeId>,
     /// The stored snapshot, to hand to the state machine on the first `advance`.
     pub(crate) restored: Option<Snapshot>,
+    /// Where messages that may leave before the Ready is persisted go at once (see
+    /// [`Replica::send_early_with`]); `None`: they go in the `Output` like the rest.
+    pub(crate) early: Option<EarlySink>,
 }
+
+/// A driver's way to send a raft message at once: `(to, encoded message)`.
+pub type EarlySink = Box<dyn FnMut(NodeId, Vec<u8>) + Send>;
 
 impl<S: LogStore> std::fmt::Debug for Replica<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,7 +91,19 @@ impl<S: LogStore> Replica<S> {
             history: ConfHistory::new(applied, conf_state),
             restored,
             config,
+            early: None,
         })
+    }
+
+    /// Hands the messages raft-rs allows to leave before a Ready is persisted (a
+    /// leader's appends and heartbeats) to `sink` as `advance` meets them, before it
+    /// writes and syncs, instead of returning them in the `Output`. A driver that sends
+    /// them from `sink` lets the followers write and sync the entries while the leader
+    /// does: one sync on a write's path instead of two. Messages that promise what is
+    /// being persisted (votes, append responses) still come in the `Output`, after the
+    /// sync. Without a sink (the simulator) every message is in the `Output`.
+    pub fn send_early_with(&mut self, sink: EarlySink) {
+        self.early = Some(sink);
     }
 
     /// This node's id.

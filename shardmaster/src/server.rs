@@ -101,6 +101,12 @@ impl<S: LogStore> Server<S> {
         &self.replica
     }
 
+    /// See [`Replica::send_early_with`]: the production driver sends a leader's appends
+    /// before the leader's own sync.
+    pub fn send_early_with(&mut self, sink: shardkv_raft::EarlySink) {
+        self.replica.send_early_with(sink);
+    }
+
     /// The state machine as applied so far.
     pub fn master(&self) -> &ShardMaster {
         &self.master

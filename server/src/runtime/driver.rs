@@ -56,9 +56,12 @@ pub async fn run<H: Hosted>(
 ) -> Result<(), Fatal> {
     let transport = TarpcTransport::new();
     let (sender, mut receiver) = events;
+    let peers = Peers::start(me, peers, &transport);
+    let mut server = server;
+    server.send_early_with(peers.early_sink());
     let mut driver = Driver {
         server,
-        peers: Peers::start(me, peers, &transport),
+        peers,
         transport,
         events: sender,
         waiting: BTreeMap::new(),

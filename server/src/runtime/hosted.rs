@@ -10,7 +10,7 @@
 //! empty frame that its clients treat as a lost reply) without touching the log.
 
 use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, MAX_REQUEST_BYTES};
-use shardkv_raft::{LogStore, NodeId};
+use shardkv_raft::{EarlySink, LogStore, NodeId};
 
 /// What the driver must do, with every payload already encoded.
 #[derive(Debug)]
@@ -59,6 +59,9 @@ pub trait Hosted {
     fn batch(&mut self, events: impl FnOnce(&mut Self) -> Result<(), Fatal>) -> Result<(), Fatal>;
     /// The actions produced since the last call, in order.
     fn take_actions(&mut self) -> Vec<Action>;
+    /// Sends raft messages that may leave before persistence through `sink`, at once
+    /// (see `Replica::send_early_with`).
+    fn send_early_with(&mut self, sink: EarlySink);
     /// Makes everything written so far durable (on shutdown).
     fn flush(&self) -> Result<(), Fatal>;
 }
@@ -146,6 +149,10 @@ impl<S: LogStore + AsSled> Hosted for shardmaster::Server<S> {
             .collect()
     }
 
+    fn send_early_with(&mut self, sink: EarlySink) {
+        Self::send_early_with(self, sink);
+    }
+
     fn flush(&self) -> Result<(), Fatal> {
         flush_store(self.replica().store())
     }
@@ -203,6 +210,10 @@ impl<S: LogStore + AsSled> Hosted for replica_group::Server<S> {
                 Effect::Call { call_id, to, bytes } => Action::Call { call_id, to, bytes },
             })
             .collect()
+    }
+
+    fn send_early_with(&mut self, sink: EarlySink) {
+        Self::send_early_with(self, sink);
     }
 
     fn flush(&self) -> Result<(), Fatal> {

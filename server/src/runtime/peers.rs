@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shardkv_client::TarpcTransport;
-use shardkv_raft::NodeId;
+use shardkv_raft::{EarlySink, NodeId};
 use tokio::sync::mpsc;
 
-/// Batches waiting per peer before new messages to it are dropped.
-const QUEUE_BATCHES: usize = 64;
+/// Batches waiting per peer before new messages to it are dropped (an early message
+/// is a batch of its own).
+const QUEUE_BATCHES: usize = 256;
 
 /// Messages in one `Node::raft` call, at most.
 const BATCH_MESSAGES_MAX: usize = 256;
@@ -59,18 +60,29 @@ impl Peers {
     /// Queues `messages` for peer `to`; drops them (logged) when it is unknown or its
     /// queue is full.
     pub fn send(&self, to: NodeId, messages: Vec<Vec<u8>>) {
-        match self.queues.get(&to) {
-            Some(queue) => {
-                if queue.try_send(messages).is_err() {
-                    tracing::debug!(to, "peer queue full; dropping raft messages");
-                }
-            }
-            None => tracing::warn!(to, "raft message to an unknown peer dropped"),
-        }
+        send(&self.queues, to, messages);
+    }
+
+    /// A sink that queues one message at a time, for `Replica::send_early_with`.
+    pub fn early_sink(&self) -> EarlySink {
+        let queues = self.queues.clone();
+        Box::new(move |to, bytes| send(&queues, to, vec![bytes]))
     }
 }
 
-/// One peer's sender task; ends when the node drops its [`Peers`].
+/// Queues `messages` for peer `to` in `queues` (see [`Peers::send`]).
+fn send(queues: &BTreeMap<NodeId, mpsc::Sender<Vec<Vec<u8>>>>, to: NodeId, messages: Vec<Vec<u8>>) {
+    match queues.get(&to) {
+        Some(queue) => {
+            if queue.try_send(messages).is_err() {
+                tracing::debug!(to, "peer queue full; dropping raft messages");
+            }
+        }
+        None => tracing::warn!(to, "raft message to an unknown peer dropped"),
+    }
+}
+
+/// One peer's sender task; ends when the node drops its [`Peers`] and its early sink.
 async fn run_peer(
     me: NodeId,
     to: NodeId,
