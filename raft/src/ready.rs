@@ -35,6 +35,8 @@ impl<S: LogStore> Replica<S> {
     /// persisted messages; committed entries in order). Call after every
     /// tick/step/propose/read/change. Returns everything to do.
     pub fn advance(&mut self) -> Result<Output, Error> {
+        // Deferred store upkeep first: if it fails, no Ready has been taken yet.
+        self.raw.mut_store().tidy()?;
         let mut out = Output::default();
         if let Some(snapshot) = self.restored.take() {
             let meta = snapshot.get_metadata();
@@ -53,7 +55,6 @@ impl<S: LogStore> Replica<S> {
         }
         let leader_term = (self.raw.raft.state == StateRole::Leader).then_some(self.term());
         self.proposals.on_role(leader_term, &mut out.lost);
-        self.raw.mut_store().tidy()?;
         Ok(out)
     }
 

@@ -239,16 +239,14 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
             args.duration
         );
     }
-    let threads = u32::from(args.threads).min(args.clients);
-    let conns = args.conns.unwrap_or(args.clients).min(args.clients);
+    let plan = thread_plan(args.clients, args.threads, args.conns);
+    let conns = plan.iter().map(|(_, conns)| *conns as u32).sum();
     let started = Instant::now();
     let measured = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                // Thread t runs clients t, t + threads, ...
-                let ids: Vec<u32> = (t..args.clients).step_by(threads as usize).collect();
+        let handles: Vec<_> = plan
+            .into_iter()
+            .map(|(ids, conns)| {
                 let shape = shape.clone();
-                let conns = (conns / threads).max(1) as usize;
                 scope.spawn(move || run_thread(masters, &shape, &ids, conns, args.duration))
             })
             .collect();
@@ -262,7 +260,7 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
         Ok::<_, String>(all)
     })?;
     let elapsed = started.elapsed();
-    Ok(Report::new(args, cluster, measured, elapsed))
+    Ok(Report::new(args, cluster, conns, measured, elapsed))
 }
 
 /// Writes every key once, `clients` at a time.
@@ -291,6 +289,22 @@ fn load(masters: &[String], shape: &Shape, clients: u32) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// Which clients each thread runs (thread t: clients t, t + threads, ...) and over how
+/// many connections: `conns` (default: one per client) spread as evenly as the clients
+/// are, at least one per thread and at most one per client.
+fn thread_plan(clients: u32, threads: u16, conns: Option<u32>) -> Vec<(Vec<u32>, usize)> {
+    let threads = u32::from(threads).min(clients).max(1);
+    let conns = conns.unwrap_or(clients);
+    (0..threads)
+        .map(|t| {
+            let ids: Vec<u32> = (t..clients).step_by(threads as usize).collect();
+            let share = conns / threads + u32::from(t < conns % threads);
+            let conns = (share as usize).clamp(1, ids.len().max(1));
+            (ids, conns)
+        })
+        .collect()
 }
 
 /// One thread's clients, each a closed loop until `duration` has passed, sharing
@@ -406,7 +420,13 @@ struct Latency {
 }
 
 impl Report {
-    fn new(args: &BenchArgs, cluster: &str, measured: Measured, elapsed: Duration) -> Self {
+    fn new(
+        args: &BenchArgs,
+        cluster: &str,
+        conns: u32,
+        measured: Measured,
+        elapsed: Duration,
+    ) -> Self {
         let h = &measured.latencies;
         let ms = |micros: u64| micros as f64 / 1000.0;
         // Only operations that finished within the window count (see `run_client`).
@@ -416,7 +436,7 @@ impl Report {
             cluster: cluster.to_string(),
             clients: args.clients,
             threads: args.threads,
-            conns: args.conns.unwrap_or(args.clients).min(args.clients),
+            conns,
             key_size: args.key_size,
             value_size: args.value_size,
             keys: args.keys,
@@ -495,6 +515,24 @@ mod tests {
         };
         assert_eq!(shape.key(42), b"00000042");
         assert_eq!(shape.key(9_999).len(), 8);
+    }
+
+    /// Connections go to threads as evenly as their clients, one per client by default,
+    /// never more than a thread's clients nor fewer than one.
+    #[test]
+    fn connections_follow_the_clients() {
+        let plan = |clients, threads, conns| -> Vec<(usize, usize)> {
+            thread_plan(clients, threads, conns)
+                .into_iter()
+                .map(|(ids, conns)| (ids.len(), conns))
+                .collect()
+        };
+        assert_eq!(plan(10, 4, None), [(3, 3), (3, 3), (2, 2), (2, 2)]);
+        assert_eq!(plan(64, 1, Some(1)), [(64, 1)]);
+        assert_eq!(plan(10, 4, Some(6)), [(3, 2), (3, 2), (2, 1), (2, 1)]);
+        assert_eq!(plan(4, 4, Some(1)), [(1, 1); 4]);
+        assert_eq!(plan(3, 8, Some(100)), [(1, 1); 3]);
+        assert_eq!(thread_plan(5, 2, None)[1].0, [1, 3]);
     }
 
     /// A key size too small for the key count is refused before anything starts.

@@ -139,7 +139,7 @@ async fn serve_connection<T>(
         match request {
             Ok(request) => running.push(request.execute(service.clone().serve())),
             Err(error) => {
-                tracing::error!(?peer, %error, "closing connection: malformed or oversized frame");
+                tracing::error!(?peer, %error, "closing connection: bad frame or read error");
                 return;
             }
         }
