@@ -1,10 +1,13 @@
 //! [`ReplicaConfig`]: the knobs of one replica, and how they map onto raft-rs's `Config`.
 //!
-//! Election timing is deterministic on purpose: raft-rs draws each election timeout from
+//! Election timing is deterministic by default: raft-rs draws each election timeout from
 //! `[min_election_tick, max_election_tick)` with an unseeded thread RNG, so we set the
-//! range to `[E, E + 1)`, a single value. Randomness comes from the driver instead (the
-//! simulator jitters which nodes tick when; production clocks drift), which keeps a
-//! simulated run a pure function of its seed.
+//! range to `[E, E + 1)`, a single value. Randomness comes from the driver instead: the
+//! simulator jitters which nodes tick when, which keeps a simulated run a pure function
+//! of its seed. Real nodes tick on their own timers, but nodes started together (in one
+//! process, or by one script) tick in step, and with equal timeouts their candidacies
+//! collide again and again; so the production driver sets `election_ticks_spread` and
+//! lets raft-rs draw the timeout from `[E, E + spread)`, as the Raft paper does.
 
 use crate::{Index, NodeId};
 
@@ -16,9 +19,12 @@ pub struct ReplicaConfig {
     /// Initial voters, used only when the store is empty (first boot). Empty means the
     /// node joins an existing group and waits to be added by `change_membership`.
     pub peers: Vec<NodeId>,
-    /// Ticks without hearing from a leader before campaigning (default 10). raft-rs's
-    /// timeout range is pinned to `[E, E + 1)`, i.e. exactly `E`.
+    /// Ticks without hearing from a leader before campaigning (default 10); the actual
+    /// timeout is drawn from `[E, E + election_ticks_spread)`.
     pub election_ticks: usize,
+    /// Width of the range the election timeout is drawn from, `[E, E + spread)`, by
+    /// raft-rs's unseeded RNG (default 1: exactly `E`, deterministic; see the module docs).
+    pub election_ticks_spread: usize,
     /// Ticks between leader heartbeats (default 2); must be below `election_ticks`.
     pub heartbeat_ticks: usize,
     /// `Replica::should_snapshot` turns true once `raft_state_bytes()` reaches this many
@@ -45,6 +51,7 @@ impl ReplicaConfig {
             id,
             peers,
             election_ticks: 10,
+            election_ticks_spread: 1,
             heartbeat_ticks: 2,
             snapshot_bytes_threshold: None,
             max_size_per_msg: 1024 * 1024,
@@ -61,7 +68,7 @@ impl ReplicaConfig {
             election_tick: self.election_ticks,
             heartbeat_tick: self.heartbeat_ticks,
             min_election_tick: self.election_ticks,
-            max_election_tick: self.election_ticks + 1,
+            max_election_tick: self.election_ticks + self.election_ticks_spread.max(1),
             applied,
             max_size_per_msg: self.max_size_per_msg,
             max_inflight_msgs: self.max_inflight_msgs,
@@ -86,6 +93,14 @@ mod tests {
         assert_eq!(config.max_election_tick(), 11);
         assert_eq!(config.applied, 7);
         assert!(config.pre_vote && config.check_quorum);
+        config.validate().unwrap();
+        let mut spread = ReplicaConfig::new(1, vec![1, 2, 3]);
+        spread.election_ticks_spread = 10;
+        let config = spread.to_raft(0);
+        assert_eq!(
+            (config.min_election_tick(), config.max_election_tick()),
+            (10, 20)
+        );
         config.validate().unwrap();
     }
 }

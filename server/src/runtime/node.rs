@@ -76,6 +76,9 @@ impl NodeSpec {
         }
         let mut config = ReplicaConfig::new(self.id, voters);
         config.snapshot_bytes_threshold = Some(SNAPSHOT_BYTES_THRESHOLD);
+        // Election timeouts drawn from [E, 2E) ticks (500-1000 ms), so replicas started
+        // together do not split their votes in step forever.
+        config.election_ticks_spread = config.election_ticks;
         config
     }
 }
