@@ -8,6 +8,7 @@
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 
 use std::collections::BTreeMap;
+use std::sync::{mpsc, OnceLock};
 
 use crate::codec::{
     self, encode, encode_run, CONF_STATE_KEY, ENTRY_END, ENTRY_START, HARD_STATE_KEY,
@@ -104,14 +105,13 @@ impl<B: Backend> Store<B> {
 
     /// Deletes every log entry at or before `index` (from backend and cache).
     fn trim_through(&mut self, index: Index) -> Result<(), StoreError> {
-        while self
-            .entries
-            .front()
-            .is_some_and(|entry| entry.index <= index)
-        {
-            if let Some(entry) = self.entries.pop_front() {
-                self.entry_bytes -= entry_record_bytes(&entry);
-            }
+        let count = self.entries.partition_point(|entry| entry.index <= index);
+        let gone: Vec<Entry> = self.entries.drain(..count).collect();
+        for entry in &gone {
+            self.entry_bytes -= entry_record_bytes(entry);
+        }
+        if self.background_drop {
+            drop_in_background(gone);
         }
         self.drop_runs_through(index)
     }
@@ -152,6 +152,24 @@ impl<B: Backend> Store<B> {
         self.backend.put_snapshot(&bytes)?;
         self.snapshot = snapshot;
         Ok(())
+    }
+}
+
+/// Hands `garbage` to a process-wide thread that frees it (started on first use); frees
+/// it here if that thread cannot be started or has gone.
+fn drop_in_background(garbage: Vec<Entry>) {
+    static DROPPER: OnceLock<Option<mpsc::Sender<Vec<Entry>>>> = OnceLock::new();
+    let dropper = DROPPER.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<Vec<Entry>>();
+        std::thread::Builder::new()
+            .name("shardkv-drop".into())
+            .spawn(move || receiver.into_iter().for_each(drop))
+            .ok()
+            .map(|_| sender)
+    });
+    if let Some(sender) = dropper {
+        // On failure the garbage comes back in the error and is dropped here.
+        let _ = sender.send(garbage);
     }
 }
 

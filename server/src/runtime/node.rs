@@ -91,7 +91,8 @@ impl NodeSpec {
 /// is released and the data directory closed, so the node can be started again in the
 /// same process.
 pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
-    let store = Store::open(SledBackend::open(&spec.data_dir)?)?;
+    let mut store = Store::open(SledBackend::open(&spec.data_dir)?)?;
+    store.set_background_drop(true);
     let listener = service::bind(&spec.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", spec.listen))?;
