@@ -92,7 +92,8 @@
 //!
 //! # Caveats
 //!
-//! - Gets go through the log (no ReadIndex or lease reads yet).
+//! - Gets are answered by the leader only (ReadIndex, no leases); a Get from a fresh
+//!   leader that has not yet committed in its term goes through the log.
 //! - A shard travels in one message and one log entry (no chunking): a shard's size is
 //!   bounded by memory and [`message::MAX_ENTRY_BYTES`], and a large shard makes a large
 //!   Raft append.

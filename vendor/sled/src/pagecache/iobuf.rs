@@ -933,7 +933,8 @@ pub(in crate::pagecache) fn make_stable_inner(
             // nothing to write, don't bother sealing
             // current IO buffer.
         } else {
-            maybe_seal_and_write_iobuf(iobufs, &iobuf, header, false)?;
+            // shardkv patch: write inline, this thread waits for it below anyway.
+            seal_and_maybe_write_iobuf(iobufs, &iobuf, header, false, true)?;
             stable = iobufs.stable();
             // NB we have to continue here to possibly clear
             // the next io buffer, which may have dirty
@@ -1022,6 +1023,18 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
     iobuf: &Arc<IoBuf>,
     header: Header,
     from_reserve: bool,
+) -> Result<()> {
+    seal_and_maybe_write_iobuf(iobufs, iobuf, header, from_reserve, false)
+}
+
+/// shardkv patch: `maybe_seal_and_write_iobuf`, writing the sealed buffer on the
+/// calling thread when `write_inline` (see `make_stable_inner`).
+fn seal_and_maybe_write_iobuf(
+    iobufs: &Arc<IoBufs>,
+    iobuf: &Arc<IoBuf>,
+    header: Header,
+    from_reserve: bool,
+    write_inline: bool,
 ) -> Result<()> {
     if header::is_sealed(header) {
         // this buffer is already sealed. nothing to do here.
@@ -1178,10 +1191,10 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
             "asynchronously writing iobuf with lsn {} to log from maybe_seal",
             lsn
         );
-        if !from_reserve {
-            // shardkv patch: a flush (make_stable, roll_iobuf) would block on the
-            // write anyway, so it writes the buffer itself instead of waking an IO
-            // thread and waiting to be woken back.
+        if write_inline {
+            // shardkv patch: make_stable would block on the write anyway, so it
+            // writes the buffer itself instead of waking an IO thread and waiting to
+            // be woken back.
             if let Err(e) = iobufs.write_to_log(iobuf) {
                 error!("hit error while writing iobuf with lsn {}: {:?}", lsn, e);
                 iobufs.config.set_global_error(e);
