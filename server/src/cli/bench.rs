@@ -5,7 +5,8 @@
 //!   --masters given ──► that cluster
 //!   no --masters ─────► a local cluster (Layout + Cluster, as `shardkv local`) in a
 //!                       temporary directory: 3 masters, --groups groups of --replicas
-//!   load (get/mixed) ─► every key written once, not measured
+//!   load ─────────────► every key written once, not measured (the cluster is warm:
+//!                       leaders elected, shards owned, keys present)
 //!   run ──────────────► --clients clients on --threads threads, each a loop of one
 //!                       operation at a time on a uniformly random key, until --duration;
 //!                       they share --conns connections to each node (default: their own)
@@ -36,17 +37,17 @@ use super::parse_duration;
 /// How long one operation may take before it counts as an error.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The operation a benchmark runs.
+/// The operation a benchmark runs, on keys that were each written once beforehand.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BenchOp {
     /// Overwrite a key.
     Put,
-    /// Linearizable read of a key (keys are loaded first).
+    /// Linearizable read of a key.
     Get,
     /// Append to a key (values grow by --value-size per append; a key refuses
     /// appends past the value limit, 1 MiB, and those count as errors).
     Append,
-    /// Half Gets, half Puts (keys are loaded first).
+    /// Half Gets, half Puts.
     Mixed,
 }
 
@@ -217,7 +218,8 @@ fn with_local_cluster(args: &BenchArgs) -> Result<Report, String> {
     report
 }
 
-/// Loads the keys when the operation reads, then runs the clients for the duration.
+/// Loads the keys (unmeasured; without it the first requests of a put run measured the
+/// cluster's start-up, up to ~0.5 s), then runs the clients for the duration.
 fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report, String> {
     let shape = Shape {
         op: args.op,
@@ -225,12 +227,10 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
         keys: args.keys,
         value: vec![b'v'; args.value_size as usize],
     };
-    if matches!(args.op, BenchOp::Get | BenchOp::Mixed) {
-        if !args.json {
-            eprintln!("loading {} keys ...", args.keys);
-        }
-        load(masters, &shape, args.clients.min(64))?;
+    if !args.json {
+        eprintln!("loading {} keys ...", args.keys);
     }
+    load(masters, &shape, args.clients.min(64))?;
     if !args.json {
         eprintln!(
             "running {} {} clients for {:?} ...",
