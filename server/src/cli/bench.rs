@@ -84,7 +84,7 @@ pub struct BenchArgs {
     /// Bytes per value.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=65536))]
     pub value_size: u32,
-    /// Distinct keys the clients choose from.
+    /// Distinct keys the clients choose from (each written once before the clock starts).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub keys: u64,
     /// Client threads; the clients are spread over them.
