@@ -106,12 +106,12 @@ impl<B: Backend> Store<B> {
     /// Deletes every log entry at or before `index` (from backend and cache).
     fn trim_through(&mut self, index: Index) -> Result<(), StoreError> {
         let count = self.entries.partition_point(|entry| entry.index <= index);
-        let gone: Vec<Entry> = self.entries.drain(..count).collect();
-        for entry in &gone {
-            self.entry_bytes -= entry_record_bytes(entry);
-        }
+        let gone_bytes: u64 = self.entries.range(..count).map(entry_record_bytes).sum();
+        self.entry_bytes -= gone_bytes;
         if self.background_drop {
-            drop_in_background(gone);
+            drop_in_background(self.entries.drain(..count).collect());
+        } else {
+            self.entries.drain(..count);
         }
         self.drop_runs_through(index)
     }
