@@ -46,7 +46,7 @@
 //! ## Invariants
 //!
 //! - Nothing is acknowledged to a peer before it is synced ([`LogStore`] states what is
-//!   durable when).
+//!   durable when), whether `advance` syncs or a driver's [`SyncSink`] does.
 //! - `Output::applied` is in strictly increasing log order, each index at most once per
 //!   process lifetime; a snapshot resets the order to its index.
 //! - A [`Proposal`] commits iff an `Applied::Command` (or `Membership`) with the same
@@ -92,7 +92,7 @@ pub use membership::Membership;
 pub use output::{Applied, Output};
 pub use pending::{Fate, Pending, Settled, Step};
 pub use proposals::Proposal;
-pub use replica::{EarlySink, Replica};
+pub use replica::{EarlySink, Replica, SyncSink};
 pub use sled_backend::SledBackend;
 pub use store::Store;
 

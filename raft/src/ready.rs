@@ -13,6 +13,13 @@
 //!  advance_apply()
 //! ```
 //!
+//! With a sync sink ([`Replica::sync_with`], the production driver), step 6 becomes a
+//! request: the sink gets the Ready's number, the Ready goes back to raft-rs with
+//! `advance_append_async`, and the messages of step 7 (and of any Ready after it, until
+//! the sync is reported) wait in `SyncProgress::held`. `Replica::on_synced` tells
+//! raft-rs (`on_persist_ready`), and the next `advance` releases the held messages
+//! first. Readies holding a leader's snapshot are still synced in place.
+//!
 //! One call to `advance` runs rounds of this until raft-rs has nothing more (bounded by
 //! `MAX_READY_ROUNDS`), so the Output holds everything to do. A snapshot sent to a
 //! follower is reported to raft-rs as delivered at once: the network may lose it, and
@@ -21,7 +28,7 @@
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
-use raft::{ReadState, SnapshotStatus, StateRole};
+use raft::{ReadState, Ready, SnapshotStatus, StateRole};
 
 use crate::membership::sorted_voters;
 use crate::proposals::Kind;
@@ -38,6 +45,7 @@ impl<S: LogStore> Replica<S> {
         // Deferred store upkeep first: if it fails, no Ready has been taken yet.
         self.raw.mut_store().tidy()?;
         let mut out = Output::default();
+        self.release_held(&mut out);
         if let Some(snapshot) = self.restored.take() {
             let meta = snapshot.get_metadata();
             out.applied.push(Applied::Snapshot {
@@ -81,26 +89,75 @@ impl<S: LogStore> Replica<S> {
         if let Some(hs) = ready.hs() {
             store.set_hard_state(hs)?;
         }
-        if ready.must_sync() {
-            store.sync()?;
-        }
         out.reads
             .extend(ready.take_read_states().into_iter().filter_map(decode_read));
-        emit(ready.take_persisted_messages(), out, &mut snapshots_sent)?;
-
-        let mut light = self.raw.advance(ready);
-        if light.commit_index().is_some() {
-            // Commit may lag on disk; it is synced with the next Ready that must sync.
-            let hs = self.raw.raft.hard_state();
-            self.raw.mut_store().set_hard_state(&hs)?;
+        let deferred = self.sync_sink.is_some()
+            && ready.snapshot().is_empty()
+            && (ready.must_sync() || self.sync.outstanding());
+        if deferred {
+            self.defer_sync(ready, &mut snapshots_sent)?;
+        } else {
+            if ready.must_sync() {
+                self.raw.mut_store().sync()?;
+                // Everything written so far is durable, whatever the sink is still doing.
+                self.sync.done = self.sync.asked;
+                self.release_held(out);
+            }
+            emit(ready.take_persisted_messages(), out, &mut snapshots_sent)?;
+            let mut light = self.raw.advance(ready);
+            if light.commit_index().is_some() {
+                // Commit may lag on disk; it is synced with the next Ready that must sync.
+                let hs = self.raw.raft.hard_state();
+                self.raw.mut_store().set_hard_state(&hs)?;
+            }
+            emit(light.take_messages(), out, &mut snapshots_sent)?;
+            self.apply_entries(light.take_committed_entries(), out)?;
+            self.raw.advance_apply();
         }
-        emit(light.take_messages(), out, &mut snapshots_sent)?;
-        self.apply_entries(light.take_committed_entries(), out)?;
-        self.raw.advance_apply();
         for to in snapshots_sent {
             self.raw.report_snapshot(to, SnapshotStatus::Finish);
         }
         Ok(())
+    }
+
+    /// The rest of a Ready whose writes (or an earlier Ready's) the driver syncs: asks
+    /// the sink to sync it, holds its persisted messages until that is reported, and
+    /// hands it back to raft-rs as not yet persisted.
+    fn defer_sync(&mut self, mut ready: Ready, snapshots_sent: &mut Vec<u64>) -> Result<(), Error> {
+        if ready.must_sync() {
+            self.sync.asked = ready.number();
+            if let Some(sink) = &mut self.sync_sink {
+                sink(ready.number());
+            }
+        }
+        let mut persisted = Output::default();
+        emit(
+            ready.take_persisted_messages(),
+            &mut persisted,
+            snapshots_sent,
+        )?;
+        let wait_for = self.sync.asked;
+        self.sync.held.extend(
+            persisted
+                .messages
+                .into_iter()
+                .map(|(to, bytes)| (wait_for, to, bytes)),
+        );
+        self.raw.advance_append_async(ready);
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    /// Moves the held messages whose Ready is synced into `out`, in order.
+    pub(crate) fn release_held(&mut self, out: &mut Output) {
+        while let Some(&(wait_for, ..)) = self.sync.held.front() {
+            if wait_for > self.sync.done {
+                break;
+            }
+            if let Some((_, to, bytes)) = self.sync.held.pop_front() {
+                out.messages.push((to, bytes));
+            }
+        }
     }
 
     /// Installs a snapshot received from the leader.

@@ -36,6 +36,35 @@ pub struct Replica<S: LogStore> {
     /// Where messages that may leave before the Ready is persisted go at once (see
     /// [`Replica::send_early_with`]); `None`: they go in the `Output` like the rest.
     pub(crate) early: Option<EarlySink>,
+    /// Where Readies to sync go (see [`Replica::sync_with`]); `None`: `advance` syncs
+    /// the store itself.
+    pub(crate) sync_sink: Option<SyncSink>,
+    /// The syncs asked of `sync_sink` and reported done: Ready numbers.
+    pub(crate) sync: SyncProgress,
+}
+
+/// A driver's way to sync the store off the replica's thread: called with a Ready
+/// number, it must make every store write made so far durable and then report it with
+/// [`Replica::on_synced`].
+pub type SyncSink = Box<dyn FnMut(u64) + Send>;
+
+/// Readies handed to a [`SyncSink`], and the messages waiting for them.
+#[derive(Debug, Default)]
+pub(crate) struct SyncProgress {
+    /// The highest Ready number handed to the sink.
+    pub(crate) asked: u64,
+    /// The highest Ready number reported synced.
+    pub(crate) done: u64,
+    /// Messages that promise persistence, with the Ready number that must be synced
+    /// before they may leave, in order.
+    pub(crate) held: std::collections::VecDeque<(u64, NodeId, Vec<u8>)>,
+}
+
+impl SyncProgress {
+    /// True while a sync asked of the sink has not been reported.
+    pub(crate) fn outstanding(&self) -> bool {
+        self.asked > self.done
+    }
 }
 
 /// A driver's way to send a raft message at once: `(to, encoded message)`.
@@ -92,6 +121,8 @@ impl<S: LogStore> Replica<S> {
             restored,
             config,
             early: None,
+            sync_sink: None,
+            sync: SyncProgress::default(),
         })
     }
 
@@ -104,6 +135,37 @@ impl<S: LogStore> Replica<S> {
     /// sync. Without a sink (the simulator) every message is in the `Output`.
     pub fn send_early_with(&mut self, sink: EarlySink) {
         self.early = Some(sink);
+    }
+
+    /// Hands every sync a Ready needs to `sink` instead of syncing the store inside
+    /// `advance`, so the driver's thread goes on with other events while the disk
+    /// syncs (raft-rs's asynchronous persistence). `advance` still writes each Ready's
+    /// entries and hard state to the store, then calls `sink(number)` and holds back the
+    /// messages that promise them (votes, append responses) until the driver reports
+    /// with [`Replica::on_synced`] that the store is durable through that Ready; the
+    /// leader counts its own log as replicated, and applies committed entries, only
+    /// then too. Followers' acknowledgements still commit. A Ready holding a snapshot
+    /// from the leader is synced inside `advance` as before. Without a sink (the
+    /// simulator) `advance` syncs the store itself.
+    pub fn sync_with(&mut self, sink: SyncSink) {
+        self.sync_sink = Some(sink);
+    }
+
+    /// Reports that every store write made before `sink(number)` was called is durable
+    /// (see [`Replica::sync_with`]); call `advance` next. Stale or repeated numbers are
+    /// ignored.
+    pub fn on_synced(&mut self, number: u64) {
+        let number = number.min(self.sync.asked);
+        if number <= self.sync.done {
+            return;
+        }
+        self.sync.done = number;
+        self.raw.on_persist_ready(number);
+    }
+
+    /// True while a sync handed to the [`SyncSink`] has not been reported done.
+    pub fn is_syncing(&self) -> bool {
+        self.sync.outstanding()
     }
 
     /// This node's id.

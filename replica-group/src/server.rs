@@ -130,6 +130,18 @@ impl<S: LogStore> Server<S> {
         self.replica.send_early_with(sink);
     }
 
+    /// See [`Replica::sync_with`]: the production driver syncs the store on another
+    /// thread and reports each sync with [`Server::on_synced`].
+    pub fn sync_with(&mut self, sink: shardkv_raft::SyncSink) {
+        self.replica.sync_with(sink);
+    }
+
+    /// The store is durable through Ready `number` (see [`Replica::on_synced`]).
+    pub fn on_synced(&mut self, number: u64) -> Result<(), ServerError> {
+        self.replica.on_synced(number);
+        self.drive()
+    }
+
     /// The state machine as applied so far.
     pub fn state(&self) -> &GroupState {
         &self.state

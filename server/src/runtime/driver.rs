@@ -59,6 +59,9 @@ pub async fn run<H: Hosted>(
     let peers = Peers::start(me, peers, &transport);
     let mut server = server;
     server.send_early_with(peers.early_sink());
+    let sink = start_syncer(me, server.database(), sender.clone())
+        .map_err(|error| format!("cannot start the sync thread: {error}"))?;
+    server.sync_with(sink);
     let mut driver = Driver {
         server,
         peers,
@@ -174,5 +177,39 @@ fn handle<H: Hosted>(
             Ok(())
         }
         Event::Response { call_id, reply } => server.on_response(call_id, reply),
+        Event::Synced { number, result } => {
+            result.map_err(|error| format!("cannot sync the store: {error}"))?;
+            server.on_synced(number)
+        }
     }
+}
+
+/// Starts the node's sync thread: it flushes `db` for each Ready number the server
+/// hands over (numbers that queued up during a flush share the next one) and reports
+/// back through `events`. It ends when the server drops the returned sink or the driver
+/// stops listening.
+fn start_syncer(
+    me: NodeId,
+    db: sled::Db,
+    events: mpsc::Sender<Event>,
+) -> std::io::Result<shardkv_raft::SyncSink> {
+    let (asks, asked) = std::sync::mpsc::channel::<u64>();
+    std::thread::Builder::new()
+        .name(format!("shardkv-sync-{me}"))
+        .spawn(move || {
+            while let Ok(mut number) = asked.recv() {
+                number = asked.try_iter().fold(number, u64::max);
+                let result = db.flush().map(drop).map_err(|error| error.to_string());
+                if events
+                    .blocking_send(Event::Synced { number, result })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })?;
+    Ok(Box::new(move |number| {
+        // The thread only ends once the driver has stopped listening.
+        let _ = asks.send(number);
+    }))
 }

@@ -10,7 +10,7 @@
 //! empty frame that its clients treat as a lost reply) without touching the log.
 
 use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, MAX_REQUEST_BYTES};
-use shardkv_raft::{EarlySink, LogStore, NodeId};
+use shardkv_raft::{EarlySink, LogStore, NodeId, SyncSink};
 
 /// What the driver must do, with every payload already encoded.
 #[derive(Debug)]
@@ -62,6 +62,13 @@ pub trait Hosted {
     /// Sends raft messages that may leave before persistence through `sink`, at once
     /// (see `Replica::send_early_with`).
     fn send_early_with(&mut self, sink: EarlySink);
+    /// Hands the syncs of Raft's Ready protocol to `sink` (see `Replica::sync_with`);
+    /// each is reported back with [`Hosted::on_synced`].
+    fn sync_with(&mut self, sink: SyncSink);
+    /// The store is durable through Ready `number`.
+    fn on_synced(&mut self, number: u64) -> Result<(), Fatal>;
+    /// The sled database holding the store (a handle: sled databases are shared).
+    fn database(&self) -> sled::Db;
     /// Makes everything written so far durable (on shutdown).
     fn flush(&self) -> Result<(), Fatal>;
 }
@@ -102,6 +109,32 @@ impl AsSled for shardkv_raft::Store<shardkv_raft::SledBackend> {
     fn sled(&self) -> &sled::Db {
         self.backend().db()
     }
+}
+
+/// The [`Hosted`] methods both servers implement the same way, by name: hooks the
+/// servers pass to their replica, and the store underneath.
+macro_rules! replica_hooks {
+    () => {
+        fn send_early_with(&mut self, sink: EarlySink) {
+            Self::send_early_with(self, sink);
+        }
+
+        fn sync_with(&mut self, sink: SyncSink) {
+            Self::sync_with(self, sink);
+        }
+
+        fn on_synced(&mut self, number: u64) -> Result<(), Fatal> {
+            Ok(Self::on_synced(self, number)?)
+        }
+
+        fn database(&self) -> sled::Db {
+            self.replica().store().sled().clone()
+        }
+
+        fn flush(&self) -> Result<(), Fatal> {
+            flush_store(self.replica().store())
+        }
+    };
 }
 
 impl<S: LogStore + AsSled> Hosted for shardmaster::Server<S> {
@@ -149,13 +182,7 @@ impl<S: LogStore + AsSled> Hosted for shardmaster::Server<S> {
             .collect()
     }
 
-    fn send_early_with(&mut self, sink: EarlySink) {
-        Self::send_early_with(self, sink);
-    }
-
-    fn flush(&self) -> Result<(), Fatal> {
-        flush_store(self.replica().store())
-    }
+    replica_hooks!();
 }
 
 impl<S: LogStore + AsSled> Hosted for replica_group::Server<S> {
@@ -212,11 +239,5 @@ impl<S: LogStore + AsSled> Hosted for replica_group::Server<S> {
             .collect()
     }
 
-    fn send_early_with(&mut self, sink: EarlySink) {
-        Self::send_early_with(self, sink);
-    }
-
-    fn flush(&self) -> Result<(), Fatal> {
-        flush_store(self.replica().store())
-    }
+    replica_hooks!();
 }

@@ -49,6 +49,13 @@ pub enum Event {
         /// The encoded answer.
         reply: Option<Vec<u8>>,
     },
+    /// The node's sync thread made the store durable through Ready `number`, or failed.
+    Synced {
+        /// The highest Ready number the sync covers.
+        number: u64,
+        /// The sync's error, if it failed (fatal for the node).
+        result: Result<(), String>,
+    },
 }
 
 /// The tarpc service: forwards everything to the driver's queue.
