@@ -179,7 +179,15 @@ impl<S: LogStore> Replica<S> {
     }
 
     /// Advances logical time by one tick (elections, heartbeats, quorum checks).
+    ///
+    /// A non-leader waiting for a sync its driver runs ([`Replica::sync_with`]) lets
+    /// the tick pass: a node that cannot persist should not campaign, and raft-rs
+    /// requires a node that wins at once (a sole voter) to have its whole log persisted
+    /// (it asserts so in `become_leader`). Its election is delayed by the sync at most.
     pub fn tick(&mut self) {
+        if self.sync.outstanding() && !self.is_leader() {
+            return;
+        }
         self.raw.tick();
     }
 

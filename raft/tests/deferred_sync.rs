@@ -109,10 +109,9 @@ fn acknowledgements_and_applies_wait_for_syncs() {
     assert!(!cluster.replica(1).is_syncing());
 }
 
-/// Stale and repeated reports change nothing; a report never runs ahead of what was
-/// asked.
-#[test]
-fn stale_reports_are_ignored() {
+/// Nodes 1-3 with node 1 leading, every node syncing through a recording sink, and
+/// "a" proposed on the leader (its Ready written, its sync asked).
+fn leader_proposed_a() -> (Cluster, Vec<Asked>) {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     cluster.elect(1);
     let asked = defer_syncs(&mut cluster, &[1, 2, 3]);
@@ -121,6 +120,14 @@ fn stale_reports_are_ignored() {
         .propose(b"a".to_vec())
         .expect("propose");
     cluster.advance(1);
+    (cluster, asked)
+}
+
+/// Stale and repeated reports change nothing; a report never runs ahead of what was
+/// asked.
+#[test]
+fn stale_reports_are_ignored() {
+    let (mut cluster, asked) = leader_proposed_a();
     assert!(cluster.replica(1).is_syncing());
     // A report of a Ready far beyond what was asked covers only what was asked.
     cluster.replica_mut(1).on_synced(u64::MAX);
@@ -138,5 +145,35 @@ fn stale_reports_are_ignored() {
     assert!(
         cluster.replica(1).is_syncing(),
         "an older report does not cover it"
+    );
+}
+
+/// A follower waiting for its sync lets ticks pass (no campaign before its log is
+/// durable), and campaigns once the sync is reported.
+#[test]
+fn no_campaign_while_syncing() {
+    let (mut cluster, asked) = leader_proposed_a();
+    cluster.deliver_only(2);
+    assert!(cluster.replica(2).is_syncing());
+    cluster.isolated.insert(1);
+    for _ in 0..3 * common::ELECTION_TICKS {
+        cluster.replica_mut(2).tick();
+        cluster.advance(2);
+    }
+    // Campaigning (even a pre-vote) forgets the leader; its requests would be held.
+    assert_eq!(
+        cluster.replica(2).leader(),
+        Some(1),
+        "campaigned while syncing"
+    );
+    report_sync(&mut cluster, 2, &asked[1]);
+    for _ in 0..3 * common::ELECTION_TICKS {
+        cluster.replica_mut(2).tick();
+        cluster.advance(2);
+    }
+    assert_eq!(
+        cluster.replica(2).leader(),
+        None,
+        "no campaign after the sync"
     );
 }

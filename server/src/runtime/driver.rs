@@ -11,8 +11,11 @@
 //! Everything the server does happens on this one task, as in the simulator. Events
 //! already waiting when the driver wakes are handed over as one batch
 //! (`Hosted::batch`), so under load many requests share one Ready and one sync (group
-//! commit). The server persists before it emits effects (the replica's `advance()`
-//! syncs once per Ready), so a reply leaves only after its entry is on disk.
+//! commit). The server writes each Ready to the store and hands the sync to the node's
+//! sync thread (`Hosted::sync_with`), which reports back with `Event::Synced`; what a
+//! Ready promises (acks, votes, the leader's own replies) waits for that report, so a
+//! reply leaves only after its entry is on disk on a majority, the leader's included.
+//! Readies written while a sync runs share the next one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -59,7 +62,7 @@ pub async fn run<H: Hosted>(
     let peers = Peers::start(me, peers, &transport);
     let mut server = server;
     server.send_early_with(peers.early_sink());
-    let sink = start_syncer(me, server.database(), sender.clone())
+    let (sink, syncer) = start_syncer(me, server.database(), sender.clone())
         .map_err(|error| format!("cannot start the sync thread: {error}"))?;
     server.sync_with(sink);
     let mut driver = Driver {
@@ -70,20 +73,35 @@ pub async fn run<H: Hosted>(
         waiting: BTreeMap::new(),
         next_req_id: 1,
     };
+    let result = serve_events(&mut driver, &mut receiver, &mut shutdown).await;
+    let result = result.and_then(|()| driver.server.flush());
+    // The sync thread holds the database too: it ends once the server (with its sink)
+    // and the queue are gone; wait for it, so the data directory is closed on return.
+    drop(driver);
+    drop(receiver);
+    let _ = tokio::task::spawn_blocking(move || syncer.join()).await;
+    result
+}
+
+/// Runs the driver loop until `shutdown` turns true or the queue closes.
+async fn serve_events<H: Hosted>(
+    driver: &mut Driver<H>,
+    receiver: &mut mpsc::Receiver<Event>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Fatal> {
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => return Ok(()),
             _ = ticks.tick() => driver.tick()?,
             event = receiver.recv() => match event {
-                Some(event) => driver.handle_batch(event, &mut receiver)?,
-                None => break,
+                Some(event) => driver.handle_batch(event, receiver)?,
+                None => return Ok(()),
             },
         }
         driver.dispatch();
     }
-    driver.server.flush()
 }
 
 impl<H: Hosted> Driver<H> {
@@ -186,30 +204,40 @@ fn handle<H: Hosted>(
 
 /// Starts the node's sync thread: it flushes `db` for each Ready number the server
 /// hands over (numbers that queued up during a flush share the next one) and reports
-/// back through `events`. It ends when the server drops the returned sink or the driver
-/// stops listening.
+/// back through `events`; a failed or panicking flush is reported as an error, which
+/// stops the node. It ends when the server drops the returned sink or the driver stops
+/// listening.
 fn start_syncer(
     me: NodeId,
     db: sled::Db,
     events: mpsc::Sender<Event>,
-) -> std::io::Result<shardkv_raft::SyncSink> {
+) -> std::io::Result<(shardkv_raft::SyncSink, std::thread::JoinHandle<()>)> {
     let (asks, asked) = std::sync::mpsc::channel::<u64>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("shardkv-sync-{me}"))
         .spawn(move || {
             while let Ok(mut number) = asked.recv() {
                 number = asked.try_iter().fold(number, u64::max);
-                let result = db.flush().map(drop).map_err(|error| error.to_string());
+                let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.flush()));
+                let result = match flushed {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err("the flush panicked".to_string()),
+                };
+                let failed = result.is_err();
                 if events
                     .blocking_send(Event::Synced { number, result })
                     .is_err()
+                    || failed
                 {
                     break;
                 }
             }
         })?;
-    Ok(Box::new(move |number| {
-        // The thread only ends once the driver has stopped listening.
+    let sink: shardkv_raft::SyncSink = Box::new(move |number| {
+        // The thread only ends once the driver has stopped listening, or after
+        // reporting a failure that stops the node.
         let _ = asks.send(number);
-    }))
+    });
+    Ok((sink, thread))
 }
