@@ -157,42 +157,64 @@ impl<R: Clone> Sessions<R> {
         expired
     }
 
-    /// Classifies request `(client, seq)`; a known client is noted as heard at `index`.
+    /// Classifies request `(client, seq)`; a known client is noted as heard at `index`
+    /// (for a new request, by the [`Sessions::record`] that must follow).
     pub fn check(&mut self, client: ClientId, seq: Seq, index: Index) -> Check<R> {
         let Some(session) = self.by_client.get_mut(&client) else {
             return Check::New;
         };
-        let removed = self.by_index.remove(&(session.last_index, client));
-        assert!(
-            removed,
-            "session of client {client} at {} missing from expiry index",
-            session.last_index
-        );
-        session.last_index = index;
-        self.by_index.insert((index, client));
-        match seq.cmp(&session.seq) {
-            std::cmp::Ordering::Greater => Check::New,
+        let check = match seq.cmp(&session.seq) {
+            std::cmp::Ordering::Greater => return Check::New,
             std::cmp::Ordering::Equal => Check::Duplicate(session.response.clone()),
             std::cmp::Ordering::Less => Check::Stale { last: session.seq },
+        };
+        let heard = std::mem::replace(&mut session.last_index, index);
+        Self::reindex(&mut self.by_index, client, heard, index);
+        check
+    }
+
+    /// Moves `client` from `heard` to `index` in the expiry index.
+    fn reindex(
+        by_index: &mut BTreeSet<(Index, ClientId)>,
+        client: ClientId,
+        heard: Index,
+        index: Index,
+    ) {
+        if heard == index {
+            return;
         }
+        let removed = by_index.remove(&(heard, client));
+        assert!(
+            removed,
+            "session of client {client} at {heard} missing from expiry index"
+        );
+        by_index.insert((index, client));
     }
 
     /// Remembers the answer of the new request `(client, seq)` applied at `index`.
     pub fn record(&mut self, client: ClientId, seq: Seq, response: R, index: Index) {
-        let session = Session {
-            seq,
-            response,
-            last_index: index,
-        };
-        if let Some(old) = self.by_client.insert(client, session) {
-            assert!(
-                old.seq < seq,
-                "client {client}: recording seq {seq} after {}",
-                old.seq
-            );
-            self.by_index.remove(&(old.last_index, client));
+        match self.by_client.get_mut(&client) {
+            Some(session) => {
+                assert!(
+                    session.seq < seq,
+                    "client {client}: recording seq {seq} after {}",
+                    session.seq
+                );
+                session.seq = seq;
+                session.response = response;
+                let heard = std::mem::replace(&mut session.last_index, index);
+                Self::reindex(&mut self.by_index, client, heard, index);
+            }
+            None => {
+                let session = Session {
+                    seq,
+                    response,
+                    last_index: index,
+                };
+                self.by_client.insert(client, session);
+                self.by_index.insert((index, client));
+            }
         }
-        self.by_index.insert((index, client));
         assert_eq!(
             self.by_index.len(),
             self.by_client.len(),
@@ -283,6 +305,19 @@ mod tests {
         assert_eq!(sessions.expire(16, 10), [(1, 5)]);
         assert!(sessions.is_empty());
         assert_eq!(sessions.check(1, 1, 17), Check::New);
+    }
+
+    /// A new request from a known client renews its session at the index it is
+    /// recorded at, and the old index no longer counts.
+    #[test]
+    fn new_request_renews_session() {
+        let mut sessions = Table::new();
+        sessions.record(1, 1, Ok(1), 1);
+        assert_eq!(sessions.check(1, 2, 8), Check::New);
+        sessions.record(1, 2, Ok(2), 8);
+        assert_eq!(sessions.expire(18, 10), []);
+        assert_eq!(sessions.expire(19, 10), [(1, 8)]);
+        assert!(sessions.is_empty());
     }
 
     /// One new client per entry: the table holds exactly `timeout + 1` sessions at most.
