@@ -54,8 +54,25 @@ impl Harness for Sled {
     fn reopen_backend(&mut self, mut backend: SledBackend) -> Store<SledBackend> {
         backend.sync().unwrap();
         drop(backend);
-        Store::open(SledBackend::open(&self.path).unwrap()).unwrap()
+        Store::open(open_when_unlocked(&self.path)).unwrap()
     }
+}
+
+/// Opens the sled database at `path`, waiting (up to 2 s) for its file lock: jobs sled
+/// handed to its global IO pool can hold the file a moment after the last handle to
+/// the database is dropped, and the reopen would then fail with `WouldBlock` (2 runs in
+/// 30 of this suite did before this wait).
+fn open_when_unlocked(path: &std::path::Path) -> SledBackend {
+    for _ in 0..200 {
+        match SledBackend::open(path) {
+            Ok(backend) => return backend,
+            Err(StoreError::Backend(error)) if error.contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => panic!("cannot reopen {}: {error}", path.display()),
+        }
+    }
+    panic!("{} stayed locked for 2 s", path.display())
 }
 
 fn entry(index: u64, term: u64) -> Entry {
