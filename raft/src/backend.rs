@@ -42,6 +42,18 @@ pub trait Backend {
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<KeyValues, StoreError>;
     /// Snapshot blob kept apart from the log (counts separately, like 6.824's persister).
     fn put_snapshot(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Starts storing `bytes` as the snapshot blob and may return before it is stored;
+    /// [`Backend::snapshot_stored`] says when it is. Every write made after the blob is
+    /// stored comes after it in the backend's order. The default stores it at once.
+    fn start_put_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.put_snapshot(&bytes)
+    }
+    /// True when no blob started by [`Backend::start_put_snapshot`] is still being
+    /// stored (with `wait`, waits for it first); the error of the store if it failed.
+    fn snapshot_stored(&mut self, wait: bool) -> Result<bool, StoreError> {
+        let _ = wait;
+        Ok(true)
+    }
     /// Returns the snapshot blob, if one was ever stored.
     fn get_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Makes every write so far durable.

@@ -53,7 +53,12 @@ pub trait LogStore: raft::Storage {
     /// Takes a local snapshot at `index` holding the state machine bytes `data` and the
     /// configuration `conf_state` as of `index`, then drops the log through `index`.
     ///
-    /// Durable on return (it syncs): the snapshot is written before the log is trimmed.
+    /// The cache drops the log at once; the backend's snapshot may be written in the
+    /// background ([`crate::Backend::start_put_snapshot`]), and the conf state record
+    /// and the log's records go only once it is stored, so a crash at any point
+    /// recovers either the old snapshot with its whole log or the new one. Durable after
+    /// the next `sync` that follows the background write ([`LogStore::tidy`] finishes
+    /// the compaction then).
     /// A no-op when `index` is not past the current snapshot; `Unavailable` when `index`
     /// is past the commit index or the last index.
     fn compact(
@@ -66,8 +71,8 @@ pub trait LogStore: raft::Storage {
     /// Makes every write so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 
-    /// Upkeep the store deferred, a bounded amount per call (the sled store deletes log
-    /// runs a compaction left behind). `Replica::advance` calls it once per call. What it
+    /// Upkeep the store deferred, a bounded amount per call (the store finishes a
+    /// compaction once its snapshot is stored, and deletes the log runs it left behind). `Replica::advance` calls it once per call. What it
     /// writes never needs to be durable: a crash before the next `sync` just leaves the
     /// work to do again. Stores with nothing to defer keep this default.
     fn tidy(&mut self) -> Result<(), StoreError> {

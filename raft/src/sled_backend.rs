@@ -1,45 +1,181 @@
 //! A [`Backend`] on disk, over sled 0.34.
 //!
-//! Keys live in sled's default tree; the snapshot blob lives in its own tree
-//! (`"snapshot"`, one key) so a scan of the log never touches it. `sync` is
-//! `Db::flush`, which makes every earlier write to every tree durable. sled recovers a
-//! prefix of its write log after a crash, which is the ordering guarantee `Store` needs.
+//! Keys live in sled's default tree. `sync` is `Db::flush`, which makes every earlier
+//! write to every tree durable. sled recovers a prefix of its write log after a crash,
+//! which is the ordering guarantee `Store` needs.
+//!
+//! Snapshots (several MB each) are files of their own in `raft-snapshots/` next to
+//! sled's files, not sled values: sled would write such a value to a blob file and sync
+//! it while holding its current IO buffer open, so every other flush of the node waited
+//! for the snapshot. [`Backend::start_put_snapshot`] writes the file on a thread of its
+//! own (`NNN.tmp`, fdatasync, rename to `NNN.snap`, fsync of the directory); once it is
+//! there, [`Backend::snapshot_stored`] records its number in the `"snapshot"` tree
+//! (key `"f"`), so the record can only become durable after the file is. Opening the
+//! store deletes every snapshot file but the recorded one; a new snapshot's thread
+//! deletes the older files after a flush has made the newer record durable. A
+//! snapshot stored inline under key `"s"` by earlier versions is still read (and
+//! removed when the first file is recorded).
 //!
 //! Caveats: `delete_range` is a scan plus a batch of removes (sled 0.34 has no native
 //! range delete), so its cost is linear in the number of deleted keys; log compaction
 //! deletes each compacted entry once, which is what a log needs anyway.
 
-use std::path::Path;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 
 use crate::{Backend, KeyValues, StoreError};
 
 const SNAPSHOT_TREE: &str = "snapshot";
-const SNAPSHOT_KEY: &[u8] = b"s";
+/// Where earlier versions kept the snapshot bytes themselves.
+const INLINE_SNAPSHOT_KEY: &[u8] = b"s";
+/// The number of the current snapshot file (8 bytes, big-endian).
+const SNAPSHOT_FILE_KEY: &[u8] = b"f";
+/// The snapshot files' directory, inside the database's.
+const SNAPSHOT_DIR: &str = "raft-snapshots";
 
 /// A [`Backend`] stored in a sled database; `sync` flushes it.
 #[derive(Debug, Clone)]
 pub struct SledBackend {
     db: sled::Db,
     snapshots: sled::Tree,
+    files: Arc<SnapshotFiles>,
+}
+
+/// The snapshot files and the one being written.
+#[derive(Debug)]
+struct SnapshotFiles {
+    dir: PathBuf,
+    state: Mutex<FilesState>,
+}
+
+#[derive(Debug)]
+struct FilesState {
+    /// The number the next snapshot file gets.
+    next: u64,
+    /// The file being written: its number and its thread.
+    writing: Option<(u64, JoinHandle<std::io::Result<()>>)>,
 }
 
 impl SledBackend {
-    /// Opens (creating if needed) the sled database at `path`.
+    /// Opens (creating if needed) the sled database at `path`, with its snapshot files
+    /// in `path/raft-snapshots`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
         let db = sled::open(path)?;
-        Self::from_db(db)
-    }
-
-    /// Wraps an already open sled database (the node may keep other trees in it).
-    pub fn from_db(db: sled::Db) -> Result<Self, StoreError> {
         let snapshots = db.open_tree(SNAPSHOT_TREE)?;
-        Ok(Self { db, snapshots })
+        let dir = path.join(SNAPSHOT_DIR);
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(|error| io_error(&dir, &error))?;
+            sync_dir(path)?;
+        }
+        let current = recorded_file(&snapshots)?;
+        let mut next = current.map_or(1, |number| number + 1);
+        for number in file_numbers(&dir)? {
+            next = next.max(number + 1);
+        }
+        delete_files_except(&dir, current)?;
+        let files = SnapshotFiles {
+            dir,
+            state: Mutex::new(FilesState {
+                next,
+                writing: None,
+            }),
+        };
+        Ok(Self {
+            db,
+            snapshots,
+            files: Arc::new(files),
+        })
     }
 
     /// The underlying database.
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
+}
+
+/// The snapshot file number recorded in `snapshots`, if any.
+fn recorded_file(snapshots: &sled::Tree) -> Result<Option<u64>, StoreError> {
+    let Some(bytes) = snapshots.get(SNAPSHOT_FILE_KEY)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+        what: "snapshot file record".into(),
+        reason: format!("{} bytes, not 8", bytes.len()),
+    })?;
+    Ok(Some(u64::from_be_bytes(bytes)))
+}
+
+fn file_path(dir: &Path, number: u64, extension: &str) -> PathBuf {
+    dir.join(format!("{number:020}.{extension}"))
+}
+
+/// The numbers of the `.snap` and `.tmp` files in `dir`.
+fn file_numbers(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let entries = fs::read_dir(dir).map_err(|error| io_error(dir, &error))?;
+    let mut numbers = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| io_error(dir, &error))?;
+        let name = entry.file_name();
+        let Some((stem, extension)) = name.to_str().and_then(|name| name.split_once('.')) else {
+            continue;
+        };
+        if let (Ok(number), "snap" | "tmp") = (stem.parse::<u64>(), extension) {
+            numbers.push(number);
+        }
+    }
+    Ok(numbers)
+}
+
+/// Deletes every snapshot file in `dir` (finished or not) but `.snap` file `keep`.
+fn delete_files_except(dir: &Path, keep: Option<u64>) -> Result<(), StoreError> {
+    delete_files(dir, |number, extension| {
+        Some(number) != keep || extension == "tmp"
+    })
+}
+
+/// Deletes the snapshot files of `dir` for which `doomed(number, extension)` holds.
+fn delete_files(dir: &Path, doomed: impl Fn(u64, &str) -> bool) -> Result<(), StoreError> {
+    for number in file_numbers(dir)? {
+        for extension in ["snap", "tmp"] {
+            let path = file_path(dir, number, extension);
+            if doomed(number, extension) && path.exists() {
+                fs::remove_file(&path).map_err(|error| io_error(&path, &error))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes snapshot file `number` durably: a temporary file, synced, renamed into place,
+/// and the directory synced.
+fn write_file(dir: &Path, number: u64, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = file_path(dir, number, "tmp");
+    let mut file = fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    drop(file);
+    fs::rename(&temporary, file_path(dir, number, "snap"))?;
+    fs::File::open(dir)?.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|error| io_error(dir, &error))
+}
+
+fn io_error(path: &Path, error: &std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{}: {error}", path.display()))
+}
+
+/// Locks `mutex`, taking it over if a thread panicked holding it (what it guards stays
+/// valid either way).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Backend for SledBackend {
@@ -83,18 +219,76 @@ impl Backend for SledBackend {
     }
 
     fn put_snapshot(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.snapshots.insert(SNAPSHOT_KEY, bytes)?;
+        self.start_put_snapshot(bytes.to_vec())?;
+        self.snapshot_stored(true).map(drop)
+    }
+
+    fn start_put_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.snapshot_stored(true)?;
+        let mut state = lock(&self.files.state);
+        let number = state.next;
+        state.next += 1;
+        let (db, dir) = (self.db.clone(), self.files.dir.clone());
+        let recorded = recorded_file(&self.snapshots)?;
+        let spawned = std::thread::Builder::new()
+            .name("shardkv-snapshot".into())
+            .spawn(move || {
+                write_file(&dir, number, &bytes)?;
+                // The record of the current file becomes durable with this flush at
+                // the latest; only then may the files before it go.
+                db.flush().map_err(std::io::Error::other)?;
+                if let Some(recorded) = recorded {
+                    delete_files(&dir, |old, _| old < recorded)
+                        .map_err(|error| std::io::Error::other(error.to_string()))?;
+                }
+                Ok(())
+            });
+        let thread = spawned.map_err(|error| {
+            StoreError::Backend(format!("cannot start a snapshot thread: {error}"))
+        })?;
+        state.writing = Some((number, thread));
         Ok(())
     }
 
+    fn snapshot_stored(&mut self, wait: bool) -> Result<bool, StoreError> {
+        let mut state = lock(&self.files.state);
+        match &state.writing {
+            None => return Ok(true),
+            Some((_, thread)) if !wait && !thread.is_finished() => return Ok(false),
+            Some(_) => {}
+        }
+        let Some((number, thread)) = state.writing.take() else {
+            return Ok(true);
+        };
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                let path = file_path(&self.files.dir, number, "snap");
+                return Err(io_error(&path, &error));
+            }
+            Err(_) => return Err(StoreError::Backend("the snapshot thread panicked".into())),
+        }
+        self.snapshots
+            .insert(SNAPSHOT_FILE_KEY, &number.to_be_bytes())?;
+        self.snapshots.remove(INLINE_SNAPSHOT_KEY)?;
+        Ok(true)
+    }
+
     fn get_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(number) = recorded_file(&self.snapshots)? {
+            let path = file_path(&self.files.dir, number, "snap");
+            return fs::read(&path)
+                .map(Some)
+                .map_err(|error| io_error(&path, &error));
+        }
         Ok(self
             .snapshots
-            .get(SNAPSHOT_KEY)?
+            .get(INLINE_SNAPSHOT_KEY)?
             .map(|value| value.to_vec()))
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        self.snapshot_stored(true)?;
         self.db.flush()?;
         Ok(())
     }

@@ -48,6 +48,10 @@ pub struct Store<B: Backend> {
     /// Keys of runs left in the backend whose entries are all compacted away: deleted
     /// a few per [`crate::LogStore::tidy`] rather than all at once (see there).
     pub(crate) dead_runs: VecDeque<Index>,
+    /// A compaction whose snapshot the backend is still storing: its index and the
+    /// configuration as of it. Its conf state record and log trimming wait for the
+    /// snapshot (see `LogStore::compact`).
+    pub(crate) pending_compaction: Option<(Index, ConfState)>,
     pub(crate) entry_bytes: u64,
     pub(crate) hard_state_bytes: u64,
     pub(crate) conf_state_bytes: u64,
@@ -78,6 +82,7 @@ impl<B: Backend> Store<B> {
             entries: VecDeque::new(),
             runs: BTreeMap::new(),
             dead_runs: VecDeque::new(),
+            pending_compaction: None,
             entry_bytes: 0,
             hard_state_bytes: 0,
             conf_state_bytes: 0,
@@ -181,6 +186,12 @@ impl<B: Backend> Store<B> {
     /// The backend (to inspect it, or to share its database with other data).
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The backend, to change (tests drive a backend's background work through it);
+    /// writing records through it bypasses the cache.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
     }
 
     /// Gives the backend back (to "crash" and reopen it in tests).

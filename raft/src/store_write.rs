@@ -48,6 +48,7 @@ impl<B: Backend> Store<B> {
     /// key, so the backend replaces it in one write), after the later runs are gone, so
     /// any prefix of these writes leaves a contiguous log.
     fn truncate_from(&mut self, index: Index) -> Result<(), StoreError> {
+        self.settle_compaction(true)?;
         let first_index = self.first_index_inner();
         assert!(
             index >= first_index,
@@ -103,8 +104,9 @@ impl<B: Backend> Store<B> {
         self.dead_runs.extend(dead.into_keys());
     }
 
-    /// Deletes every log entry at or before `index` (from backend and cache).
-    fn trim_through(&mut self, index: Index) -> Result<(), StoreError> {
+    /// Drops every log entry at or before `index` from the cache (the backend's records
+    /// go with [`Store::drop_runs_through`]).
+    fn trim_cache_through(&mut self, index: Index) {
         let count = self.entries.partition_point(|entry| entry.index <= index);
         let gone_bytes: u64 = self.entries.range(..count).map(entry_record_bytes).sum();
         self.entry_bytes -= gone_bytes;
@@ -113,7 +115,6 @@ impl<B: Backend> Store<B> {
         } else {
             self.entries.drain(..count);
         }
-        self.drop_runs_through(index)
     }
 
     /// Removes entries at or before `index` from the backend: whole runs are retired
@@ -148,9 +149,25 @@ impl<B: Backend> Store<B> {
 
     /// Writes `snapshot` as the latest snapshot (backend blob and cache).
     fn write_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.settle_compaction(true)?;
         let bytes = encode("snapshot", &snapshot)?;
         self.backend.put_snapshot(&bytes)?;
         self.snapshot = snapshot;
+        Ok(())
+    }
+
+    /// Finishes the pending compaction once the backend has stored its snapshot (with
+    /// `wait`, waits for that): the conf state record as of its index, then the log
+    /// records through it. Writes that must not precede those records call this with
+    /// `wait` first.
+    fn settle_compaction(&mut self, wait: bool) -> Result<(), StoreError> {
+        if self.pending_compaction.is_none() || !self.backend.snapshot_stored(wait)? {
+            return Ok(());
+        }
+        if let Some((index, conf_state)) = self.pending_compaction.take() {
+            self.write_conf_state(&conf_state, index)?;
+            self.drop_runs_through(index)?;
+        }
         Ok(())
     }
 }
@@ -226,6 +243,8 @@ impl<B: Backend> LogStore for Store<B> {
     }
 
     fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), StoreError> {
+        // The record names the snapshot index: not one whose snapshot may not be stored.
+        self.settle_compaction(true)?;
         self.write_conf_state(cs, self.snapshot_index())
     }
 
@@ -278,17 +297,22 @@ impl<B: Backend> LogStore for Store<B> {
         meta.index = index;
         meta.term = self.term_inner(index)?;
         meta.set_conf_state(sorted_conf_state(&conf_state));
-        self.write_snapshot(snapshot)?;
-        self.write_conf_state(&conf_state, index)?;
-        self.trim_through(index)?;
-        self.backend.sync()
+        self.settle_compaction(true)?;
+        let bytes = encode("snapshot", &snapshot)?;
+        self.backend.start_put_snapshot(bytes)?;
+        self.snapshot = snapshot;
+        self.trim_cache_through(index);
+        self.pending_compaction = Some((index, conf_state));
+        self.settle_compaction(false)
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        self.settle_compaction(true)?;
         self.backend.sync()
     }
 
     fn tidy(&mut self) -> Result<(), StoreError> {
+        self.settle_compaction(false)?;
         for _ in 0..DEAD_RUNS_PER_TIDY {
             let Some(&key) = self.dead_runs.front() else {
                 break;

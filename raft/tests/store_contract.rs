@@ -75,6 +75,136 @@ fn open_when_unlocked(path: &std::path::Path) -> SledBackend {
     panic!("{} stayed locked for 2 s", path.display())
 }
 
+/// A backend that stores a snapshot started with `start_put_snapshot` only when told
+/// to ([`Deferred::store_snapshot`]) or waited for, as a slow background write would.
+#[derive(Debug, Clone, Default)]
+struct Deferred {
+    inner: MemBackend,
+    snapshot: Option<Vec<u8>>,
+}
+
+impl Deferred {
+    fn store_snapshot(&mut self) {
+        if let Some(bytes) = self.snapshot.take() {
+            self.inner.put_snapshot(&bytes).unwrap();
+        }
+    }
+}
+
+impl Backend for Deferred {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put(key, value)
+    }
+    fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), StoreError> {
+        self.inner.delete_range(start, end)
+    }
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<shardkv_raft::KeyValues, StoreError> {
+        self.inner.scan(start, end)
+    }
+    fn put_snapshot(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        assert!(
+            self.snapshot.is_none(),
+            "snapshot written over a pending one"
+        );
+        self.inner.put_snapshot(bytes)
+    }
+    fn start_put_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        assert!(self.snapshot.is_none(), "two snapshot writes at once");
+        self.snapshot = Some(bytes);
+        Ok(())
+    }
+    fn snapshot_stored(&mut self, wait: bool) -> Result<bool, StoreError> {
+        if wait {
+            self.store_snapshot();
+        }
+        Ok(self.snapshot.is_none())
+    }
+    fn get_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_snapshot()
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+}
+
+/// While a compaction's snapshot is still being stored, the store already serves the
+/// compacted log, but its backend keeps the old snapshot, the old conf state record and
+/// every log record: a crash then recovers the whole old log. Once the snapshot is
+/// stored, `tidy` writes the conf state and retires the runs; a crash after that
+/// recovers the new snapshot and the log after it.
+#[test]
+fn compaction_waits_for_its_snapshot_to_be_stored() {
+    let mut store = Store::open(Deferred::default()).unwrap();
+    store.set_conf_state(&voters(&[1])).unwrap();
+    for index in 1..=30 {
+        store.append(&entries(index..=index, 2)).unwrap();
+    }
+    set_commit(&mut store, 2, 30);
+    let disk_before = store.backend().inner.clone();
+    store
+        .compact(20, b"sm@20".to_vec(), voters(&[1, 2]))
+        .unwrap();
+    store.tidy().unwrap();
+    assert_eq!(store.first_index().unwrap(), 21);
+    assert_eq!(store.snapshot(0, 1).unwrap().get_metadata().index, 20);
+    assert_eq!(store.backend().inner, disk_before, "nothing written yet");
+
+    let crashed = Store::open(store.backend().inner.clone()).unwrap();
+    assert_eq!(crashed.snapshot_index(), 0);
+    assert_eq!(read(&crashed, 1, 31, None).unwrap(), entries(1..=30, 2));
+    assert_eq!(crashed.initial_state().unwrap().conf_state.voters, vec![1]);
+
+    store.backend_mut().store_snapshot();
+    store.tidy().unwrap();
+    let crashed = Store::open(store.backend().inner.clone()).unwrap();
+    assert_eq!(crashed.snapshot_index(), 20);
+    assert_eq!(crashed.first_index().unwrap(), 21);
+    assert_eq!(read(&crashed, 21, 31, None).unwrap(), entries(21..=30, 2));
+    assert_eq!(
+        crashed.initial_state().unwrap().conf_state.voters,
+        vec![1, 2]
+    );
+}
+
+/// A second compaction, a conf change or a sync while a snapshot is being stored
+/// first waits for it, so no later record can land before it.
+#[test]
+fn writes_that_depend_on_a_pending_snapshot_wait_for_it() {
+    let pending = || {
+        let mut store = Store::open(Deferred::default()).unwrap();
+        store.append(&entries(1..=30, 2)).unwrap();
+        set_commit(&mut store, 2, 30);
+        store.compact(10, b"sm@10".to_vec(), voters(&[1])).unwrap();
+        assert!(store.backend().snapshot.is_some());
+        store
+    };
+    let stored = |store: &Store<Deferred>| {
+        let snapshot: Snapshot = protobuf::Message::parse_from_bytes(
+            &store.backend().inner.get_snapshot().unwrap().unwrap(),
+        )
+        .unwrap();
+        snapshot.get_metadata().index
+    };
+    let mut store = pending();
+    store.compact(20, b"sm@20".to_vec(), voters(&[1])).unwrap();
+    assert_eq!(stored(&store), 10, "the first snapshot was stored first");
+    store.sync().unwrap();
+    assert_eq!(stored(&store), 20);
+
+    let mut store = pending();
+    store.set_conf_state(&voters(&[1, 2])).unwrap();
+    assert_eq!(stored(&store), 10);
+    let crashed = Store::open(store.backend().inner.clone()).unwrap();
+    assert_eq!(
+        crashed.initial_state().unwrap().conf_state.voters,
+        vec![1, 2]
+    );
+    assert_eq!(crashed.first_index().unwrap(), 11);
+}
+
 fn entry(index: u64, term: u64) -> Entry {
     Entry {
         index,
@@ -416,7 +546,7 @@ fn contract_runs_split_by_truncate_and_compaction<H: Harness>(h: &mut H) {
     });
 }
 
-/// Compaction retires the runs it empties and `tidy` deletes them a few per call, while
+/// Compaction (finished by a sync) retires the runs it empties and `tidy` deletes them a few per call, while
 /// reads and a reopen (partway through) see only the log after the snapshot.
 fn contract_tidy_deletes_retired_runs<H: Harness>(h: &mut H) {
     let records = |store: &Store<H::B>| store.backend().scan(b"", &[0xff; 16]).unwrap().len();
@@ -427,6 +557,9 @@ fn contract_tidy_deletes_retired_runs<H: Harness>(h: &mut H) {
     set_commit(&mut store, 2, 30);
     let before = records(&store);
     store.compact(28, b"sm@28".to_vec(), voters(&[1])).unwrap();
+    // The sled backend stores the snapshot on a thread of its own and the compaction
+    // finishes by the next sync at the latest.
+    store.sync().unwrap();
     assert_eq!(
         records(&store),
         before + 1,
@@ -508,4 +641,45 @@ fn background_drop_compacts_like_the_foreground() {
     }
     assert_eq!(foreground.raft_state_bytes(), background.raft_state_bytes());
     assert_eq!(foreground.into_backend(), background.into_backend());
+}
+
+/// The sled backend keeps snapshots as files: a reopen reads the recorded one and
+/// deletes the rest (an unfinished write, a file whose record never became durable), and
+/// a snapshot stored inline by earlier versions is still read, then replaced.
+#[test]
+fn sled_snapshot_files_survive_reopen_and_strays_go() {
+    let mut h = Sled::new();
+    let dir = h.path.join("raft-snapshots");
+    let mut store = h.fresh();
+    store.append(&entries(1..=10, 1)).unwrap();
+    set_commit(&mut store, 1, 10);
+    // An inline snapshot at 4, as earlier versions stored it.
+    let mut legacy = Snapshot::default();
+    legacy.mut_metadata().index = 4;
+    legacy.mut_metadata().term = 1;
+    legacy.data = b"legacy@4".to_vec().into();
+    let legacy = legacy.write_to_bytes().unwrap();
+    let tree = store.backend().db().open_tree("snapshot").unwrap();
+    tree.insert("s", legacy).unwrap();
+    drop(tree);
+    let mut store = h.reopen(store);
+    assert_eq!(store.snapshot_index(), 4);
+    assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"legacy@4");
+
+    store.compact(8, b"sm@8".to_vec(), voters(&[1])).unwrap();
+    store.sync().unwrap();
+    let tree = store.backend().db().open_tree("snapshot").unwrap();
+    assert!(tree.get("s").unwrap().is_none(), "inline snapshot removed");
+    std::fs::write(dir.join("00000000000000000097.snap"), b"old").unwrap();
+    std::fs::write(dir.join("00000000000000000098.tmp"), b"unfinished").unwrap();
+    drop(tree);
+    let store = h.reopen(store);
+    assert_eq!(store.snapshot_index(), 8);
+    assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"sm@8");
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["00000000000000000001.snap"]);
 }
