@@ -10,9 +10,10 @@
 //! for the snapshot. [`Backend::start_put_snapshot`] writes the file on a thread of its
 //! own (`NNN.tmp`, fdatasync, rename to `NNN.snap`, fsync of the directory); once it is
 //! there, [`Backend::snapshot_stored`] records its number in the `"snapshot"` tree
-//! (key `"f"`), so the record can only become durable after the file is. Opening the
-//! store deletes every snapshot file but the recorded one; a new snapshot's thread
-//! deletes the older files after a flush has made the newer record durable. A
+//! (key `"f"`), so the record can only become durable after the file is, and starts a
+//! thread that flushes the database (making the record durable) and then deletes the
+//! older files. Opening the store flushes and deletes every snapshot file but the
+//! recorded one. Dropping the last handle waits for both threads. A
 //! snapshot stored inline under key `"s"` by earlier versions is still read (and
 //! removed when the first file is recorded).
 //!
@@ -57,6 +58,37 @@ struct FilesState {
     next: u64,
     /// The file being written: its number and its thread.
     writing: Option<(u64, JoinHandle<std::io::Result<()>>)>,
+    /// The thread deleting the files older than the one just recorded.
+    cleaning: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+impl FilesState {
+    /// Waits for the cleaning thread, if any; its error, if it failed.
+    fn join_cleaning(&mut self) -> Result<(), StoreError> {
+        match self.cleaning.take().map(JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(error))) => Err(error),
+            Some(Err(_)) => Err(StoreError::Backend(
+                "the snapshot cleaning thread panicked".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for SnapshotFiles {
+    /// Waits for the snapshot threads, so that the database (which they hold) is closed
+    /// once the last handle to the store is gone.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some((number, thread)) = state.writing.take() {
+            if !matches!(thread.join(), Ok(Ok(()))) {
+                tracing::warn!(number, "an unrecorded snapshot file was not written");
+            }
+        }
+        if let Err(error) = state.join_cleaning() {
+            tracing::warn!(%error, "old snapshot files were not deleted");
+        }
+    }
 }
 
 impl SledBackend {
@@ -72,6 +104,9 @@ impl SledBackend {
             sync_dir(path)?;
         }
         let current = recorded_file(&snapshots)?;
+        // The record read may not be durable yet (a crash right after it was written);
+        // the files it makes garbage go only once it is.
+        db.flush()?;
         let mut next = current.map_or(1, |number| number + 1);
         for number in file_numbers(&dir)? {
             next = next.max(number + 1);
@@ -82,6 +117,7 @@ impl SledBackend {
             state: Mutex::new(FilesState {
                 next,
                 writing: None,
+                cleaning: None,
             }),
         };
         Ok(Self {
@@ -226,23 +262,13 @@ impl Backend for SledBackend {
     fn start_put_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.snapshot_stored(true)?;
         let mut state = lock(&self.files.state);
+        state.join_cleaning()?;
         let number = state.next;
         state.next += 1;
-        let (db, dir) = (self.db.clone(), self.files.dir.clone());
-        let recorded = recorded_file(&self.snapshots)?;
+        let dir = self.files.dir.clone();
         let spawned = std::thread::Builder::new()
             .name("shardkv-snapshot".into())
-            .spawn(move || {
-                write_file(&dir, number, &bytes)?;
-                // The record of the current file becomes durable with this flush at
-                // the latest; only then may the files before it go.
-                db.flush().map_err(std::io::Error::other)?;
-                if let Some(recorded) = recorded {
-                    delete_files(&dir, |old, _| old < recorded)
-                        .map_err(|error| std::io::Error::other(error.to_string()))?;
-                }
-                Ok(())
-            });
+            .spawn(move || write_file(&dir, number, &bytes));
         let thread = spawned.map_err(|error| {
             StoreError::Backend(format!("cannot start a snapshot thread: {error}"))
         })?;
@@ -271,6 +297,20 @@ impl Backend for SledBackend {
         self.snapshots
             .insert(SNAPSHOT_FILE_KEY, &number.to_be_bytes())?;
         self.snapshots.remove(INLINE_SNAPSHOT_KEY)?;
+        state.join_cleaning()?;
+        let (db, dir) = (self.db.clone(), self.files.dir.clone());
+        let cleaning = std::thread::Builder::new()
+            .name("shardkv-snapshot-clean".into())
+            .spawn(move || {
+                // Once the record of `number` is durable, nothing needs the older files.
+                db.flush()?;
+                delete_files(&dir, |old, _| old < number)
+            });
+        match cleaning {
+            Ok(thread) => state.cleaning = Some(thread),
+            // Not fatal: the next snapshot, or the next open, deletes them.
+            Err(error) => tracing::warn!(%error, "cannot start deleting old snapshot files"),
+        }
         Ok(true)
     }
 
@@ -289,6 +329,7 @@ impl Backend for SledBackend {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         self.snapshot_stored(true)?;
+        lock(&self.files.state).join_cleaning()?;
         self.db.flush()?;
         Ok(())
     }

@@ -52,6 +52,9 @@ pub struct Store<B: Backend> {
     /// configuration as of it. Its conf state record and log trimming wait for the
     /// snapshot (see `LogStore::compact`).
     pub(crate) pending_compaction: Option<(Index, ConfState)>,
+    /// Why a pending compaction's snapshot could not be stored: every later write that
+    /// would have to follow it fails with this.
+    pub(crate) failed_snapshot: Option<String>,
     pub(crate) entry_bytes: u64,
     pub(crate) hard_state_bytes: u64,
     pub(crate) conf_state_bytes: u64,
@@ -83,6 +86,7 @@ impl<B: Backend> Store<B> {
             runs: BTreeMap::new(),
             dead_runs: VecDeque::new(),
             pending_compaction: None,
+            failed_snapshot: None,
             entry_bytes: 0,
             hard_state_bytes: 0,
             conf_state_bytes: 0,

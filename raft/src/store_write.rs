@@ -161,13 +161,26 @@ impl<B: Backend> Store<B> {
     /// records through it. Writes that must not precede those records call this with
     /// `wait` first.
     fn settle_compaction(&mut self, wait: bool) -> Result<(), StoreError> {
-        if self.pending_compaction.is_none() || !self.backend.snapshot_stored(wait)? {
+        if let Some(error) = &self.failed_snapshot {
+            return Err(StoreError::Backend(format!(
+                "an earlier snapshot could not be stored: {error}"
+            )));
+        }
+        let Some((index, conf_state)) = self.pending_compaction.clone() else {
             return Ok(());
+        };
+        match self.backend.snapshot_stored(wait) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(error) => {
+                // The compaction can never finish: its records must not be written.
+                self.failed_snapshot = Some(error.to_string());
+                return Err(error);
+            }
         }
-        if let Some((index, conf_state)) = self.pending_compaction.take() {
-            self.write_conf_state(&conf_state, index)?;
-            self.drop_runs_through(index)?;
-        }
+        self.write_conf_state(&conf_state, index)?;
+        self.drop_runs_through(index)?;
+        self.pending_compaction = None;
         Ok(())
     }
 }

@@ -81,6 +81,8 @@ fn open_when_unlocked(path: &std::path::Path) -> SledBackend {
 struct Deferred {
     inner: MemBackend,
     snapshot: Option<Vec<u8>>,
+    /// The pending snapshot's write fails (reported once, as `SledBackend` does).
+    fail: bool,
 }
 
 impl Deferred {
@@ -117,6 +119,9 @@ impl Backend for Deferred {
         Ok(())
     }
     fn snapshot_stored(&mut self, wait: bool) -> Result<bool, StoreError> {
+        if self.fail && self.snapshot.take().is_some() {
+            return Err(StoreError::Backend("no space left on device".into()));
+        }
         if wait {
             self.store_snapshot();
         }
@@ -169,18 +174,22 @@ fn compaction_waits_for_its_snapshot_to_be_stored() {
     );
 }
 
+/// Entries 1..=30 (term 2), committed through `commit`, compacted at 10 with the
+/// snapshot not stored yet.
+fn compacting_at_10(commit: u64) -> Store<Deferred> {
+    let mut store = Store::open(Deferred::default()).unwrap();
+    store.append(&entries(1..=30, 2)).unwrap();
+    set_commit(&mut store, 2, commit);
+    store.compact(10, b"sm@10".to_vec(), voters(&[1])).unwrap();
+    assert!(store.backend().snapshot.is_some());
+    store
+}
+
 /// A second compaction, a conf change or a sync while a snapshot is being stored
 /// first waits for it, so no later record can land before it.
 #[test]
 fn writes_that_depend_on_a_pending_snapshot_wait_for_it() {
-    let pending = || {
-        let mut store = Store::open(Deferred::default()).unwrap();
-        store.append(&entries(1..=30, 2)).unwrap();
-        set_commit(&mut store, 2, 30);
-        store.compact(10, b"sm@10".to_vec(), voters(&[1])).unwrap();
-        assert!(store.backend().snapshot.is_some());
-        store
-    };
+    let pending = || compacting_at_10(30);
     let stored = |store: &Store<Deferred>| {
         let snapshot: Snapshot = protobuf::Message::parse_from_bytes(
             &store.backend().inner.get_snapshot().unwrap().unwrap(),
@@ -203,6 +212,60 @@ fn writes_that_depend_on_a_pending_snapshot_wait_for_it() {
         vec![1, 2]
     );
     assert_eq!(crashed.first_index().unwrap(), 11);
+}
+
+/// A truncation of the log and the install of a leader's snapshot wait for a pending
+/// snapshot too (the truncated run is rewritten from the already compacted cache).
+#[test]
+fn truncation_and_install_wait_for_a_pending_snapshot() {
+    let pending = || compacting_at_10(20);
+    let mut store = pending();
+    store.append(&entries(25..=26, 3)).unwrap();
+    assert!(
+        store.backend().snapshot.is_none(),
+        "stored before the truncation"
+    );
+    let crashed = Store::open(store.backend().inner.clone()).unwrap();
+    assert_eq!(crashed.snapshot_index(), 10);
+    let mut expected = entries(11..=24, 2);
+    expected.extend(entries(25..=26, 3));
+    assert_eq!(read(&crashed, 11, 27, None).unwrap(), expected);
+
+    let mut store = pending();
+    store
+        .apply_snapshot(leader_snapshot(40, 4, b"leader-state"))
+        .unwrap();
+    let crashed = Store::open(store.backend().inner.clone()).unwrap();
+    assert_eq!(crashed.snapshot_index(), 40);
+    assert_eq!(&crashed.snapshot(0, 1).unwrap().data[..], b"leader-state");
+}
+
+/// When the backend cannot store a compaction's snapshot, the compaction's records are
+/// never written and every later write that would follow them fails, so the backend
+/// still holds a state that opens: the old snapshot and the whole log.
+#[test]
+fn a_failed_snapshot_write_stops_the_store() {
+    let mut store = Store::open(Deferred {
+        fail: true,
+        ..Deferred::default()
+    })
+    .unwrap();
+    store.append(&entries(1..=30, 2)).unwrap();
+    set_commit(&mut store, 2, 30);
+    let compacted = store.compact(20, b"sm@20".to_vec(), voters(&[1]));
+    assert!(
+        compacted.is_err() || store.tidy().is_err(),
+        "the failure is reported"
+    );
+    assert!(store.tidy().is_err(), "the failure sticks");
+    assert!(store.sync().is_err());
+    assert!(
+        store.append(&entries(31..=31, 2)).is_ok(),
+        "appends are not ordered after it"
+    );
+    let crashed = Store::open(store.backend().inner.clone()).unwrap();
+    assert_eq!(crashed.snapshot_index(), 0);
+    assert_eq!(read(&crashed, 1, 32, None).unwrap(), entries(1..=31, 2));
 }
 
 fn entry(index: u64, term: u64) -> Entry {
@@ -682,4 +745,49 @@ fn sled_snapshot_files_survive_reopen_and_strays_go() {
         .collect();
     left.sort();
     assert_eq!(left, ["00000000000000000001.snap"]);
+}
+
+/// A sled store in a new directory holding entries 1..=30 (term 2), all committed.
+fn sled_with_30_committed() -> (Sled, Store<SledBackend>) {
+    let h = Sled::new();
+    let mut store = Store::open(SledBackend::open(&h.path).unwrap()).unwrap();
+    store.append(&entries(1..=30, 2)).unwrap();
+    set_commit(&mut store, 2, 30);
+    (h, store)
+}
+
+/// Dropping a sled store waits for its snapshot thread (which holds the database), so
+/// the file is complete and the database can be opened again at once.
+#[test]
+fn sled_drop_waits_for_the_snapshot_thread() {
+    let (h, mut store) = sled_with_30_committed();
+    store.compact(20, vec![7; 16 << 20], voters(&[1])).unwrap();
+    drop(store);
+    let file = h
+        .path
+        .join("raft-snapshots")
+        .join("00000000000000000001.snap");
+    assert!(
+        file.exists(),
+        "the snapshot file was finished before the drop returned"
+    );
+    let store = Store::open(open_when_unlocked(&h.path)).unwrap();
+    assert!(matches!(store.snapshot_index(), 0 | 20));
+}
+
+/// Once a newer snapshot is recorded and flushed, the older files go.
+#[test]
+fn sled_old_snapshot_files_are_deleted() {
+    let (h, mut store) = sled_with_30_committed();
+    for index in [5, 8, 12] {
+        store
+            .compact(index, vec![index as u8; 100], voters(&[1]))
+            .unwrap();
+        store.sync().unwrap();
+    }
+    let left: Vec<String> = std::fs::read_dir(h.path.join("raft-snapshots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["00000000000000000003.snap"]);
 }
