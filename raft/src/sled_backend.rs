@@ -26,6 +26,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::{Backend, KeyValues, StoreError};
 
@@ -125,6 +126,25 @@ impl SledBackend {
             snapshots,
             files: Arc::new(files),
         })
+    }
+
+    /// [`SledBackend::open`], trying again every 10 ms for up to `wait` while the
+    /// database's file lock is held. Jobs sled handed to its process-wide IO pool can
+    /// hold the file a moment after the last handle to the database is dropped, so a
+    /// node stopped and started again in one process (or a test reopening a store) may
+    /// find it locked; another process holding it still fails, after `wait`.
+    pub fn open_waiting(path: impl AsRef<Path>, wait: Duration) -> Result<Self, StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match Self::open(path.as_ref()) {
+                Err(StoreError::Backend(error))
+                    if error.contains("could not acquire lock") && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                result => return result,
+            }
+        }
     }
 
     /// The underlying database.

@@ -58,21 +58,11 @@ impl Harness for Sled {
     }
 }
 
-/// Opens the sled database at `path`, waiting (up to 2 s) for its file lock: jobs sled
-/// handed to its global IO pool can hold the file a moment after the last handle to
-/// the database is dropped, and the reopen would then fail with `WouldBlock` (2 runs in
-/// 30 of this suite did before this wait).
+/// Opens the sled database at `path`, waiting up to 2 s for its file lock (see
+/// `SledBackend::open_waiting`; 2 runs in 30 of this suite failed without the wait).
 fn open_when_unlocked(path: &std::path::Path) -> SledBackend {
-    for _ in 0..200 {
-        match SledBackend::open(path) {
-            Ok(backend) => return backend,
-            Err(StoreError::Backend(error)) if error.contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(error) => panic!("cannot reopen {}: {error}", path.display()),
-        }
-    }
-    panic!("{} stayed locked for 2 s", path.display())
+    SledBackend::open_waiting(path, std::time::Duration::from_secs(2))
+        .unwrap_or_else(|error| panic!("cannot reopen {}: {error}", path.display()))
 }
 
 /// A backend that stores a snapshot started with `start_put_snapshot` only when told

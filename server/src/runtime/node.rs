@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use replica_group::GroupOptions;
 use shardkv_proto::{GroupId, DEFAULT_NSHARDS};
@@ -14,6 +15,10 @@ use super::{driver, service};
 
 /// Events queued for the driver before callers wait.
 const EVENT_QUEUE: usize = 4096;
+
+/// How long a node waits for its data directory's lock (held a moment longer by sled's
+/// IO pool when the node was stopped in this process just before).
+const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Snapshot the state machine once the persisted raft log passes this size.
 const SNAPSHOT_BYTES_THRESHOLD: u64 = 8 << 20;
@@ -91,7 +96,13 @@ impl NodeSpec {
 /// is released and the data directory closed, so the node can be started again in the
 /// same process.
 pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
-    let mut store = Store::open(SledBackend::open(&spec.data_dir)?)?;
+    let data_dir = spec.data_dir.clone();
+    let backend = tokio::task::spawn_blocking(move || {
+        SledBackend::open_waiting(data_dir, DATA_DIR_LOCK_WAIT)
+    })
+    .await
+    .map_err(|error| format!("opening the data directory failed: {error}"))??;
+    let mut store = Store::open(backend)?;
     store.set_background_drop(true);
     let listener = service::bind(&spec.listen)
         .await
