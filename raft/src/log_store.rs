@@ -72,9 +72,10 @@ pub trait LogStore: raft::Storage {
     fn sync(&mut self) -> Result<(), StoreError>;
 
     /// Upkeep the store deferred, a bounded amount per call (the store finishes a
-    /// compaction once its snapshot is stored, and deletes the log runs it left behind). `Replica::advance` calls it once per call. What it
-    /// writes never needs to be durable: a crash before the next `sync` just leaves the
-    /// work to do again. Stores with nothing to defer keep this default.
+    /// compaction once its snapshot is stored, and deletes the log runs it left
+    /// behind). `Replica::advance` calls it once per call. What it writes never needs
+    /// to be durable: a crash before the next `sync` just leaves the work to do again.
+    /// Stores with nothing to defer keep this default.
     fn tidy(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
