@@ -108,11 +108,17 @@ impl SledBackend {
         // The record read may not be durable yet (a crash right after it was written);
         // the files it makes garbage go only once it is.
         db.flush()?;
-        let mut next = current.map_or(1, |number| number + 1);
-        for number in file_numbers(&dir)? {
-            next = next.max(number + 1);
-        }
-        delete_files_except(&dir, current)?;
+        let on_disk = snapshot_files(&dir)?;
+        let next = on_disk
+            .iter()
+            .map(|file| file.number)
+            .chain(current)
+            .max()
+            .map_or(1, |number| number + 1);
+        // Everything but the recorded snapshot's file is unfinished or unrecorded.
+        delete_files(on_disk, |file| {
+            !(file.finished && Some(file.number) == current)
+        })?;
         let files = SnapshotFiles {
             dir,
             state: Mutex::new(FilesState {
@@ -169,10 +175,17 @@ fn file_path(dir: &Path, number: u64, extension: &str) -> PathBuf {
     dir.join(format!("{number:020}.{extension}"))
 }
 
-/// The numbers of the `.snap` and `.tmp` files in `dir`.
-fn file_numbers(dir: &Path) -> Result<Vec<u64>, StoreError> {
+/// A file in the snapshot directory: `NNN.snap` (finished) or `NNN.tmp`.
+struct SnapshotFile {
+    number: u64,
+    finished: bool,
+    path: PathBuf,
+}
+
+/// The snapshot files in `dir` (other files are left alone).
+fn snapshot_files(dir: &Path) -> Result<Vec<SnapshotFile>, StoreError> {
     let entries = fs::read_dir(dir).map_err(|error| io_error(dir, &error))?;
-    let mut numbers = Vec::new();
+    let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|error| io_error(dir, &error))?;
         let name = entry.file_name();
@@ -180,28 +193,23 @@ fn file_numbers(dir: &Path) -> Result<Vec<u64>, StoreError> {
             continue;
         };
         if let (Ok(number), "snap" | "tmp") = (stem.parse::<u64>(), extension) {
-            numbers.push(number);
+            files.push(SnapshotFile {
+                number,
+                finished: extension == "snap",
+                path: entry.path(),
+            });
         }
     }
-    Ok(numbers)
+    Ok(files)
 }
 
-/// Deletes every snapshot file in `dir` (finished or not) but `.snap` file `keep`.
-fn delete_files_except(dir: &Path, keep: Option<u64>) -> Result<(), StoreError> {
-    delete_files(dir, |number, extension| {
-        Some(number) != keep || extension == "tmp"
-    })
-}
-
-/// Deletes the snapshot files of `dir` for which `doomed(number, extension)` holds.
-fn delete_files(dir: &Path, doomed: impl Fn(u64, &str) -> bool) -> Result<(), StoreError> {
-    for number in file_numbers(dir)? {
-        for extension in ["snap", "tmp"] {
-            let path = file_path(dir, number, extension);
-            if doomed(number, extension) && path.exists() {
-                fs::remove_file(&path).map_err(|error| io_error(&path, &error))?;
-            }
-        }
+/// Deletes `files` for which `doomed(file)` holds.
+fn delete_files(
+    files: Vec<SnapshotFile>,
+    doomed: impl Fn(&SnapshotFile) -> bool,
+) -> Result<(), StoreError> {
+    for file in files.into_iter().filter(|file| doomed(file)) {
+        fs::remove_file(&file.path).map_err(|error| io_error(&file.path, &error))?;
     }
     Ok(())
 }
@@ -324,7 +332,7 @@ impl Backend for SledBackend {
             .spawn(move || {
                 // Once the record of `number` is durable, nothing needs the older files.
                 db.flush()?;
-                delete_files(&dir, |old, _| old < number)
+                delete_files(snapshot_files(&dir)?, |file| file.number < number)
             });
         match cleaning {
             Ok(thread) => state.cleaning = Some(thread),
