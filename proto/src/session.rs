@@ -138,6 +138,13 @@ impl<R: Clone> Sessions<R> {
         self.by_client.is_empty()
     }
 
+    /// True when [`Sessions::expire`] would drop a session at `index`.
+    pub fn any_expired(&self, index: Index, timeout_entries: u64) -> bool {
+        self.by_index
+            .first()
+            .is_some_and(|&(last_index, _)| index.saturating_sub(last_index) > timeout_entries)
+    }
+
     /// Drops the sessions quiet for more than `timeout_entries` at `index`; returns the
     /// expired clients with the index each was last heard at, oldest first (for logs).
     pub fn expire(&mut self, index: Index, timeout_entries: u64) -> Vec<(ClientId, Index)> {

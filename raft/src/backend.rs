@@ -18,8 +18,12 @@
 //!   `Store::raft_state_bytes` (as 6.824's persister separates raft state from snapshot).
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::StoreError;
+
+/// Makes a snapshot blob for [`Backend::start_put_snapshot`], maybe on another thread.
+pub type SnapshotMaker = Box<dyn FnOnce() -> Result<Vec<u8>, StoreError> + Send>;
 
 /// `(key, value)` pairs returned by [`Backend::scan`], in key order.
 pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
@@ -42,14 +46,18 @@ pub trait Backend {
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<KeyValues, StoreError>;
     /// Snapshot blob kept apart from the log (counts separately, like 6.824's persister).
     fn put_snapshot(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
-    /// Starts storing `bytes` as the snapshot blob and may return before it is stored;
+    /// Starts storing the blob `make` returns as the snapshot blob, and may return before
+    /// `make` has run (it may run on another thread) and the blob is stored;
     /// [`Backend::snapshot_stored`] says when it is. Every write made after the blob is
-    /// stored comes after it in the backend's order. The default stores it at once.
-    fn start_put_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+    /// stored comes after it in the backend's order. The default makes and stores it at
+    /// once.
+    fn start_put_snapshot(&mut self, make: SnapshotMaker) -> Result<(), StoreError> {
+        let bytes = make()?;
         self.put_snapshot(&bytes)
     }
     /// True when no blob started by [`Backend::start_put_snapshot`] is still being
-    /// stored (with `wait`, waits for it first); the error of the store if it failed.
+    /// made or stored (with `wait`, waits for it first); the error of `make` or of the
+    /// store if either failed.
     fn snapshot_stored(&mut self, wait: bool) -> Result<bool, StoreError> {
         let _ = wait;
         Ok(true)
@@ -58,6 +66,12 @@ pub trait Backend {
     fn get_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Makes every write so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
+}
+
+/// Locks `mutex`, taking it over if a thread panicked holding it (what it guards stays
+/// valid either way).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// An in-memory [`Backend`] over a `BTreeMap`, for unit tests and the simulator.

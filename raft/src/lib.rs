@@ -83,10 +83,10 @@ mod store_write;
 
 pub use raft;
 
-pub use backend::{Backend, KeyValues, MemBackend};
+pub use backend::{Backend, KeyValues, MemBackend, SnapshotMaker};
 pub use config::ReplicaConfig;
 pub use error::{Error, ServerError, StoreError};
-pub use log_store::LogStore;
+pub use log_store::{LogStore, SnapshotData};
 pub use logger::{discard_logger, tracing_logger};
 pub use membership::Membership;
 pub use output::{Applied, Output};

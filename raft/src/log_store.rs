@@ -14,9 +14,52 @@
 //! change in it, exactly once and in order. (Storing the latest applied configuration and
 //! then replaying its own conf change again would apply it twice.)
 
+use std::fmt;
+
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 
 use crate::{Index, StoreError};
+
+/// A state machine's snapshot for [`LogStore::compact`]: its bytes, or a function that
+/// encodes them, which the store may call on another thread (a large state then encodes
+/// while the replica goes on; the function must encode the state as of the snapshot's
+/// index, e.g. from a copy-on-write clone).
+pub enum SnapshotData {
+    /// The encoded state.
+    Bytes(Vec<u8>),
+    /// Encodes the state.
+    Encode(Box<dyn FnOnce() -> Vec<u8> + Send>),
+}
+
+impl SnapshotData {
+    /// Data that `encode` gives when the store asks for it.
+    pub fn encode_later(encode: impl FnOnce() -> Vec<u8> + Send + 'static) -> Self {
+        SnapshotData::Encode(Box::new(encode))
+    }
+
+    /// The bytes, encoding them first if needed.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            SnapshotData::Bytes(bytes) => bytes,
+            SnapshotData::Encode(encode) => encode(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for SnapshotData {
+    fn from(bytes: Vec<u8>) -> Self {
+        SnapshotData::Bytes(bytes)
+    }
+}
+
+impl fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotData::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            SnapshotData::Encode(_) => f.write_str("Encode(..)"),
+        }
+    }
+}
 
 /// raft-rs `Storage` plus writes; the contract is documented per method.
 ///
@@ -50,23 +93,31 @@ pub trait LogStore: raft::Storage {
     /// `SnapshotOutOfDate` if it is not newer than the installed snapshot.
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError>;
 
-    /// Takes a local snapshot at `index` holding the state machine bytes `data` and the
+    /// Takes a local snapshot at `index` holding the state machine's `data` and the
     /// configuration `conf_state` as of `index`, then drops the log through `index`.
     ///
-    /// The cache drops the log at once; the backend's snapshot may be written in the
-    /// background ([`crate::Backend::start_put_snapshot`]), and the conf state record
-    /// and the log's records go only once it is stored, so a crash at any point
-    /// recovers either the old snapshot with its whole log or the new one. Durable after
-    /// the next `sync` that follows the background write ([`LogStore::tidy`] finishes
-    /// the compaction then).
-    /// A no-op when `index` is not past the current snapshot; `Unavailable` when `index`
-    /// is past the commit index or the last index.
+    /// The snapshot may be encoded and written in the background
+    /// ([`crate::Backend::start_put_snapshot`]); until it is stored the store keeps
+    /// serving the old snapshot and the whole log ([`LogStore::compaction_pending`]).
+    /// Once it is, [`LogStore::tidy`] (or any write that must follow it) installs it,
+    /// drops the log through `index` from the cache, and writes the conf state record
+    /// and the log trimming, so a crash at any point recovers either the old snapshot
+    /// with its whole log or the new one. Durable after the next `sync` that follows.
+    /// Waits for a pending compaction first. A no-op when `index` is not past the
+    /// current snapshot; `Unavailable` when `index` is past the commit index or the
+    /// last index.
     fn compact(
         &mut self,
         index: Index,
-        data: Vec<u8>,
+        data: SnapshotData,
         conf_state: ConfState,
     ) -> Result<(), StoreError>;
+
+    /// True while a [`LogStore::compact`] waits for its snapshot to be encoded and
+    /// stored. Stores that compact at once keep this default.
+    fn compaction_pending(&self) -> bool {
+        false
+    }
 
     /// Makes every write so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;

@@ -20,7 +20,7 @@ use crate::membership::{bootstrap, sorted_voters, ConfHistory};
 use crate::proposals::{Kind, Proposals};
 use crate::{
     tracing_logger, Error, Index, LogStore, Membership, NodeId, Proposal, ReplicaConfig,
-    StoreError, Term,
+    SnapshotData, StoreError, Term,
 };
 
 /// One Raft replica over a [`LogStore`]; see the module docs.
@@ -279,10 +279,12 @@ impl<S: LogStore> Replica<S> {
         self.raw.transfer_leader(to);
     }
 
-    /// Takes a snapshot at `index` (at most the applied index) holding the state machine
-    /// bytes `data`, and compacts the log through it. Lagging followers then get the
-    /// snapshot from raft-rs. A no-op when `index` is not past the current snapshot.
-    pub fn snapshot(&mut self, index: Index, data: Vec<u8>) -> Result<(), Error> {
+    /// Takes a snapshot at `index` (at most the applied index) holding the state
+    /// machine's `data` (bytes, or [`SnapshotData::encode_later`]), and compacts the log
+    /// through it. Lagging followers then get the snapshot from raft-rs. The store may
+    /// encode and write it in the background ([`LogStore::compact`]). A no-op when
+    /// `index` is not past the current snapshot.
+    pub fn snapshot(&mut self, index: Index, data: impl Into<SnapshotData>) -> Result<(), Error> {
         let applied = self.applied_index();
         if index > applied {
             return Err(StoreError::Unavailable {
@@ -295,21 +297,25 @@ impl<S: LogStore> Replica<S> {
             return Ok(());
         }
         let conf_state = self.history.at(index).clone();
-        self.raw.mut_store().compact(index, data, conf_state)?;
+        self.raw
+            .mut_store()
+            .compact(index, data.into(), conf_state)?;
         self.history.compact(index);
         Ok(())
     }
 
     /// Snapshots at the applied index when the log passed `snapshot_bytes_threshold`
     /// ([`Replica::should_snapshot`]) and that index is past the current snapshot (so a
-    /// log that stays above the threshold is not snapshotted twice at one index).
-    /// `encode(index)` gives the state machine's bytes as of `index`; it is only called
+    /// log that stays above the threshold is not snapshotted twice at one index), and no
+    /// earlier snapshot is still being encoded or written
+    /// ([`LogStore::compaction_pending`]). `encode(index)` gives the state machine's
+    /// data as of `index` (bytes, or [`SnapshotData::encode_later`]); it is only called
     /// when a snapshot is taken. Returns the index snapshotted, if any.
-    pub fn maybe_snapshot(
+    pub fn maybe_snapshot<D: Into<SnapshotData>>(
         &mut self,
-        encode: impl FnOnce(Index) -> Vec<u8>,
+        encode: impl FnOnce(Index) -> D,
     ) -> Result<Option<Index>, Error> {
-        if !self.should_snapshot() {
+        if !self.should_snapshot() || self.raw.store().compaction_pending() {
             return Ok(None);
         }
         self.snapshot_applied(encode)
@@ -319,10 +325,11 @@ impl<S: LogStore> Replica<S> {
     /// are enabled (`snapshot_bytes_threshold` is set) and the index is past the current
     /// snapshot. For state machines that must get data out of their persisted state
     /// promptly: a replica group that deleted a shard it gave away must not keep its bytes
-    /// in the old snapshot until the log happens to grow. Returns the index snapshotted.
-    pub fn snapshot_now(
+    /// in the old snapshot until the log happens to grow. Waits for a snapshot still
+    /// being encoded or written first. Returns the index snapshotted.
+    pub fn snapshot_now<D: Into<SnapshotData>>(
         &mut self,
-        encode: impl FnOnce(Index) -> Vec<u8>,
+        encode: impl FnOnce(Index) -> D,
     ) -> Result<Option<Index>, Error> {
         if self.config.snapshot_bytes_threshold.is_none() {
             return Ok(None);
@@ -330,9 +337,9 @@ impl<S: LogStore> Replica<S> {
         self.snapshot_applied(encode)
     }
 
-    fn snapshot_applied(
+    fn snapshot_applied<D: Into<SnapshotData>>(
         &mut self,
-        encode: impl FnOnce(Index) -> Vec<u8>,
+        encode: impl FnOnce(Index) -> D,
     ) -> Result<Option<Index>, Error> {
         let index = self.applied_index();
         if index < self.raw.store().first_index()? {

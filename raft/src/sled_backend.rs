@@ -24,11 +24,12 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{Backend, KeyValues, StoreError};
+use crate::backend::lock;
+use crate::{Backend, KeyValues, SnapshotMaker, StoreError};
 
 const SNAPSHOT_TREE: &str = "snapshot";
 /// Where earlier versions kept the snapshot bytes themselves.
@@ -57,8 +58,8 @@ struct SnapshotFiles {
 struct FilesState {
     /// The number the next snapshot file gets.
     next: u64,
-    /// The file being written: its number and its thread.
-    writing: Option<(u64, JoinHandle<std::io::Result<()>>)>,
+    /// The file being made and written: its number and its thread.
+    writing: Option<(u64, JoinHandle<Result<(), StoreError>>)>,
     /// The thread deleting the files older than the one just recorded.
     cleaning: Option<JoinHandle<Result<(), StoreError>>>,
 }
@@ -236,12 +237,6 @@ fn io_error(path: &Path, error: &std::io::Error) -> StoreError {
     StoreError::Backend(format!("{}: {error}", path.display()))
 }
 
-/// Locks `mutex`, taking it over if a thread panicked holding it (what it guards stays
-/// valid either way).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Backend for SledBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get(key)?.map(|value| value.to_vec()))
@@ -283,11 +278,12 @@ impl Backend for SledBackend {
     }
 
     fn put_snapshot(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.start_put_snapshot(bytes.to_vec())?;
+        let bytes = bytes.to_vec();
+        self.start_put_snapshot(Box::new(move || Ok(bytes)))?;
         self.snapshot_stored(true).map(drop)
     }
 
-    fn start_put_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+    fn start_put_snapshot(&mut self, make: SnapshotMaker) -> Result<(), StoreError> {
         self.snapshot_stored(true)?;
         let mut state = lock(&self.files.state);
         state.join_cleaning()?;
@@ -296,7 +292,11 @@ impl Backend for SledBackend {
         let dir = self.files.dir.clone();
         let spawned = std::thread::Builder::new()
             .name("shardkv-snapshot".into())
-            .spawn(move || write_file(&dir, number, &bytes));
+            .spawn(move || {
+                let bytes = make()?;
+                write_file(&dir, number, &bytes)
+                    .map_err(|error| io_error(&file_path(&dir, number, "snap"), &error))
+            });
         let thread = spawned.map_err(|error| {
             StoreError::Backend(format!("cannot start a snapshot thread: {error}"))
         })?;
@@ -316,10 +316,7 @@ impl Backend for SledBackend {
         };
         match thread.join() {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                let path = file_path(&self.files.dir, number, "snap");
-                return Err(io_error(&path, &error));
-            }
+            Ok(Err(error)) => return Err(error),
             Err(_) => return Err(StoreError::Backend("the snapshot thread panicked".into())),
         }
         self.snapshots

@@ -25,6 +25,7 @@
 //! The write side (the `LogStore` impl) is in `store_write.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage};
@@ -48,10 +49,9 @@ pub struct Store<B: Backend> {
     /// Keys of runs left in the backend whose entries are all compacted away: deleted
     /// a few per [`crate::LogStore::tidy`] rather than all at once (see there).
     pub(crate) dead_runs: VecDeque<Index>,
-    /// A compaction whose snapshot the backend is still storing: its index and the
-    /// configuration as of it. Its conf state record and log trimming wait for the
-    /// snapshot (see `LogStore::compact`).
-    pub(crate) pending_compaction: Option<(Index, ConfState)>,
+    /// A compaction whose snapshot the backend is still making or storing (see
+    /// `LogStore::compact`).
+    pub(crate) pending_compaction: Option<PendingCompaction>,
     /// Why a pending compaction's snapshot could not be stored: every later write that
     /// would have to follow it fails with this.
     pub(crate) failed_snapshot: Option<String>,
@@ -61,6 +61,17 @@ pub struct Store<B: Backend> {
     /// Whether compacted entries are freed on a background thread (see
     /// [`Store::set_background_drop`]).
     pub(crate) background_drop: bool,
+}
+
+/// A compaction waiting for its snapshot: installing the snapshot in the cache, trimming
+/// the cache, the conf state record and the log trimming all wait for it.
+#[derive(Debug)]
+pub(crate) struct PendingCompaction {
+    pub(crate) index: Index,
+    /// The configuration as of `index`.
+    pub(crate) conf_state: ConfState,
+    /// The snapshot, data included, once the backend's maker has made it.
+    pub(crate) made: Arc<Mutex<Option<Snapshot>>>,
 }
 
 /// Persisted size of one entry record (key plus encoded value).

@@ -8,13 +8,14 @@
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 
 use std::collections::BTreeMap;
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
+use crate::backend::lock;
 use crate::codec::{
     self, encode, encode_run, CONF_STATE_KEY, ENTRY_END, ENTRY_START, HARD_STATE_KEY,
 };
-use crate::store::entry_record_bytes;
-use crate::{Backend, Index, LogStore, Store, StoreError};
+use crate::store::{entry_record_bytes, PendingCompaction};
+use crate::{Backend, Index, LogStore, SnapshotData, Store, StoreError};
 
 /// Compacted runs deleted per [`LogStore::tidy`]. A compaction of an 8 MiB log retires
 /// about a thousand runs; deleting them in one go stalled a sled-backed node for 50-100
@@ -156,27 +157,42 @@ impl<B: Backend> Store<B> {
         Ok(())
     }
 
-    /// Finishes the pending compaction once the backend has stored its snapshot (with
-    /// `wait`, waits for that): the conf state record as of its index, then the log
-    /// records through it. Writes that must not precede those records call this with
-    /// `wait` first.
+    /// Finishes the pending compaction once the backend has made and stored its
+    /// snapshot (with `wait`, waits for that): the snapshot into the cache and the log
+    /// out of it, then the conf state record as of its index, then the log records
+    /// through it. Writes that must not precede those records call this with `wait`
+    /// first.
     fn settle_compaction(&mut self, wait: bool) -> Result<(), StoreError> {
         if let Some(error) = &self.failed_snapshot {
             return Err(StoreError::Backend(format!(
                 "an earlier snapshot could not be stored: {error}"
             )));
         }
-        let Some((index, conf_state)) = self.pending_compaction.clone() else {
+        let Some(pending) = &self.pending_compaction else {
             return Ok(());
         };
-        match self.backend.snapshot_stored(wait) {
-            Ok(true) => {}
+        let (index, conf_state) = (pending.index, pending.conf_state.clone());
+        let made = match self.backend.snapshot_stored(wait) {
             Ok(false) => return Ok(()),
-            Err(error) => {
-                // The compaction can never finish: its records must not be written.
-                self.failed_snapshot = Some(error.to_string());
-                return Err(error);
+            Ok(true) => Ok(lock(&pending.made).take()),
+            Err(error) => Err(error),
+        };
+        let installed = made.and_then(|made| match made {
+            Some(snapshot) => {
+                self.snapshot = snapshot;
+                self.trim_cache_through(index);
+                Ok(())
             }
+            // Installed by an earlier call whose record writes failed.
+            None if self.snapshot_index() == index => Ok(()),
+            None => Err(StoreError::Backend(
+                "the backend stored a snapshot without making it".into(),
+            )),
+        });
+        if let Err(error) = installed {
+            // The compaction can never finish: its records must not be written.
+            self.failed_snapshot = Some(error.to_string());
+            return Err(error);
         }
         self.write_conf_state(&conf_state, index)?;
         self.drop_runs_through(index)?;
@@ -289,9 +305,10 @@ impl<B: Backend> LogStore for Store<B> {
     fn compact(
         &mut self,
         index: Index,
-        data: Vec<u8>,
+        data: SnapshotData,
         conf_state: ConfState,
     ) -> Result<(), StoreError> {
+        self.settle_compaction(true)?;
         if index <= self.snapshot_index() {
             return Ok(());
         }
@@ -302,21 +319,34 @@ impl<B: Backend> LogStore for Store<B> {
                 last_index: limit,
             });
         }
-        let mut snapshot = Snapshot {
-            data: data.into(),
-            ..Snapshot::default()
+        let mut meta = SnapshotMetadata {
+            index,
+            term: self.term_inner(index)?,
+            ..SnapshotMetadata::default()
         };
-        let meta = snapshot.mut_metadata();
-        meta.index = index;
-        meta.term = self.term_inner(index)?;
         meta.set_conf_state(sorted_conf_state(&conf_state));
-        self.settle_compaction(true)?;
-        let bytes = encode("snapshot", &snapshot)?;
-        self.backend.start_put_snapshot(bytes)?;
-        self.snapshot = snapshot;
-        self.trim_cache_through(index);
-        self.pending_compaction = Some((index, conf_state));
+        let made = Arc::new(Mutex::new(None));
+        let keep = Arc::clone(&made);
+        self.backend.start_put_snapshot(Box::new(move || {
+            let mut snapshot = Snapshot {
+                data: data.into_bytes().into(),
+                ..Snapshot::default()
+            };
+            snapshot.set_metadata(meta);
+            let bytes = encode("snapshot", &snapshot)?;
+            *lock(&keep) = Some(snapshot);
+            Ok(bytes)
+        }))?;
+        self.pending_compaction = Some(PendingCompaction {
+            index,
+            conf_state,
+            made,
+        });
         self.settle_compaction(false)
+    }
+
+    fn compaction_pending(&self) -> bool {
+        self.pending_compaction.is_some()
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {

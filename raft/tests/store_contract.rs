@@ -5,10 +5,15 @@
 //! the bottom instantiates every function for `MemBackend` and for `SledBackend` in a
 //! temporary directory.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use protobuf::Message as _;
 use shardkv_raft::raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use shardkv_raft::raft::{self, GetEntriesContext, Storage};
-use shardkv_raft::{Backend, LogStore, MemBackend, SledBackend, Store, StoreError};
+use shardkv_raft::{
+    Backend, LogStore, MemBackend, SledBackend, SnapshotData, SnapshotMaker, Store, StoreError,
+};
 
 trait Harness {
     type B: Backend;
@@ -65,20 +70,30 @@ fn open_when_unlocked(path: &std::path::Path) -> SledBackend {
         .unwrap_or_else(|error| panic!("cannot reopen {}: {error}", path.display()))
 }
 
-/// A backend that stores a snapshot started with `start_put_snapshot` only when told
-/// to ([`Deferred::store_snapshot`]) or waited for, as a slow background write would.
-#[derive(Debug, Clone, Default)]
+/// A backend that makes and stores a snapshot started with `start_put_snapshot` only
+/// when told to ([`Deferred::store_snapshot`]) or waited for, as a slow background
+/// encode and write would.
+#[derive(Debug, Default)]
 struct Deferred {
     inner: MemBackend,
-    snapshot: Option<Vec<u8>>,
+    snapshot: Option<Started>,
     /// The pending snapshot's write fails (reported once, as `SledBackend` does).
     fail: bool,
 }
 
+/// A snapshot started and not yet made.
+struct Started(SnapshotMaker);
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Started(..)")
+    }
+}
+
 impl Deferred {
     fn store_snapshot(&mut self) {
-        if let Some(bytes) = self.snapshot.take() {
-            self.inner.put_snapshot(&bytes).unwrap();
+        if let Some(Started(make)) = self.snapshot.take() {
+            self.inner.put_snapshot(&make().unwrap()).unwrap();
         }
     }
 }
@@ -103,9 +118,9 @@ impl Backend for Deferred {
         );
         self.inner.put_snapshot(bytes)
     }
-    fn start_put_snapshot(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+    fn start_put_snapshot(&mut self, make: SnapshotMaker) -> Result<(), StoreError> {
         assert!(self.snapshot.is_none(), "two snapshot writes at once");
-        self.snapshot = Some(bytes);
+        self.snapshot = Some(Started(make));
         Ok(())
     }
     fn snapshot_stored(&mut self, wait: bool) -> Result<bool, StoreError> {
@@ -125,11 +140,13 @@ impl Backend for Deferred {
     }
 }
 
-/// While a compaction's snapshot is still being stored, the store already serves the
-/// compacted log, but its backend keeps the old snapshot, the old conf state record and
-/// every log record: a crash then recovers the whole old log. Once the snapshot is
-/// stored, `tidy` writes the conf state and retires the runs; a crash after that
-/// recovers the new snapshot and the log after it.
+/// While a compaction's snapshot is still being made and stored, the store serves the
+/// old snapshot and the whole log, and its backend keeps the old snapshot, the old conf
+/// state record and every log record: a crash then recovers the whole old log. Once
+/// the snapshot is stored, `tidy` installs it, drops the log through its index, writes
+/// the conf state and retires the runs; a crash after that recovers the new snapshot
+/// and the log after it. The state machine's encoder runs only when the backend makes
+/// the snapshot.
 #[test]
 fn compaction_waits_for_its_snapshot_to_be_stored() {
     let mut store = Store::open(Deferred::default()).unwrap();
@@ -139,12 +156,22 @@ fn compaction_waits_for_its_snapshot_to_be_stored() {
     }
     set_commit(&mut store, 2, 30);
     let disk_before = store.backend().inner.clone();
-    store
-        .compact(20, b"sm@20".to_vec(), voters(&[1, 2]))
-        .unwrap();
+    let encoded = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&encoded);
+    let data = SnapshotData::encode_later(move || {
+        flag.store(true, Ordering::SeqCst);
+        b"sm@20".to_vec()
+    });
+    store.compact(20, data, voters(&[1, 2])).unwrap();
     store.tidy().unwrap();
-    assert_eq!(store.first_index().unwrap(), 21);
-    assert_eq!(store.snapshot(0, 1).unwrap().get_metadata().index, 20);
+    assert!(
+        !encoded.load(Ordering::SeqCst),
+        "encoded before the backend asked"
+    );
+    assert!(store.compaction_pending());
+    assert_eq!(store.first_index().unwrap(), 1);
+    assert!(store.snapshot(0, 1).is_err(), "no snapshot to offer yet");
+    assert_eq!(read(&store, 1, 31, None).unwrap(), entries(1..=30, 2));
     assert_eq!(store.backend().inner, disk_before, "nothing written yet");
 
     let crashed = Store::open(store.backend().inner.clone()).unwrap();
@@ -153,7 +180,13 @@ fn compaction_waits_for_its_snapshot_to_be_stored() {
     assert_eq!(crashed.initial_state().unwrap().conf_state.voters, vec![1]);
 
     store.backend_mut().store_snapshot();
+    assert!(encoded.load(Ordering::SeqCst));
     store.tidy().unwrap();
+    assert!(!store.compaction_pending());
+    assert_eq!(store.first_index().unwrap(), 21);
+    let snapshot = store.snapshot(0, 1).unwrap();
+    assert_eq!(snapshot.get_metadata().index, 20);
+    assert_eq!(&snapshot.data[..], b"sm@20");
     let crashed = Store::open(store.backend().inner.clone()).unwrap();
     assert_eq!(crashed.snapshot_index(), 20);
     assert_eq!(crashed.first_index().unwrap(), 21);
@@ -170,7 +203,9 @@ fn compacting_at_10(commit: u64) -> Store<Deferred> {
     let mut store = Store::open(Deferred::default()).unwrap();
     store.append(&entries(1..=30, 2)).unwrap();
     set_commit(&mut store, 2, commit);
-    store.compact(10, b"sm@10".to_vec(), voters(&[1])).unwrap();
+    store
+        .compact(10, b"sm@10".to_vec().into(), voters(&[1]))
+        .unwrap();
     assert!(store.backend().snapshot.is_some());
     store
 }
@@ -188,7 +223,9 @@ fn writes_that_depend_on_a_pending_snapshot_wait_for_it() {
         snapshot.get_metadata().index
     };
     let mut store = pending();
-    store.compact(20, b"sm@20".to_vec(), voters(&[1])).unwrap();
+    store
+        .compact(20, b"sm@20".to_vec().into(), voters(&[1]))
+        .unwrap();
     assert_eq!(stored(&store), 10, "the first snapshot was stored first");
     store.sync().unwrap();
     assert_eq!(stored(&store), 20);
@@ -242,7 +279,7 @@ fn a_failed_snapshot_write_stops_the_store() {
     .unwrap();
     store.append(&entries(1..=30, 2)).unwrap();
     set_commit(&mut store, 2, 30);
-    let compacted = store.compact(20, b"sm@20".to_vec(), voters(&[1]));
+    let compacted = store.compact(20, b"sm@20".to_vec().into(), voters(&[1]));
     assert!(
         compacted.is_err() || store.tidy().is_err(),
         "the failure is reported"
@@ -379,7 +416,8 @@ fn contract_hard_and_conf_state<H: Harness>(h: &mut H) {
 }
 
 /// Compaction keeps the snapshot (with data and conf state), drops the log through its
-/// index, shrinks `raft_state_bytes`, and refuses indices it cannot cover.
+/// index, shrinks `raft_state_bytes`, and refuses indices it cannot cover. (It may
+/// finish in the background; the next `sync` waits for it.)
 fn contract_compact<H: Harness>(h: &mut H) {
     let mut store = h.fresh();
     store.append(&entries(1..=10, 3)).unwrap();
@@ -392,15 +430,17 @@ fn contract_compact<H: Harness>(h: &mut H) {
         .unwrap();
     let before = store.raft_state_bytes();
     assert!(matches!(
-        store.compact(9, b"sm".to_vec(), voters(&[1])),
+        store.compact(9, b"sm".to_vec().into(), voters(&[1])),
         Err(StoreError::Unavailable {
             index: 9,
             last_index: 8
         })
     ));
     store
-        .compact(5, b"sm@5".to_vec(), voters(&[1, 2, 3]))
+        .compact(5, b"sm@5".to_vec().into(), voters(&[1, 2, 3]))
         .unwrap();
+    store.sync().unwrap();
+    assert!(!store.compaction_pending());
     assert!(store.raft_state_bytes() < before);
     assert_eq!(
         (store.first_index().unwrap(), store.last_index().unwrap()),
@@ -409,7 +449,9 @@ fn contract_compact<H: Harness>(h: &mut H) {
     assert_eq!(store.term(5).unwrap(), 3);
     assert!(is_compacted(store.term(4)));
     assert!(is_compacted(read(&store, 5, 7, None)));
-    store.compact(3, b"older".to_vec(), voters(&[1])).unwrap();
+    store
+        .compact(3, b"older".to_vec().into(), voters(&[1]))
+        .unwrap();
     let store = h.reopen(store);
     let snapshot = store.snapshot(5, 2).unwrap();
     assert_eq!(
@@ -500,8 +542,9 @@ fn contract_reopen_restores_everything<H: Harness>(h: &mut H) {
         })
         .unwrap();
     store
-        .compact(12, b"twelve".to_vec(), voters(&[1, 2, 3]))
+        .compact(12, b"twelve".to_vec().into(), voters(&[1, 2, 3]))
         .unwrap();
+    store.sync().unwrap();
     let (hs, bytes) = (store.hard_state().clone(), store.raft_state_bytes());
     let log = read(&store, 13, 26, None).unwrap();
     let store = h.reopen(store);
@@ -571,7 +614,9 @@ fn contract_runs_split_by_truncate_and_compaction<H: Harness>(h: &mut H) {
 
     store.append(&entries(9..=15, 2)).unwrap();
     set_commit(&mut store, 2, 7);
-    store.compact(7, b"sm@7".to_vec(), voters(&[1])).unwrap();
+    store
+        .compact(7, b"sm@7".to_vec().into(), voters(&[1]))
+        .unwrap();
     let mut store = h.reopen(store);
     assert_eq!(
         (store.first_index().unwrap(), store.last_index().unwrap()),
@@ -587,7 +632,9 @@ fn contract_runs_split_by_truncate_and_compaction<H: Harness>(h: &mut H) {
     assert_eq!(store.last_index().unwrap(), 9);
 
     set_commit(&mut store, 3, 9);
-    store.compact(9, b"sm@9".to_vec(), voters(&[1])).unwrap();
+    store
+        .compact(9, b"sm@9".to_vec().into(), voters(&[1]))
+        .unwrap();
     let store = h.reopen(store);
     assert_eq!(
         (store.first_index().unwrap(), store.last_index().unwrap()),
@@ -609,7 +656,9 @@ fn contract_tidy_deletes_retired_runs<H: Harness>(h: &mut H) {
     }
     set_commit(&mut store, 2, 30);
     let before = records(&store);
-    store.compact(28, b"sm@28".to_vec(), voters(&[1])).unwrap();
+    store
+        .compact(28, b"sm@28".to_vec().into(), voters(&[1]))
+        .unwrap();
     // The sled backend stores the snapshot on a thread of its own and the compaction
     // finishes by the next sync at the latest.
     store.sync().unwrap();
@@ -681,8 +730,12 @@ fn background_drop_compacts_like_the_foreground() {
                 ..HardState::default()
             })
             .unwrap();
-        store.compact(45, b"sm@45".to_vec(), voters(&[1])).unwrap();
-        store.compact(80, b"sm@80".to_vec(), voters(&[1])).unwrap();
+        store
+            .compact(45, b"sm@45".to_vec().into(), voters(&[1]))
+            .unwrap();
+        store
+            .compact(80, b"sm@80".to_vec().into(), voters(&[1]))
+            .unwrap();
         store
     });
     for store in [&foreground, &background] {
@@ -719,7 +772,9 @@ fn sled_snapshot_files_survive_reopen_and_strays_go() {
     assert_eq!(store.snapshot_index(), 4);
     assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"legacy@4");
 
-    store.compact(8, b"sm@8".to_vec(), voters(&[1])).unwrap();
+    store
+        .compact(8, b"sm@8".to_vec().into(), voters(&[1]))
+        .unwrap();
     store.sync().unwrap();
     let tree = store.backend().db().open_tree("snapshot").unwrap();
     assert!(tree.get("s").unwrap().is_none(), "inline snapshot removed");
@@ -751,7 +806,9 @@ fn sled_with_30_committed() -> (Sled, Store<SledBackend>) {
 #[test]
 fn sled_drop_waits_for_the_snapshot_thread() {
     let (h, mut store) = sled_with_30_committed();
-    store.compact(20, vec![7; 16 << 20], voters(&[1])).unwrap();
+    store
+        .compact(20, vec![7; 16 << 20].into(), voters(&[1]))
+        .unwrap();
     drop(store);
     let file = h
         .path
@@ -765,13 +822,35 @@ fn sled_drop_waits_for_the_snapshot_thread() {
     assert!(matches!(store.snapshot_index(), 0 | 20));
 }
 
+/// The sled backend encodes a snapshot given as `SnapshotData::encode_later` on its
+/// snapshot thread, not on the thread that compacts (a replica's driver), and the
+/// compaction holds the encoded bytes once it settles.
+#[test]
+fn sled_encodes_snapshots_on_its_snapshot_thread() {
+    let (_h, mut store) = sled_with_30_committed();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let data = SnapshotData::encode_later(move || {
+        let thread = std::thread::current().name().map(str::to_owned);
+        sender.send(thread).unwrap();
+        b"sm@20".to_vec()
+    });
+    store.compact(20, data, voters(&[1])).unwrap();
+    store.sync().unwrap();
+    assert_eq!(
+        receiver.recv().unwrap().as_deref(),
+        Some("shardkv-snapshot")
+    );
+    assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"sm@20");
+    assert_eq!(store.first_index().unwrap(), 21);
+}
+
 /// Once a newer snapshot is recorded and flushed, the older files go.
 #[test]
 fn sled_old_snapshot_files_are_deleted() {
     let (h, mut store) = sled_with_30_committed();
     for index in [5, 8, 12] {
         store
-            .compact(index, vec![index as u8; 100], voters(&[1]))
+            .compact(index, vec![index as u8; 100].into(), voters(&[1]))
             .unwrap();
         store.sync().unwrap();
     }

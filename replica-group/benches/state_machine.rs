@@ -136,7 +136,6 @@ impl Fixture {
             fixture
                 .state
                 .shards()
-                .iter()
                 .all(|phase| matches!(phase, Phase::Serving(_))),
             "group {GID} serves all {nshards} shards after configuration 1"
         );

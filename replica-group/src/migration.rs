@@ -55,8 +55,9 @@ impl GroupState {
             return;
         }
         for shard in 0..self.shards.len() {
-            let phase = std::mem::replace(&mut self.shards[shard], Phase::Absent);
-            self.shards[shard] = self.next_phase(shard, phase, &next);
+            let phase = self.take_phase(shard);
+            let next_phase = self.next_phase(shard, phase, &next);
+            self.set_phase(shard, next_phase);
         }
         tracing::info!(gid = self.gid, config = next.num, "config adopted");
         self.prev = std::mem::replace(&mut self.config, next);
@@ -121,7 +122,7 @@ impl GroupState {
         kv: BTreeMap<Vec<u8>, Vec<u8>>,
         sessions: BTreeMap<ClientId, DupEntry>,
     ) {
-        let pulling = matches!(self.shards.get(shard), Some(Phase::Pulling { .. }));
+        let pulling = matches!(self.phase(shard), Some(Phase::Pulling { .. }));
         if config_num != self.config.num || !pulling {
             tracing::debug!(gid = self.gid, shard, config_num, "install ignored");
             return;
@@ -130,8 +131,8 @@ impl GroupState {
             kv,
             sessions: Sessions::import(sessions, index),
         };
-        let phase = std::mem::replace(&mut self.shards[shard], Phase::Absent);
-        self.shards[shard] = phase.into_acking(shard, store);
+        let phase = self.take_phase(shard);
+        self.set_phase(shard, phase.into_acking(shard, store));
         tracing::info!(
             gid = self.gid,
             shard,
@@ -145,8 +146,8 @@ impl GroupState {
         match self.delete_verdict(config_num, shard) {
             DeleteVerdict::Answer(answer) => answer,
             DeleteVerdict::Propose => {
-                let phase = std::mem::replace(&mut self.shards[shard], Phase::Absent);
-                self.shards[shard] = phase.into_absent(shard);
+                let phase = self.take_phase(shard);
+                self.set_phase(shard, phase.into_absent(shard));
                 tracing::info!(gid = self.gid, shard, config = config_num, "shard deleted");
                 Ok(MigrationReply::Deleted { config_num, shard })
             }
@@ -155,20 +156,20 @@ impl GroupState {
 
     /// Marks `shard` acknowledged if it is acking in `config_num`.
     pub(crate) fn acked(&mut self, config_num: ConfigNum, shard: ShardId) {
-        let acking = matches!(self.shards.get(shard), Some(Phase::Acking { .. }));
+        let acking = matches!(self.phase(shard), Some(Phase::Acking { .. }));
         if config_num != self.config.num || !acking {
             tracing::debug!(gid = self.gid, shard, config_num, "ack ignored");
             return;
         }
-        let phase = std::mem::replace(&mut self.shards[shard], Phase::Absent);
-        self.shards[shard] = phase.into_serving(shard);
+        let phase = self.take_phase(shard);
+        self.set_phase(shard, phase.into_serving(shard));
     }
 
     /// The answer to `PullShard { config_num, shard }` from the applied state: the data
     /// when the shard is offered for exactly that configuration, `NotReady` otherwise.
     pub fn pull_answer(&self, config_num: ConfigNum, shard: ShardId) -> MigrationResponse {
         let current = self.config.num;
-        match self.shards.get(shard) {
+        match self.phase(shard) {
             None => Err(self.out_of_range(shard)),
             Some(Phase::Offering { store, .. }) if current == config_num => {
                 Ok(MigrationReply::ShardData {
@@ -190,7 +191,7 @@ impl GroupState {
     pub fn delete_verdict(&self, config_num: ConfigNum, shard: ShardId) -> DeleteVerdict {
         let current = self.config.num;
         let deleted = Ok(MigrationReply::Deleted { config_num, shard });
-        let answer = match self.shards.get(shard) {
+        let answer = match self.phase(shard) {
             None => Err(self.out_of_range(shard)),
             Some(_) if current > config_num => deleted,
             Some(_) if current < config_num => Ok(MigrationReply::NotReady { current }),

@@ -52,12 +52,12 @@ impl<S: LogStore> Server<S> {
             if self.calls.busy(Target::Shard(shard)) {
                 continue;
             }
-            let purpose = match self.state.shards()[shard] {
-                Phase::Pulling { .. } => Purpose::Pull {
+            let purpose = match self.state.phase(shard) {
+                Some(Phase::Pulling { .. }) => Purpose::Pull {
                     config_num: current,
                     shard,
                 },
-                Phase::Acking { .. } => Purpose::Ack {
+                Some(Phase::Acking { .. }) => Purpose::Ack {
                     config_num: current,
                     shard,
                 },

@@ -27,7 +27,7 @@
 
 use shardkv_proto::kv::{KvError, MigrationRequest, MigrationResponse, Op, Request, Response};
 use shardkv_proto::{ConfigNum, NodeId, ShardId};
-use shardkv_raft::{Fate, LogStore, Pending, Replica, ReplicaConfig, Step};
+use shardkv_raft::{Fate, LogStore, Pending, Replica, ReplicaConfig, SnapshotData, Step};
 
 use crate::calls::Calls;
 use crate::effect::{Effect, RequestId};
@@ -286,7 +286,11 @@ impl<S: LogStore> Server<S> {
                 "state machine at {} ahead of the log at {index}",
                 state.applied_index()
             );
-            state.encode_snapshot()
+            // The clone shares the shards' data with the state (copy on write), so it
+            // costs nothing here and encodes on the store's snapshot thread while this
+            // replica goes on applying.
+            let image = state.clone();
+            SnapshotData::encode_later(move || image.encode_snapshot())
         };
         // A deleted shard must leave the persisted state now (6.824 challenge 1), not
         // whenever the log next passes the threshold: an idle group never would.

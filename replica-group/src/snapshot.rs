@@ -9,8 +9,10 @@
 //! Decoding checks the invariants of [`GroupState`] and refuses, rather than trusts,
 //! bytes that break them.
 
+use std::sync::Arc;
+
 use bincode::Options;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use shardkv_proto::{Config, GroupId};
 
 use crate::message::options;
@@ -59,8 +61,14 @@ struct ImageRef<'a> {
     session_timeout_entries: u64,
     config: &'a Config,
     prev: &'a Config,
-    shards: &'a [Phase],
+    #[serde(serialize_with = "phases")]
+    shards: &'a [Arc<Phase>],
     applied_index: Index,
+}
+
+/// Writes shared phases as a sequence of phases (what `Image` reads back).
+fn phases<S: Serializer>(shards: &&[Arc<Phase>], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(shards.iter().map(|phase| &**phase))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -76,6 +84,9 @@ struct Image {
 
 impl GroupState {
     /// The whole state as snapshot bytes.
+    ///
+    /// To encode off the applying thread, clone the state (cheap: the clone shares every
+    /// shard's data until either side changes that shard) and encode the clone there.
     pub fn encode_snapshot(&self) -> Vec<u8> {
         let image = ImageRef {
             version: SNAPSHOT_VERSION,
@@ -108,7 +119,7 @@ impl GroupState {
             session_timeout_entries: image.session_timeout_entries,
             config: image.config,
             prev: image.prev,
-            shards: image.shards,
+            shards: image.shards.into_iter().map(Arc::new).collect(),
             applied_index: image.applied_index,
         })
     }

@@ -19,6 +19,8 @@
 //! only when the current configuration gives it to this group and its data is here;
 //! indices passed to `apply` strictly increase.
 
+use std::sync::Arc;
+
 use shardkv_proto::kv::{KvError, MigrationResponse, Reply, Response};
 use shardkv_proto::{Config, GroupId, ShardId};
 
@@ -47,8 +49,11 @@ pub struct GroupState {
     pub(crate) config: Config,
     /// The configuration before it (for the addresses of groups shards come from).
     pub(crate) prev: Config,
-    /// One phase per shard.
-    pub(crate) shards: Vec<Phase>,
+    /// One phase per shard, each shared with any snapshot image taken since it last
+    /// changed: [`GroupState::phase_mut`] copies a shared phase before changing it, so an
+    /// image ([`GroupState::snapshot_image`]) can be encoded on another thread while
+    /// this state goes on applying.
+    pub(crate) shards: Vec<Arc<Phase>>,
     pub(crate) applied_index: Index,
 }
 
@@ -76,7 +81,7 @@ impl GroupState {
             session_timeout_entries: timeout_entries,
             prev: config.clone(),
             config,
-            shards: vec![Phase::Absent; nshards],
+            shards: (0..nshards).map(|_| Arc::new(Phase::Absent)).collect(),
             applied_index: 0,
         }
     }
@@ -135,8 +140,15 @@ impl GroupState {
         if index / stride == previous / stride {
             return;
         }
-        for phase in &mut self.shards {
-            if let Some(store) = phase.served_store_mut() {
+        for shard in 0..self.shards.len() {
+            // Checked first so that a scan copies only the shards whose sessions expire.
+            let expiring = self.shards[shard]
+                .served_store()
+                .is_some_and(|store| store.sessions.any_expired(index, timeout));
+            if !expiring {
+                continue;
+            }
+            if let Some(store) = self.phase_mut(shard).served_store_mut() {
                 for (client, last_index) in store.sessions.expire(index, timeout) {
                     tracing::debug!(client, last_index, index, "session expired");
                 }
@@ -146,10 +158,30 @@ impl GroupState {
 
     fn apply_kv(&mut self, index: Index, request: &shardkv_proto::kv::Request) -> Response {
         let shard = self.config.shard_of_key(request.op.key());
-        match self.shards[shard].served_store_mut() {
+        if !self.shards[shard].serves() {
+            return Err(KvError::WrongGroup);
+        }
+        match self.phase_mut(shard).served_store_mut() {
             Some(store) => store.apply(index, request),
             None => Err(KvError::WrongGroup),
         }
+    }
+
+    /// `shard`'s phase to change, copied first if a snapshot image shares it.
+    pub(crate) fn phase_mut(&mut self, shard: ShardId) -> &mut Phase {
+        Arc::make_mut(&mut self.shards[shard])
+    }
+
+    /// Takes `shard`'s phase out (copied if a snapshot image shares it), leaving it
+    /// `Absent` until the caller puts the next one back with [`GroupState::set_phase`].
+    pub(crate) fn take_phase(&mut self, shard: ShardId) -> Phase {
+        let shared = std::mem::replace(&mut self.shards[shard], Arc::new(Phase::Absent));
+        Arc::unwrap_or_clone(shared)
+    }
+
+    /// Sets `shard`'s phase.
+    pub(crate) fn set_phase(&mut self, shard: ShardId, phase: Phase) {
+        self.shards[shard] = Arc::new(phase);
     }
 
     /// Answers a Get for `key` from the state as applied so far, without a log entry:
@@ -179,18 +211,26 @@ impl GroupState {
     }
 
     /// Every shard's phase, by shard.
-    pub fn shards(&self) -> &[Phase] {
-        &self.shards
+    pub fn shards(&self) -> impl ExactSizeIterator<Item = &Phase> + '_ {
+        self.shards.iter().map(|phase| &**phase)
+    }
+
+    /// The phase of `shard`.
+    ///
+    /// # Panics
+    /// If `shard` is out of range (see [`GroupState::phase`]).
+    pub fn shard(&self, shard: ShardId) -> &Phase {
+        &self.shards[shard]
     }
 
     /// The phase of `shard`, or `None` when out of range.
     pub fn phase(&self, shard: ShardId) -> Option<&Phase> {
-        self.shards.get(shard)
+        self.shards.get(shard).map(|phase| &**phase)
     }
 
     /// True when no migration is in progress, so the next configuration may be adopted.
     pub fn is_stable(&self) -> bool {
-        self.shards.iter().all(Phase::is_stable)
+        self.shards().all(Phase::is_stable)
     }
 
     /// True when requests for `key` are served here now.
@@ -215,8 +255,7 @@ impl GroupState {
 
     /// Bytes of keys and values held, frozen shards included (what challenge 1 bounds).
     pub fn data_bytes(&self) -> usize {
-        self.shards
-            .iter()
+        self.shards()
             .filter_map(Phase::store)
             .map(|store| store.data_bytes())
             .sum()

@@ -192,7 +192,7 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
             "replica {id} snapshot predates the move"
         );
         assert_eq!(
-            snapshot.shards()[0],
+            *snapshot.shard(0),
             Phase::Absent,
             "replica {id} snapshot keeps shard 0"
         );

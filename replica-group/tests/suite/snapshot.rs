@@ -22,8 +22,8 @@ fn migrating_state() -> GroupState {
     owners[1] = 200;
     owners[9] = 100;
     d.apply(Entry::Config(config(2, owners)));
-    assert!(matches!(d.state.shards()[1], Phase::Offering { .. }));
-    assert!(matches!(d.state.shards()[9], Phase::Pulling { from: 200 }));
+    assert!(matches!(*d.state.shard(1), Phase::Offering { .. }));
+    assert!(matches!(*d.state.shard(9), Phase::Pulling { from: 200 }));
     d.state
 }
 
@@ -33,6 +33,35 @@ fn round_trip() {
     let state = migrating_state();
     let decoded = GroupState::decode_snapshot(&state.encode_snapshot()).expect("decodes");
     assert_eq!(decoded, state);
+}
+
+/// A clone of the state (what a replica encodes on the snapshot thread) shares the
+/// shards' data but not their changes: applying more to the state, in a shard the clone
+/// holds and in the configuration, leaves the clone's snapshot bytes as they were.
+#[test]
+fn a_clone_encodes_the_state_as_of_the_clone() {
+    let mut d = Driver::new(100, 50);
+    d.apply(Entry::Config(config(1, [100; NSHARDS])));
+    let put = |value: &[u8]| Op::Put {
+        key: key_in(0),
+        value: value.to_vec(),
+    };
+    assert_eq!(d.kv(4, 1, put(b"before")), Ok(replica_group::Reply::Done));
+    let image = d.state.clone();
+    let bytes = d.state.encode_snapshot();
+
+    assert_eq!(d.kv(4, 2, put(b"after")), Ok(replica_group::Reply::Done));
+    let mut owners = [100; NSHARDS];
+    owners[0] = 200;
+    d.apply(Entry::Config(config(2, owners)));
+    assert!(matches!(*d.state.shard(0), Phase::Offering { .. }));
+    assert!(matches!(*image.shard(0), Phase::Serving(_)));
+
+    assert_eq!(image.encode_snapshot(), bytes, "the clone kept its state");
+    let restored = GroupState::decode_snapshot(&bytes).expect("decodes");
+    let value = restored.shard(0).store().and_then(|s| s.kv.get(&key_in(0)));
+    assert_eq!(value.map(Vec::as_slice), Some(&b"before"[..]));
+    assert_ne!(d.state.encode_snapshot(), bytes, "the state moved on");
 }
 
 /// Truncated bytes, another format version and another group's snapshot are refused,

@@ -88,7 +88,6 @@ fn owner_of_all(timeout: u64) -> Driver {
     assert!(driver
         .state
         .shards()
-        .iter()
         .all(|p| matches!(p, Phase::Serving(_))));
     driver
 }
@@ -135,11 +134,7 @@ fn duplicates_answer_once() {
     );
     assert_eq!(d.get(k), Some(b"ab".to_vec()));
     let shard = key_to_shard(k, NSHARDS);
-    let sessions = d.state.shards()[shard]
-        .store()
-        .expect("held")
-        .sessions
-        .len();
+    let sessions = d.state.shard(shard).store().expect("held").sessions.len();
     assert_eq!(sessions, 1, "gets (client 0) are not remembered");
 }
 
@@ -168,11 +163,7 @@ fn sessions_expire_by_log_time() {
     let shard = key_to_shard(k, NSHARDS);
     for client in 10..40 {
         assert_eq!(d.kv(client, 1, append(k, b".")), Ok(Reply::Done));
-        let held = d.state.shards()[shard]
-            .store()
-            .expect("held")
-            .sessions
-            .len();
+        let held = d.state.shard(shard).store().expect("held").sessions.len();
         assert!(
             held as u64 <= timeout + 1,
             "{held} sessions, timeout {timeout}"
@@ -216,10 +207,7 @@ fn serves_only_owned_shards() {
     assert_eq!(d.kv(1, 2, put(&k, b"v")), Ok(Reply::Done));
     owners[3] = 200;
     d.apply(Entry::Config(config(2, owners)));
-    assert!(matches!(
-        d.state.shards()[3],
-        Phase::Offering { to: 200, .. }
-    ));
+    assert!(matches!(*d.state.shard(3), Phase::Offering { to: 200, .. }));
     assert_eq!(d.kv(1, 3, put(&k, b"w")), Err(KvError::WrongGroup));
     assert_eq!(d.kv(1, 4, put(&key_in(4), b"w")), Ok(Reply::Done));
 }
@@ -265,7 +253,7 @@ fn shard_moves_with_its_duplicate_table() {
     owners[2] = 200;
     a.apply(Entry::Config(config(2, owners)));
     b.apply(Entry::Config(config(2, owners)));
-    assert_eq!(b.state.shards()[2], Phase::Pulling { from: 100 });
+    assert_eq!(*b.state.shard(2), Phase::Pulling { from: 100 });
     assert_eq!(b.kv(9, 1, append(&k, b"x")), Err(KvError::WrongGroup));
     let Ok(MigrationReply::ShardData { kv, sessions, .. }) = a.state.pull_answer(2, 2) else {
         panic!("old owner does not offer the shard");
@@ -280,10 +268,7 @@ fn shard_moves_with_its_duplicate_table() {
         kv,
         sessions,
     });
-    assert!(matches!(
-        b.state.shards()[2],
-        Phase::Acking { from: 100, .. }
-    ));
+    assert!(matches!(*b.state.shard(2), Phase::Acking { from: 100, .. }));
     assert_eq!(b.kv(9, 1, append(&k, b"x")), Ok(Reply::Done));
     assert_eq!(b.get(&k), Some(b"x".to_vec()), "retry applied twice");
     let deleted = Ok(MigrationReply::Deleted {
@@ -297,7 +282,7 @@ fn shard_moves_with_its_duplicate_table() {
         }),
         Outcome::Migration(deleted.clone())
     );
-    assert_eq!(a.state.shards()[2], Phase::Absent);
+    assert_eq!(*a.state.shard(2), Phase::Absent);
     assert_eq!(
         a.state.delete_verdict(2, 2),
         replica_group::DeleteVerdict::Answer(deleted)
@@ -306,6 +291,6 @@ fn shard_moves_with_its_duplicate_table() {
         config_num: 2,
         shard: 2,
     });
-    assert!(matches!(b.state.shards()[2], Phase::Serving(_)));
+    assert!(matches!(*b.state.shard(2), Phase::Serving(_)));
     assert!(b.state.is_stable() && a.state.is_stable());
 }

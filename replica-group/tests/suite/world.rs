@@ -105,7 +105,7 @@ impl World {
     pub fn phases(&self, gid: GroupId, shard: ShardId) -> Vec<&Phase> {
         self.groups[&gid]
             .iter()
-            .map(|s| &s.state().shards()[shard])
+            .map(|s| s.state().shard(shard))
             .collect()
     }
 
@@ -197,7 +197,7 @@ impl World {
         for (&gid, servers) in &self.groups {
             for server in servers {
                 let num = server.state().config().num;
-                for (shard, phase) in server.state().shards().iter().enumerate() {
+                for (shard, phase) in server.state().shards().enumerate() {
                     if phase.serves() {
                         self.served.entry((shard, num)).or_default().insert(gid);
                     }
@@ -216,7 +216,7 @@ impl World {
                 .groups
                 .values()
                 .flatten()
-                .any(|s| s.state().shards()[shard].store().is_some());
+                .any(|s| s.state().shard(shard).store().is_some());
             assert!(held, "shard {shard} was served and is now held by nobody");
         }
     }

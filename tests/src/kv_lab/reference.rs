@@ -106,7 +106,7 @@ impl KvLab for GroupLab {
 
     fn serving(&self) -> (ConfigNum, Vec<ShardId>) {
         let state = self.server.state();
-        let serving = (state.shards().iter().enumerate())
+        let serving = (state.shards().enumerate())
             .filter(|(_, phase)| Phase::serves(phase))
             .map(|(shard, _)| shard)
             .collect();
