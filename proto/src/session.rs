@@ -149,11 +149,10 @@ impl<R: Clone> Sessions<R> {
     /// expired clients with the index each was last heard at, oldest first (for logs).
     pub fn expire(&mut self, index: Index, timeout_entries: u64) -> Vec<(ClientId, Index)> {
         let mut expired = Vec::new();
-        while let Some(&(last_index, client)) = self.by_index.first() {
-            if index.saturating_sub(last_index) <= timeout_entries {
+        while self.any_expired(index, timeout_entries) {
+            let Some((last_index, client)) = self.by_index.pop_first() else {
                 break;
-            }
-            self.by_index.pop_first();
+            };
             let removed = self.by_client.remove(&client);
             assert!(
                 removed.is_some(),

@@ -49,10 +49,10 @@ pub struct GroupState {
     pub(crate) config: Config,
     /// The configuration before it (for the addresses of groups shards come from).
     pub(crate) prev: Config,
-    /// One phase per shard, each shared with any snapshot image taken since it last
-    /// changed: [`GroupState::phase_mut`] copies a shared phase before changing it, so an
-    /// image ([`GroupState::snapshot_image`]) can be encoded on another thread while
-    /// this state goes on applying.
+    /// One phase per shard, each shared with any clone of the state taken since it last
+    /// changed: [`GroupState::phase_mut`] copies a shared phase before changing it, so a
+    /// clone can be encoded as a snapshot on another thread while this state goes on
+    /// applying.
     pub(crate) shards: Vec<Arc<Phase>>,
     pub(crate) applied_index: Index,
 }
