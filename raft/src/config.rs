@@ -36,6 +36,14 @@ pub struct ReplicaConfig {
     /// `Replica::should_snapshot` turns true once `raft_state_bytes()` reaches this many
     /// bytes (6.824's maxraftstate). `None` never asks for a snapshot.
     pub snapshot_bytes_threshold: Option<u64>,
+    /// When non-zero, `Replica::should_snapshot` also waits until the raft state reaches
+    /// this multiple of the current snapshot's size (default 0: the threshold alone, as
+    /// 6.824's maxraftstate). With a state much larger than the threshold, snapshotting
+    /// every threshold bytes of log would write the whole state each time: a 30 MB
+    /// state with an 8 MiB threshold writes about 4 snapshot bytes per log byte. A
+    /// multiple of 1 bounds that at one, at the price of a log (on disk, in memory and
+    /// replayed at restart) up to the snapshot's size.
+    pub snapshot_log_multiple: u64,
     /// Byte budget of the entries in one append message (default 1 MiB; one entry is
     /// always sent even if larger).
     pub max_size_per_msg: u64,
@@ -61,6 +69,7 @@ impl ReplicaConfig {
             heartbeat_ticks: 2,
             broadcast_commit: true,
             snapshot_bytes_threshold: None,
+            snapshot_log_multiple: 0,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
             pre_vote: true,

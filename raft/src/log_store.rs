@@ -135,4 +135,8 @@ pub trait LogStore: raft::Storage {
     /// snapshot (6.824's `RaftStateSize`). Compare with a threshold to decide when to
     /// snapshot.
     fn raft_state_bytes(&self) -> u64;
+
+    /// Bytes of the current snapshot's data (0 when there is none). While a compaction
+    /// is pending, the snapshot it replaces.
+    fn snapshot_bytes(&self) -> u64;
 }

@@ -350,11 +350,17 @@ impl<S: LogStore> Replica<S> {
         Ok(Some(index))
     }
 
-    /// True when the persisted raft state passed `snapshot_bytes_threshold`.
+    /// True when the persisted raft state passed `snapshot_bytes_threshold` and, when
+    /// `snapshot_log_multiple` is set, that multiple of the current snapshot's size.
     pub fn should_snapshot(&self) -> bool {
-        self.config
-            .snapshot_bytes_threshold
-            .is_some_and(|limit| self.raft_state_bytes() >= limit)
+        let Some(threshold) = self.config.snapshot_bytes_threshold else {
+            return false;
+        };
+        let proportional = self
+            .store()
+            .snapshot_bytes()
+            .saturating_mul(self.config.snapshot_log_multiple);
+        self.raft_state_bytes() >= threshold.max(proportional)
     }
 
     /// Current term.

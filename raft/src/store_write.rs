@@ -369,4 +369,8 @@ impl<B: Backend> LogStore for Store<B> {
     fn raft_state_bytes(&self) -> u64 {
         self.entry_bytes + self.hard_state_bytes + self.conf_state_bytes
     }
+
+    fn snapshot_bytes(&self) -> u64 {
+        self.snapshot.data.len() as u64
+    }
 }

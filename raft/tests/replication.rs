@@ -6,7 +6,7 @@ mod common;
 use common::{Cluster, ELECTION_TICKS};
 use shardkv_raft::raft::eraftpb::{Message, MessageType};
 use shardkv_raft::raft::Storage;
-use shardkv_raft::{Applied, Error, Proposal};
+use shardkv_raft::{Applied, Error, LogStore, Proposal};
 
 use protobuf::Message as _;
 
@@ -79,6 +79,37 @@ fn snapshot_bounds() {
     replica.snapshot(0, vec![]).unwrap();
     assert_eq!(replica.raft_state_bytes(), bytes);
     assert_eq!(&replica.store().latest_snapshot().data[..], b"sm");
+}
+
+/// With `snapshot_log_multiple`, a log past the byte threshold still waits until it is
+/// that multiple of the current snapshot's size.
+#[test]
+fn snapshot_waits_for_a_multiple_of_the_snapshot() {
+    const THRESHOLD: u64 = 200;
+    const SNAPSHOT: usize = 2_000;
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.crash(1);
+    let config = &mut cluster.nodes.get_mut(&1).unwrap().config;
+    config.snapshot_bytes_threshold = Some(THRESHOLD);
+    config.snapshot_log_multiple = 2;
+    cluster.restart(1);
+    cluster.elect(1);
+    cluster.propose(1, b"first");
+    let replica = cluster.replica_mut(1);
+    replica
+        .snapshot(replica.applied_index(), vec![7; SNAPSHOT])
+        .unwrap();
+    assert_eq!(replica.store().snapshot_bytes(), SNAPSHOT as u64);
+    assert!(!replica.should_snapshot());
+    let mut passed_threshold = false;
+    while !cluster.replica(1).should_snapshot() {
+        let before = cluster.replica(1).raft_state_bytes();
+        passed_threshold |= before >= THRESHOLD;
+        assert!(before < 2 * SNAPSHOT as u64, "{before} bytes of log");
+        cluster.propose(1, &[1; 50]);
+    }
+    assert!(passed_threshold, "the threshold alone did not ask");
+    assert!(cluster.replica(1).raft_state_bytes() >= 2 * SNAPSHOT as u64);
 }
 
 /// A crashed follower restarts from its store: the snapshot comes first, nothing at or

@@ -23,6 +23,11 @@ const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Snapshot the state machine once the persisted raft log passes this size.
 const SNAPSHOT_BYTES_THRESHOLD: u64 = 8 << 20;
 
+/// ... and once it is at least as large as the last snapshot: a large state is not
+/// written out again for every 8 MiB of log (measured, 100,000 keys, put x 64: p99
+/// 26-35 ms with the threshold alone, 9-10 ms with this).
+const SNAPSHOT_LOG_MULTIPLE: u64 = 1;
+
 /// Which replicated service a node belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -81,6 +86,7 @@ impl NodeSpec {
         }
         let mut config = ReplicaConfig::new(self.id, voters);
         config.snapshot_bytes_threshold = Some(SNAPSHOT_BYTES_THRESHOLD);
+        config.snapshot_log_multiple = SNAPSHOT_LOG_MULTIPLE;
         // Election timeouts drawn from [E, 2E) ticks (500-1000 ms), so replicas started
         // together do not split their votes in step forever.
         config.election_ticks_spread = config.election_ticks;
