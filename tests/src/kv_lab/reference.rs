@@ -16,7 +16,9 @@ use shardkv_proto::{ConfigNum, ShardId};
 use shardkv_raft::{ReplicaConfig, Store};
 
 use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
-use crate::raft_lab::reference::{raft_id, PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS};
+use crate::raft_lab::reference::{
+    raft_id, PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS, SNAPSHOT_POLLS,
+};
 
 /// `replica_group::Server` behind the lab interface.
 pub struct GroupLab {
@@ -45,7 +47,7 @@ impl KvLab for GroupLab {
         config.heartbeat_ticks = HEARTBEAT_TICKS;
         config.election_ticks = ELECTION_TICKS;
         config.snapshot_bytes_threshold = start.maxraftstate;
-        let store = Store::open(PersisterBackend::new(start.persister))
+        let store = Store::open(PersisterBackend::deferring(start.persister, SNAPSHOT_POLLS))
             .unwrap_or_else(|e| panic!("{name}: open store: {e:?}"));
         let options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
         let server = Server::open(config, store, options)

@@ -16,7 +16,9 @@ use shardkv_raft::{ReplicaConfig, Store};
 use shardmaster::{Effect, Server, ServerError};
 
 use super::lab::{MasterEffect, MasterLab, Peer, ReqId, LAB_NSHARDS};
-use crate::raft_lab::reference::{raft_id, PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS};
+use crate::raft_lab::reference::{
+    raft_id, PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS, SNAPSHOT_POLLS,
+};
 
 /// Persisted raft state, in bytes, past which the reference replica snapshots.
 pub const SNAPSHOT_BYTES_THRESHOLD: u64 = 2 * 1024;
@@ -42,7 +44,7 @@ impl MasterLab for ServerLab {
         config.heartbeat_ticks = HEARTBEAT_TICKS;
         config.election_ticks = ELECTION_TICKS;
         config.snapshot_bytes_threshold = Some(SNAPSHOT_BYTES_THRESHOLD);
-        let store = Store::open(PersisterBackend::new(persister))
+        let store = Store::open(PersisterBackend::deferring(persister, SNAPSHOT_POLLS))
             .unwrap_or_else(|e| panic!("master replica {me}: open store: {e:?}"));
         let server = Server::open(config, store, LAB_NSHARDS)
             .unwrap_or_else(|e| panic!("master replica {me}: open server: {e}"));
