@@ -363,6 +363,14 @@ impl<S: LogStore> Replica<S> {
         self.raft_state_bytes() >= threshold.max(proportional)
     }
 
+    /// Makes every write so far durable, finishing a pending compaction first (it waits
+    /// for the snapshot to be stored): for a clean stop, so the next start begins from
+    /// that snapshot instead of discarding it and replaying the log it covers.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.raw.mut_store().sync()?;
+        Ok(())
+    }
+
     /// Current term.
     pub fn term(&self) -> Term {
         self.raw.raft.term

@@ -822,6 +822,21 @@ fn sled_drop_waits_for_the_snapshot_thread() {
     assert!(matches!(store.snapshot_index(), 0 | 20));
 }
 
+/// A sync before a clean stop (what `Replica::flush` does) finishes the pending
+/// compaction: the store reopens from the new snapshot, not the old one and its log.
+#[test]
+fn sled_sync_before_stop_keeps_the_pending_snapshot() {
+    let (h, mut store) = sled_with_30_committed();
+    store
+        .compact(20, vec![7; 16 << 20].into(), voters(&[1]))
+        .unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let store = Store::open(open_when_unlocked(&h.path)).unwrap();
+    assert_eq!(store.snapshot_index(), 20);
+    assert_eq!(store.first_index().unwrap(), 21);
+}
+
 /// The sled backend encodes a snapshot given as `SnapshotData::encode_later` on its
 /// snapshot thread, not on the thread that compacts (a replica's driver), and the
 /// compaction holds the encoded bytes once it settles.

@@ -142,6 +142,11 @@ impl<S: LogStore> Server<S> {
         self.drive()
     }
 
+    /// Makes the store durable for a clean stop (see [`Replica::flush`]).
+    pub fn flush(&mut self) -> Result<(), ServerError> {
+        Ok(self.replica.flush()?)
+    }
+
     /// The state machine as applied so far.
     pub fn state(&self) -> &GroupState {
         &self.state

@@ -69,8 +69,9 @@ pub trait Hosted {
     fn on_synced(&mut self, number: u64) -> Result<(), Fatal>;
     /// The sled database holding the store (a handle: sled databases are shared).
     fn database(&self) -> sled::Db;
-    /// Makes everything written so far durable (on shutdown).
-    fn flush(&self) -> Result<(), Fatal>;
+    /// Makes everything written so far durable, a snapshot still being stored included
+    /// (on shutdown).
+    fn flush(&mut self) -> Result<(), Fatal>;
 }
 
 /// Decodes a caller's frame, refusing frames over [`MAX_REQUEST_BYTES`].
@@ -91,12 +92,6 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
         tracing::error!(%error, "cannot encode an answer");
         Vec::new()
     })
-}
-
-/// A durable flush of a sled-backed store.
-fn flush_store<S: LogStore + AsSled>(store: &S) -> Result<(), Fatal> {
-    store.sled().flush()?;
-    Ok(())
 }
 
 /// Stores whose bytes live in a sled database.
@@ -131,8 +126,8 @@ macro_rules! replica_hooks {
             self.replica().store().sled().clone()
         }
 
-        fn flush(&self) -> Result<(), Fatal> {
-            flush_store(self.replica().store())
+        fn flush(&mut self) -> Result<(), Fatal> {
+            Ok(Self::flush(self)?)
         }
     };
 }
