@@ -801,14 +801,21 @@ fn sled_with_30_committed() -> (Sled, Store<SledBackend>) {
     (h, store)
 }
 
-/// Dropping a sled store waits for its snapshot thread (which holds the database), so
-/// the file is complete and the database can be opened again at once.
-#[test]
-fn sled_drop_waits_for_the_snapshot_thread() {
+/// [`sled_with_30_committed`], compacting at 20 with a 16 MiB snapshot (long enough to
+/// still be writing when the test goes on).
+fn sled_compacting_16_mib_at_20() -> (Sled, Store<SledBackend>) {
     let (h, mut store) = sled_with_30_committed();
     store
         .compact(20, vec![7; 16 << 20].into(), voters(&[1]))
         .unwrap();
+    (h, store)
+}
+
+/// Dropping a sled store waits for its snapshot thread (which holds the database), so
+/// the file is complete and the database can be opened again at once.
+#[test]
+fn sled_drop_waits_for_the_snapshot_thread() {
+    let (h, store) = sled_compacting_16_mib_at_20();
     drop(store);
     let file = h
         .path
@@ -826,10 +833,7 @@ fn sled_drop_waits_for_the_snapshot_thread() {
 /// compaction: the store reopens from the new snapshot, not the old one and its log.
 #[test]
 fn sled_sync_before_stop_keeps_the_pending_snapshot() {
-    let (h, mut store) = sled_with_30_committed();
-    store
-        .compact(20, vec![7; 16 << 20].into(), voters(&[1]))
-        .unwrap();
+    let (h, mut store) = sled_compacting_16_mib_at_20();
     store.sync().unwrap();
     drop(store);
     let store = Store::open(open_when_unlocked(&h.path)).unwrap();
