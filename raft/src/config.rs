@@ -40,9 +40,10 @@ pub struct ReplicaConfig {
     /// this multiple of the current snapshot's size (default 0: the threshold alone, as
     /// 6.824's maxraftstate). With a state much larger than the threshold, snapshotting
     /// every threshold bytes of log would write the whole state each time: a 30 MB
-    /// state with an 8 MiB threshold writes about 4 snapshot bytes per log byte. A
-    /// multiple of 1 bounds that at one, at the price of a log (on disk, in memory and
-    /// replayed at restart) up to the snapshot's size.
+    /// state with an 8 MiB threshold writes about 4 snapshot bytes per log byte. With a
+    /// multiple of 1 it is about one for a state of steady size (at most about two while
+    /// the state grows, since the next snapshot holds what the log added), at the price
+    /// of a log (on disk, in memory and replayed at restart) about the snapshot's size.
     pub snapshot_log_multiple: u64,
     /// Byte budget of the entries in one append message (default 1 MiB; one entry is
     /// always sent even if larger).

@@ -40,8 +40,9 @@
 //! State machines are volatile: on restart, `Replica::open` over the same store hands
 //! back the stored snapshot first and then replays the committed log after it. The
 //! state machine hands its bytes back through [`Replica::snapshot`] when
-//! [`Replica::should_snapshot`] says the log grew past `snapshot_bytes_threshold`; the
-//! log is compacted and lagging followers receive the snapshot.
+//! [`Replica::should_snapshot`] says the log reached `snapshot_bytes_threshold` (and, when
+//! `snapshot_log_multiple` is set, that multiple of the last snapshot's size); the log
+//! is compacted and lagging followers receive the snapshot.
 //!
 //! ## Invariants
 //!

@@ -119,8 +119,18 @@ pub trait LogStore: raft::Storage {
         false
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable. A compaction still waiting for its snapshot
+    /// stays pending (it finishes, if the snapshot is stored by then, first): entries
+    /// appended meanwhile are durable on their own, and a crash recovers the old
+    /// snapshot with the whole log.
     fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Waits for a pending compaction's snapshot to be stored, then finishes the
+    /// compaction as [`LogStore::tidy`] would (durable after the next `sync`). Stores
+    /// that compact at once keep this default.
+    fn finish_compaction(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Upkeep the store deferred, a bounded amount per call (the store finishes a
     /// compaction once its snapshot is stored, and deletes the log runs it left

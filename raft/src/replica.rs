@@ -304,7 +304,7 @@ impl<S: LogStore> Replica<S> {
         Ok(())
     }
 
-    /// Snapshots at the applied index when the log passed `snapshot_bytes_threshold`
+    /// Snapshots at the applied index when the log is large enough
     /// ([`Replica::should_snapshot`]) and that index is past the current snapshot (so a
     /// log that stays above the threshold is not snapshotted twice at one index), and no
     /// earlier snapshot is still being encoded or written
@@ -350,7 +350,7 @@ impl<S: LogStore> Replica<S> {
         Ok(Some(index))
     }
 
-    /// True when the persisted raft state passed `snapshot_bytes_threshold` and, when
+    /// True when the persisted raft state reached `snapshot_bytes_threshold` and, when
     /// `snapshot_log_multiple` is set, that multiple of the current snapshot's size.
     pub fn should_snapshot(&self) -> bool {
         let Some(threshold) = self.config.snapshot_bytes_threshold else {
@@ -367,7 +367,9 @@ impl<S: LogStore> Replica<S> {
     /// for the snapshot to be stored): for a clean stop, so the next start begins from
     /// that snapshot instead of discarding it and replaying the log it covers.
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.raw.mut_store().sync()?;
+        let store = self.raw.mut_store();
+        store.finish_compaction()?;
+        store.sync()?;
         Ok(())
     }
 

@@ -350,8 +350,12 @@ impl<B: Backend> LogStore for Store<B> {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        self.settle_compaction(true)?;
+        self.settle_compaction(false)?;
         self.backend.sync()
+    }
+
+    fn finish_compaction(&mut self) -> Result<(), StoreError> {
+        self.settle_compaction(true)
     }
 
     fn tidy(&mut self) -> Result<(), StoreError> {

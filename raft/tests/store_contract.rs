@@ -210,8 +210,9 @@ fn compacting_at_10(commit: u64) -> Store<Deferred> {
     store
 }
 
-/// A second compaction, a conf change or a sync while a snapshot is being stored
-/// first waits for it, so no later record can land before it.
+/// A second compaction or a conf change while a snapshot is being stored first waits
+/// for it, so no later record can land before it; a sync does not (entries appended
+/// meanwhile are durable on their own).
 #[test]
 fn writes_that_depend_on_a_pending_snapshot_wait_for_it() {
     let pending = || compacting_at_10(30);
@@ -228,6 +229,8 @@ fn writes_that_depend_on_a_pending_snapshot_wait_for_it() {
         .unwrap();
     assert_eq!(stored(&store), 10, "the first snapshot was stored first");
     store.sync().unwrap();
+    assert_eq!(stored(&store), 10, "a sync does not wait for the second");
+    store.finish_compaction().unwrap();
     assert_eq!(stored(&store), 20);
 
     let mut store = pending();
@@ -439,6 +442,7 @@ fn contract_compact<H: Harness>(h: &mut H) {
     store
         .compact(5, b"sm@5".to_vec().into(), voters(&[1, 2, 3]))
         .unwrap();
+    store.finish_compaction().unwrap();
     store.sync().unwrap();
     assert!(!store.compaction_pending());
     assert!(store.raft_state_bytes() < before);
@@ -544,6 +548,7 @@ fn contract_reopen_restores_everything<H: Harness>(h: &mut H) {
     store
         .compact(12, b"twelve".to_vec().into(), voters(&[1, 2, 3]))
         .unwrap();
+    store.finish_compaction().unwrap();
     store.sync().unwrap();
     let (hs, bytes) = (store.hard_state().clone(), store.raft_state_bytes());
     let log = read(&store, 13, 26, None).unwrap();
@@ -659,8 +664,8 @@ fn contract_tidy_deletes_retired_runs<H: Harness>(h: &mut H) {
     store
         .compact(28, b"sm@28".to_vec().into(), voters(&[1]))
         .unwrap();
-    // The sled backend stores the snapshot on a thread of its own and the compaction
-    // finishes by the next sync at the latest.
+    // The sled backend stores the snapshot on a thread of its own: wait for it.
+    store.finish_compaction().unwrap();
     store.sync().unwrap();
     assert_eq!(
         records(&store),
@@ -775,6 +780,7 @@ fn sled_snapshot_files_survive_reopen_and_strays_go() {
     store
         .compact(8, b"sm@8".to_vec().into(), voters(&[1]))
         .unwrap();
+    store.finish_compaction().unwrap();
     store.sync().unwrap();
     let tree = store.backend().db().open_tree("snapshot").unwrap();
     assert!(tree.get("s").unwrap().is_none(), "inline snapshot removed");
@@ -829,11 +835,13 @@ fn sled_drop_waits_for_the_snapshot_thread() {
     assert!(matches!(store.snapshot_index(), 0 | 20));
 }
 
-/// A sync before a clean stop (what `Replica::flush` does) finishes the pending
-/// compaction: the store reopens from the new snapshot, not the old one and its log.
+/// Finishing the compaction and syncing before a clean stop (what `Replica::flush`
+/// does) keeps the pending snapshot: the store reopens from it, not from the old one
+/// and its log.
 #[test]
 fn sled_sync_before_stop_keeps_the_pending_snapshot() {
     let (h, mut store) = sled_compacting_16_mib_at_20();
+    store.finish_compaction().unwrap();
     store.sync().unwrap();
     drop(store);
     let store = Store::open(open_when_unlocked(&h.path)).unwrap();
@@ -854,6 +862,7 @@ fn sled_encodes_snapshots_on_its_snapshot_thread() {
         b"sm@20".to_vec()
     });
     store.compact(20, data, voters(&[1])).unwrap();
+    store.finish_compaction().unwrap();
     store.sync().unwrap();
     assert_eq!(
         receiver.recv().unwrap().as_deref(),

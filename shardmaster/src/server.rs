@@ -22,8 +22,8 @@
 //! their answers are linearizable. The bookkeeping of who waits on which proposal is
 //! `shardkv_raft::Pending`, shared with the replica group servers.
 //!
-//! After every batch of applied entries, when the replica's persisted log passes its
-//! threshold ([`Replica::maybe_snapshot`]), the server snapshots the whole state at the
+//! After every batch of applied entries, when the replica's persisted log reaches its
+//! snapshot size ([`Replica::maybe_snapshot`]), the server snapshots the whole state at the
 //! replica's applied index. On restart the replica hands the stored snapshot back first,
 //! then replays the entries after it into a fresh [`ShardMaster`].
 //!

@@ -70,7 +70,7 @@ pub trait Hosted {
     /// The sled database holding the store (a handle: sled databases are shared).
     fn database(&self) -> sled::Db;
     /// Makes everything written so far durable, a snapshot still being stored included
-    /// (on shutdown).
+    /// (on shutdown; it waits for the snapshot, and fails if it could not be stored).
     fn flush(&mut self) -> Result<(), Fatal>;
 }
 

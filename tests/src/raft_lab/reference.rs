@@ -32,8 +32,8 @@ pub const SNAPSHOT_POLLS: u32 = 8;
 /// [`PersisterBackend::deferring`] makes snapshots the way a real node does (its sled
 /// backend encodes and writes them on a thread of their own): `start_put_snapshot`
 /// keeps the maker, and the snapshot is made and saved only after that many
-/// `snapshot_stored` polls (`Store` polls once per `Replica::advance`), or at once when
-/// the store waits for it. Until then the store keeps its old snapshot and whole log, and
+/// `snapshot_stored` polls (`Store` polls at every `Replica::advance` and sync), or at
+/// once when the store waits for it (a second compaction, a conf change, a truncation). Until then the store keeps its old snapshot and whole log, and
 /// a crash loses the new snapshot: the persister never saw it. The count keeps runs a
 /// pure function of the seed.
 pub struct PersisterBackend {
@@ -52,7 +52,8 @@ impl PersisterBackend {
         }
     }
 
-    /// Wrap `persister`; a snapshot is saved `polls` polls after it was started.
+    /// Wrap `persister`; a started snapshot is saved at the first `snapshot_stored` poll
+    /// after `polls` polls that answered "not yet".
     pub fn deferring(persister: Persister, polls: u32) -> Self {
         PersisterBackend {
             snapshot_delay: polls,
@@ -320,13 +321,16 @@ mod tests {
         assert_eq!(&restarted.latest_snapshot().data[..], b"state");
     }
 
-    /// A store that must wait (a sync) gets the snapshot saved at once.
+    /// A sync leaves the snapshot pending (as a real node's sync thread does); a store
+    /// that must wait for it (`finish_compaction`) gets it saved at once.
     #[test]
-    fn a_sync_saves_a_deferred_snapshot_at_once() {
+    fn finishing_the_compaction_saves_a_deferred_snapshot_at_once() {
         let persister = Persister::new();
         let mut store = compacted(&persister, 100);
-        assert!(store.compaction_pending());
         store.sync().expect("sync");
+        assert!(store.compaction_pending());
+        assert!(persister.snapshot().is_empty());
+        store.finish_compaction().expect("finish");
         assert!(!store.compaction_pending());
         assert_eq!(store.snapshot_index(), 3);
         assert!(!persister.snapshot().is_empty());
