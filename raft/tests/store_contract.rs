@@ -12,7 +12,8 @@ use protobuf::Message as _;
 use shardkv_raft::raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use shardkv_raft::raft::{self, GetEntriesContext, Storage};
 use shardkv_raft::{
-    Backend, LogStore, MemBackend, SledBackend, SnapshotData, SnapshotMaker, Store, StoreError,
+    Backend, LogStore, MemBackend, Replica, ReplicaConfig, SledBackend, SnapshotData,
+    SnapshotMaker, Store, StoreError,
 };
 
 trait Harness {
@@ -195,6 +196,34 @@ fn compaction_waits_for_its_snapshot_to_be_stored() {
         crashed.initial_state().unwrap().conf_state.voters,
         vec![1, 2]
     );
+}
+
+/// `Replica::flush` (a clean stop) finishes a pending compaction, where a sync leaves it
+/// pending.
+#[test]
+fn replica_flush_finishes_a_pending_compaction() {
+    let store = Store::open(Deferred::default()).unwrap();
+    let mut replica = Replica::open(ReplicaConfig::new(1, vec![1]), store).unwrap();
+    for _ in 0..30 {
+        replica.tick();
+        replica.advance().unwrap();
+    }
+    assert!(replica.is_leader(), "a sole voter elects itself");
+    replica.propose(b"x".to_vec()).unwrap();
+    replica.advance().unwrap();
+    let index = replica.applied_index();
+    replica.snapshot(index, b"sm".to_vec()).unwrap();
+    assert!(replica.store().compaction_pending());
+    replica.flush().unwrap();
+    assert!(!replica.store().compaction_pending());
+    assert_eq!(replica.store().snapshot_index(), index);
+    assert!(replica
+        .store()
+        .backend()
+        .inner
+        .get_snapshot()
+        .unwrap()
+        .is_some());
 }
 
 /// Entries 1..=30 (term 2), committed through `commit`, compacted at 10 with the
