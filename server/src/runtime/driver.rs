@@ -50,7 +50,7 @@ struct Driver<H: Hosted> {
 }
 
 /// Runs `server` until `shutdown` turns true; flushes it before returning.
-pub async fn run<H: Hosted>(
+pub async fn run<H: Hosted + Send + 'static>(
     server: H,
     me: NodeId,
     peers: &BTreeMap<NodeId, String>,
@@ -74,10 +74,20 @@ pub async fn run<H: Hosted>(
         next_req_id: 1,
     };
     let result = serve_events(&mut driver, &mut receiver, &mut shutdown).await;
-    let result = result.and_then(|()| driver.server.flush());
+    // The last flush waits for a snapshot still being written, and dropping the store
+    // joins its snapshot threads: both block, so they run off the runtime's workers
+    // (other nodes of this process keep running meanwhile).
+    let Driver { server, .. } = driver;
+    let finish = move || {
+        let mut server = server;
+        result.and_then(|()| server.flush())
+    };
+    let result = match tokio::task::spawn_blocking(finish).await {
+        Ok(result) => result,
+        Err(error) => Err(format!("the final flush failed: {error}").into()),
+    };
     // The sync thread holds the database too: it ends once the server (with its sink)
     // and the queue are gone; wait for it, so the data directory is closed on return.
-    drop(driver);
     drop(receiver);
     let _ = tokio::task::spawn_blocking(move || syncer.join()).await;
     result
