@@ -77,7 +77,15 @@ pub async fn run<H: Hosted + Send + 'static>(
     // The last flush waits for a snapshot still being written, and dropping the store
     // joins its snapshot threads: both block, so they run off the runtime's workers
     // (other nodes of this process keep running meanwhile).
-    let Driver { server, .. } = driver;
+    let Driver {
+        server,
+        peers,
+        transport,
+        events,
+        waiting,
+        next_req_id: _,
+    } = driver;
+    drop((peers, transport, events, waiting));
     let finish = move || {
         let mut server = server;
         result.and_then(|()| server.flush())
