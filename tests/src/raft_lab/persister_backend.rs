@@ -17,9 +17,10 @@ pub const SNAPSHOT_POLLS: u32 = 8;
 /// backend encodes and writes them on a thread of their own): `start_put_snapshot`
 /// keeps the maker, and the snapshot is made and saved only after that many
 /// `snapshot_stored` polls (`Store` polls at every `Replica::advance` and sync), or at
-/// once when the store waits for it (a second compaction, a conf change, a truncation). Until then the store keeps its old snapshot and whole log, and
-/// a crash loses the new snapshot: the persister never saw it. The count keeps runs a
-/// pure function of the seed.
+/// once when the store waits for it (a second compaction, a conf change, a truncation).
+/// Until then the store keeps its old snapshot and whole log, and a crash loses the new
+/// snapshot: the persister never saw it. The count keeps runs a pure function of the
+/// seed.
 pub struct PersisterBackend {
     persister: Persister,
     snapshot_delay: u32,
