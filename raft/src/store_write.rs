@@ -7,7 +7,7 @@
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use crate::backend::lock;
@@ -107,14 +107,19 @@ impl<B: Backend> Store<B> {
 
     /// Drops every log entry at or before `index` from the cache (the backend's records
     /// go with [`Store::drop_runs_through`]).
+    ///
+    /// Costs as much as the entries kept, not the (many more) dropped: the driver's
+    /// thread does this while requests wait. The cache keeps room for as many entries
+    /// as it drops, so it does not copy itself as it grows back.
     fn trim_cache_through(&mut self, index: Index) {
         let count = self.entries.partition_point(|entry| entry.index <= index);
-        let gone_bytes: u64 = self.entries.range(..count).map(entry_record_bytes).sum();
-        self.entry_bytes -= gone_bytes;
+        let mut kept = self.entries.split_off(count);
+        kept.reserve(count);
+        // `entry_bytes` counts exactly the cached entries.
+        self.entry_bytes = kept.iter().map(entry_record_bytes).sum();
+        let gone = std::mem::replace(&mut self.entries, kept);
         if self.background_drop {
-            drop_in_background(self.entries.drain(..count).collect());
-        } else {
-            self.entries.drain(..count);
+            drop_in_background(gone);
         }
     }
 
@@ -203,10 +208,10 @@ impl<B: Backend> Store<B> {
 
 /// Hands `garbage` to a process-wide thread that frees it (started on first use); frees
 /// it here if that thread cannot be started or has gone.
-fn drop_in_background(garbage: Vec<Entry>) {
-    static DROPPER: OnceLock<Option<mpsc::Sender<Vec<Entry>>>> = OnceLock::new();
+fn drop_in_background(garbage: VecDeque<Entry>) {
+    static DROPPER: OnceLock<Option<mpsc::Sender<VecDeque<Entry>>>> = OnceLock::new();
     let dropper = DROPPER.get_or_init(|| {
-        let (sender, receiver) = mpsc::channel::<Vec<Entry>>();
+        let (sender, receiver) = mpsc::channel::<VecDeque<Entry>>();
         std::thread::Builder::new()
             .name("shardkv-drop".into())
             .spawn(move || receiver.into_iter().for_each(drop))
