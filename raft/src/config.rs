@@ -45,6 +45,14 @@ pub struct ReplicaConfig {
     /// the state grows, since the next snapshot holds what the log added), at the price
     /// of a log (on disk, in memory and replayed at restart) about the snapshot's size.
     pub snapshot_log_multiple: u64,
+    /// Spreads a group's snapshots apart (default false). The replicas of a group apply
+    /// the same log, so with one threshold they all snapshot at the same entry and a
+    /// write arriving then waits for a majority that is busy encoding and writing
+    /// snapshots. With this set, the voter at position `k` of `n` (by id) waits for
+    /// `k / (2n)` more log than the threshold (and multiple) ask: in a group of three,
+    /// 1, 7/6 and 4/3 of it, so usually one replica at a time snapshots and a majority
+    /// keeps its pace. The log kept grows by as much on the later voters.
+    pub snapshot_stagger: bool,
     /// Byte budget of the entries in one append message (default 1 MiB; one entry is
     /// always sent even if larger).
     pub max_size_per_msg: u64,
@@ -71,6 +79,7 @@ impl ReplicaConfig {
             broadcast_commit: true,
             snapshot_bytes_threshold: None,
             snapshot_log_multiple: 0,
+            snapshot_stagger: false,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
             pre_vote: true,

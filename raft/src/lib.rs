@@ -79,6 +79,7 @@ mod proposals;
 mod ready;
 mod replica;
 mod sled_backend;
+mod snapshots;
 mod store;
 mod store_write;
 

@@ -19,8 +19,7 @@ use raft::{RawNode, StateRole};
 use crate::membership::{bootstrap, sorted_voters, ConfHistory};
 use crate::proposals::{Kind, Proposals};
 use crate::{
-    tracing_logger, Error, Index, LogStore, Membership, NodeId, Proposal, ReplicaConfig,
-    SnapshotData, StoreError, Term,
+    tracing_logger, Error, Index, LogStore, Membership, NodeId, Proposal, ReplicaConfig, Term,
 };
 
 /// One Raft replica over a [`LogStore`]; see the module docs.
@@ -277,100 +276,6 @@ impl<S: LogStore> Replica<S> {
     /// Asks the leader to hand leadership to `to` (ignored by non-leaders).
     pub fn transfer_leader(&mut self, to: NodeId) {
         self.raw.transfer_leader(to);
-    }
-
-    /// Takes a snapshot at `index` (at most the applied index) holding the state
-    /// machine's `data` (bytes, or [`SnapshotData::encode_later`]), and compacts the log
-    /// through it. Lagging followers then get the snapshot from raft-rs. The store may
-    /// encode and write it in the background ([`LogStore::compact`]). A no-op when
-    /// `index` is not past the current snapshot.
-    pub fn snapshot(&mut self, index: Index, data: impl Into<SnapshotData>) -> Result<(), Error> {
-        let applied = self.applied_index();
-        if index > applied {
-            return Err(StoreError::Unavailable {
-                index,
-                last_index: applied,
-            }
-            .into());
-        }
-        if index < self.raw.store().first_index()? {
-            return Ok(());
-        }
-        let conf_state = self.history.at(index).clone();
-        self.raw
-            .mut_store()
-            .compact(index, data.into(), conf_state)?;
-        self.history.compact(index);
-        Ok(())
-    }
-
-    /// Snapshots at the applied index when the log is large enough
-    /// ([`Replica::should_snapshot`]) and that index is past the current snapshot (so a
-    /// log that stays above the threshold is not snapshotted twice at one index), and no
-    /// earlier snapshot is still being encoded or written
-    /// ([`LogStore::compaction_pending`]). `encode(index)` gives the state machine's
-    /// data as of `index` (bytes, or [`SnapshotData::encode_later`]); it is only called
-    /// when a snapshot is taken. Returns the index snapshotted, if any.
-    pub fn maybe_snapshot<D: Into<SnapshotData>>(
-        &mut self,
-        encode: impl FnOnce(Index) -> D,
-    ) -> Result<Option<Index>, Error> {
-        if !self.should_snapshot() || self.raw.store().compaction_pending() {
-            return Ok(None);
-        }
-        self.snapshot_applied(encode)
-    }
-
-    /// Snapshots at the applied index now, below the size threshold too, when snapshots
-    /// are enabled (`snapshot_bytes_threshold` is set) and the index is past the current
-    /// snapshot. For state machines that must get data out of their persisted state
-    /// promptly: a replica group that deleted a shard it gave away must not keep its bytes
-    /// in the old snapshot until the log happens to grow. Waits for a snapshot still
-    /// being encoded or written first. Returns the index snapshotted.
-    pub fn snapshot_now<D: Into<SnapshotData>>(
-        &mut self,
-        encode: impl FnOnce(Index) -> D,
-    ) -> Result<Option<Index>, Error> {
-        if self.config.snapshot_bytes_threshold.is_none() {
-            return Ok(None);
-        }
-        self.snapshot_applied(encode)
-    }
-
-    fn snapshot_applied<D: Into<SnapshotData>>(
-        &mut self,
-        encode: impl FnOnce(Index) -> D,
-    ) -> Result<Option<Index>, Error> {
-        let index = self.applied_index();
-        if index < self.raw.store().first_index()? {
-            return Ok(None);
-        }
-        self.snapshot(index, encode(index))?;
-        tracing::debug!(node = self.id(), index, "snapshot taken");
-        Ok(Some(index))
-    }
-
-    /// True when the persisted raft state reached `snapshot_bytes_threshold` and, when
-    /// `snapshot_log_multiple` is set, that multiple of the current snapshot's size.
-    pub fn should_snapshot(&self) -> bool {
-        let Some(threshold) = self.config.snapshot_bytes_threshold else {
-            return false;
-        };
-        let proportional = self
-            .store()
-            .snapshot_bytes()
-            .saturating_mul(self.config.snapshot_log_multiple);
-        self.raft_state_bytes() >= threshold.max(proportional)
-    }
-
-    /// Makes every write so far durable, finishing a pending compaction first (it waits
-    /// for the snapshot to be stored): for a clean stop, so the next start begins from
-    /// that snapshot instead of discarding it and replaying the log it covers.
-    pub fn flush(&mut self) -> Result<(), Error> {
-        let store = self.raw.mut_store();
-        store.finish_compaction()?;
-        store.sync()?;
-        Ok(())
     }
 
     /// Current term.

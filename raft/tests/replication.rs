@@ -112,6 +112,58 @@ fn snapshot_waits_for_a_multiple_of_the_snapshot() {
     assert!(cluster.replica(1).raft_state_bytes() >= 2 * SNAPSHOT as u64);
 }
 
+/// For each replica, how many proposals of 50 bytes it takes until it asks for a
+/// snapshot, with the byte threshold 1,200 and `snapshot_stagger` as given.
+fn proposals_until_snapshot(stagger: bool) -> Vec<usize> {
+    let ids = [1, 2, 3];
+    let mut cluster = Cluster::new(&ids);
+    for id in ids {
+        cluster.crash(id);
+        let config = &mut cluster.nodes.get_mut(&id).unwrap().config;
+        config.snapshot_bytes_threshold = Some(1_200);
+        config.snapshot_stagger = stagger;
+        cluster.restart(id);
+    }
+    cluster.elect(1);
+    let mut asked = vec![None; ids.len()];
+    for proposals in 1..1_000 {
+        cluster.propose(1, &[1; 50]);
+        cluster.tick_all();
+        for (slot, id) in asked.iter_mut().zip(ids) {
+            if slot.is_none() && cluster.replica(id).should_snapshot() {
+                *slot = Some(proposals);
+            }
+        }
+        if asked.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    asked.into_iter().map(Option::unwrap).collect()
+}
+
+/// Replicas apply the same log, so with one threshold they all ask for a snapshot at
+/// the same entry; with `snapshot_stagger` the voters ask one after another, the last
+/// after about 4/3 of the log the first one needed.
+#[test]
+fn staggered_snapshots_come_one_replica_at_a_time() {
+    let together = proposals_until_snapshot(false);
+    assert!(
+        together.iter().all(|&n| n == together[0]),
+        "without stagger: {together:?}"
+    );
+    let staggered = proposals_until_snapshot(true);
+    assert_eq!(
+        staggered[0], together[0],
+        "the first voter keeps the threshold"
+    );
+    assert!(
+        staggered.windows(2).all(|pair| pair[0] < pair[1]),
+        "with stagger: {staggered:?}"
+    );
+    let last = staggered[2] as f64 / staggered[0] as f64;
+    assert!((1.2..=1.45).contains(&last), "with stagger: {staggered:?}");
+}
+
 /// A crashed follower restarts from its store: the snapshot comes first, nothing at or
 /// below the snapshot index is re-applied, and it catches up with what it missed.
 #[test]
