@@ -40,8 +40,13 @@ pub struct Store<B: Backend> {
     pub(crate) hard_state: HardState,
     /// Conf state record: the configuration and the snapshot index it holds at.
     pub(crate) conf_state: SnapshotMetadata,
-    /// Latest snapshot, data included (`Snapshot::default()` when none).
-    pub(crate) snapshot: Snapshot,
+    /// The latest snapshot's metadata (index 0 when none). Its data stays in the
+    /// backend alone, read back when a follower needs it ([`Store::latest_snapshot`]):
+    /// kept here too, a node would hold its state three times (state machine, log
+    /// about as large, snapshot bytes).
+    pub(crate) snapshot: SnapshotMetadata,
+    /// The size of the latest snapshot's data.
+    pub(crate) snapshot_data_bytes: u64,
     pub(crate) entries: VecDeque<Entry>,
     /// The run records in the backend: key → index of the run's last entry (runs are
     /// disjoint and in key order; a run's key is at or below its first entry's index).
@@ -70,8 +75,8 @@ pub(crate) struct PendingCompaction {
     pub(crate) index: Index,
     /// The configuration as of `index`.
     pub(crate) conf_state: ConfState,
-    /// The snapshot, data included, once the backend's maker has made it.
-    pub(crate) made: Arc<Mutex<Option<Snapshot>>>,
+    /// The snapshot's metadata and data size, once the backend's maker has made it.
+    pub(crate) made: Arc<Mutex<Option<(SnapshotMetadata, u64)>>>,
 }
 
 /// Persisted size of one entry record (key plus encoded value).
@@ -84,7 +89,7 @@ impl<B: Backend> Store<B> {
     /// Opens the store kept in `backend`, restoring hard state, conf state, snapshot and
     /// log. An empty backend gives an empty, uninitialized store.
     pub fn open(backend: B) -> Result<Self, StoreError> {
-        let snapshot: Snapshot = match backend.get_snapshot()? {
+        let mut snapshot: Snapshot = match backend.get_snapshot()? {
             Some(bytes) => decode("snapshot", &bytes)?,
             None => Snapshot::default(),
         };
@@ -92,7 +97,8 @@ impl<B: Backend> Store<B> {
             backend,
             hard_state: HardState::default(),
             conf_state: snapshot.get_metadata().clone(),
-            snapshot,
+            snapshot_data_bytes: snapshot.data.len() as u64,
+            snapshot: snapshot.take_metadata(),
             entries: VecDeque::new(),
             runs: BTreeMap::new(),
             dead_runs: VecDeque::new(),
@@ -224,19 +230,49 @@ impl<B: Backend> Store<B> {
         self.conf_state.get_conf_state()
     }
 
-    /// The latest snapshot (index 0 when there is none), data included.
-    pub fn latest_snapshot(&self) -> &Snapshot {
+    /// The latest snapshot (`Snapshot::default()` when there is none), data included:
+    /// read back from the backend, which must still hold the very snapshot this store
+    /// installed (`Corrupt` otherwise).
+    pub fn latest_snapshot(&self) -> Result<Snapshot, StoreError> {
+        if self.snapshot_index() == 0 {
+            return Ok(Snapshot::default());
+        }
+        let corrupt = |reason: String| StoreError::Corrupt {
+            what: "snapshot".into(),
+            reason,
+        };
+        let bytes = self.backend.get_snapshot()?.ok_or_else(|| {
+            corrupt(format!(
+                "snapshot {} is gone from the backend",
+                self.snapshot_index()
+            ))
+        })?;
+        let snapshot: Snapshot = decode("snapshot", &bytes)?;
+        if *snapshot.get_metadata() != self.snapshot {
+            return Err(corrupt(format!(
+                "the backend holds snapshot {} (term {}), not {} (term {})",
+                snapshot.get_metadata().index,
+                snapshot.get_metadata().term,
+                self.snapshot_index(),
+                self.snapshot_term(),
+            )));
+        }
+        Ok(snapshot)
+    }
+
+    /// Metadata of the latest snapshot (index 0 when none).
+    pub fn snapshot_metadata(&self) -> &SnapshotMetadata {
         &self.snapshot
     }
 
     /// Index of the latest snapshot (0 when none).
     pub fn snapshot_index(&self) -> Index {
-        self.snapshot.get_metadata().index
+        self.snapshot.index
     }
 
     /// Term of the latest snapshot (0 when none).
     pub fn snapshot_term(&self) -> Term {
-        self.snapshot.get_metadata().term
+        self.snapshot.term
     }
 
     /// True when nothing was ever stored: no hard state, conf state, snapshot or log.
@@ -342,8 +378,9 @@ impl<B: Backend> Storage for Store<B> {
         Ok(self.last_index_inner())
     }
 
-    /// The latest snapshot; `SnapshotTemporarilyUnavailable` when there is none yet or it
-    /// is older than `request_index` (raft-rs then retries later).
+    /// The latest snapshot, read from the backend; `SnapshotTemporarilyUnavailable` when
+    /// there is none yet, it is older than `request_index`, or it cannot be read (logged:
+    /// raft-rs retries later, and would panic on any other error).
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let index = self.snapshot_index();
         if index == 0 || index < request_index {
@@ -351,6 +388,9 @@ impl<B: Backend> Storage for Store<B> {
                 raft::StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
-        Ok(self.snapshot.clone())
+        self.latest_snapshot().map_err(|error| {
+            tracing::error!(%error, index, "cannot read the snapshot");
+            raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)
+        })
     }
 }

@@ -153,12 +153,14 @@ impl<B: Backend> Store<B> {
             .put(&codec::entry_key(key), &encode_run(&live)?)
     }
 
-    /// Writes `snapshot` as the latest snapshot (backend blob and cache).
-    fn write_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
+    /// Writes `snapshot` as the latest snapshot (the backend keeps the data, the store
+    /// its metadata).
+    fn write_snapshot(&mut self, mut snapshot: Snapshot) -> Result<(), StoreError> {
         self.settle_compaction(true)?;
         let bytes = encode("snapshot", &snapshot)?;
         self.backend.put_snapshot(&bytes)?;
-        self.snapshot = snapshot;
+        self.snapshot_data_bytes = snapshot.data.len() as u64;
+        self.snapshot = snapshot.take_metadata();
         Ok(())
     }
 
@@ -183,8 +185,9 @@ impl<B: Backend> Store<B> {
             Err(error) => Err(error),
         };
         let installed = made.and_then(|made| match made {
-            Some(snapshot) => {
-                self.snapshot = snapshot;
+            Some((meta, data_bytes)) => {
+                self.snapshot = meta;
+                self.snapshot_data_bytes = data_bytes;
                 self.trim_cache_through(index);
                 Ok(())
             }
@@ -339,7 +342,8 @@ impl<B: Backend> LogStore for Store<B> {
             };
             snapshot.set_metadata(meta);
             let bytes = encode("snapshot", &snapshot)?;
-            *lock(&keep) = Some(snapshot);
+            let data_bytes = snapshot.data.len() as u64;
+            *lock(&keep) = Some((snapshot.take_metadata(), data_bytes));
             Ok(bytes)
         }))?;
         self.pending_compaction = Some(PendingCompaction {
@@ -380,6 +384,6 @@ impl<B: Backend> LogStore for Store<B> {
     }
 
     fn snapshot_bytes(&self) -> u64 {
-        self.snapshot.data.len() as u64
+        self.snapshot_data_bytes
     }
 }

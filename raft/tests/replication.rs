@@ -78,7 +78,7 @@ fn snapshot_bounds() {
     replica.snapshot(applied - 1, b"older".to_vec()).unwrap();
     replica.snapshot(0, vec![]).unwrap();
     assert_eq!(replica.raft_state_bytes(), bytes);
-    assert_eq!(&replica.store().latest_snapshot().data[..], b"sm");
+    assert_eq!(&replica.store().latest_snapshot().unwrap().data[..], b"sm");
 }
 
 /// With `snapshot_log_multiple`, a log past the byte threshold still waits until it is
@@ -206,15 +206,7 @@ fn lagging_follower(lost_snapshots: usize) -> Cluster {
     }
     let snap_index = cluster.snapshot(1);
     cluster.snapshot(2);
-    assert_eq!(
-        cluster
-            .replica(1)
-            .store()
-            .latest_snapshot()
-            .get_metadata()
-            .index,
-        snap_index
-    );
+    assert_eq!(cluster.replica(1).store().snapshot_index(), snap_index);
     cluster.propose(1, b"after");
     cluster.isolated.clear();
     cluster.drop_snapshots = lost_snapshots;

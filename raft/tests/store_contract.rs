@@ -721,6 +721,37 @@ fn contract_tidy_deletes_retired_runs<H: Harness>(h: &mut H) {
     assert_eq!(read(&store, 29, 31, None).unwrap(), entries(29..=30, 2));
 }
 
+/// The store keeps a snapshot's metadata and size, not its data: a follower's copy is
+/// read back from the backend, which must hold that very snapshot. When it does not, the
+/// read is `Corrupt` and raft-rs is told to retry later (any other error panics it).
+fn contract_snapshot_data_is_read_back<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=10, 3)).unwrap();
+    set_commit(&mut store, 3, 10);
+    store
+        .compact(5, vec![7; 300].into(), voters(&[1, 2, 3]))
+        .unwrap();
+    store.finish_compaction().unwrap();
+    assert_eq!(store.snapshot_bytes(), 300);
+    assert_eq!(store.latest_snapshot().unwrap().data.to_vec(), vec![7; 300]);
+    let other = leader_snapshot(5, 2, b"another");
+    store
+        .backend_mut()
+        .put_snapshot(&other.write_to_bytes().unwrap())
+        .unwrap();
+    assert!(matches!(
+        store.latest_snapshot(),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(
+        store.snapshot(5, 2),
+        Err(raft::Error::Store(
+            raft::StorageError::SnapshotTemporarilyUnavailable
+        ))
+    );
+    assert_eq!(store.snapshot_index(), 5, "the store's own record stands");
+}
+
 macro_rules! contract_tests {
     ($($name:ident),* $(,)?) => {
         mod mem {
@@ -743,6 +774,7 @@ contract_tests!(
     contract_tidy_deletes_retired_runs,
     contract_interrupted_install_recovers,
     contract_runs_split_by_truncate_and_compaction,
+    contract_snapshot_data_is_read_back,
 );
 
 /// Freeing compacted entries on the background thread changes nothing a store shows:

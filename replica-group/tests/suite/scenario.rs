@@ -184,8 +184,9 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
     }
     for id in 1..=3 {
         let store = w.groups[&A][id - 1].replica().store();
-        let snapshot = GroupState::decode_snapshot(store.latest_snapshot().get_data())
-            .expect("A's snapshot decodes");
+        let stored = store.latest_snapshot().expect("A's snapshot reads back");
+        let snapshot =
+            GroupState::decode_snapshot(stored.get_data()).expect("A's snapshot decodes");
         assert_eq!(
             snapshot.config().num,
             2,

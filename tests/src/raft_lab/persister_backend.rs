@@ -173,7 +173,7 @@ mod tests {
         assert_pending(&store, &persister, false);
         let restarted = Store::open(PersisterBackend::new(persister.deep_copy())).expect("reopen");
         assert_eq!(restarted.snapshot_index(), 3);
-        assert_eq!(&restarted.latest_snapshot().data[..], b"state");
+        assert_eq!(&restarted.latest_snapshot().unwrap().data[..], b"state");
     }
 
     /// A sync leaves the snapshot pending (as a real node's sync thread does); a store
