@@ -48,10 +48,13 @@ pub struct ReplicaConfig {
     /// Spreads a group's snapshots apart (default false). The replicas of a group apply
     /// the same log, so with one threshold they all snapshot at the same entry and a
     /// write arriving then waits for a majority that is busy encoding and writing
-    /// snapshots. With this set, the voter at position `k` of `n` (by id) waits for
-    /// `k / (2n)` more log than the threshold (and multiple) ask: in a group of three,
-    /// 1, 7/6 and 4/3 of it, so usually one replica at a time snapshots and a majority
-    /// keeps its pace. The log kept grows by as much on the later voters.
+    /// snapshots. With this set, the voter at position `k` of `n` (by id) takes its
+    /// first size-triggered snapshot (after opening, or after a snapshot all replicas
+    /// took at one entry: `snapshot_now`, a leader's snapshot) only at `k / (2n)` more
+    /// log than the threshold (and multiple) ask: in a group of three, at 1, 7/6 and
+    /// 4/3 of it. Later ones come at the usual size, so the voters keep those offsets
+    /// (apart from drift) and one replica at a time snapshots while a majority keeps
+    /// its pace.
     pub snapshot_stagger: bool,
     /// Byte budget of the entries in one append message (default 1 MiB; one entry is
     /// always sent even if larger).

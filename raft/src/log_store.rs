@@ -84,7 +84,7 @@ pub trait LogStore: raft::Storage {
     /// Durable after the next `sync`.
     fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), StoreError>;
 
-    /// Installs a snapshot received from the leader: keeps it (data included) as the
+    /// Installs a snapshot received from the leader: stores it (data included) as the
     /// store's snapshot, discards the whole log, raises commit to the snapshot index and
     /// takes its conf state.
     ///
@@ -120,9 +120,9 @@ pub trait LogStore: raft::Storage {
     }
 
     /// Makes every write so far durable. A compaction still waiting for its snapshot
-    /// stays pending (it finishes, if the snapshot is stored by then, first): entries
-    /// appended meanwhile are durable on their own, and a crash recovers the old
-    /// snapshot with the whole log.
+    /// stays pending (it finishes first if the snapshot is stored by then, or after the
+    /// backend's sync if that stored it): entries appended meanwhile are durable on
+    /// their own, and a crash recovers the old snapshot with the whole log.
     fn sync(&mut self) -> Result<(), StoreError>;
 
     /// Waits for a pending compaction's snapshot to be stored, then finishes the

@@ -165,6 +165,7 @@ impl<S: LogStore> Replica<S> {
         let meta = snapshot.get_metadata().clone();
         let data = snapshot.data.to_vec();
         self.raw.mut_store().apply_snapshot(snapshot)?;
+        self.stagger_next = true;
         self.proposals.on_snapshot(meta.index, &mut out.lost);
         self.voters = sorted_voters(meta.get_conf_state());
         self.history =

@@ -40,6 +40,10 @@ pub struct Replica<S: LogStore> {
     pub(crate) sync_sink: Option<SyncSink>,
     /// The syncs asked of `sync_sink` and reported done: Ready numbers.
     pub(crate) sync: SyncProgress,
+    /// Whether the next size-triggered snapshot waits for this voter's stagger (see
+    /// [`ReplicaConfig::snapshot_stagger`]): after opening, and after a snapshot every
+    /// replica takes at the same entry (`snapshot_now`, a leader's snapshot installed).
+    pub(crate) stagger_next: bool,
 }
 
 /// A driver's way to sync the store off the replica's thread: called with a Ready
@@ -122,6 +126,7 @@ impl<S: LogStore> Replica<S> {
             early: None,
             sync_sink: None,
             sync: SyncProgress::default(),
+            stagger_next: true,
         })
     }
 

@@ -319,10 +319,12 @@ impl Backend for SledBackend {
             Ok(Err(error)) => return Err(error),
             Err(_) => return Err(StoreError::Backend("the snapshot thread panicked".into())),
         }
+        // Before the record: an error after it would leave the store naming the old
+        // snapshot while the record names the new one.
+        state.join_cleaning()?;
         self.snapshots
             .insert(SNAPSHOT_FILE_KEY, &number.to_be_bytes())?;
         self.snapshots.remove(INLINE_SNAPSHOT_KEY)?;
-        state.join_cleaning()?;
         let (db, dir) = (self.db.clone(), self.files.dir.clone());
         let cleaning = std::thread::Builder::new()
             .name("shardkv-snapshot-clean".into())

@@ -44,7 +44,10 @@ impl<S: LogStore> Replica<S> {
         if !self.should_snapshot() || self.raw.store().compaction_pending() {
             return Ok(None);
         }
-        self.snapshot_applied(encode)
+        let taken = self.snapshot_applied(encode)?;
+        // The offset from the other replicas is set; the period stays the threshold's.
+        self.stagger_next &= taken.is_none();
+        Ok(taken)
     }
 
     /// Snapshots at the applied index now, below the size threshold too, when snapshots
@@ -60,7 +63,10 @@ impl<S: LogStore> Replica<S> {
         if self.config.snapshot_bytes_threshold.is_none() {
             return Ok(None);
         }
-        self.snapshot_applied(encode)
+        let taken = self.snapshot_applied(encode)?;
+        // Every replica applies the same entry, so this snapshot lines them up again.
+        self.stagger_next |= taken.is_some();
+        Ok(taken)
     }
 
     fn snapshot_applied<D: Into<SnapshotData>>(
@@ -91,11 +97,12 @@ impl<S: LogStore> Replica<S> {
         self.raft_state_bytes() >= due.saturating_add(self.stagger(due))
     }
 
-    /// How much more log than `due` this replica waits for before a snapshot (see
-    /// [`ReplicaConfig::snapshot_stagger`]): `k / (2n)` of it for the voter at position
-    /// `k` of `n`; nothing for the first voter, a non-voter, or without the option.
+    /// How much more log than `due` this replica waits for before its next snapshot
+    /// (see [`ReplicaConfig::snapshot_stagger`]): `k / (2n)` of it for the voter at
+    /// position `k` of `n` when the replicas may be lined up (`stagger_next`); nothing
+    /// for the first voter, a non-voter, or without the option.
     fn stagger(&self, due: u64) -> u64 {
-        if !self.config.snapshot_stagger {
+        if !self.config.snapshot_stagger || !self.stagger_next {
             return 0;
         }
         let Some(position) = self.voters.iter().position(|&id| id == self.id()) else {

@@ -2,10 +2,12 @@
 //! [`Backend`].
 //!
 //! Every write goes to the backend at once (durable after `sync`) and to an in-memory
-//! copy: the hard state, the conf state record, the latest snapshot and every log entry
-//! after it. raft-rs's reads (`entries`, `term`, ...) are then served from memory and
-//! never fail for I/O reasons. `Store::open` rebuilds the cache from the backend, so a
-//! crash followed by `open` sees exactly what was synced.
+//! copy: the hard state, the conf state record, the latest snapshot's metadata and every
+//! log entry after it. raft-rs's reads of the log (`entries`, `term`, ...) are then
+//! served from memory and never fail for I/O reasons; a snapshot's data is read back
+//! from the backend when raft-rs asks for it (a follower needs it). `Store::open`
+//! rebuilds the cache from the backend, so a crash followed by `open` sees exactly what
+//! was synced.
 //!
 //! ```text
 //!             snapshot (index s, term t)      entries[0]        entries[n-1]
@@ -231,8 +233,8 @@ impl<B: Backend> Store<B> {
     }
 
     /// The latest snapshot (`Snapshot::default()` when there is none), data included:
-    /// read back from the backend, which must still hold the very snapshot this store
-    /// installed (`Corrupt` otherwise).
+    /// read back from the backend, which holds the snapshot this store installed (an
+    /// error if it cannot be read, `Corrupt` if it is another one).
     pub fn latest_snapshot(&self) -> Result<Snapshot, StoreError> {
         if self.snapshot_index() == 0 {
             return Ok(Snapshot::default());

@@ -360,7 +360,10 @@ impl<B: Backend> LogStore for Store<B> {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         self.settle_compaction(false)?;
-        self.backend.sync()
+        self.backend.sync()?;
+        // The backend's sync may have stored the pending snapshot (sled's waits for
+        // it): install it now, so the store names the snapshot the backend holds.
+        self.settle_compaction(false)
     }
 
     fn finish_compaction(&mut self) -> Result<(), StoreError> {

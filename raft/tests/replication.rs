@@ -112,9 +112,10 @@ fn snapshot_waits_for_a_multiple_of_the_snapshot() {
     assert!(cluster.replica(1).raft_state_bytes() >= 2 * SNAPSHOT as u64);
 }
 
-/// For each replica, how many proposals of 50 bytes it takes until it asks for a
-/// snapshot, with the byte threshold 1,200 and `snapshot_stagger` as given.
-fn proposals_until_snapshot(stagger: bool) -> Vec<usize> {
+/// For each replica, after which of 300 proposals of 50 bytes it took a snapshot
+/// (`maybe_snapshot` after each), with the byte threshold 1,200 and `snapshot_stagger`
+/// as given.
+fn snapshots_taken(stagger: bool) -> Vec<Vec<usize>> {
     let ids = [1, 2, 3];
     let mut cluster = Cluster::new(&ids);
     for id in ids {
@@ -125,43 +126,60 @@ fn proposals_until_snapshot(stagger: bool) -> Vec<usize> {
         cluster.restart(id);
     }
     cluster.elect(1);
-    let mut asked = vec![None; ids.len()];
-    for proposals in 1..1_000 {
+    let mut taken = vec![Vec::new(); ids.len()];
+    for proposal in 1..=300 {
         cluster.propose(1, &[1; 50]);
         cluster.tick_all();
-        for (slot, id) in asked.iter_mut().zip(ids) {
-            if slot.is_none() && cluster.replica(id).should_snapshot() {
-                *slot = Some(proposals);
+        for (times, id) in taken.iter_mut().zip(ids) {
+            let replica = cluster.replica_mut(id);
+            if replica
+                .maybe_snapshot(|_| b"sm".to_vec())
+                .unwrap()
+                .is_some()
+            {
+                times.push(proposal);
             }
         }
-        if asked.iter().all(Option::is_some) {
-            break;
-        }
     }
-    asked.into_iter().map(Option::unwrap).collect()
+    taken
 }
 
-/// Replicas apply the same log, so with one threshold they all ask for a snapshot at
-/// the same entry; with `snapshot_stagger` the voters ask one after another, the last
-/// after about 4/3 of the log the first one needed.
+/// Replicas apply the same log, so with one threshold they all snapshot at the same
+/// entries; with `snapshot_stagger` the voters' first snapshots come one after another
+/// (the last after about 4/3 of the log the first one needed) and later ones keep
+/// those offsets: no two replicas ever snapshot at the same proposal.
 #[test]
 fn staggered_snapshots_come_one_replica_at_a_time() {
-    let together = proposals_until_snapshot(false);
+    let together = snapshots_taken(false);
+    assert!(together[0].len() >= 10, "{together:?}");
     assert!(
-        together.iter().all(|&n| n == together[0]),
+        together.iter().all(|times| *times == together[0]),
         "without stagger: {together:?}"
     );
-    let staggered = proposals_until_snapshot(true);
+    let staggered = snapshots_taken(true);
     assert_eq!(
         staggered[0], together[0],
         "the first voter keeps the threshold"
     );
+    let first: Vec<usize> = staggered.iter().map(|times| times[0]).collect();
     assert!(
-        staggered.windows(2).all(|pair| pair[0] < pair[1]),
-        "with stagger: {staggered:?}"
+        first.windows(2).all(|pair| pair[0] < pair[1]),
+        "{staggered:?}"
     );
-    let last = staggered[2] as f64 / staggered[0] as f64;
-    assert!((1.2..=1.45).contains(&last), "with stagger: {staggered:?}");
+    let last = first[2] as f64 / first[0] as f64;
+    assert!((1.2..=1.45).contains(&last), "{staggered:?}");
+    let mut all: Vec<usize> = staggered.iter().flatten().copied().collect();
+    let count = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        count,
+        "two replicas at one proposal: {staggered:?}"
+    );
+    for times in &staggered {
+        assert!(times.len() + 1 >= together[0].len(), "{staggered:?}");
+    }
 }
 
 /// A crashed follower restarts from its store: the snapshot comes first, nothing at or
