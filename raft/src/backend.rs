@@ -22,8 +22,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::StoreError;
 
-/// Makes a snapshot blob for [`Backend::start_put_snapshot`], maybe on another thread.
-pub type SnapshotMaker = Box<dyn FnOnce() -> Result<Vec<u8>, StoreError> + Send>;
+/// Makes a snapshot blob for [`Backend::start_put_snapshot`], maybe on another thread,
+/// as pieces whose concatenation is the blob (so a large snapshot's data need not be
+/// copied into one buffer with its framing).
+pub type SnapshotMaker = Box<dyn FnOnce() -> Result<Vec<Vec<u8>>, StoreError> + Send>;
 
 /// `(key, value)` pairs returned by [`Backend::scan`], in key order.
 pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
@@ -52,8 +54,7 @@ pub trait Backend {
     /// stored comes after it in the backend's order. The default makes and stores it at
     /// once.
     fn start_put_snapshot(&mut self, make: SnapshotMaker) -> Result<(), StoreError> {
-        let bytes = make()?;
-        self.put_snapshot(&bytes)
+        self.put_snapshot(&make()?.concat())
     }
     /// True when no blob started by [`Backend::start_put_snapshot`] is still being
     /// made or stored (with `wait`, waits for it first); the error of `make` or of the

@@ -215,12 +215,14 @@ fn delete_files(
     Ok(())
 }
 
-/// Writes snapshot file `number` durably: a temporary file, synced, renamed into place,
-/// and the directory synced.
-fn write_file(dir: &Path, number: u64, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes snapshot file `number` (the concatenation of `parts`) durably: a temporary
+/// file, synced, renamed into place, and the directory synced.
+fn write_file(dir: &Path, number: u64, parts: &[Vec<u8>]) -> std::io::Result<()> {
     let temporary = file_path(dir, number, "tmp");
     let mut file = fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
+    for part in parts {
+        file.write_all(part)?;
+    }
     file.sync_data()?;
     drop(file);
     fs::rename(&temporary, file_path(dir, number, "snap"))?;
@@ -279,7 +281,7 @@ impl Backend for SledBackend {
 
     fn put_snapshot(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         let bytes = bytes.to_vec();
-        self.start_put_snapshot(Box::new(move || Ok(bytes)))?;
+        self.start_put_snapshot(Box::new(move || Ok(vec![bytes])))?;
         self.snapshot_stored(true).map(drop)
     }
 
@@ -293,8 +295,8 @@ impl Backend for SledBackend {
         let spawned = std::thread::Builder::new()
             .name("shardkv-snapshot".into())
             .spawn(move || {
-                let bytes = make()?;
-                write_file(&dir, number, &bytes)
+                let parts = make()?;
+                write_file(&dir, number, &parts)
                     .map_err(|error| io_error(&file_path(&dir, number, "snap"), &error))
             });
         let thread = spawned.map_err(|error| {

@@ -32,7 +32,9 @@ use std::sync::{Arc, Mutex};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage};
 
-use crate::codec::{self, decode, CONF_STATE_KEY, ENTRY_END, ENTRY_KEY_BYTES, ENTRY_START};
+use crate::codec::{
+    self, decode, decode_snapshot, CONF_STATE_KEY, ENTRY_END, ENTRY_KEY_BYTES, ENTRY_START,
+};
 use crate::{Backend, Index, StoreError, Term};
 
 /// THE [`crate::LogStore`]: caches the log in memory and writes through to `B`.
@@ -91,8 +93,8 @@ impl<B: Backend> Store<B> {
     /// Opens the store kept in `backend`, restoring hard state, conf state, snapshot and
     /// log. An empty backend gives an empty, uninitialized store.
     pub fn open(backend: B) -> Result<Self, StoreError> {
-        let mut snapshot: Snapshot = match backend.get_snapshot()? {
-            Some(bytes) => decode("snapshot", &bytes)?,
+        let mut snapshot = match backend.get_snapshot()? {
+            Some(bytes) => decode_snapshot(bytes)?,
             None => Snapshot::default(),
         };
         let mut store = Store {
@@ -249,7 +251,7 @@ impl<B: Backend> Store<B> {
                 self.snapshot_index()
             ))
         })?;
-        let snapshot: Snapshot = decode("snapshot", &bytes)?;
+        let snapshot = decode_snapshot(bytes)?;
         if *snapshot.get_metadata() != self.snapshot {
             return Err(corrupt(format!(
                 "the backend holds snapshot {} (term {}), not {} (term {})",

@@ -336,15 +336,11 @@ impl<B: Backend> LogStore for Store<B> {
         let made = Arc::new(Mutex::new(None));
         let keep = Arc::clone(&made);
         self.backend.start_put_snapshot(Box::new(move || {
-            let mut snapshot = Snapshot {
-                data: data.into_bytes().into(),
-                ..Snapshot::default()
-            };
-            snapshot.set_metadata(meta);
-            let bytes = encode("snapshot", &snapshot)?;
-            let data_bytes = snapshot.data.len() as u64;
-            *lock(&keep) = Some((snapshot.take_metadata(), data_bytes));
-            Ok(bytes)
+            let data = data.into_bytes();
+            let data_bytes = data.len() as u64;
+            let parts = codec::snapshot_parts(&meta, data)?;
+            *lock(&keep) = Some((meta, data_bytes));
+            Ok(parts)
         }))?;
         self.pending_compaction = Some(PendingCompaction {
             index,

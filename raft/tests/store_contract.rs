@@ -94,7 +94,7 @@ impl std::fmt::Debug for Started {
 impl Deferred {
     fn store_snapshot(&mut self) {
         if let Some(Started(make)) = self.snapshot.take() {
-            self.inner.put_snapshot(&make().unwrap()).unwrap();
+            self.inner.put_snapshot(&make().unwrap().concat()).unwrap();
         }
     }
 }

@@ -49,7 +49,7 @@ impl PersisterBackend {
     /// Makes and saves the pending snapshot, if any.
     fn finish_snapshot(&mut self) -> Result<(), StoreError> {
         if let Some((make, _)) = self.pending.take() {
-            self.persister.save_snapshot(&make()?);
+            self.persister.save_snapshot(&make()?.concat());
         }
         Ok(())
     }
@@ -83,7 +83,7 @@ impl Backend for PersisterBackend {
     fn start_put_snapshot(&mut self, make: SnapshotMaker) -> Result<(), StoreError> {
         self.finish_snapshot()?;
         if self.snapshot_delay == 0 {
-            self.persister.save_snapshot(&make()?);
+            self.persister.save_snapshot(&make()?.concat());
         } else {
             self.pending = Some((make, self.snapshot_delay));
         }
