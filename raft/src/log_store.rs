@@ -141,6 +141,12 @@ pub trait LogStore: raft::Storage {
         Ok(())
     }
 
+    /// The latest snapshot with its data (`Snapshot::default()` when there is none),
+    /// for the state machine of a replica opening on this store: `Replica::open` calls
+    /// it once. The first call after the store opened hands over the copy it read then
+    /// (when it is still the latest), so a large snapshot is not read twice.
+    fn restore_snapshot(&mut self) -> Result<Snapshot, StoreError>;
+
     /// Persisted bytes of the log, hard state and conf state records, excluding the
     /// snapshot (6.824's `RaftStateSize`). Compare with a threshold to decide when to
     /// snapshot.

@@ -113,7 +113,7 @@ impl<S: LogStore> Replica<S> {
         let applied = store.first_index()? - 1;
         let restored = match applied {
             0 => None,
-            _ => Some(store.snapshot(applied, config.id)?),
+            _ => Some(store.restore_snapshot()?),
         };
         let raw = RawNode::new(&config.to_raft(applied), store, logger)?;
         Ok(Self {

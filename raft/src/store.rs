@@ -51,6 +51,9 @@ pub struct Store<B: Backend> {
     pub(crate) snapshot: SnapshotMetadata,
     /// The size of the latest snapshot's data.
     pub(crate) snapshot_data_bytes: u64,
+    /// The snapshot `open` read, data included, until `restore_snapshot` takes it or
+    /// another snapshot replaces it.
+    pub(crate) opened: Option<Snapshot>,
     pub(crate) entries: VecDeque<Entry>,
     /// The run records in the backend: key → index of the run's last entry (runs are
     /// disjoint and in key order; a run's key is at or below its first entry's index).
@@ -102,6 +105,8 @@ impl<B: Backend> Store<B> {
             hard_state: HardState::default(),
             conf_state: snapshot.get_metadata().clone(),
             snapshot_data_bytes: snapshot.data.len() as u64,
+            // Shares the data's buffer with `snapshot`, which keeps only its metadata.
+            opened: (snapshot.get_metadata().index > 0).then(|| snapshot.clone()),
             snapshot: snapshot.take_metadata(),
             entries: VecDeque::new(),
             runs: BTreeMap::new(),

@@ -161,6 +161,7 @@ impl<B: Backend> Store<B> {
         self.backend.put_snapshot(&bytes)?;
         self.snapshot_data_bytes = snapshot.data.len() as u64;
         self.snapshot = snapshot.take_metadata();
+        self.opened = None;
         Ok(())
     }
 
@@ -188,6 +189,7 @@ impl<B: Backend> Store<B> {
             Some((meta, data_bytes)) => {
                 self.snapshot = meta;
                 self.snapshot_data_bytes = data_bytes;
+                self.opened = None;
                 self.trim_cache_through(index);
                 Ok(())
             }
@@ -376,6 +378,13 @@ impl<B: Backend> LogStore for Store<B> {
             self.dead_runs.pop_front();
         }
         Ok(())
+    }
+
+    fn restore_snapshot(&mut self) -> Result<Snapshot, StoreError> {
+        match self.opened.take() {
+            Some(snapshot) if *snapshot.get_metadata() == self.snapshot => Ok(snapshot),
+            _ => self.latest_snapshot(),
+        }
     }
 
     fn raft_state_bytes(&self) -> u64 {

@@ -756,6 +756,31 @@ fn contract_snapshot_data_is_read_back<H: Harness>(h: &mut H) {
     assert_eq!(store.snapshot_index(), 5, "the store's own record stands");
 }
 
+/// A reopened store hands its opening replica the snapshot it read when it opened,
+/// rather than reading it again; later calls read the backend.
+fn contract_restore_hands_over_the_opened_snapshot<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=10, 3)).unwrap();
+    set_commit(&mut store, 3, 10);
+    store
+        .compact(5, b"sm@5".to_vec().into(), voters(&[1]))
+        .unwrap();
+    store.sync().unwrap();
+    let mut store = h.reopen(store);
+    let other = leader_snapshot(5, 3, b"another");
+    store
+        .backend_mut()
+        .put_snapshot(&other.write_to_bytes().unwrap())
+        .unwrap();
+    let restored = store.restore_snapshot().unwrap();
+    assert_eq!(restored.get_metadata().index, 5);
+    assert_eq!(&restored.data[..], b"sm@5", "read when the store opened");
+    assert!(matches!(
+        store.restore_snapshot(),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
 macro_rules! contract_tests {
     ($($name:ident),* $(,)?) => {
         mod mem {
@@ -779,6 +804,7 @@ contract_tests!(
     contract_interrupted_install_recovers,
     contract_runs_split_by_truncate_and_compaction,
     contract_snapshot_data_is_read_back,
+    contract_restore_hands_over_the_opened_snapshot,
 );
 
 /// Freeing compacted entries on the background thread changes nothing a store shows:
