@@ -120,9 +120,10 @@ pub trait LogStore: raft::Storage {
     }
 
     /// Makes every write so far durable. A compaction still waiting for its snapshot
-    /// stays pending (it finishes first if the snapshot is stored by then, or after the
-    /// backend's sync if that stored it): entries appended meanwhile are durable on
-    /// their own, and a crash recovers the old snapshot with the whole log.
+    /// stays pending, unless its snapshot is stored by the end of the sync (then it
+    /// finishes after it, its records durable with the next sync): entries appended
+    /// meanwhile are durable on their own, and a crash recovers the old snapshot with
+    /// the whole log (or the new snapshot, its log trimmed on open).
     fn sync(&mut self) -> Result<(), StoreError>;
 
     /// Waits for a pending compaction's snapshot to be stored, then finishes the

@@ -357,10 +357,10 @@ impl<B: Backend> LogStore for Store<B> {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        self.settle_compaction(false)?;
         self.backend.sync()?;
-        // The backend's sync may have stored the pending snapshot (sled's waits for
-        // it): install it now, so the store names the snapshot the backend holds.
+        // Settled after the backend's sync, which may have stored the pending snapshot
+        // (sled's waits for it), so the store names the snapshot the backend holds; one
+        // poll per sync, as before, for backends that count them.
         self.settle_compaction(false)
     }
 
