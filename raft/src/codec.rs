@@ -19,7 +19,7 @@
 //! (protobuf 2), so the same bytes decode in any raft-rs process.
 
 use protobuf::wire_format::WireType;
-use protobuf::Message as _;
+use protobuf::{CodedOutputStream, Message as _, ProtobufError, ProtobufResult};
 use raft::eraftpb::{Entry, Snapshot, SnapshotMetadata};
 
 use crate::{Index, StoreError};
@@ -125,14 +125,31 @@ pub(crate) fn entry_key_index(key: &[u8]) -> Result<Index, StoreError> {
     }
 }
 
+/// `error` from protobuf while doing `action` ("encode", "decode") to `what`.
+fn codec_error(what: &str, action: &str, error: ProtobufError) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        reason: format!("{action}: {error}"),
+    }
+}
+
 /// Encodes a protobuf message.
 pub(crate) fn encode<M: protobuf::Message>(what: &str, message: &M) -> Result<Vec<u8>, StoreError> {
     message
         .write_to_bytes()
-        .map_err(|error| StoreError::Corrupt {
-            what: what.into(),
-            reason: format!("encode: {error}"),
-        })
+        .map_err(|error| codec_error(what, "encode", error))
+}
+
+/// The bytes `write` puts on a protobuf output stream.
+fn written(
+    write: impl FnOnce(&mut CodedOutputStream) -> ProtobufResult<()>,
+) -> ProtobufResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut os = CodedOutputStream::vec(&mut bytes);
+    write(&mut os)?;
+    os.flush()?;
+    drop(os);
+    Ok(bytes)
 }
 
 /// The protobuf encoding of `Snapshot { data, metadata }` as three pieces whose
@@ -142,43 +159,26 @@ pub(crate) fn snapshot_parts(
     meta: &SnapshotMetadata,
     data: Vec<u8>,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
-    let encoding = |error: protobuf::ProtobufError| StoreError::Corrupt {
-        what: "snapshot".into(),
-        reason: format!("encode: {error}"),
-    };
-    let mut head = Vec::new();
-    let mut os = protobuf::CodedOutputStream::vec(&mut head);
-    os.write_tag(1, WireType::WireTypeLengthDelimited)
-        .and_then(|()| os.write_raw_varint64(data.len() as u64))
-        .and_then(|()| os.flush())
-        .map_err(encoding)?;
-    drop(os);
-    let mut tail = Vec::new();
-    let mut os = protobuf::CodedOutputStream::vec(&mut tail);
-    os.write_message(2, meta)
-        .and_then(|()| os.flush())
-        .map_err(encoding)?;
-    drop(os);
+    let encoding = |error| codec_error("snapshot", "encode", error);
+    let head = written(|os| {
+        os.write_tag(1, WireType::WireTypeLengthDelimited)?;
+        os.write_raw_varint64(data.len() as u64)
+    })
+    .map_err(encoding)?;
+    let tail = written(|os| os.write_message(2, meta)).map_err(encoding)?;
     Ok(vec![head, data, tail])
 }
 
 /// Decodes a snapshot read from the backend without copying its data: the snapshot's
 /// `data` shares `bytes`' buffer (protobuf's `bytes` feature, which raft-rs turns on).
 pub(crate) fn decode_snapshot(bytes: Vec<u8>) -> Result<Snapshot, StoreError> {
-    Snapshot::parse_from_carllerche_bytes(&bytes::Bytes::from(bytes)).map_err(|error| {
-        StoreError::Corrupt {
-            what: "snapshot".into(),
-            reason: format!("decode: {error}"),
-        }
-    })
+    Snapshot::parse_from_carllerche_bytes(&bytes::Bytes::from(bytes))
+        .map_err(|error| codec_error("snapshot", "decode", error))
 }
 
 /// Decodes a protobuf message read from the backend.
 pub(crate) fn decode<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, StoreError> {
-    M::parse_from_bytes(bytes).map_err(|error| StoreError::Corrupt {
-        what: what.into(),
-        reason: format!("decode: {error}"),
-    })
+    M::parse_from_bytes(bytes).map_err(|error| codec_error(what, "decode", error))
 }
 
 #[cfg(test)]

@@ -269,11 +269,6 @@ impl<B: Backend> Store<B> {
         Ok(snapshot)
     }
 
-    /// Metadata of the latest snapshot (index 0 when none).
-    pub fn snapshot_metadata(&self) -> &SnapshotMetadata {
-        &self.snapshot
-    }
-
     /// Index of the latest snapshot (0 when none).
     pub fn snapshot_index(&self) -> Index {
         self.snapshot.index
