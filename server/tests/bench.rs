@@ -96,3 +96,38 @@ fn bench_against_a_cluster_writes_real_data() {
     assert!(out.status.success(), "get a loaded key: {}", stderr(&out));
     assert_eq!(stdout(&out).trim_end(), "v".repeat(16));
 }
+
+/// `--timeline` cuts one client's writes into stages that account for their whole
+/// latency (the stages' means add up to the mean latency), and refuses what it cannot
+/// follow.
+#[test]
+fn timeline_accounts_for_the_latency() {
+    let args: Vec<&str> = "--op put --clients 1 --duration 1s --keys 100 --timeline"
+        .split(' ')
+        .collect();
+    let report = bench(&args);
+    check_report(&report, "put", 1);
+    let timeline = &report["timeline"];
+    let found = timeline["operations"].as_u64().unwrap_or(0);
+    let operations = report["operations"].as_u64().unwrap_or(0);
+    assert!(found > 0 && found <= operations, "{report}");
+    let stages = timeline["stages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(stages.len(), 12, "{report}");
+    assert!(stages
+        .iter()
+        .any(|stage| stage["stage"] == "follower: flush (write + fdatasync)"));
+    let means: f64 = stages
+        .iter()
+        .map(|stage| stage["mean_us"].as_f64().unwrap_or(-1e9))
+        .sum();
+    let mean = timeline["latency_mean_us"].as_f64().unwrap_or(0.0);
+    assert!(mean > 0.0 && (means - mean).abs() < 1e-6 * mean, "{report}");
+    assert!(timeline["leader_flush_p50_us"].as_f64().unwrap_or(0.0) > 0.0);
+
+    let out = Command::new(BIN)
+        .args(["bench", "--op", "put", "--clients", "2", "--timeline"])
+        .output()
+        .expect("run shardkv bench");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--clients 1"), "{}", stderr(&out));
+}

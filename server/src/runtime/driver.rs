@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::hosted::{Action, Fatal, Hosted};
 use super::peers::Peers;
 use super::service::Event;
+use super::timeline::{Step, Tracer};
 
 /// Real time per tick: the simulator's tick counts (election 10, heartbeat 2) become a
 /// 500 ms election timeout and 100 ms heartbeats.
@@ -47,22 +48,25 @@ struct Driver<H: Hosted> {
     events: mpsc::Sender<Event>,
     waiting: BTreeMap<u64, oneshot::Sender<Vec<u8>>>,
     next_req_id: u64,
+    tracer: Tracer,
 }
 
-/// Runs `server` until `shutdown` turns true; flushes it before returning.
+/// Runs `server` until `shutdown` turns true; flushes it before returning. `tracer`
+/// records the steps of requests for `shardkv bench --timeline`.
 pub async fn run<H: Hosted + Send + 'static>(
     server: H,
     me: NodeId,
     peers: &BTreeMap<NodeId, String>,
     events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
     mut shutdown: watch::Receiver<bool>,
+    tracer: Tracer,
 ) -> Result<(), Fatal> {
     let transport = TarpcTransport::new();
     let (sender, mut receiver) = events;
-    let peers = Peers::start(me, peers, &transport);
+    let peers = Peers::start(me, peers, &transport, tracer);
     let mut server = server;
     server.send_early_with(peers.early_sink());
-    let (sink, syncer) = start_syncer(me, server.database(), sender.clone())
+    let (sink, syncer) = start_syncer(me, server.database(), sender.clone(), tracer)
         .map_err(|error| format!("cannot start the sync thread: {error}"))?;
     server.sync_with(sink);
     let mut driver = Driver {
@@ -72,6 +76,7 @@ pub async fn run<H: Hosted + Send + 'static>(
         events: sender,
         waiting: BTreeMap::new(),
         next_req_id: 1,
+        tracer,
     };
     let result = serve_events(&mut driver, &mut receiver, &mut shutdown).await;
     // The last flush waits for a snapshot still being written, and dropping the store
@@ -84,6 +89,7 @@ pub async fn run<H: Hosted + Send + 'static>(
         events,
         waiting,
         next_req_id: _,
+        tracer: _,
     } = driver;
     drop((peers, transport, events, waiting));
     let finish = move || {
@@ -143,6 +149,7 @@ impl<H: Hosted> Driver<H> {
             }
         }
         tracing::trace!(count = events.len(), "event batch");
+        self.tracer.mark_batch(&events);
         let Driver {
             server,
             waiting,
@@ -229,6 +236,7 @@ fn start_syncer(
     me: NodeId,
     db: sled::Db,
     events: mpsc::Sender<Event>,
+    tracer: Tracer,
 ) -> std::io::Result<(shardkv_raft::SyncSink, std::thread::JoinHandle<()>)> {
     let (asks, asked) = std::sync::mpsc::channel::<u64>();
     let thread = std::thread::Builder::new()
@@ -236,7 +244,9 @@ fn start_syncer(
         .spawn(move || {
             while let Ok(mut number) = asked.recv() {
                 number = asked.try_iter().fold(number, u64::max);
+                tracer.mark(Step::FlushStart);
                 let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.flush()));
+                tracer.mark(Step::FlushEnd);
                 let result = match flushed {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(error)) => Err(error.to_string()),
@@ -255,6 +265,7 @@ fn start_syncer(
     let sink: shardkv_raft::SyncSink = Box::new(move |number| {
         // The thread only ends once the driver has stopped listening, or after
         // reporting a failure that stops the node.
+        tracer.mark(Step::SyncAsked);
         let _ = asks.send(number);
     });
     Ok((sink, thread))

@@ -14,6 +14,7 @@
 //! - [`peers`]: raft messages batched per peer, one batch in flight per peer.
 //! - [`service`]: the tarpc listener, with its frame limit and bad-frame handling.
 //! - [`node`]: [`NodeSpec`] and [`run_node`], from data directory to shutdown.
+//! - [`timeline`]: the steps of requests, recorded for `shardkv bench --timeline`.
 //!
 //! # Caveats
 //!
@@ -26,5 +27,6 @@ pub mod hosted;
 pub mod node;
 pub mod peers;
 pub mod service;
+pub mod timeline;
 
 pub use node::{run_node, NodeSpec, Role};

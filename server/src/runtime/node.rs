@@ -11,6 +11,7 @@ use shardkv_raft::{NodeId, ReplicaConfig, SledBackend, Store};
 use tokio::sync::{mpsc, watch};
 
 use super::hosted::Fatal;
+use super::timeline::Tracer;
 use super::{driver, service};
 
 /// Events queued for the driver before callers wait.
@@ -117,19 +118,25 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
     let listener = service::bind(&spec.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", spec.listen))?;
+    // A group replica's requests can be traced (`shardkv bench --timeline`), under its
+    // port: unique among the nodes of one process.
+    let tracer = match (&spec.role, listener.local_addr()) {
+        (Role::Group { .. }, Ok(address)) => Tracer::node(address.port()),
+        _ => Tracer::default(),
+    };
     let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
-    let accept = tokio::spawn(service::serve(listener, sender.clone()));
+    let accept = tokio::spawn(service::serve(listener, sender.clone(), tracer));
     let events = (sender, receiver);
     let config = spec.replica_config();
     let result = match &spec.role {
         Role::Master => {
             let server = shardmaster::Server::open(config, store, spec.nshards)?;
-            driver::run(server, spec.id, &spec.peers, events, shutdown).await
+            driver::run(server, spec.id, &spec.peers, events, shutdown, tracer).await
         }
         Role::Group { gid, masters } => {
             let options = GroupOptions::new(*gid, spec.nshards, masters.clone());
             let server = replica_group::Server::open(config, store, options)?;
-            driver::run(server, spec.id, &spec.peers, events, shutdown).await
+            driver::run(server, spec.id, &spec.peers, events, shutdown, tracer).await
         }
     };
     // The driver has dropped the event queue: the listener closes; wait for it so the

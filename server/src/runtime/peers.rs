@@ -13,6 +13,8 @@ use shardkv_client::TarpcTransport;
 use shardkv_raft::{EarlySink, NodeId};
 use tokio::sync::mpsc;
 
+use super::timeline::{Step, Tracer};
+
 /// Batches waiting per peer before new messages to it are dropped (an early message
 /// is a batch of its own).
 const QUEUE_BATCHES: usize = 256;
@@ -33,11 +35,13 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Starts one sender task per peer in `addresses` (this node `me` excluded).
+    /// Starts one sender task per peer in `addresses` (this node `me` excluded); each
+    /// marks [`Step::PeerSend`] on `tracer`.
     pub fn start(
         me: NodeId,
         addresses: &BTreeMap<NodeId, String>,
         transport: &TarpcTransport,
+        tracer: Tracer,
     ) -> Self {
         let queues = addresses
             .iter()
@@ -50,6 +54,7 @@ impl Peers {
                     address.clone(),
                     transport.clone(),
                     receiver,
+                    tracer,
                 ));
                 (id, sender)
             })
@@ -89,6 +94,7 @@ async fn run_peer(
     address: String,
     transport: TarpcTransport,
     mut queue: mpsc::Receiver<Vec<Vec<u8>>>,
+    tracer: Tracer,
 ) {
     while let Some(mut batch) = queue.recv().await {
         while batch.len() < BATCH_MESSAGES_MAX {
@@ -97,6 +103,7 @@ async fn run_peer(
                 Err(_) => break,
             }
         }
+        tracer.mark(Step::PeerSend);
         if let Err(error) = transport.send_raft(&address, me, batch, SEND_TIMEOUT).await {
             tracing::debug!(to, %address, %error, "raft send failed");
             tokio::time::sleep(RETRY_PAUSE).await;

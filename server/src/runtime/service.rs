@@ -25,6 +25,8 @@ use tarpc::{ClientMessage, Response};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use super::timeline::{Step, Tracer};
+
 /// What the listener hands the driver.
 #[derive(Debug)]
 pub enum Event {
@@ -62,10 +64,12 @@ pub enum Event {
 #[derive(Debug, Clone)]
 struct NodeService {
     events: mpsc::Sender<Event>,
+    tracer: Tracer,
 }
 
 impl Node for NodeService {
     async fn call(self, _: Context, request: ByteBuf) -> ByteBuf {
+        self.tracer.mark(Step::CallReceived);
         let (reply, answer) = oneshot::channel();
         let request = request.into_vec();
         if self
@@ -76,7 +80,9 @@ impl Node for NodeService {
         {
             return ByteBuf::new();
         }
-        ByteBuf::from(answer.await.unwrap_or_default())
+        let answer = answer.await.unwrap_or_default();
+        self.tracer.mark(Step::CallAnswered);
+        ByteBuf::from(answer)
     }
 
     async fn raft(self, _: Context, from: u64, messages: Vec<ByteBuf>) {
@@ -92,10 +98,14 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
 
 /// Accepts connections on `listener`, forwarding calls to `events`, until the driver
 /// drops the receiving end of `events`; the listener is closed on return.
-pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    events: mpsc::Sender<Event>,
+    tracer: Tracer,
+) -> std::io::Result<()> {
     let mut incoming = tcp::listen_on(listener, Bincode::default).await?;
     incoming.config_mut().max_frame_length(MAX_FRAME_BYTES);
-    let service = NodeService { events };
+    let service = NodeService { events, tracer };
     loop {
         let accepted = tokio::select! {
             accepted = incoming.next() => accepted,

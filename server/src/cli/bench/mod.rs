@@ -10,6 +10,8 @@
 //!   run ──────────────► --clients clients on --threads threads, each a loop of one
 //!                       operation at a time on a uniformly random key, until --duration;
 //!                       they share --conns connections to each node (default: their own)
+//!   --timeline ───────► (local cluster, one client) the replicas record each request's
+//!                       steps meanwhile; `breakdown` cuts them into stages
 //! ```
 //!
 //! Keys are the key's number in decimal, zero-padded to `--key-size` bytes; values are
@@ -17,15 +19,15 @@
 //! library's (`Client` over tarpc): durable and linearizable, retried on a wrong leader
 //! with the library's default policy; an operation that fails after its deadline counts
 //! as an error and not in the latencies. Throughput is the operations that finished
-//! within `--duration` divided by it (an operation still running at the end is dropped). Latencies go into an HDR histogram
-//! (microsecond resolution, 3 significant digits).
+//! within `--duration` divided by it (an operation still running at the end is dropped).
+//! Latencies go into an HDR histogram (microsecond resolution, 3 significant digits);
+//! `report` prints them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use hdrhistogram::Histogram;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use shardkv_client::{Client, RetryPolicy, TarpcTransport};
@@ -33,6 +35,12 @@ use shardkv_client::{Client, RetryPolicy, TarpcTransport};
 use super::cluster::Cluster;
 use super::local::{data_dir_or_temp, join_missing, Layout};
 use super::parse_duration;
+use crate::runtime::timeline::{self, Step};
+use breakdown::Breakdown;
+use report::{Measured, Report};
+
+mod breakdown;
+mod report;
 
 /// How long one operation may take before it counts as an error.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
@@ -107,41 +115,11 @@ pub struct BenchArgs {
     /// Print the result as one line of JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// What one thread of clients measured.
-struct Measured {
-    latencies: Histogram<u64>,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Measured {
-    fn new() -> Result<Self, String> {
-        let latencies = Histogram::new_with_bounds(1, 60_000_000, 3)
-            .map_err(|error| format!("histogram: {error}"))?;
-        Ok(Measured {
-            latencies,
-            errors: 0,
-            first_error: None,
-        })
-    }
-
-    fn merge(&mut self, other: Measured) -> Result<(), String> {
-        self.latencies
-            .add(other.latencies)
-            .map_err(|error| format!("histogram: {error}"))?;
-        self.errors += other.errors;
-        self.first_error = self.first_error.take().or(other.first_error);
-        Ok(())
-    }
-
-    fn error(&mut self, error: impl std::fmt::Display) {
-        self.errors += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(error.to_string());
-        }
-    }
+    /// Local cluster, one client, put/append/get: also report where the operations'
+    /// time goes, stage by stage (client, leader, follower, sync, network), from steps
+    /// the replicas record meanwhile.
+    #[arg(long)]
+    pub timeline: bool,
 }
 
 /// The workload's shape, shared by every client.
@@ -186,6 +164,16 @@ fn check(args: &BenchArgs) -> Result<(), String> {
             "--key-size {} cannot hold {} distinct keys (at most {capacity})",
             args.key_size, args.keys
         ));
+    }
+    if args.timeline {
+        if args.masters.is_some() {
+            return Err("--timeline needs the local cluster (no --masters)".into());
+        }
+        if args.clients != 1 || args.op == BenchOp::Mixed {
+            return Err("--timeline follows one client's operations of one kind: \
+                        --clients 1 and --op put, append or get"
+                .into());
+        }
     }
     Ok(())
 }
@@ -241,6 +229,9 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
     }
     let plan = thread_plan(args.clients, args.threads, args.conns);
     let conns = plan.iter().map(|(_, conns)| *conns as u32).sum();
+    if args.timeline {
+        timeline::start();
+    }
     let started = Instant::now();
     let measured = std::thread::scope(|scope| {
         let handles: Vec<_> = plan
@@ -260,7 +251,12 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
         Ok::<_, String>(all)
     })?;
     let elapsed = started.elapsed();
-    Ok(Report::new(args, cluster, conns, measured, elapsed))
+    let mut report = Report::new(args, cluster, conns, measured, elapsed);
+    if args.timeline {
+        let write = args.op != BenchOp::Get;
+        report.timeline = Some(Breakdown::of(&timeline::finish(), write));
+    }
+    Ok(report)
 }
 
 /// Writes every key once, `clients` at a time.
@@ -357,6 +353,7 @@ async fn run_client(
             BenchOp::Put | BenchOp::Append => false,
         };
         let start = Instant::now();
+        timeline::mark(Step::ClientSend, 0);
         let outcome = match (read, shape.op) {
             (true, _) => client.get(key).await.map(drop),
             (false, BenchOp::Append) => client.append(key, shape.value.clone()).await,
@@ -366,6 +363,7 @@ async fn run_client(
             // Finished after the measured window: neither counted nor timed.
             break;
         }
+        timeline::mark(Step::ClientDone, 0);
         match outcome {
             Ok(()) => {
                 let micros = start.elapsed().as_micros().max(1);
@@ -392,101 +390,6 @@ fn current_thread() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// The numbers a run produced.
-#[derive(Debug, serde::Serialize)]
-pub struct Report {
-    op: &'static str,
-    cluster: String,
-    clients: u32,
-    threads: u16,
-    conns: u32,
-    key_size: u32,
-    value_size: u32,
-    keys: u64,
-    seconds: f64,
-    operations: u64,
-    ops_per_sec: f64,
-    errors: u64,
-    first_error: Option<String>,
-    latency_ms: Latency,
-}
-
-/// Latency percentiles in milliseconds.
-#[derive(Debug, serde::Serialize)]
-struct Latency {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Report {
-    fn new(
-        args: &BenchArgs,
-        cluster: &str,
-        conns: u32,
-        measured: Measured,
-        elapsed: Duration,
-    ) -> Self {
-        let h = &measured.latencies;
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        // Only operations that finished within the window count (see `run_client`).
-        let seconds = elapsed.min(args.duration).as_secs_f64();
-        Report {
-            op: args.op.name(),
-            cluster: cluster.to_string(),
-            clients: args.clients,
-            threads: args.threads,
-            conns,
-            key_size: args.key_size,
-            value_size: args.value_size,
-            keys: args.keys,
-            seconds,
-            operations: h.len(),
-            ops_per_sec: h.len() as f64 / seconds.max(1e-9),
-            errors: measured.errors,
-            first_error: measured.first_error,
-            latency_ms: Latency {
-                p50: ms(h.value_at_quantile(0.50)),
-                p90: ms(h.value_at_quantile(0.90)),
-                p99: ms(h.value_at_quantile(0.99)),
-                max: ms(h.max()),
-            },
-        }
-    }
-
-    fn print(&self, json: bool) {
-        if json {
-            match serde_json::to_value(self) {
-                Ok(value) => super::print_json(&value),
-                Err(error) => eprintln!("error: cannot encode the report: {error}"),
-            }
-            return;
-        }
-        println!(
-            "{} x {} clients over {} connection(s), {} B keys, {} B values, {} keys ({})",
-            self.op,
-            self.clients,
-            self.conns,
-            self.key_size,
-            self.value_size,
-            self.keys,
-            self.cluster
-        );
-        println!(
-            "  {:>10} ops in {:.1} s   {:>10.0} ops/s   {} errors",
-            self.operations, self.seconds, self.ops_per_sec, self.errors
-        );
-        let l = &self.latency_ms;
-        println!(
-            "  latency ms   p50 {:.3}   p90 {:.3}   p99 {:.3}   max {:.3}",
-            l.p50, l.p90, l.p99, l.max
-        );
-        if let Some(error) = &self.first_error {
-            println!("  first error: {error}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

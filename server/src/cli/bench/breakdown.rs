@@ -1,0 +1,328 @@
+//! `shardkv bench --timeline`: where one client's operations spend their time, stage
+//! by stage, from the steps the local cluster's replicas recorded
+//! ([`crate::runtime::timeline`]).
+//!
+//! ```text
+//!  client ──► leader's listener ──► leader's driver ──► peer task ──► follower's driver
+//!                                     (propose,                         │ write: append, ask
+//!                                      append, send)                    │ the sync thread,
+//!                                                                       │ flush, hear of it
+//!  client ◄── leader's listener ◄── leader's driver ◄── peer task ◄─────┘ (read: heartbeat)
+//!                                    (commit/read, apply, answer)
+//! ```
+//!
+//! Each operation's path is cut at those steps; the follower is whichever answered
+//! first (the one the leader's commit or read waited for). Operations that went to
+//! more than one node (a retry) are left out. The leader's own flush runs while its
+//! followers work and is reported on its own line.
+
+use std::collections::BTreeSet;
+
+use crate::runtime::timeline::{Mark, Step};
+
+/// One stage over every operation: median and mean, in microseconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Stage {
+    /// What happens in it.
+    pub stage: &'static str,
+    /// Median over the operations.
+    pub p50_us: f64,
+    /// Mean over the operations.
+    pub mean_us: f64,
+}
+
+/// The stages of a run's operations.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Breakdown {
+    /// Operations whose whole path was found.
+    pub operations: usize,
+    /// Their median latency, microseconds.
+    pub latency_p50_us: f64,
+    /// Their mean latency, microseconds: the sum of the stages' means.
+    pub latency_mean_us: f64,
+    /// Consecutive stages, client to client.
+    pub stages: Vec<Stage>,
+    /// Writes: the leader's own flush (which runs meanwhile), median, microseconds.
+    pub leader_flush_p50_us: Option<f64>,
+}
+
+/// Stage names of a write's path, in order.
+const WRITE_STAGES: [&str; 12] = [
+    "client to leader (tarpc over loopback)",
+    "leader's listener to its driver",
+    "leader: propose, append, send",
+    "leader to follower (tarpc over loopback)",
+    "follower: append, ask for a sync",
+    "follower: sync thread wakes",
+    "follower: flush (write + fdatasync)",
+    "follower: driver hears of the flush",
+    "follower: ack to its peer task",
+    "follower to leader (tarpc over loopback)",
+    "leader: commit, apply, answer",
+    "leader to client (tarpc over loopback)",
+];
+
+/// Stage names of a linearizable read's path (ReadIndex: one heartbeat round).
+const READ_STAGES: [&str; 8] = [
+    "client to leader (tarpc over loopback)",
+    "leader's listener to its driver",
+    "leader: read index, heartbeat",
+    "leader to follower (tarpc over loopback)",
+    "follower: heartbeat answered",
+    "follower to leader (tarpc over loopback)",
+    "leader: read confirmed, answer",
+    "leader to client (tarpc over loopback)",
+];
+
+impl Breakdown {
+    /// The breakdown of `marks` (one client's operations, all writes or all reads).
+    pub fn of(marks: &[Mark], write: bool) -> Self {
+        let mut marks = marks.to_vec();
+        marks.sort_by_key(|mark| mark.at_ns);
+        let names: &[&'static str] = if write { &WRITE_STAGES } else { &READ_STAGES };
+        let mut stages: Vec<Vec<u64>> = vec![Vec::new(); names.len()];
+        let mut latencies = Vec::new();
+        let mut leader_flushes = Vec::new();
+        for window in operations(&marks) {
+            let Some(points) = path(window, write) else {
+                continue;
+            };
+            for (stage, pair) in stages.iter_mut().zip(points.windows(2)) {
+                stage.push(pair[1] - pair[0]);
+            }
+            latencies.push(points[points.len() - 1] - points[0]);
+            if write {
+                leader_flushes.extend(leader_flush(window));
+            }
+        }
+        Breakdown {
+            operations: latencies.len(),
+            latency_mean_us: mean_us(&latencies),
+            latency_p50_us: median_us(&mut latencies),
+            stages: names
+                .iter()
+                .zip(stages.iter_mut())
+                .map(|(&stage, values)| Stage {
+                    stage,
+                    p50_us: median_us(values),
+                    mean_us: mean_us(values),
+                })
+                .collect(),
+            leader_flush_p50_us: write.then(|| median_us(&mut leader_flushes)),
+        }
+    }
+
+    /// Prints the table.
+    pub fn print(&self) {
+        let title = format!("timeline of {} operations, us", self.operations);
+        println!("  {title:<42} {:>8} {:>8}", "median", "mean");
+        for stage in &self.stages {
+            println!(
+                "    {:<40} {:>8.1} {:>8.1}",
+                stage.stage, stage.p50_us, stage.mean_us
+            );
+        }
+        let sum: f64 = self.stages.iter().map(|stage| stage.p50_us).sum();
+        println!("    {:<40} {sum:>8.1}", "sum of the medians");
+        println!(
+            "    {:<40} {:>8.1} {:>8.1}",
+            "latency", self.latency_p50_us, self.latency_mean_us
+        );
+        if let Some(flush) = self.leader_flush_p50_us {
+            println!("    {:<40} {:>8.1}", "leader's own flush, meanwhile", flush);
+        }
+    }
+}
+
+/// Each operation's marks: from a client's send to its answer, both included.
+fn operations(marks: &[Mark]) -> Vec<&[Mark]> {
+    let mut windows = Vec::new();
+    let mut start = None;
+    for (i, mark) in marks.iter().enumerate() {
+        match (mark.step, start) {
+            (Step::ClientSend, _) => start = Some(i),
+            (Step::ClientDone, Some(first)) => {
+                windows.push(&marks[first..=i]);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    windows
+}
+
+/// The times of an operation's path through the stages (one more than the stages), or
+/// `None` if it was retried or a step is missing.
+fn path(window: &[Mark], write: bool) -> Option<Vec<u64>> {
+    let mut calls = window.iter().filter(|mark| mark.step == Step::CallReceived);
+    let (Some(call), None) = (calls.next(), calls.next()) else {
+        return None;
+    };
+    let leader = call.node;
+    let driver = find(window, Step::DriverCall, leader, call.at_ns)?;
+    let sent = find(window, Step::PeerSend, leader, driver)?;
+    let followers: BTreeSet<u16> = window
+        .iter()
+        .map(|mark| mark.node)
+        .filter(|&node| node != leader && node != 0)
+        .collect();
+    let follower = followers
+        .into_iter()
+        .filter_map(|node| follower_path(window, node, sent, write))
+        .min_by_key(|points| points.last().copied())?;
+    let answer_sent = *follower.last()?;
+    let heard = find(window, Step::DriverPeer, leader, answer_sent)?;
+    let answered = find(window, Step::CallAnswered, leader, heard)?;
+    let mut points = vec![window.first()?.at_ns, call.at_ns, driver, sent];
+    points.extend(follower);
+    points.extend([heard, answered, window.last()?.at_ns]);
+    Some(points)
+}
+
+/// A follower's steps after the leader's send at `after`: its driver takes the message,
+/// (a write: asks for a sync, the flush starts and ends, the driver hears of it), its
+/// peer task sends the answer.
+fn follower_path(window: &[Mark], node: u16, after: u64, write: bool) -> Option<Vec<u64>> {
+    let mut points = vec![find(window, Step::DriverPeer, node, after)?];
+    if write {
+        for step in [
+            Step::SyncAsked,
+            Step::FlushStart,
+            Step::FlushEnd,
+            Step::DriverSynced,
+        ] {
+            points.push(find(window, step, node, *points.last()?)?);
+        }
+    }
+    points.push(find(window, Step::PeerSend, node, *points.last()?)?);
+    Some(points)
+}
+
+/// How long the leader's own flush for this write took.
+fn leader_flush(window: &[Mark]) -> Option<u64> {
+    let call = window.iter().find(|mark| mark.step == Step::CallReceived)?;
+    let start = find(window, Step::FlushStart, call.node, call.at_ns)?;
+    Some(find(window, Step::FlushEnd, call.node, start)? - start)
+}
+
+/// The first `step` at `node` at or after `after`.
+fn find(window: &[Mark], step: Step, node: u16, after: u64) -> Option<u64> {
+    window
+        .iter()
+        .find(|mark| mark.step == step && mark.node == node && mark.at_ns >= after)
+        .map(|mark| mark.at_ns)
+}
+
+fn median_us(values: &mut [u64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_unstable();
+    values[values.len() / 2] as f64 / 1000.0
+}
+
+fn mean_us(values: &[u64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.iter().sum::<u64>() as f64 / values.len() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(us: u64, step: Step, node: u16) -> Mark {
+        Mark {
+            at_ns: us * 1000,
+            step,
+            node,
+        }
+    }
+
+    /// A write's path is cut at its steps, through the follower that answered first;
+    /// a retried operation and unrelated marks are left out.
+    #[test]
+    fn a_write_is_cut_at_its_steps() {
+        use Step::*;
+        let (leader, slow, fast) = (7001, 7002, 7003);
+        let mut marks = vec![
+            at(0, ClientSend, 0),
+            at(30, CallReceived, leader),
+            at(31, DriverCall, leader),
+            at(50, PeerSend, leader),
+            at(52, SyncAsked, leader),
+            at(60, FlushStart, leader),
+            at(70, PeerSend, leader),
+            at(80, DriverPeer, slow),
+            at(90, SyncAsked, slow),
+            at(95, DriverPeer, fast),
+            at(100, FlushStart, slow),
+            at(105, SyncAsked, fast),
+            at(115, FlushStart, fast),
+            at(200, FlushEnd, leader),
+            at(250, FlushEnd, fast),
+            at(260, DriverSynced, fast),
+            at(262, PeerSend, fast),
+            at(280, FlushEnd, slow),
+            at(290, DriverSynced, slow),
+            at(292, PeerSend, slow),
+            at(300, DriverPeer, leader),
+            at(320, CallAnswered, leader),
+            at(330, DriverPeer, leader),
+            at(350, ClientDone, 0),
+            // Retried: asked a second node, left out.
+            at(400, ClientSend, 0),
+            at(410, CallReceived, slow),
+            at(420, CallReceived, leader),
+            at(900, ClientDone, 0),
+        ];
+        marks.reverse(); // sorted by time, whatever order they were recorded in
+        let breakdown = Breakdown::of(&marks, true);
+        assert_eq!(breakdown.operations, 1);
+        assert_eq!(breakdown.latency_p50_us, 350.0);
+        let took: Vec<f64> = breakdown.stages.iter().map(|s| s.p50_us).collect();
+        assert_eq!(
+            took,
+            [30.0, 1.0, 19.0, 45.0, 10.0, 10.0, 135.0, 10.0, 2.0, 38.0, 20.0, 30.0]
+        );
+        assert_eq!(took.iter().sum::<f64>(), 350.0);
+        assert_eq!(
+            breakdown.stages[6].stage,
+            "follower: flush (write + fdatasync)"
+        );
+        assert_eq!(breakdown.leader_flush_p50_us, Some(140.0));
+    }
+
+    /// A read has no sync: the follower answers the heartbeat straight away; medians
+    /// and means are over every operation found.
+    #[test]
+    fn reads_skip_the_sync() {
+        use Step::*;
+        let (leader, follower) = (7001, 7002);
+        let read = |start: u64, network: u64| {
+            vec![
+                at(start, ClientSend, 0),
+                at(start + network, CallReceived, leader),
+                at(start + network + 1, DriverCall, leader),
+                at(start + network + 5, PeerSend, leader),
+                at(start + 2 * network + 5, DriverPeer, follower),
+                at(start + 2 * network + 8, PeerSend, follower),
+                at(start + 3 * network + 8, DriverPeer, leader),
+                at(start + 3 * network + 10, CallAnswered, leader),
+                at(start + 4 * network + 10, ClientDone, 0),
+            ]
+        };
+        let marks: Vec<Mark> = [read(0, 10), read(100, 20), read(200, 60)].concat();
+        let breakdown = Breakdown::of(&marks, false);
+        assert_eq!(breakdown.operations, 3);
+        assert_eq!(breakdown.stages.len(), READ_STAGES.len());
+        let network = &breakdown.stages[3];
+        assert_eq!(network.stage, "leader to follower (tarpc over loopback)");
+        assert_eq!((network.p50_us, network.mean_us), (20.0, 30.0));
+        assert_eq!(breakdown.stages[4].p50_us, 3.0);
+        assert_eq!(breakdown.latency_p50_us, 90.0);
+        assert_eq!(breakdown.latency_mean_us, 130.0);
+        assert_eq!(breakdown.leader_flush_p50_us, None);
+    }
+}
