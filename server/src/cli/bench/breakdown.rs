@@ -11,9 +11,10 @@
 //!                                    (commit/read, apply, answer)
 //! ```
 //!
-//! Each operation's path is cut at those steps; the follower is whichever answered
-//! first (the one the leader's commit or read waited for). Operations that went to
-//! more than one node (a retry) are left out. The leader's own flush runs while its
+//! Each operation's path is cut at those steps; the follower is the one whose answer
+//! completed a majority with the leader (in a group of 3 the first to answer, of 5 the
+//! second): the one the commit or the read waited for. Operations that went to more
+//! than one node (a retry) are left out. The leader's own flush runs while its
 //! followers work and is reported on its own line.
 
 use std::collections::BTreeSet;
@@ -75,8 +76,9 @@ const READ_STAGES: [&str; 8] = [
 ];
 
 impl Breakdown {
-    /// The breakdown of `marks` (one client's operations, all writes or all reads).
-    pub fn of(marks: &[Mark], write: bool) -> Self {
+    /// The breakdown of `marks`: one client's operations, all writes or all reads, on
+    /// a group of `replicas`.
+    pub fn of(marks: &[Mark], write: bool, replicas: usize) -> Self {
         let mut marks = marks.to_vec();
         marks.sort_by_key(|mark| mark.at_ns);
         let names: &[&'static str] = if write { &WRITE_STAGES } else { &READ_STAGES };
@@ -84,7 +86,7 @@ impl Breakdown {
         let mut latencies = Vec::new();
         let mut leader_flushes = Vec::new();
         for window in operations(&marks) {
-            let Some(points) = path(window, write) else {
+            let Some(points) = path(window, write, replicas) else {
                 continue;
             };
             for (stage, pair) in stages.iter_mut().zip(points.windows(2)) {
@@ -153,7 +155,7 @@ fn operations(marks: &[Mark]) -> Vec<&[Mark]> {
 
 /// The times of an operation's path through the stages (one more than the stages), or
 /// `None` if it was retried or a step is missing.
-fn path(window: &[Mark], write: bool) -> Option<Vec<u64>> {
+fn path(window: &[Mark], write: bool, replicas: usize) -> Option<Vec<u64>> {
     let mut calls = window.iter().filter(|mark| mark.step == Step::CallReceived);
     let (Some(call), None) = (calls.next(), calls.next()) else {
         return None;
@@ -166,10 +168,13 @@ fn path(window: &[Mark], write: bool) -> Option<Vec<u64>> {
         .map(|mark| mark.node)
         .filter(|&node| node != leader && node != 0)
         .collect();
-    let follower = followers
+    let mut answers: Vec<Vec<u64>> = followers
         .into_iter()
         .filter_map(|node| follower_path(window, node, sent, write))
-        .min_by_key(|points| points.last().copied())?;
+        .collect();
+    answers.sort_by_key(|points| points.last().copied());
+    // With the leader, the first `replicas / 2` answers make a majority.
+    let follower = answers.into_iter().nth((replicas / 2).max(1) - 1)?;
     let answer_sent = *follower.last()?;
     let heard = find(window, Step::DriverPeer, leader, answer_sent)?;
     let answered = find(window, Step::CallAnswered, leader, heard)?;
@@ -278,7 +283,7 @@ mod tests {
             at(900, ClientDone, 0),
         ];
         marks.reverse(); // sorted by time, whatever order they were recorded in
-        let breakdown = Breakdown::of(&marks, true);
+        let breakdown = Breakdown::of(&marks, true, 3);
         assert_eq!(breakdown.operations, 1);
         assert_eq!(breakdown.latency_p50_us, 350.0);
         let took: Vec<f64> = breakdown.stages.iter().map(|s| s.p50_us).collect();
@@ -292,6 +297,10 @@ mod tests {
             "follower: flush (write + fdatasync)"
         );
         assert_eq!(breakdown.leader_flush_p50_us, Some(140.0));
+        // In a group of 5 the commit waits for a second answer: here the slow one's.
+        let of_five = Breakdown::of(&marks, true, 5);
+        assert_eq!(of_five.stages[6].p50_us, 180.0);
+        assert_eq!(of_five.stages[9].p50_us, 8.0);
     }
 
     /// A read has no sync: the follower answers the heartbeat straight away; medians
@@ -314,7 +323,7 @@ mod tests {
             ]
         };
         let marks: Vec<Mark> = [read(0, 10), read(100, 20), read(200, 60)].concat();
-        let breakdown = Breakdown::of(&marks, false);
+        let breakdown = Breakdown::of(&marks, false, 3);
         assert_eq!(breakdown.operations, 3);
         assert_eq!(breakdown.stages.len(), READ_STAGES.len());
         let network = &breakdown.stages[3];

@@ -169,6 +169,11 @@ fn check(args: &BenchArgs) -> Result<(), String> {
         if args.masters.is_some() {
             return Err("--timeline needs the local cluster (no --masters)".into());
         }
+        if args.replicas < 2 {
+            return Err(
+                "--timeline follows a leader and its followers: --replicas 2 or more".into(),
+            );
+        }
         if args.clients != 1 || args.op == BenchOp::Mixed {
             return Err("--timeline follows one client's operations of one kind: \
                         --clients 1 and --op put, append or get"
@@ -254,7 +259,8 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
     let mut report = Report::new(args, cluster, conns, measured, elapsed);
     if args.timeline {
         let write = args.op != BenchOp::Get;
-        report.timeline = Some(Breakdown::of(&timeline::finish(), write));
+        let replicas = usize::from(args.replicas);
+        report.timeline = Some(Breakdown::of(&timeline::finish(), write, replicas));
     }
     Ok(report)
 }
