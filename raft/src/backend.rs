@@ -27,6 +27,10 @@ use crate::StoreError;
 /// copied into one buffer with its framing).
 pub type SnapshotMaker = Box<dyn FnOnce() -> Result<Vec<Vec<u8>>, StoreError> + Send>;
 
+/// Reads the snapshot blob, maybe on another thread: what
+/// [`Backend::snapshot_reader`] hands out.
+pub type SnapshotReader = Box<dyn FnOnce() -> Result<Option<Vec<u8>>, StoreError> + Send>;
+
 /// `(key, value)` pairs returned by [`Backend::scan`], in key order.
 pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -65,6 +69,12 @@ pub trait Backend {
     }
     /// Returns the snapshot blob, if one was ever stored.
     fn get_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A reader of the current snapshot blob that may run on another thread, for a
+    /// backend whose read is slow (a file the size of the state); `None`, the default:
+    /// [`Backend::get_snapshot`] is cheap enough for the caller's thread.
+    fn snapshot_reader(&self) -> Result<Option<SnapshotReader>, StoreError> {
+        Ok(None)
+    }
     /// Makes every write so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 }

@@ -79,13 +79,14 @@ mod proposals;
 mod ready;
 mod replica;
 mod sled_backend;
+mod snapshot_read;
 mod snapshots;
 mod store;
 mod store_write;
 
 pub use raft;
 
-pub use backend::{Backend, KeyValues, MemBackend, SnapshotMaker};
+pub use backend::{Backend, KeyValues, MemBackend, SnapshotMaker, SnapshotReader};
 pub use config::ReplicaConfig;
 pub use error::{Error, ServerError, StoreError};
 pub use log_store::{LogStore, SnapshotData};

@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::backend::lock;
-use crate::{Backend, KeyValues, SnapshotMaker, StoreError};
+use crate::{Backend, KeyValues, SnapshotMaker, SnapshotReader, StoreError};
 
 const SNAPSHOT_TREE: &str = "snapshot";
 /// Where earlier versions kept the snapshot bytes themselves.
@@ -344,16 +344,27 @@ impl Backend for SledBackend {
     }
 
     fn get_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(number) = recorded_file(&self.snapshots)? {
-            let path = file_path(&self.files.dir, number, "snap");
-            return fs::read(&path)
-                .map(Some)
-                .map_err(|error| io_error(&path, &error));
+        if let Some(read) = self.snapshot_reader()? {
+            return read();
         }
         Ok(self
             .snapshots
             .get(INLINE_SNAPSHOT_KEY)?
             .map(|value| value.to_vec()))
+    }
+
+    /// Reads the recorded snapshot file (a state-sized read); `None` for a snapshot
+    /// kept inline in sled, or none.
+    fn snapshot_reader(&self) -> Result<Option<SnapshotReader>, StoreError> {
+        let Some(number) = recorded_file(&self.snapshots)? else {
+            return Ok(None);
+        };
+        let path = file_path(&self.files.dir, number, "snap");
+        Ok(Some(Box::new(move || {
+            fs::read(&path)
+                .map(Some)
+                .map_err(|error| io_error(&path, &error))
+        })))
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {

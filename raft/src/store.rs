@@ -5,7 +5,8 @@
 //! copy: the hard state, the conf state record, the latest snapshot's metadata and every
 //! log entry after it. raft-rs's reads of the log (`entries`, `term`, ...) are then
 //! served from memory and never fail for I/O reasons; a snapshot's data is read back
-//! from the backend when raft-rs asks for it (a follower needs it). `Store::open`
+//! from the backend when raft-rs asks for it (a follower needs it), off the caller's
+//! thread when the backend says the read is slow (`snapshot_read.rs`). `Store::open`
 //! rebuilds the cache from the backend, so a crash followed by `open` sees exactly what
 //! was synced.
 //!
@@ -35,6 +36,7 @@ use raft::{GetEntriesContext, RaftState, Storage};
 use crate::codec::{
     self, decode, decode_snapshot, CONF_STATE_KEY, ENTRY_END, ENTRY_KEY_BYTES, ENTRY_START,
 };
+use crate::snapshot_read::SnapshotReads;
 use crate::{Backend, Index, StoreError, Term};
 
 /// THE [`crate::LogStore`]: caches the log in memory and writes through to `B`.
@@ -54,6 +56,8 @@ pub struct Store<B: Backend> {
     /// The snapshot `open` read, data included, until `restore_snapshot` takes it or
     /// another snapshot replaces it.
     pub(crate) opened: Option<Snapshot>,
+    /// A snapshot being read for a follower (see `snapshot_read.rs`).
+    pub(crate) snapshot_reads: SnapshotReads,
     pub(crate) entries: VecDeque<Entry>,
     /// The run records in the backend: key → index of the run's last entry (runs are
     /// disjoint and in key order; a run's key is at or below its first entry's index).
@@ -108,6 +112,7 @@ impl<B: Backend> Store<B> {
             // Shares the data's buffer with `snapshot`, which keeps only its metadata.
             opened: (snapshot.get_metadata().index > 0).then(|| snapshot.clone()),
             snapshot: snapshot.take_metadata(),
+            snapshot_reads: SnapshotReads::default(),
             entries: VecDeque::new(),
             runs: BTreeMap::new(),
             dead_runs: VecDeque::new(),
@@ -246,11 +251,17 @@ impl<B: Backend> Store<B> {
         if self.snapshot_index() == 0 {
             return Ok(Snapshot::default());
         }
+        self.checked_snapshot(self.backend.get_snapshot()?)
+    }
+
+    /// The snapshot in `bytes` (the backend's blob), checked to be the one this store
+    /// installed (`Corrupt` otherwise, or if there is none).
+    pub(crate) fn checked_snapshot(&self, bytes: Option<Vec<u8>>) -> Result<Snapshot, StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             what: "snapshot".into(),
             reason,
         };
-        let bytes = self.backend.get_snapshot()?.ok_or_else(|| {
+        let bytes = bytes.ok_or_else(|| {
             corrupt(format!(
                 "snapshot {} is gone from the backend",
                 self.snapshot_index()
@@ -383,18 +394,22 @@ impl<B: Backend> Storage for Store<B> {
     }
 
     /// The latest snapshot, read from the backend; `SnapshotTemporarilyUnavailable` when
-    /// there is none yet, it is older than `request_index`, or it cannot be read (logged:
-    /// raft-rs retries later, and would panic on any other error).
+    /// there is none yet, it is older than `request_index`, it is still being read in
+    /// the background (`snapshot_read.rs`), or it cannot be read (logged). raft-rs asks
+    /// again later, and would panic on any other error.
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let unavailable = raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable);
         let index = self.snapshot_index();
         if index == 0 || index < request_index {
-            return Err(raft::Error::Store(
-                raft::StorageError::SnapshotTemporarilyUnavailable,
-            ));
+            return Err(unavailable);
         }
-        self.latest_snapshot().map_err(|error| {
-            tracing::error!(%error, index, "cannot read the snapshot");
-            raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)
-        })
+        match self.offer_snapshot() {
+            Ok(Some(snapshot)) => Ok(snapshot),
+            Ok(None) => Err(unavailable),
+            Err(error) => {
+                tracing::error!(%error, index, "cannot read the snapshot");
+                Err(unavailable)
+            }
+        }
     }
 }

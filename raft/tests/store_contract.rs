@@ -18,6 +18,8 @@ use shardkv_raft::{
 
 trait Harness {
     type B: Backend;
+    /// Whether `Storage::snapshot` reads the snapshot on another thread.
+    const READS_IN_BACKGROUND: bool;
     fn fresh(&mut self) -> Store<Self::B>;
     fn reopen_backend(&mut self, backend: Self::B) -> Store<Self::B>;
     fn reopen(&mut self, store: Store<Self::B>) -> Store<Self::B> {
@@ -30,6 +32,7 @@ struct Mem;
 
 impl Harness for Mem {
     type B = MemBackend;
+    const READS_IN_BACKGROUND: bool = false;
     fn fresh(&mut self) -> Store<MemBackend> {
         Store::open(MemBackend::new()).unwrap()
     }
@@ -53,6 +56,7 @@ impl Sled {
 
 impl Harness for Sled {
     type B = SledBackend;
+    const READS_IN_BACKGROUND: bool = true;
     fn fresh(&mut self) -> Store<SledBackend> {
         assert!(self.dir.path().exists());
         Store::open(SledBackend::open(&self.path).unwrap()).unwrap()
@@ -486,7 +490,7 @@ fn contract_compact<H: Harness>(h: &mut H) {
         .compact(3, b"older".to_vec().into(), voters(&[1]))
         .unwrap();
     let store = h.reopen(store);
-    let snapshot = store.snapshot(5, 2).unwrap();
+    let snapshot = offered(&store).unwrap();
     assert_eq!(
         (snapshot.get_metadata().index, snapshot.get_metadata().term),
         (5, 3)
@@ -556,7 +560,7 @@ fn contract_apply_snapshot<H: Harness>(h: &mut H) {
         store.initial_state().unwrap().conf_state.voters,
         vec![1, 2, 4]
     );
-    assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"leader-state");
+    assert_eq!(&offered(&store).unwrap().data[..], b"leader-state");
     assert_eq!(read(&store, 11, 13, None).unwrap(), entries(11..=12, 4));
 }
 
@@ -621,6 +625,20 @@ fn contract_interrupted_install_recovers<H: Harness>(h: &mut H) {
     );
     let store = h.reopen(store);
     assert_eq!(store.last_index().unwrap(), 10);
+}
+
+/// The snapshot `Storage::snapshot` offers a follower, once any read in the background
+/// (the sled backend reads its file on a thread of its own) is done.
+fn offered<B: shardkv_raft::Backend>(store: &Store<B>) -> Result<Snapshot, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match store.offer_snapshot() {
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            Ok(None) => panic!("the snapshot read never finished"),
+            Ok(Some(snapshot)) => return Ok(snapshot),
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn set_commit<B: shardkv_raft::Backend>(store: &mut Store<B>, term: u64, commit: u64) {
@@ -736,7 +754,7 @@ fn contract_snapshot_data_is_read_back<H: Harness>(h: &mut H) {
     store.sync().unwrap();
     assert_eq!(store.snapshot_index(), 5);
     assert_eq!(store.snapshot_bytes(), 300);
-    assert_eq!(store.snapshot(5, 2).unwrap().data.to_vec(), vec![7; 300]);
+    assert_eq!(offered(&store).unwrap().data.to_vec(), vec![7; 300]);
     assert_eq!(store.latest_snapshot().unwrap().data.to_vec(), vec![7; 300]);
     let other = leader_snapshot(5, 2, b"another");
     store
@@ -747,6 +765,7 @@ fn contract_snapshot_data_is_read_back<H: Harness>(h: &mut H) {
         store.latest_snapshot(),
         Err(StoreError::Corrupt { .. })
     ));
+    assert!(matches!(offered(&store), Err(StoreError::Corrupt { .. })));
     assert_eq!(
         store.snapshot(5, 2),
         Err(raft::Error::Store(
@@ -754,6 +773,42 @@ fn contract_snapshot_data_is_read_back<H: Harness>(h: &mut H) {
         ))
     );
     assert_eq!(store.snapshot_index(), 5, "the store's own record stands");
+}
+
+/// `Storage::snapshot` reads a snapshot file on a thread of its own: the first ask
+/// starts the read and answers "temporarily unavailable" (raft-rs asks again), a later
+/// one hands the snapshot over; nothing is kept, and a read for a snapshot replaced
+/// meanwhile is not served. A backend read at once answers at once.
+fn contract_offered_snapshot_is_read_off_the_caller<H: Harness>(h: &mut H) {
+    let mut store = h.fresh();
+    store.append(&entries(1..=10, 2)).unwrap();
+    set_commit(&mut store, 2, 10);
+    store
+        .compact(5, b"five".to_vec().into(), voters(&[1]))
+        .unwrap();
+    store.finish_compaction().unwrap();
+    let unavailable = Err(raft::Error::Store(
+        raft::StorageError::SnapshotTemporarilyUnavailable,
+    ));
+    let first = store.snapshot(0, 1);
+    if H::READS_IN_BACKGROUND {
+        assert_eq!(first, unavailable, "the read runs elsewhere");
+        assert_eq!(&offered(&store).unwrap().data[..], b"five");
+        assert_eq!(
+            store.snapshot(0, 1),
+            unavailable,
+            "nothing kept: read again"
+        );
+    } else {
+        assert_eq!(&first.unwrap().data[..], b"five");
+    }
+    store
+        .compact(8, b"eight".to_vec().into(), voters(&[1]))
+        .unwrap();
+    store.finish_compaction().unwrap();
+    let snapshot = offered(&store).unwrap();
+    assert_eq!(snapshot.get_metadata().index, 8);
+    assert_eq!(&snapshot.data[..], b"eight");
 }
 
 /// A reopened store hands its opening replica the snapshot it read when it opened,
@@ -805,6 +860,7 @@ contract_tests!(
     contract_runs_split_by_truncate_and_compaction,
     contract_snapshot_data_is_read_back,
     contract_restore_hands_over_the_opened_snapshot,
+    contract_offered_snapshot_is_read_off_the_caller,
 );
 
 /// Freeing compacted entries on the background thread changes nothing a store shows:
@@ -866,7 +922,7 @@ fn sled_snapshot_files_survive_reopen_and_strays_go() {
     drop(tree);
     let mut store = h.reopen(store);
     assert_eq!(store.snapshot_index(), 4);
-    assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"legacy@4");
+    assert_eq!(&offered(&store).unwrap().data[..], b"legacy@4");
 
     store
         .compact(8, b"sm@8".to_vec().into(), voters(&[1]))
@@ -880,7 +936,7 @@ fn sled_snapshot_files_survive_reopen_and_strays_go() {
     drop(tree);
     let store = h.reopen(store);
     assert_eq!(store.snapshot_index(), 8);
-    assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"sm@8");
+    assert_eq!(&offered(&store).unwrap().data[..], b"sm@8");
     let mut left: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -959,7 +1015,7 @@ fn sled_encodes_snapshots_on_its_snapshot_thread() {
         receiver.recv().unwrap().as_deref(),
         Some("shardkv-snapshot")
     );
-    assert_eq!(&store.snapshot(0, 1).unwrap().data[..], b"sm@20");
+    assert_eq!(&offered(&store).unwrap().data[..], b"sm@20");
     assert_eq!(store.first_index().unwrap(), 21);
 }
 
