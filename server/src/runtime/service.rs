@@ -96,8 +96,9 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
 }
 
-/// Accepts connections on `listener`, forwarding calls to `events`, until the driver
-/// drops the receiving end of `events`; the listener is closed on return.
+/// Accepts connections on `listener`, forwarding calls to `events` (and marking client
+/// calls in and out on `tracer`), until the driver drops the receiving end of `events`;
+/// the listener is closed on return.
 pub async fn serve(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
