@@ -260,7 +260,7 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
     if args.timeline {
         let write = args.op != BenchOp::Get;
         let replicas = usize::from(args.replicas);
-        report.timeline = Some(Breakdown::of(&timeline::finish(), write, replicas));
+        report.timeline = Some(Breakdown::of(timeline::finish(), write, replicas));
     }
     Ok(report)
 }
