@@ -177,3 +177,36 @@ fn no_campaign_while_syncing() {
         "no campaign after the sync"
     );
 }
+
+/// While a sync is outstanding, a follower's answers that need no sync of their own (to
+/// a read's heartbeat) are held too, and leave after the acknowledgement the sync
+/// releases, in order: nothing overtakes a held promise.
+#[test]
+fn answers_wait_for_the_outstanding_sync() {
+    let (mut cluster, asked) = leader_proposed_a();
+    cluster.deliver_only(2);
+    let syncs = asked[1].lock().unwrap().len();
+    cluster.replica_mut(1).read_index(7);
+    cluster.advance(1);
+    cluster.deliver_only(2);
+    assert_eq!(asked[1].lock().unwrap().len(), syncs, "no sync of its own");
+    assert!(
+        !cluster.queue.iter().any(|(from, ..)| *from == 2),
+        "node 2 answered before its sync"
+    );
+    report_sync(&mut cluster, 2, &asked[1]);
+    let sent: Vec<MessageType> = cluster
+        .queue
+        .iter()
+        .filter(|(from, ..)| *from == 2)
+        .filter_map(|(.., bytes)| Message::parse_from_bytes(bytes).ok())
+        .map(|message| message.get_msg_type())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            MessageType::MsgAppendResponse,
+            MessageType::MsgHeartbeatResponse
+        ]
+    );
+}
