@@ -5,16 +5,13 @@
 //!
 //! ```text
 //!   client / admin / other group --- Node::call(bytes) -> bytes ---> node
-//!   raft peer of the same group ---- Node::raft(from, [msg, ..]) --> node
 //! ```
 //!
-//! - `call` carries the bytes the client library (or a group's migration code) encoded:
-//!   a bincode `master::Request` to a shard master, a bincode `kv::GroupRequest` to a
-//!   group replica; the answer is the matching encoded response. The transport neither
-//!   inspects nor validates them.
-//! - `raft` carries a batch of encoded raft messages from peer `from` to this node. It
-//!   answers `()` once the node has queued them (not once they are processed): raft
-//!   tolerates loss, so the sender needs no more.
+//! `call` carries the bytes the client library (or a group's migration code) encoded: a
+//! bincode `master::Request` to a shard master, a bincode `kv::GroupRequest` to a group
+//! replica; the answer is the matching encoded response. The transport neither inspects
+//! nor validates them. (Raft messages between the replicas of one service share the
+//! address but not tarpc: the server runtime sends them on one-way streams.)
 //!
 //! # Connections
 //!
@@ -63,16 +60,14 @@ pub const MAX_FRAME_BYTES: usize = 64 << 20;
 mod service {
     use serde_bytes::ByteBuf;
 
-    /// One service for all node kinds: client calls and raft traffic. Payloads are
-    /// `ByteBuf`s: bincode writes them as one length and the bytes (as it would a
-    /// `Vec<u8>`), but copies them whole instead of one byte at a time.
+    /// One service for all node kinds. Payloads are `ByteBuf`s: bincode writes them as
+    /// one length and the bytes (as it would a `Vec<u8>`), but copies them whole
+    /// instead of one byte at a time.
     #[tarpc::service]
     pub trait Node {
         /// A request encoded by its caller (a bincode `master::Request` or
         /// `kv::GroupRequest`); the answer is the matching encoded response.
         async fn call(request: ByteBuf) -> ByteBuf;
-        /// A batch of encoded raft messages from replica `from` of the same service.
-        async fn raft(from: u64, messages: Vec<ByteBuf>);
     }
 }
 
@@ -126,23 +121,6 @@ impl TarpcTransport {
         let call = client.call(deadline(remaining), ByteBuf::from(request));
         let result = tokio::time::timeout(remaining, call).await;
         self.finish(to, result).map(ByteBuf::into_vec)
-    }
-
-    /// Sends a batch of raft messages from replica `from` to the node at `to`.
-    pub async fn send_raft(
-        &self,
-        to: &str,
-        from: u64,
-        messages: Vec<Vec<u8>>,
-        timeout: Duration,
-    ) -> Result<(), TransportError> {
-        let started = Instant::now();
-        let client = self.connect(to, timeout).await?;
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let messages = messages.into_iter().map(ByteBuf::from).collect();
-        let result =
-            tokio::time::timeout(remaining, client.raft(deadline(remaining), from, messages));
-        self.finish(to, result.await)
     }
 
     /// Maps a call's outcome to the transport's errors, evicting the connection on any

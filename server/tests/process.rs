@@ -71,8 +71,8 @@ fn acknowledged_writes_survive_leader_kill_and_leave() {
     assert!(stdout(&out).is_empty() && stderr(&out).contains("not found"));
 }
 
-/// Garbage bytes and an oversized frame do not take a node down, and bad CLI input
-/// gets a one-line error and a non-zero exit.
+/// Garbage bytes, an oversized frame and broken raft streams do not take a node down,
+/// and bad CLI input gets a one-line error and a non-zero exit.
 #[test]
 fn bad_frames_and_bad_input_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -85,9 +85,13 @@ fn bad_frames_and_bad_input_are_refused() {
     );
     assert!(out.status.success(), "join: {}", stderr(&out));
 
+    // tarpc garbage, an oversized tarpc frame, a raft stream of an unknown version, and
+    // one whose frame does not decode.
     for frame in [
         b"\x00\x00\x00\x10garbage-garbage!".to_vec(),
         b"\x7f\xff\xff\xffmore".to_vec(),
+        b"SKVRAFT9\x00\x00\x00\x00\x00\x00\x00\x01".to_vec(),
+        b"SKVRAFT1\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x03abc".to_vec(),
     ] {
         for address in &masters {
             if let Ok(mut stream) = TcpStream::connect(address) {

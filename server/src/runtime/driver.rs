@@ -63,7 +63,7 @@ pub async fn run<H: Hosted + Send + 'static>(
 ) -> Result<(), Fatal> {
     let transport = TarpcTransport::new();
     let (sender, mut receiver) = events;
-    let peers = Peers::start(me, peers, &transport, tracer);
+    let peers = Peers::start(me, peers, tracer);
     let mut server = server;
     server.send_early_with(peers.early_sink());
     let (sink, syncer) = start_syncer(me, server.database(), sender.clone(), tracer)

@@ -4,7 +4,7 @@
 //! ```text
 //!   TCP ──► service (tarpc Node) ──Event──► driver ──► Hosted server (sans-IO)
 //!                                              │
-//!            peers (raft batches) ◄────────────┤ Send
+//!            peers (raft streams) ◄────────────┤ Send
 //!            caller's oneshot     ◄────────────┤ Reply
 //!            TarpcTransport call  ◄────────────┘ Call ──► Event::Response
 //! ```
@@ -12,7 +12,9 @@
 //! - [`hosted`]: the two servers behind one trait, bytes in and actions out.
 //! - [`driver`]: the single task that owns the server: ticks, events, actions.
 //! - [`peers`]: raft messages batched per peer, one batch in flight per peer.
-//! - [`service`]: the tarpc listener, with its frame limit and bad-frame handling.
+//! - [`raft_stream`]: the one-way streams that carry them, beside tarpc on one port.
+//! - [`service`]: the listener (tarpc and raft streams), with its frame limit and
+//!   bad-frame handling.
 //! - [`node`]: [`NodeSpec`] and [`run_node`], from data directory to shutdown.
 //! - [`timeline`]: the steps of requests, recorded for `shardkv bench --timeline`.
 //!
@@ -26,6 +28,7 @@ pub mod driver;
 pub mod hosted;
 pub mod node;
 pub mod peers;
+pub mod raft_stream;
 pub mod service;
 pub mod timeline;
 

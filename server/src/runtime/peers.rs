@@ -1,25 +1,25 @@
 //! [`Peers`]: raft messages to the other replicas, batched per peer.
 //!
-//! Each peer has one sender task fed by a bounded queue. The task sends whatever has
-//! queued as one `Node::raft` batch, waits for the peer to take it, then sends the next:
-//! one batch in flight per peer, so messages to a peer stay in order and a slow peer
-//! cannot make the node buffer without bound. When the queue is full, or the peer is
-//! down, messages are dropped: raft retransmits what matters.
+//! Each peer has one sender task fed by a bounded queue. The task writes whatever has
+//! queued as one frame on its raft stream to the peer ([`super::raft_stream`]), waits
+//! for the write, then sends the next: messages to a peer stay in order, and a slow peer
+//! (TCP pushing back) cannot make the node buffer without bound. When the queue is full,
+//! or the peer is down, messages are dropped: raft retransmits what matters.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shardkv_client::TarpcTransport;
 use shardkv_raft::{EarlySink, NodeId};
 use tokio::sync::mpsc;
 
+use super::raft_stream::Outgoing;
 use super::timeline::{Step, Tracer};
 
 /// Batches waiting per peer before new messages to it are dropped (an early message
 /// is a batch of its own).
 const QUEUE_BATCHES: usize = 256;
 
-/// Messages in one `Node::raft` call, at most.
+/// Messages in one frame, at most.
 const BATCH_MESSAGES_MAX: usize = 256;
 
 /// How long one batch may take before the connection counts as broken.
@@ -37,25 +37,14 @@ pub struct Peers {
 impl Peers {
     /// Starts one sender task per peer in `addresses` (this node `me` excluded); each
     /// marks [`Step::PeerSend`] on `tracer`.
-    pub fn start(
-        me: NodeId,
-        addresses: &BTreeMap<NodeId, String>,
-        transport: &TarpcTransport,
-        tracer: Tracer,
-    ) -> Self {
+    pub fn start(me: NodeId, addresses: &BTreeMap<NodeId, String>, tracer: Tracer) -> Self {
         let queues = addresses
             .iter()
             .filter(|(&id, _)| id != me)
             .map(|(&id, address)| {
                 let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
-                tokio::spawn(run_peer(
-                    me,
-                    id,
-                    address.clone(),
-                    transport.clone(),
-                    receiver,
-                    tracer,
-                ));
+                let stream = Outgoing::new(me, address.clone());
+                tokio::spawn(run_peer(id, stream, receiver, tracer));
                 (id, sender)
             })
             .collect();
@@ -89,10 +78,8 @@ fn send(queues: &BTreeMap<NodeId, mpsc::Sender<Vec<Vec<u8>>>>, to: NodeId, messa
 
 /// One peer's sender task; ends when the node drops its [`Peers`] and its early sink.
 async fn run_peer(
-    me: NodeId,
     to: NodeId,
-    address: String,
-    transport: TarpcTransport,
+    mut stream: Outgoing,
     mut queue: mpsc::Receiver<Vec<Vec<u8>>>,
     tracer: Tracer,
 ) {
@@ -104,8 +91,8 @@ async fn run_peer(
             }
         }
         tracer.mark(Step::PeerSend);
-        if let Err(error) = transport.send_raft(&address, me, batch, SEND_TIMEOUT).await {
-            tracing::debug!(to, %address, %error, "raft send failed");
+        if let Err(error) = stream.send(batch, SEND_TIMEOUT).await {
+            tracing::debug!(to, %error, "raft send failed");
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }

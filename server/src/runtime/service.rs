@@ -1,5 +1,6 @@
-//! The node's tarpc listener: accepts connections, serves [`Node`], and turns every call
-//! into an [`Event`] for the driver.
+//! The node's listener: accepts connections, serves [`Node`] over tarpc on most of them
+//! and reads raft streams ([`super::raft_stream`]) on the rest, and turns every call
+//! and every batch of raft messages into an [`Event`] for the driver.
 //!
 //! A connection whose bytes are not a valid frame (garbage, or a length header over
 //! [`MAX_FRAME_BYTES`]) is logged and closed; the listener and every other connection
@@ -18,13 +19,15 @@ use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse, MAX_FRAME_BYTES};
 use tarpc::context::Context;
-use tarpc::serde_transport::tcp;
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{ClientMessage, Response};
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use super::raft_stream::{self, PREAMBLE};
 use super::timeline::{Step, Tracer};
 
 /// What the listener hands the driver.
@@ -84,11 +87,6 @@ impl Node for NodeService {
         self.tracer.mark(Step::CallAnswered);
         ByteBuf::from(answer)
     }
-
-    async fn raft(self, _: Context, from: u64, messages: Vec<ByteBuf>) {
-        let messages = messages.into_iter().map(ByteBuf::into_vec).collect();
-        let _ = self.events.send(Event::Peer { from, messages }).await;
-    }
 }
 
 /// Binds `listen` (before the driver starts, so a bad address fails the node at once).
@@ -96,31 +94,23 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
 }
 
-/// Accepts connections on `listener`, forwarding calls to `events` (and marking client
-/// calls in and out on `tracer`), until the driver drops the receiving end of `events`;
-/// the listener is closed on return.
+/// Accepts connections on `listener`, forwarding calls and raft messages to `events`
+/// (and marking client calls in and out on `tracer`), until the driver drops the
+/// receiving end of `events`; the listener is closed on return.
 pub async fn serve(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     tracer: Tracer,
 ) -> std::io::Result<()> {
-    let mut incoming = tcp::listen_on(listener, Bincode::default).await?;
-    incoming.config_mut().max_frame_length(MAX_FRAME_BYTES);
     let service = NodeService { events, tracer };
     loop {
         let accepted = tokio::select! {
-            accepted = incoming.next() => accepted,
-            () = service.events.closed() => None,
+            accepted = listener.accept() => accepted,
+            () = service.events.closed() => break,
         };
-        let Some(accepted) = accepted else { break };
         match accepted {
-            Ok(transport) => {
-                let peer = transport.peer_addr().ok();
-                tokio::spawn(serve_connection(
-                    BaseChannel::with_defaults(transport),
-                    peer,
-                    service.clone(),
-                ));
+            Ok((stream, peer)) => {
+                tokio::spawn(serve_stream(stream, peer, service.clone()));
             }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
@@ -129,6 +119,31 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Serves one accepted connection: a raft stream if it starts with `PREAMBLE[..4]`,
+/// else tarpc (those four bytes are its first frame's length).
+async fn serve_stream(mut stream: TcpStream, peer: SocketAddr, service: NodeService) {
+    let mut head = [0u8; 4];
+    let read = tokio::select! {
+        read = stream.read_exact(&mut head) => read,
+        () = service.events.closed() => return,
+    };
+    if let Err(error) = read {
+        tracing::debug!(%peer, %error, "connection closed before its first frame");
+        return;
+    }
+    if head == PREAMBLE[..4] {
+        return raft_stream::receive(stream, Some(peer), service.events).await;
+    }
+    // Tarpc, reading the four bytes again before the rest of the stream.
+    let (reader, writer) = stream.into_split();
+    let io = tokio::io::join(std::io::Cursor::new(head).chain(reader), writer);
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec();
+    let transport = tarpc::serde_transport::new(Framed::new(io, codec), Bincode::default());
+    serve_connection(BaseChannel::with_defaults(transport), Some(peer), service).await;
 }
 
 /// Serves one connection until it closes, sends a bad frame, or the driver stops.

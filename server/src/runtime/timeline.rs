@@ -39,7 +39,7 @@ pub enum Step {
     FlushStart,
     /// A node's sync thread has flushed the store.
     FlushEnd,
-    /// A node's peer task hands a batch of raft messages to tarpc.
+    /// A node's peer task writes a batch of raft messages to its raft stream.
     PeerSend,
 }
 
