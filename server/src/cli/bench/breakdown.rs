@@ -52,13 +52,13 @@ const WRITE_STAGES: [&str; 12] = [
     "client to leader (tarpc over loopback)",
     "leader's listener to its driver",
     "leader: propose, append, send",
-    "leader to follower (raft stream, loopback)",
+    "leader to follower (raft stream)",
     "follower: append, ask for a sync",
     "follower: sync thread wakes",
     "follower: flush (write + fdatasync)",
     "follower: driver hears of the flush",
     "follower: ack to its peer task",
-    "follower to leader (raft stream, loopback)",
+    "follower to leader (raft stream)",
     "leader: commit, apply, answer",
     "leader to client (tarpc over loopback)",
 ];
@@ -68,9 +68,9 @@ const READ_STAGES: [&str; 8] = [
     "client to leader (tarpc over loopback)",
     "leader's listener to its driver",
     "leader: read index, heartbeat",
-    "leader to follower (raft stream, loopback)",
+    "leader to follower (raft stream)",
     "follower: heartbeat answered",
-    "follower to leader (raft stream, loopback)",
+    "follower to leader (raft stream)",
     "leader: read confirmed, answer",
     "leader to client (tarpc over loopback)",
 ];
@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(breakdown.operations, 3);
         assert_eq!(breakdown.stages.len(), READ_STAGES.len());
         let network = &breakdown.stages[3];
-        assert_eq!(network.stage, "leader to follower (raft stream, loopback)");
+        assert_eq!(network.stage, "leader to follower (raft stream)");
         assert_eq!((network.p50_us, network.mean_us), (20.0, 30.0));
         assert_eq!(breakdown.stages[4].p50_us, 3.0);
         assert_eq!(breakdown.latency_p50_us, 90.0);
