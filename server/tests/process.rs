@@ -85,13 +85,18 @@ fn bad_frames_and_bad_input_are_refused() {
     );
     assert!(out.status.success(), "join: {}", stderr(&out));
 
-    // tarpc garbage, an oversized tarpc frame, a raft stream of an unknown version, and
-    // one whose frame does not decode.
+    // tarpc garbage, an oversized tarpc frame, a raft stream of an unknown version, one
+    // whose frame does not decode, and one whose frame holds a message that is not raft.
+    let mut junk_message = b"SKVRAFT1\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x14".to_vec();
+    junk_message.extend_from_slice(&1u64.to_le_bytes());
+    junk_message.extend_from_slice(&4u64.to_le_bytes());
+    junk_message.extend_from_slice(b"junk");
     for frame in [
         b"\x00\x00\x00\x10garbage-garbage!".to_vec(),
         b"\x7f\xff\xff\xffmore".to_vec(),
         b"SKVRAFT9\x00\x00\x00\x00\x00\x00\x00\x01".to_vec(),
         b"SKVRAFT1\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x03abc".to_vec(),
+        junk_message,
     ] {
         for address in &masters {
             if let Ok(mut stream) = TcpStream::connect(address) {

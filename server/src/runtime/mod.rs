@@ -11,7 +11,7 @@
 //!
 //! - [`hosted`]: the two servers behind one trait, bytes in and actions out.
 //! - [`driver`]: the single task that owns the server: ticks, events, actions.
-//! - [`peers`]: raft messages batched per peer, one batch in flight per peer.
+//! - [`peers`]: raft messages batched per peer, in order, one sender task per peer.
 //! - [`raft_stream`]: the one-way streams that carry them, beside tarpc on one port.
 //! - [`service`]: the listener (tarpc and raft streams), with its frame limit and
 //!   bad-frame handling.

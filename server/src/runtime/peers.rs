@@ -2,9 +2,11 @@
 //!
 //! Each peer has one sender task fed by a bounded queue. The task writes whatever has
 //! queued as one frame on its raft stream to the peer ([`super::raft_stream`]), waits
-//! for the write, then sends the next: messages to a peer stay in order, and a slow peer
-//! (TCP pushing back) cannot make the node buffer without bound. When the queue is full,
-//! or the peer is down, messages are dropped: raft retransmits what matters.
+//! for the write, then sends the next: messages to a peer stay in order on a stream
+//! (after a re-dial, frames still buffered on the old one may arrive late, as raft
+//! allows), and a slow peer (TCP pushing back) cannot make the node buffer without
+//! bound. When the queue is full, or the peer is down, messages are dropped: raft
+//! retransmits what matters.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,9 +93,15 @@ async fn run_peer(
             }
         }
         tracer.mark(Step::PeerSend);
-        if let Err(error) = stream.send(batch, SEND_TIMEOUT).await {
-            tracing::debug!(to, %error, "raft send failed");
-            tokio::time::sleep(RETRY_PAUSE).await;
+        match stream.send(batch, SEND_TIMEOUT).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => {
+                tracing::warn!(to, %error, "raft batch dropped");
+            }
+            Err(error) => {
+                tracing::debug!(to, %error, "raft send failed");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
         }
     }
 }

@@ -16,6 +16,12 @@
 //! one. Over loopback on the 2-core VM a tarpc round trip takes ~58 us, a plain tokio
 //! TCP one ~26 us; a write passes two raft hops (leader to follower and back).
 //!
+//! Nothing answering also means nothing shows that a peer vanished without closing its
+//! connections (a host cut off or powered off): on Linux, TCP gives up on a stream whose
+//! data stays unacknowledged for [`UNACKNOWLEDGED_LIMIT`] (`TCP_USER_TIMEOUT`), so the
+//! next batch dials again, and the receiving end probes an idle stream
+//! ([`KEEPALIVE_IDLE`]) so a half-open one is closed rather than kept forever.
+//!
 //! The listener tells the two kinds of connection apart by their first four bytes: a
 //! tarpc connection starts with a frame length, and `PREAMBLE[..4]` read as one
 //! (0x534B5652, 1.4 GB) is over [`MAX_FRAME_BYTES`], so no valid tarpc connection starts
@@ -36,6 +42,14 @@ use super::service::Event;
 
 /// The first bytes of a raft stream: a tag and the format's version.
 pub const PREAMBLE: [u8; 8] = *b"SKVRAFT1";
+
+/// How long a raft stream's data may stay unacknowledged before TCP gives the stream up
+/// (as the tarpc call per batch it replaced gave up after its one-second deadline).
+const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(2);
+
+/// How long a received raft stream may stay silent before TCP probes the peer (every
+/// second, three times, then it closes it).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
 
 /// The frame codec of both ends.
 fn codec() -> LengthDelimitedCodec {
@@ -68,6 +82,16 @@ impl Outgoing {
     pub async fn send(&mut self, messages: Vec<Vec<u8>>, timeout: Duration) -> std::io::Result<()> {
         let messages: Vec<ByteBuf> = messages.into_iter().map(ByteBuf::from).collect();
         let frame = bincode::serialize(&messages).map_err(std::io::Error::other)?;
+        if frame.len() > MAX_FRAME_BYTES {
+            // Refused before a byte is written: the stream stays usable.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "a batch of {} bytes is over the {MAX_FRAME_BYTES} byte frame limit",
+                    frame.len()
+                ),
+            ));
+        }
         let sent = tokio::time::timeout(timeout, self.send_frame(frame)).await;
         let result = sent.unwrap_or_else(|_| {
             Err(std::io::Error::new(
@@ -114,6 +138,8 @@ async fn dial(
 ) -> std::io::Result<FramedWrite<TcpStream, LengthDelimitedCodec>> {
     let mut stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
+    #[cfg(target_os = "linux")]
+    socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT))?;
     let mut hello = PREAMBLE.to_vec();
     hello.extend_from_slice(&me.to_be_bytes());
     stream.write_all(&hello).await?;
@@ -124,6 +150,9 @@ async fn dial(
 /// handing each batch to `events`, until the peer closes it, sends something that is
 /// not a raft stream, or the driver stops.
 pub async fn receive(mut stream: TcpStream, peer: Option<SocketAddr>, events: mpsc::Sender<Event>) {
+    if let Err(error) = keep_alive(&stream) {
+        tracing::debug!(?peer, %error, "cannot switch on TCP keepalive");
+    }
     let mut version = [0u8; PREAMBLE.len() - 4];
     let mut id = [0u8; 8];
     let hello = async {
@@ -139,9 +168,16 @@ pub async fn receive(mut stream: TcpStream, peer: Option<SocketAddr>, events: mp
         hello = hello => hello,
         () = events.closed() => return,
     };
-    if let Err(error) = hello {
-        tracing::warn!(?peer, %error, "closing raft stream before its first frame");
-        return;
+    match hello {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(?peer, "raft stream closed before its first frame");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(?peer, %error, "closing raft stream before its first frame");
+            return;
+        }
     }
     let from = u64::from_be_bytes(id);
     let mut frames = FramedRead::new(stream, codec());
@@ -150,11 +186,19 @@ pub async fn receive(mut stream: TcpStream, peer: Option<SocketAddr>, events: mp
             frame = frames.next() => frame,
             () = events.closed() => return,
         };
-        let messages = match frame.map(|frame| frame.map(|bytes| decode(&bytes))) {
+        let messages = match frame {
             None => return,
-            Some(Ok(Ok(messages))) => messages,
-            Some(Ok(Err(error))) | Some(Err(error)) => {
-                tracing::error!(?peer, from, %error, "closing raft stream: bad frame or read error");
+            Some(Ok(bytes)) => match decode(&bytes) {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::error!(?peer, from, %error, "closing raft stream: bad frame");
+                    return;
+                }
+            },
+            // A peer that stopped or gave up mid-frame (its send timed out), or an
+            // oversized frame header.
+            Some(Err(error)) => {
+                tracing::warn!(?peer, from, %error, "raft stream broken");
                 return;
             }
         };
@@ -162,6 +206,21 @@ pub async fn receive(mut stream: TcpStream, peer: Option<SocketAddr>, events: mp
             return;
         }
     }
+}
+
+/// Switches on TCP keepalive probes for a received raft stream (see [`KEEPALIVE_IDLE`]).
+#[cfg(target_os = "linux")]
+fn keep_alive(stream: &TcpStream) -> std::io::Result<()> {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(Duration::from_secs(1))
+        .with_retries(3);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&probes)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn keep_alive(_: &TcpStream) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The messages of one frame.
@@ -228,30 +287,44 @@ mod tests {
         assert_eq!(answer, b"answer");
     }
 
-    /// A stream of another version, or with a frame that does not decode, is closed;
-    /// the listener and other streams carry on.
+    /// The introduction and one frame holding `messages`, as `Outgoing` writes them.
+    fn stream_bytes(from: u64, messages: &[&[u8]]) -> Vec<u8> {
+        let messages: Vec<ByteBuf> = messages.iter().map(|m| ByteBuf::from(m.to_vec())).collect();
+        let frame = bincode::serialize(&messages).expect("encode");
+        let mut bytes = PREAMBLE.to_vec();
+        bytes.extend_from_slice(&from.to_be_bytes());
+        bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&frame);
+        bytes
+    }
+
+    /// Reads `raw` to its end: true when the listener closed it.
+    async fn closed_by_listener(raw: &mut TcpStream) -> bool {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut rest)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    /// A raft stream's good frames are taken; a frame that does not decode closes it,
+    /// as does another version; the listener and other streams carry on.
     #[tokio::test]
     async fn bad_streams_are_closed() {
         let (address, mut events) = listening().await;
-        let mut bad_frame = PREAMBLE.to_vec();
-        bad_frame.extend_from_slice(&3u64.to_be_bytes());
-        bad_frame.extend_from_slice(&[0, 0, 0, 3, b'a', b'b', b'c']);
-        let bad_version = *b"SKVRAFT9";
-        for hello in [bad_frame, bad_version.to_vec(), b"SKVR".to_vec()] {
-            let mut raw = TcpStream::connect(&address).await.expect("connect");
-            raw.write_all(&hello).await.expect("write");
-            if hello.len() == 4 {
-                // Closed before its introduction: the listener just lets go.
-                drop(raw);
-                continue;
-            }
-            let mut rest = Vec::new();
-            let read = tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut rest)).await;
-            assert!(
-                matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-                "not closed: {read:?}"
-            );
-        }
+        let mut raw = TcpStream::connect(&address).await.expect("connect");
+        let mut bytes = stream_bytes(3, &[b"good"]);
+        bytes.extend_from_slice(&[0, 0, 0, 3, b'a', b'b', b'c']);
+        raw.write_all(&bytes).await.expect("write");
+        assert_eq!(next_batch(&mut events).await, (3, vec![b"good".to_vec()]));
+        assert!(closed_by_listener(&mut raw).await, "bad frame: not closed");
+        assert!(events.try_recv().is_err(), "a bad frame was handed on");
+
+        let mut raw = TcpStream::connect(&address).await.expect("connect");
+        let mut bytes = stream_bytes(3, &[b"good"]);
+        bytes[7] = b'9';
+        raw.write_all(&bytes).await.expect("write");
+        assert!(closed_by_listener(&mut raw).await, "version 9: not closed");
+        assert!(events.try_recv().is_err(), "version 9 was read");
+
         let mut stream = Outgoing::new(8, address);
         stream
             .send(vec![b"still".to_vec()], TIMEOUT)
@@ -260,19 +333,43 @@ mod tests {
         assert_eq!(next_batch(&mut events).await, (8, vec![b"still".to_vec()]));
     }
 
-    /// A stream whose peer went away fails a later send; the send after that dials the
-    /// peer's address afresh (a restarted node is reached again).
+    /// The local address of `outgoing`'s connection.
+    fn connection(outgoing: &Outgoing) -> SocketAddr {
+        let stream = outgoing.stream.as_ref().expect("connected");
+        stream.get_ref().local_addr().expect("local address")
+    }
+
+    /// A healthy stream is kept from batch to batch; once its peer has closed it (the
+    /// node stopped), the next send dials the address afresh and is delivered.
     #[tokio::test]
     async fn a_restarted_peer_is_dialed_again() {
         let (address, mut events) = listening().await;
         let mut stream = Outgoing::new(5, address.clone());
         stream
-            .send(vec![b"before".to_vec()], TIMEOUT)
+            .send(vec![b"0".to_vec()], TIMEOUT)
             .await
             .expect("send");
-        assert_eq!(next_batch(&mut events).await.1, [b"before".to_vec()]);
+        let first = connection(&stream);
+        for i in 1..10u8 {
+            stream.send(vec![vec![i]], TIMEOUT).await.expect("send");
+        }
+        for i in 0..10u8 {
+            let expected = if i == 0 { b"0".to_vec() } else { vec![i] };
+            assert_eq!(next_batch(&mut events).await, (5, vec![expected]));
+        }
+        assert_eq!(
+            connection(&stream),
+            first,
+            "a healthy stream was dialed again"
+        );
+
         // The node stops: its listener and connections close with the driver's queue.
         drop(events);
+        let old = stream.stream.as_ref().expect("connected").get_ref();
+        tokio::time::timeout(TIMEOUT, old.readable())
+            .await
+            .expect("the close reaches the sender")
+            .expect("readable");
         let listener = loop {
             match service::bind(&address).await {
                 Ok(listener) => break listener,
@@ -281,21 +378,11 @@ mod tests {
         };
         let (sender, mut events) = mpsc::channel(16);
         tokio::spawn(service::serve(listener, sender, Tracer::default()));
-        // A send may still go into the old connection before this node hears it was
-        // closed (raft would retransmit it); the next ones reach the new listener.
-        for _ in 0..100 {
-            let _ = stream.send(vec![b"after".to_vec()], TIMEOUT).await;
-            let poll = Duration::from_millis(50);
-            if let Ok(event) = tokio::time::timeout(poll, events.recv()).await {
-                match event {
-                    Some(Event::Peer { from, messages }) => {
-                        assert_eq!((from, messages), (5, vec![b"after".to_vec()]));
-                        return;
-                    }
-                    other => panic!("expected a raft batch, got {other:?}"),
-                }
-            }
-        }
-        panic!("the restarted listener never heard from the stream");
+        stream
+            .send(vec![b"after".to_vec()], TIMEOUT)
+            .await
+            .expect("send after the restart");
+        assert_ne!(connection(&stream), first);
+        assert_eq!(next_batch(&mut events).await, (5, vec![b"after".to_vec()]));
     }
 }
