@@ -51,8 +51,9 @@ const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(2);
 /// second, three times, then it closes it).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
 
-/// The frame codec of both ends.
-fn codec() -> LengthDelimitedCodec {
+/// The frame codec of every shardkv connection, raft stream or tarpc: length-delimited,
+/// at most [`MAX_FRAME_BYTES`].
+pub fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME_BYTES)
         .new_codec()
@@ -149,9 +150,9 @@ async fn dial(
 /// Reads a raft stream whose first four bytes (`PREAMBLE[..4]`) the listener has read,
 /// handing each batch to `events`, until the peer closes it, sends something that is
 /// not a raft stream, or the driver stops.
-pub async fn receive(mut stream: TcpStream, peer: Option<SocketAddr>, events: mpsc::Sender<Event>) {
+pub async fn receive(mut stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Event>) {
     if let Err(error) = keep_alive(&stream) {
-        tracing::debug!(?peer, %error, "cannot switch on TCP keepalive");
+        tracing::debug!(%peer, %error, "cannot switch on TCP keepalive");
     }
     let mut version = [0u8; PREAMBLE.len() - 4];
     let mut id = [0u8; 8];
@@ -171,11 +172,11 @@ pub async fn receive(mut stream: TcpStream, peer: Option<SocketAddr>, events: mp
     match hello {
         Ok(_) => {}
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-            tracing::debug!(?peer, "raft stream closed before its first frame");
+            tracing::debug!(%peer, "raft stream closed before its first frame");
             return;
         }
         Err(error) => {
-            tracing::warn!(?peer, %error, "closing raft stream before its first frame");
+            tracing::warn!(%peer, %error, "closing raft stream before its first frame");
             return;
         }
     }
@@ -191,14 +192,14 @@ pub async fn receive(mut stream: TcpStream, peer: Option<SocketAddr>, events: mp
             Some(Ok(bytes)) => match decode(&bytes) {
                 Ok(messages) => messages,
                 Err(error) => {
-                    tracing::error!(?peer, from, %error, "closing raft stream: bad frame");
+                    tracing::error!(%peer, from, %error, "closing raft stream: bad frame");
                     return;
                 }
             },
             // A peer that stopped or gave up mid-frame (its send timed out), or an
             // oversized frame header.
             Some(Err(error)) => {
-                tracing::warn!(?peer, from, %error, "raft stream broken");
+                tracing::warn!(%peer, from, %error, "raft stream broken");
                 return;
             }
         };

@@ -3,8 +3,8 @@
 //! and every batch of raft messages into an [`Event`] for the driver.
 //!
 //! A connection whose bytes are not a valid frame (garbage, or a length header over
-//! [`MAX_FRAME_BYTES`]) is logged and closed; the listener and every other connection
-//! carry on.
+//! [`MAX_FRAME_BYTES`](shardkv_client::tarpc_transport::MAX_FRAME_BYTES)) is logged and
+//! closed; the listener and every other connection carry on.
 //!
 //! When the driver stops (its event queue closes), the listener and every connection
 //! close too: peers see their connections fail and re-dial, so a node restarted in the
@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
-use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse, MAX_FRAME_BYTES};
+use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse};
 use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
@@ -25,7 +25,7 @@ use tarpc::{ClientMessage, Response};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 
 use super::raft_stream::{self, PREAMBLE};
 use super::timeline::{Step, Tracer};
@@ -97,11 +97,7 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
 /// Accepts connections on `listener`, forwarding calls and raft messages to `events`
 /// (and marking client calls in and out on `tracer`), until the driver drops the
 /// receiving end of `events`; the listener is closed on return.
-pub async fn serve(
-    listener: TcpListener,
-    events: mpsc::Sender<Event>,
-    tracer: Tracer,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, tracer: Tracer) {
     let service = NodeService { events, tracer };
     loop {
         let accepted = tokio::select! {
@@ -118,7 +114,6 @@ pub async fn serve(
             }
         }
     }
-    Ok(())
 }
 
 /// Serves one accepted connection: a raft stream if it starts with `PREAMBLE[..4]`,
@@ -134,16 +129,14 @@ async fn serve_stream(mut stream: TcpStream, peer: SocketAddr, service: NodeServ
         return;
     }
     if head == PREAMBLE[..4] {
-        return raft_stream::receive(stream, Some(peer), service.events).await;
+        return raft_stream::receive(stream, peer, service.events).await;
     }
     // Tarpc, reading the four bytes again before the rest of the stream.
     let (reader, writer) = stream.into_split();
     let io = tokio::io::join(std::io::Cursor::new(head).chain(reader), writer);
-    let codec = LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME_BYTES)
-        .new_codec();
-    let transport = tarpc::serde_transport::new(Framed::new(io, codec), Bincode::default());
-    serve_connection(BaseChannel::with_defaults(transport), Some(peer), service).await;
+    let framed = Framed::new(io, raft_stream::codec());
+    let transport = tarpc::serde_transport::new(framed, Bincode::default());
+    serve_connection(BaseChannel::with_defaults(transport), peer, service).await;
 }
 
 /// Serves one connection until it closes, sends a bad frame, or the driver stops.
@@ -154,7 +147,7 @@ async fn serve_stream(mut stream: TcpStream, peer: SocketAddr, service: NodeServ
 /// connection rather than one per reply.
 async fn serve_connection<T>(
     channel: BaseChannel<NodeRequest, NodeResponse, T>,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     service: NodeService,
 ) where
     T: tarpc::Transport<Response<NodeResponse>, ClientMessage<NodeRequest>> + Send + 'static,
@@ -172,7 +165,7 @@ async fn serve_connection<T>(
         match request {
             Ok(request) => running.push(request.execute(service.clone().serve())),
             Err(error) => {
-                tracing::error!(?peer, %error, "closing connection: bad frame or read error");
+                tracing::error!(%peer, %error, "closing connection: bad frame or read error");
                 return;
             }
         }
