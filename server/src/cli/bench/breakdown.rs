@@ -77,8 +77,9 @@ const READ_STAGES: [&str; 8] = [
 
 impl Breakdown {
     /// The breakdown of `marks`: one client's operations, all writes or all reads, on
-    /// a group of `replicas`.
-    pub fn of(mut marks: Vec<Mark>, write: bool, replicas: usize) -> Self {
+    /// a cluster whose groups' replicas record under these labels. Only the leader's
+    /// group's replicas count as its followers (another group's heartbeats are not).
+    pub fn of(mut marks: Vec<Mark>, write: bool, groups: &[BTreeSet<u16>]) -> Self {
         // Sorted in place: a long run records millions of marks.
         marks.sort_by_key(|mark| mark.at_ns);
         let names: &[&'static str] = if write { &WRITE_STAGES } else { &READ_STAGES };
@@ -86,7 +87,7 @@ impl Breakdown {
         let mut latencies = Vec::new();
         let mut leader_flushes = Vec::new();
         for window in operations(&marks) {
-            let Some(points) = path(window, write, replicas) else {
+            let Some(points) = path(window, write, groups) else {
                 continue;
             };
             for (stage, pair) in stages.iter_mut().zip(points.windows(2)) {
@@ -154,27 +155,24 @@ fn operations(marks: &[Mark]) -> Vec<&[Mark]> {
 }
 
 /// The times of an operation's path through the stages (one more than the stages), or
-/// `None` if it was retried or a step is missing.
-fn path(window: &[Mark], write: bool, replicas: usize) -> Option<Vec<u64>> {
+/// `None` if it was retried, its node is in none of `groups`, or a step is missing.
+fn path(window: &[Mark], write: bool, groups: &[BTreeSet<u16>]) -> Option<Vec<u64>> {
     let mut calls = window.iter().filter(|mark| mark.step == Step::CallReceived);
     let (Some(call), None) = (calls.next(), calls.next()) else {
         return None;
     };
     let leader = call.node;
+    let group = groups.iter().find(|group| group.contains(&leader))?;
     let driver = find(window, Step::DriverCall, leader, call.at_ns)?;
     let sent = find(window, Step::PeerSend, leader, driver)?;
-    let followers: BTreeSet<u16> = window
+    let mut answers: Vec<Vec<u64>> = group
         .iter()
-        .map(|mark| mark.node)
-        .filter(|&node| node != leader && node != 0)
-        .collect();
-    let mut answers: Vec<Vec<u64>> = followers
-        .into_iter()
-        .filter_map(|node| follower_path(window, node, sent, write))
+        .filter(|&&node| node != leader)
+        .filter_map(|&node| follower_path(window, node, sent, write))
         .collect();
     answers.sort_by_key(|points| points.last().copied());
     // With the leader, the first `replicas / 2` answers make a majority.
-    let follower = answers.into_iter().nth((replicas / 2).max(1) - 1)?;
+    let follower = answers.into_iter().nth((group.len() / 2).max(1) - 1)?;
     let answer_sent = *follower.last()?;
     let heard = find(window, Step::DriverPeer, leader, answer_sent)?;
     let answered = find(window, Step::CallAnswered, leader, heard)?;
@@ -237,12 +235,34 @@ fn mean_us(values: &[u64]) -> f64 {
 mod tests {
     use super::*;
 
+    fn group(labels: &[u16]) -> BTreeSet<u16> {
+        labels.iter().copied().collect()
+    }
+
     fn at(us: u64, step: Step, node: u16) -> Mark {
         Mark {
             at_ns: us * 1000,
             step,
             node,
         }
+    }
+
+    /// A read's marks, from the client's send at `start`, each network hop taking
+    /// `network`, through leader 7001 and follower 7002.
+    fn read(start: u64, network: u64) -> Vec<Mark> {
+        use Step::*;
+        let (leader, follower) = (7001, 7002);
+        vec![
+            at(start, ClientSend, 0),
+            at(start + network, CallReceived, leader),
+            at(start + network + 1, DriverCall, leader),
+            at(start + network + 5, PeerSend, leader),
+            at(start + 2 * network + 5, DriverPeer, follower),
+            at(start + 2 * network + 8, PeerSend, follower),
+            at(start + 3 * network + 8, DriverPeer, leader),
+            at(start + 3 * network + 10, CallAnswered, leader),
+            at(start + 4 * network + 10, ClientDone, 0),
+        ]
     }
 
     /// A write's path is cut at its steps, through the follower that answered first;
@@ -283,7 +303,7 @@ mod tests {
             at(900, ClientDone, 0),
         ];
         marks.reverse(); // sorted by time, whatever order they were recorded in
-        let breakdown = Breakdown::of(marks.clone(), true, 3);
+        let breakdown = Breakdown::of(marks.clone(), true, &[group(&[leader, slow, fast])]);
         assert_eq!(breakdown.operations, 1);
         assert_eq!(breakdown.latency_p50_us, 350.0);
         let took: Vec<f64> = breakdown.stages.iter().map(|s| s.p50_us).collect();
@@ -298,7 +318,7 @@ mod tests {
         );
         assert_eq!(breakdown.leader_flush_p50_us, Some(140.0));
         // In a group of 5 the commit waits for a second answer: here the slow one's.
-        let of_five = Breakdown::of(marks, true, 5);
+        let of_five = Breakdown::of(marks, true, &[group(&[leader, slow, fast, 7004, 7005])]);
         assert_eq!(of_five.stages[6].p50_us, 180.0);
         assert_eq!(of_five.stages[9].p50_us, 8.0);
     }
@@ -307,23 +327,8 @@ mod tests {
     /// and means are over every operation found.
     #[test]
     fn reads_skip_the_sync() {
-        use Step::*;
-        let (leader, follower) = (7001, 7002);
-        let read = |start: u64, network: u64| {
-            vec![
-                at(start, ClientSend, 0),
-                at(start + network, CallReceived, leader),
-                at(start + network + 1, DriverCall, leader),
-                at(start + network + 5, PeerSend, leader),
-                at(start + 2 * network + 5, DriverPeer, follower),
-                at(start + 2 * network + 8, PeerSend, follower),
-                at(start + 3 * network + 8, DriverPeer, leader),
-                at(start + 3 * network + 10, CallAnswered, leader),
-                at(start + 4 * network + 10, ClientDone, 0),
-            ]
-        };
         let marks: Vec<Mark> = [read(0, 10), read(100, 20), read(200, 60)].concat();
-        let breakdown = Breakdown::of(marks, false, 3);
+        let breakdown = Breakdown::of(marks, false, &[group(&[7001, 7002, 7003])]);
         assert_eq!(breakdown.operations, 3);
         assert_eq!(breakdown.stages.len(), READ_STAGES.len());
         let network = &breakdown.stages[3];
@@ -333,5 +338,30 @@ mod tests {
         assert_eq!(breakdown.latency_p50_us, 90.0);
         assert_eq!(breakdown.latency_mean_us, 130.0);
         assert_eq!(breakdown.leader_flush_p50_us, None);
+    }
+
+    /// With several groups, another group's replicas exchanging heartbeats meanwhile
+    /// are not taken for the leader's followers, even when they answer first.
+    #[test]
+    fn only_the_leaders_group_counts() {
+        use Step::*;
+        let (leader, follower, other, other_leader) = (7001, 7002, 7011, 7010);
+        let mut marks = read(0, 10);
+        marks.extend([
+            at(16, DriverPeer, other),
+            at(17, PeerSend, other),
+            at(18, DriverPeer, other_leader),
+        ]);
+        let groups = [
+            group(&[leader, follower, 7003]),
+            group(&[other_leader, other, 7012]),
+        ];
+        let breakdown = Breakdown::of(marks.clone(), false, &groups);
+        assert_eq!(breakdown.operations, 1);
+        let took: Vec<f64> = breakdown.stages.iter().map(|s| s.p50_us).collect();
+        assert_eq!(took, [10.0, 1.0, 4.0, 10.0, 3.0, 10.0, 2.0, 10.0]);
+        // A node in no group (not a replica-group node of the local cluster) is not
+        // followed at all.
+        assert_eq!(Breakdown::of(marks, false, &groups[1..]).operations, 0);
     }
 }

@@ -23,6 +23,8 @@
 //! Latencies go into an HDR histogram (microsecond resolution, 3 significant digits);
 //! `report` prints them.
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -144,7 +146,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         return super::fail(message);
     }
     let result = match args.masters.clone() {
-        Some(masters) => measure(&args, &masters, "external"),
+        Some(masters) => measure(&args, &masters, "external", &[]),
         None => with_local_cluster(&args),
     };
     match result {
@@ -203,7 +205,7 @@ fn with_local_cluster(args: &BenchArgs) -> Result<Report, String> {
     );
     let report = joined
         .map_err(|message| format!("cannot join the groups: {message}"))
-        .and_then(|()| measure(args, &layout.masters, &label));
+        .and_then(|()| measure(args, &layout.masters, &label, &labels(&layout)));
     for failure in runtime.block_on(cluster.stop()) {
         eprintln!("error: {failure}");
     }
@@ -211,9 +213,31 @@ fn with_local_cluster(args: &BenchArgs) -> Result<Report, String> {
     report
 }
 
+/// Each group's replicas as `--timeline` knows them: by the labels they record their
+/// steps under, their ports.
+fn labels(layout: &Layout) -> Vec<BTreeSet<u16>> {
+    layout
+        .groups
+        .values()
+        .map(|servers| {
+            servers
+                .iter()
+                .filter_map(|server| server.parse::<SocketAddr>().ok())
+                .map(|address| address.port())
+                .collect()
+        })
+        .collect()
+}
+
 /// Loads the keys (unmeasured; without it the first requests of a put run measured the
-/// cluster's start-up, up to ~0.5 s), then runs the clients for the duration.
-fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report, String> {
+/// cluster's start-up, up to ~0.5 s), then runs the clients for the duration. `groups`:
+/// the local cluster's groups, by their replicas' labels (for `--timeline`).
+fn measure(
+    args: &BenchArgs,
+    masters: &[String],
+    cluster: &str,
+    groups: &[BTreeSet<u16>],
+) -> Result<Report, String> {
     let shape = Shape {
         op: args.op,
         key_size: args.key_size as usize,
@@ -259,8 +283,7 @@ fn measure(args: &BenchArgs, masters: &[String], cluster: &str) -> Result<Report
     let mut report = Report::new(args, cluster, conns, measured, elapsed);
     if args.timeline {
         let write = args.op != BenchOp::Get;
-        let replicas = usize::from(args.replicas);
-        report.timeline = Some(Breakdown::of(timeline::finish(), write, replicas));
+        report.timeline = Some(Breakdown::of(timeline::finish(), write, groups));
     }
     Ok(report)
 }
