@@ -1,6 +1,6 @@
 //! Real-process recovery tests: `kill -9` of the shard master's leader and of every
-//! replica of a group, with writes through the library (`Client` over tarpc) and reads
-//! through both the library and the CLI.
+//! replica of a group, and SIGTERM of every replica of a group, with writes through the
+//! library (`Client` over tarpc) and reads through both the library and the CLI.
 //!
 //! Bounded: every wait polls a condition under a generous limit; no assertion is about
 //! speed.
@@ -9,7 +9,7 @@ mod common;
 
 use common::{
     keep_on_failure, master_leader, read_back, shardkv, shardkv_until_ok, start_cluster, stderr,
-    stdout, LibraryWriter, SETTLE,
+    stdout, LibraryWriter, Node, SETTLE,
 };
 
 /// The shard master's leader is killed with SIGKILL mid-workload: the groups keep
@@ -92,6 +92,33 @@ fn master_leader_kill_loses_nothing() {
 /// logs are kept for a post-mortem.
 #[test]
 fn whole_group_restart_keeps_data() {
+    whole_group_restart(|node| {
+        node.kill();
+        None
+    });
+}
+
+/// The same with SIGTERM, as a service manager stops a node: each replica finishes
+/// cleanly (its last flush included) and exits 0 within a bound, and its data is all
+/// there after the restart.
+#[test]
+fn whole_group_stopped_with_sigterm_keeps_data() {
+    whole_group_restart(|node| match node.terminate(SETTLE) {
+        Some(status) if status.success() => None,
+        Some(status) => Some(format!(
+            "node {} exited with {status} on SIGTERM",
+            node.address
+        )),
+        None => Some(format!(
+            "node {} still ran {SETTLE:?} after SIGTERM",
+            node.address
+        )),
+    });
+}
+
+/// Stops every replica of a group with `stop` (which says what went wrong, if
+/// anything) mid-workload, starts them again, and checks every acknowledged write.
+fn whole_group_restart(stop: impl Fn(&mut Node) -> Option<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (masters_service, mut groups) = start_cluster(dir.path(), &[100]);
     let masters = masters_service.addresses();
@@ -100,17 +127,14 @@ fn whole_group_restart_keeps_data() {
     let writer = LibraryWriter::start(&masters, "g");
     writer.wait_for_more(40);
     let acked_before_kill = writer.count();
-    for node in &mut g100.nodes {
-        node.kill();
-    }
+    let mut failures: Vec<String> = g100.nodes.iter_mut().filter_map(&stop).collect();
     let acked_while_down = writer.count();
     for node in &mut g100.nodes {
         node.restart();
     }
-    // The write in flight during the kill is retried until the group is back.
+    // The write in flight during the stop is retried until the group is back.
     writer.wait_for_more(10);
     let acked = writer.finish();
-    let mut failures = Vec::new();
     for node in &mut g100.nodes {
         if !node.is_running() {
             failures.push(format!("restarted node {} exited", node.address));

@@ -85,21 +85,34 @@ impl Cluster {
         Ok(())
     }
 
-    /// Asks every running node to stop cleanly and waits for them; returns what failed.
-    pub async fn stop(mut self) -> Vec<String> {
-        let running: Vec<Running> = self.nodes.iter_mut().filter_map(Option::take).collect();
-        for node in &running {
+    /// Asks every running node to stop cleanly (each makes what it wrote durable) and
+    /// waits for them; an error names every node that failed, and how.
+    pub async fn stop(mut self) -> Result<(), String> {
+        let running: Vec<(usize, Running)> = self
+            .nodes
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, node)| Some((index, node.take()?)))
+            .collect();
+        for (_, node) in &running {
             let _ = node.stop.send(true);
         }
         let mut failures = Vec::new();
-        for node in running {
+        for (index, node) in running {
+            let listen = &self.specs[index].listen;
             match node.task.await {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => failures.push(format!("node stopped: {error}")),
-                Err(error) => failures.push(format!("node task failed: {error}")),
+                Ok(Err(error)) => failures.push(format!("node {listen}: {error}")),
+                Err(error) => failures.push(format!("node {listen}: its task failed: {error}")),
             }
         }
-        failures
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "the cluster did not stop cleanly: {}",
+            failures.join("; ")
+        ))
     }
 
     fn take(&mut self, index: usize) -> Result<Running, String> {

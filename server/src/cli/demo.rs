@@ -13,8 +13,9 @@
 //! 5. the clients stop, a fresh client reads back every acknowledged write, and a
 //!    summary line gives operations, throughput and moved shards.
 //!
-//! It exits 0 only when every acknowledged write reads back exactly and no read during
-//! the workload contradicted an acknowledged write.
+//! It exits 0 only when every acknowledged write reads back exactly, no read during
+//! the workload contradicted an acknowledged write, and every node stopped cleanly at
+//! the end (its last flush included): 1 when writes were lost, 2 on any other error.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -94,11 +95,13 @@ async fn demo(data_dir: std::path::PathBuf, clients: u16) -> ExitCode {
     ));
     let mut cluster = Cluster::start(layout.specs());
     let outcome = script(&layout, &mut cluster, clients, &narrator).await;
-    for failure in cluster.stop().await {
-        eprintln!("error: {failure}");
+    let stopped = cluster.stop().await;
+    if let Err(message) = &stopped {
+        eprintln!("error: {message}");
     }
     match outcome {
-        Ok(0) => ExitCode::SUCCESS,
+        Ok(0) if stopped.is_ok() => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::from(super::EXIT_ERROR),
         Ok(_) => ExitCode::FAILURE,
         Err(message) => super::fail(message),
     }

@@ -210,8 +210,8 @@ async fn serve_local(layout: Layout) -> ExitCode {
         }
         Err(message) => super::fail(format!("cannot join the groups: {message}")),
     };
-    for failure in cluster.stop().await {
-        eprintln!("error: {failure}");
+    match cluster.stop().await {
+        Ok(()) => code,
+        Err(message) => super::fail(message),
     }
-    code
 }
