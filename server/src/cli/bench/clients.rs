@@ -1,0 +1,225 @@
+//! The benchmark's clients: loading the keys, then closed loops of operations on client
+//! threads (each a current-thread runtime), sharing connections as planned.
+
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use shardkv_client::{Client, RetryPolicy, TarpcTransport};
+
+use super::report::Measured;
+use super::BenchOp;
+use crate::runtime::timeline::{self, Step};
+
+/// How long one operation may take before it counts as an error.
+const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The workload's shape, shared by every client.
+#[derive(Debug, Clone)]
+pub(super) struct Shape {
+    pub(super) op: BenchOp,
+    pub(super) key_size: usize,
+    pub(super) keys: u64,
+    pub(super) value: Vec<u8>,
+}
+
+impl Shape {
+    pub(super) fn key(&self, n: u64) -> Vec<u8> {
+        format!("{n:0>width$}", width = self.key_size).into_bytes()
+    }
+}
+
+/// Runs each thread's clients of `plan` for `duration`; their numbers, merged.
+pub(super) fn run(
+    masters: &[String],
+    shape: &Shape,
+    plan: Vec<(Vec<u32>, usize)>,
+    duration: Duration,
+) -> Result<Measured, String> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plan
+            .into_iter()
+            .map(|(ids, conns)| {
+                scope.spawn(move || run_thread(masters, shape, &ids, conns, duration))
+            })
+            .collect();
+        let mut all = Measured::new()?;
+        for handle in handles {
+            let measured = handle
+                .join()
+                .map_err(|_| "a client thread panicked".to_string())??;
+            all.merge(measured)?;
+        }
+        Ok(all)
+    })
+}
+
+/// Writes every key once, `clients` at a time.
+pub(super) fn load(masters: &[String], shape: &Shape, clients: u32) -> Result<(), String> {
+    let runtime = current_thread()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let tasks: Vec<_> = (0..u64::from(clients))
+            .map(|c| {
+                let mut client = Client::connect(masters.to_vec(), policy());
+                let shape = shape.clone();
+                tokio::task::spawn_local(async move {
+                    for n in (c..shape.keys).step_by(clients as usize) {
+                        client
+                            .put(shape.key(n), shape.value.clone())
+                            .await
+                            .map_err(|error| format!("loading key {n}: {error}"))?;
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await
+                .map_err(|error| format!("load task failed: {error}"))??;
+        }
+        Ok(())
+    })
+}
+
+/// Which clients each thread runs (thread t: clients t, t + threads, ...) and over how
+/// many connections: `conns` (default: one per client) spread as evenly as the clients
+/// are, at least one per thread and at most one per client.
+pub(super) fn thread_plan(
+    clients: u32,
+    threads: u16,
+    conns: Option<u32>,
+) -> Vec<(Vec<u32>, usize)> {
+    let threads = u32::from(threads).min(clients).max(1);
+    let conns = conns.unwrap_or(clients);
+    (0..threads)
+        .map(|t| {
+            let ids: Vec<u32> = (t..clients).step_by(threads as usize).collect();
+            let share = conns / threads + u32::from(t < conns % threads);
+            let conns = (share as usize).clamp(1, ids.len().max(1));
+            (ids, conns)
+        })
+        .collect()
+}
+
+/// One thread's clients, each a closed loop until `duration` has passed, sharing
+/// `conns` connections to each node.
+fn run_thread(
+    masters: &[String],
+    shape: &Shape,
+    ids: &[u32],
+    conns: usize,
+    duration: Duration,
+) -> Result<Measured, String> {
+    let runtime = current_thread()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let until = Instant::now() + duration;
+        let transports: Vec<TarpcTransport> = (0..conns).map(|_| TarpcTransport::new()).collect();
+        let tasks: Vec<_> = ids
+            .iter()
+            .zip(transports.iter().cycle())
+            .map(|(&id, transport)| {
+                let client = Client::with_policy(transport.clone(), masters.to_vec(), policy());
+                tokio::task::spawn_local(run_client(client, shape.clone(), id, until))
+            })
+            .collect();
+        let mut all = Measured::new()?;
+        for task in tasks {
+            let measured = task
+                .await
+                .map_err(|error| format!("client task failed: {error}"))??;
+            all.merge(measured)?;
+        }
+        Ok(all)
+    })
+}
+
+/// One client: operations one at a time on random keys until `until`.
+async fn run_client(
+    mut client: Client<shardkv_client::TarpcTransport>,
+    shape: Shape,
+    id: u32,
+    until: Instant,
+) -> Result<Measured, String> {
+    let mut measured = Measured::new()?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(u64::from(id));
+    while Instant::now() < until {
+        let key = shape.key(rng.random_range(0..shape.keys));
+        let read = match shape.op {
+            BenchOp::Get => true,
+            BenchOp::Mixed => rng.random_bool(0.5),
+            BenchOp::Put | BenchOp::Append => false,
+        };
+        let start = Instant::now();
+        timeline::mark(Step::ClientSend, 0);
+        let outcome = match (read, shape.op) {
+            (true, _) => client.get(key).await.map(drop),
+            (false, BenchOp::Append) => client.append(key, shape.value.clone()).await,
+            (false, _) => client.put(key, shape.value.clone()).await,
+        };
+        if Instant::now() > until {
+            // Finished after the measured window: neither counted nor timed.
+            break;
+        }
+        timeline::mark(Step::ClientDone, 0);
+        match outcome {
+            Ok(()) => {
+                let micros = start.elapsed().as_micros().max(1);
+                measured.latencies.saturating_record(micros as u64);
+            }
+            Err(error) => measured.error(error),
+        }
+    }
+    Ok(measured)
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        deadline: Some(OPERATION_DEADLINE),
+        ..RetryPolicy::default()
+    }
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys are zero-padded to the key size and distinct.
+    #[test]
+    fn keys_have_the_key_size() {
+        let shape = Shape {
+            op: BenchOp::Put,
+            key_size: 8,
+            keys: 10_000,
+            value: Vec::new(),
+        };
+        assert_eq!(shape.key(42), b"00000042");
+        assert_eq!(shape.key(9_999).len(), 8);
+    }
+
+    /// Connections go to threads as evenly as their clients, one per client by default,
+    /// never more than a thread's clients nor fewer than one.
+    #[test]
+    fn connections_follow_the_clients() {
+        let plan = |clients, threads, conns| -> Vec<(usize, usize)> {
+            thread_plan(clients, threads, conns)
+                .into_iter()
+                .map(|(ids, conns)| (ids.len(), conns))
+                .collect()
+        };
+        assert_eq!(plan(10, 4, None), [(3, 3), (3, 3), (2, 2), (2, 2)]);
+        assert_eq!(plan(64, 1, Some(1)), [(64, 1)]);
+        assert_eq!(plan(10, 4, Some(6)), [(3, 2), (3, 2), (2, 1), (2, 1)]);
+        assert_eq!(plan(4, 4, Some(1)), [(1, 1); 4]);
+        assert_eq!(plan(3, 8, Some(100)), [(1, 1); 3]);
+        assert_eq!(thread_plan(5, 2, None)[1].0, [1, 3]);
+    }
+}
