@@ -86,7 +86,8 @@ impl Cluster {
     }
 
     /// Asks every running node to stop cleanly (each makes what it wrote durable) and
-    /// waits for them; an error names every node that failed, and how.
+    /// waits for them; an error names every node that failed, and how (at the stop, or
+    /// earlier: a node that died of a fatal error reports it here).
     pub async fn stop(mut self) -> Result<(), String> {
         let running: Vec<(usize, Running)> = self
             .nodes
@@ -110,7 +111,7 @@ impl Cluster {
             return Ok(());
         }
         Err(format!(
-            "the cluster did not stop cleanly: {}",
+            "not every node ended cleanly: {}",
             failures.join("; ")
         ))
     }

@@ -113,9 +113,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
             wait_for_signal().await;
             let _ = stop.send(true);
         });
-        tracing::info!(id = spec.id, listen = %spec.listen, "serving");
+        let id = spec.id;
+        tracing::info!(id, listen = %spec.listen, "serving");
         match run_node(spec, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => {
+                tracing::info!(id, "stopped cleanly, everything written flushed");
+                ExitCode::SUCCESS
+            }
             Err(error) => super::fail(error),
         }
     })

@@ -95,7 +95,10 @@ impl Node {
     /// the process to exit: its exit status, or `None` if it was still running (it is
     /// killed then).
     pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("node {} is not running", self.address));
         let sent = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()

@@ -171,7 +171,7 @@ fn path(window: &[Mark], write: bool, groups: &[BTreeSet<u16>]) -> Option<Vec<u6
         .filter_map(|&node| follower_path(window, node, sent, write))
         .collect();
     answers.sort_by_key(|points| points.last().copied());
-    // With the leader, the first `replicas / 2` answers make a majority.
+    // With the leader, the first `group.len() / 2` answers make a majority.
     let follower = answers.into_iter().nth((group.len() / 2).max(1) - 1)?;
     let answer_sent = *follower.last()?;
     let heard = find(window, Step::DriverPeer, leader, answer_sent)?;
