@@ -1,0 +1,156 @@
+//! Tests of raft streams through a real listener.
+
+use super::*;
+use crate::runtime::service;
+use crate::runtime::timeline::Tracer;
+use shardkv_client::TarpcTransport;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listener serving into a fresh event queue: (its address, the queue).
+async fn listening() -> (String, mpsc::Receiver<Event>) {
+    let listener = service::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let (events, received) = mpsc::channel(16);
+    tokio::spawn(service::serve(listener, events, Tracer::default()));
+    (address, received)
+}
+
+/// The next event's raft batch: (from, messages).
+async fn next_batch(events: &mut mpsc::Receiver<Event>) -> (u64, Vec<Vec<u8>>) {
+    match tokio::time::timeout(TIMEOUT, events.recv()).await {
+        Ok(Some(Event::Peer { from, messages })) => (from, messages),
+        other => panic!("expected a raft batch, got {other:?}"),
+    }
+}
+
+/// Batches arrive whole and in order, marked with the sender's id; tarpc calls to
+/// the same address are still served (the listener reads their first four bytes
+/// to tell them apart, then hands them on).
+#[tokio::test]
+async fn batches_arrive_in_order_beside_tarpc() {
+    let (address, mut events) = listening().await;
+    let mut stream = Outgoing::new(7, address.clone());
+    let batches = [vec![b"one".to_vec(), Vec::new()], vec![vec![9; 100_000]]];
+    for batch in &batches {
+        stream.send(batch.clone(), TIMEOUT).await.expect("send");
+    }
+    for batch in batches {
+        assert_eq!(next_batch(&mut events).await, (7, batch));
+    }
+
+    let transport = TarpcTransport::new();
+    let call = tokio::spawn(async move {
+        transport
+            .call_bytes(&address, b"request".to_vec(), TIMEOUT)
+            .await
+    });
+    match tokio::time::timeout(TIMEOUT, events.recv()).await {
+        Ok(Some(Event::Call { request, reply })) => {
+            assert_eq!(request, b"request");
+            let _ = reply.send(b"answer".to_vec());
+        }
+        other => panic!("expected a call, got {other:?}"),
+    }
+    let answer = call.await.expect("call task").expect("call");
+    assert_eq!(answer, b"answer");
+}
+
+/// The introduction and one frame holding `messages`, as `Outgoing` writes them.
+fn stream_bytes(from: u64, messages: &[&[u8]]) -> Vec<u8> {
+    let messages: Vec<ByteBuf> = messages.iter().map(|m| ByteBuf::from(m.to_vec())).collect();
+    let frame = bincode::serialize(&messages).expect("encode");
+    let mut bytes = PREAMBLE.to_vec();
+    bytes.extend_from_slice(&from.to_be_bytes());
+    bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&frame);
+    bytes
+}
+
+/// Reads `raw` to its end: true when the listener closed it.
+async fn closed_by_listener(raw: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut rest)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+/// A raft stream's good frames are taken; a frame that does not decode closes it,
+/// as does another version; the listener and other streams carry on.
+#[tokio::test]
+async fn bad_streams_are_closed() {
+    let (address, mut events) = listening().await;
+    let mut raw = TcpStream::connect(&address).await.expect("connect");
+    let mut bytes = stream_bytes(3, &[b"good"]);
+    bytes.extend_from_slice(&[0, 0, 0, 3, b'a', b'b', b'c']);
+    raw.write_all(&bytes).await.expect("write");
+    assert_eq!(next_batch(&mut events).await, (3, vec![b"good".to_vec()]));
+    assert!(closed_by_listener(&mut raw).await, "bad frame: not closed");
+    assert!(events.try_recv().is_err(), "a bad frame was handed on");
+
+    let mut raw = TcpStream::connect(&address).await.expect("connect");
+    let mut bytes = stream_bytes(3, &[b"good"]);
+    bytes[7] = b'9';
+    raw.write_all(&bytes).await.expect("write");
+    assert!(closed_by_listener(&mut raw).await, "version 9: not closed");
+    assert!(events.try_recv().is_err(), "version 9 was read");
+
+    let mut stream = Outgoing::new(8, address);
+    stream
+        .send(vec![b"still".to_vec()], TIMEOUT)
+        .await
+        .expect("send");
+    assert_eq!(next_batch(&mut events).await, (8, vec![b"still".to_vec()]));
+}
+
+/// The local address of `outgoing`'s connection.
+fn connection(outgoing: &Outgoing) -> SocketAddr {
+    let stream = outgoing.stream.as_ref().expect("connected");
+    stream.get_ref().local_addr().expect("local address")
+}
+
+/// A healthy stream is kept from batch to batch; once its peer has closed it (the
+/// node stopped), the next send dials the address afresh and is delivered.
+#[tokio::test]
+async fn a_restarted_peer_is_dialed_again() {
+    let (address, mut events) = listening().await;
+    let mut stream = Outgoing::new(5, address.clone());
+    stream
+        .send(vec![b"0".to_vec()], TIMEOUT)
+        .await
+        .expect("send");
+    let first = connection(&stream);
+    for i in 1..10u8 {
+        stream.send(vec![vec![i]], TIMEOUT).await.expect("send");
+    }
+    for i in 0..10u8 {
+        let expected = if i == 0 { b"0".to_vec() } else { vec![i] };
+        assert_eq!(next_batch(&mut events).await, (5, vec![expected]));
+    }
+    assert_eq!(
+        connection(&stream),
+        first,
+        "a healthy stream was dialed again"
+    );
+
+    // The node stops: its listener and connections close with the driver's queue.
+    drop(events);
+    let old = stream.stream.as_ref().expect("connected").get_ref();
+    tokio::time::timeout(TIMEOUT, old.readable())
+        .await
+        .expect("the close reaches the sender")
+        .expect("readable");
+    let listener = loop {
+        match service::bind(&address).await {
+            Ok(listener) => break listener,
+            Err(_) => tokio::task::yield_now().await,
+        }
+    };
+    let (sender, mut events) = mpsc::channel(16);
+    tokio::spawn(service::serve(listener, sender, Tracer::default()));
+    stream
+        .send(vec![b"after".to_vec()], TIMEOUT)
+        .await
+        .expect("send after the restart");
+    assert_ne!(connection(&stream), first);
+    assert_eq!(next_batch(&mut events).await, (5, vec![b"after".to_vec()]));
+}
