@@ -85,18 +85,33 @@ fn bad_frames_and_bad_input_are_refused() {
     );
     assert!(out.status.success(), "join: {}", stderr(&out));
 
-    // tarpc garbage, an oversized tarpc frame, a raft stream of an unknown version, one
-    // whose frame does not decode, and one whose frame holds a message that is not raft.
-    let mut junk_message = b"SKVRAFT1\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x14".to_vec();
-    junk_message.extend_from_slice(&1u64.to_le_bytes());
-    junk_message.extend_from_slice(&4u64.to_le_bytes());
-    junk_message.extend_from_slice(b"junk");
+    // tarpc garbage, an oversized tarpc frame, raft streams of an unknown and of the
+    // previous version, one whose frame does not decode, one whose frame holds a message
+    // that is not raft (from shard-master replica 2: masters 1 and 3 decode it), and one
+    // from another service's replica (heard by no one).
+    let hello = |version: &[u8], service: u64, id: u64| {
+        let mut bytes = b"SKVRAFT".to_vec();
+        bytes.extend_from_slice(version);
+        bytes.extend_from_slice(&service.to_be_bytes());
+        bytes.extend_from_slice(&id.to_be_bytes());
+        bytes
+    };
+    let with_frame = |mut bytes: Vec<u8>, frame: &[u8]| {
+        bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(frame);
+        bytes
+    };
+    let mut not_raft = 1u64.to_le_bytes().to_vec();
+    not_raft.extend_from_slice(&4u64.to_le_bytes());
+    not_raft.extend_from_slice(b"junk");
     for frame in [
         b"\x00\x00\x00\x10garbage-garbage!".to_vec(),
         b"\x7f\xff\xff\xffmore".to_vec(),
-        b"SKVRAFT9\x00\x00\x00\x00\x00\x00\x00\x01".to_vec(),
-        b"SKVRAFT1\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x03abc".to_vec(),
-        junk_message,
+        hello(b"9", 0, 2),
+        b"SKVRAFT1\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x03abc".to_vec(),
+        with_frame(hello(b"2", 0, 2), b"abc"),
+        with_frame(hello(b"2", 0, 2), &not_raft),
+        with_frame(hello(b"2", 100, 2), &not_raft),
     ] {
         for address in &masters {
             if let Ok(mut stream) = TcpStream::connect(address) {

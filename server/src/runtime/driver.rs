@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::hosted::{Action, Fatal, Hosted};
 use super::peers::Peers;
+use super::raft_stream::Replica;
 use super::service::Event;
 use super::timeline::{Step, Tracer};
 
@@ -55,7 +56,7 @@ struct Driver<H: Hosted> {
 /// records the steps of requests for `shardkv bench --timeline`.
 pub async fn run<H: Hosted + Send + 'static>(
     server: H,
-    me: NodeId,
+    me: Replica,
     peers: &BTreeMap<NodeId, String>,
     events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
     mut shutdown: watch::Receiver<bool>,
@@ -66,7 +67,7 @@ pub async fn run<H: Hosted + Send + 'static>(
     let peers = Peers::start(me, peers, tracer);
     let mut server = server;
     server.send_early_with(peers.early_sink());
-    let (sink, syncer) = start_syncer(me, server.database(), sender.clone(), tracer)
+    let (sink, syncer) = start_syncer(me.id, server.database(), sender.clone(), tracer)
         .map_err(|error| format!("cannot start the sync thread: {error}"))?;
     server.sync_with(sink);
     let mut driver = Driver {

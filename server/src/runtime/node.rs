@@ -11,6 +11,7 @@ use shardkv_raft::{NodeId, ReplicaConfig, SledBackend, Store};
 use tokio::sync::{mpsc, watch};
 
 use super::hosted::Fatal;
+use super::raft_stream::{Membership, Replica};
 use super::timeline::Tracer;
 use super::{driver, service};
 
@@ -80,6 +81,18 @@ impl NodeSpec {
         }
     }
 
+    /// This replica as raft streams name it.
+    fn replica(&self) -> Replica {
+        let service = match &self.role {
+            Role::Master => 0,
+            Role::Group { gid, .. } => *gid,
+        };
+        Replica {
+            service,
+            id: self.id,
+        }
+    }
+
     fn replica_config(&self) -> ReplicaConfig {
         let mut voters: Vec<NodeId> = self.peers.keys().copied().collect();
         if !voters.contains(&self.id) {
@@ -125,18 +138,23 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
         _ => Tracer::default(),
     };
     let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
-    let accept = tokio::spawn(service::serve(listener, sender.clone(), tracer));
+    let me = spec.replica();
+    let membership = Membership {
+        me,
+        peers: spec.peers.keys().copied().collect(),
+    };
+    let accept = tokio::spawn(service::serve(listener, sender.clone(), tracer, membership));
     let events = (sender, receiver);
     let config = spec.replica_config();
     let result = match &spec.role {
         Role::Master => {
             let server = shardmaster::Server::open(config, store, spec.nshards)?;
-            driver::run(server, spec.id, &spec.peers, events, shutdown, tracer).await
+            driver::run(server, me, &spec.peers, events, shutdown, tracer).await
         }
         Role::Group { gid, masters } => {
             let options = GroupOptions::new(*gid, spec.nshards, masters.clone());
             let server = replica_group::Server::open(config, store, options)?;
-            driver::run(server, spec.id, &spec.peers, events, shutdown, tracer).await
+            driver::run(server, me, &spec.peers, events, shutdown, tracer).await
         }
     };
     // The driver has dropped the event queue: the listener closes; wait for it so the

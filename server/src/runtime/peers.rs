@@ -14,7 +14,7 @@ use std::time::Duration;
 use shardkv_raft::{EarlySink, NodeId};
 use tokio::sync::mpsc;
 
-use super::raft_stream::Outgoing;
+use super::raft_stream::{Outgoing, Replica};
 use super::timeline::{Step, Tracer};
 
 /// Batches waiting per peer before new messages to it are dropped (an early message
@@ -39,10 +39,10 @@ pub struct Peers {
 impl Peers {
     /// Starts one sender task per peer in `addresses` (this node `me` excluded); each
     /// marks [`Step::PeerSend`] on `tracer`.
-    pub fn start(me: NodeId, addresses: &BTreeMap<NodeId, String>, tracer: Tracer) -> Self {
+    pub fn start(me: Replica, addresses: &BTreeMap<NodeId, String>, tracer: Tracer) -> Self {
         let queues = addresses
             .iter()
-            .filter(|(&id, _)| id != me)
+            .filter(|(&id, _)| id != me.id)
             .map(|(&id, address)| {
                 let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
                 let stream = Outgoing::new(me, address.clone());

@@ -12,6 +12,7 @@
 //! connection nobody serves any more.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
@@ -27,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
-use super::raft_stream::{self, PREAMBLE};
+use super::raft_stream::{self, Membership, PREAMBLE};
 use super::timeline::{Step, Tracer};
 
 /// What the listener hands the driver.
@@ -94,11 +95,18 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
 }
 
-/// Accepts connections on `listener`, forwarding calls and raft messages to `events`
-/// (and marking client calls in and out on `tracer`), until the driver drops the
-/// receiving end of `events`; the listener is closed on return.
-pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, tracer: Tracer) {
+/// Accepts connections on `listener`, forwarding calls and raft messages (those of the
+/// replicas `membership` admits) to `events` (and marking client calls in and out on
+/// `tracer`), until the driver drops the receiving end of `events`; the listener is
+/// closed on return.
+pub async fn serve(
+    listener: TcpListener,
+    events: mpsc::Sender<Event>,
+    tracer: Tracer,
+    membership: Membership,
+) {
     let service = NodeService { events, tracer };
+    let membership = Arc::new(membership);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -106,7 +114,8 @@ pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, tracer: T
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(serve_stream(stream, peer, service.clone()));
+                let membership = Arc::clone(&membership);
+                tokio::spawn(serve_stream(stream, peer, service.clone(), membership));
             }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
@@ -118,7 +127,12 @@ pub async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, tracer: T
 
 /// Serves one accepted connection: a raft stream if it starts with `PREAMBLE[..4]`,
 /// else tarpc (those four bytes are its first frame's length).
-async fn serve_stream(mut stream: TcpStream, peer: SocketAddr, service: NodeService) {
+async fn serve_stream(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    service: NodeService,
+    membership: Arc<Membership>,
+) {
     let mut head = [0u8; 4];
     let read = tokio::select! {
         read = stream.read_exact(&mut head) => read,
@@ -129,7 +143,7 @@ async fn serve_stream(mut stream: TcpStream, peer: SocketAddr, service: NodeServ
         return;
     }
     if head == PREAMBLE[..4] {
-        return raft_stream::receive(stream, peer, service.events).await;
+        return raft_stream::receive(stream, peer, &membership, service.events).await;
     }
     // Tarpc, reading the four bytes again before the rest of the stream.
     let (reader, writer) = stream.into_split();

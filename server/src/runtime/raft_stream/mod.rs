@@ -1,15 +1,24 @@
 //! Raft messages between the replicas of one service, on one-way streams of their own.
 //!
 //! A replica dials each peer's address (the one its tarpc service listens on), writes
-//! [`PREAMBLE`] and its raft id (8 bytes, big-endian), then one length-delimited frame
-//! per batch of messages (a bincode `Vec<ByteBuf>`, at most [`MAX_FRAME_BYTES`]). Nothing
-//! comes back: raft tolerates loss, so the sender needs no answer, and a broken stream
-//! shows as a failed write; the sender dials again for a later batch.
+//! [`PREAMBLE`], its service and its raft id (a [`Replica`]: 8 bytes each, big-endian),
+//! then one length-delimited frame per batch of messages (a bincode `Vec<ByteBuf>`, at
+//! most [`MAX_FRAME_BYTES`]). Nothing comes back: raft tolerates loss, so the sender
+//! needs no answer, and a broken stream shows as a failed write; the sender dials again
+//! for a later batch.
 //!
 //! ```text
-//!   peer task ──"SKVRAFT1", id, [frame]*──► listener: PREAMBLE? ──► Event::Peer ──► driver
-//!   client ─────tarpc frames──────────────► listener: else ───────► tarpc (Node::call)
+//!   peer task ──"SKVRAFT2", service, id, [frame]*──► listener: PREAMBLE? ──► Event::Peer ──► driver
+//!   client ─────tarpc frames───────────────────────► listener: else ───────► tarpc (Node::call)
 //! ```
+//!
+//! The receiver takes batches only from a replica of its own service that its
+//! [`Membership`] lists: every service numbers its replicas 1, 2, 3, ..., so a `--peers`
+//! list that names another service's node (a typo) would otherwise feed one service's
+//! raft messages to another's raft, which at best fails a raft-rs assertion. Such a
+//! stream is logged as an error once and its frames are dropped unread (kept open, so
+//! its sender does not dial again for every heartbeat). This guards against mistakes,
+//! not attacks: the streams are not authenticated, so run shardkv on a trusted network.
 //!
 //! Why not a tarpc call per batch: each call is a request and an answer, a hand-off to
 //! tarpc's dispatch task on the sending side and to a request future on the receiving
@@ -27,6 +36,7 @@
 //! (0x534B5652, 1.4 GB) is over [`MAX_FRAME_BYTES`], so no valid tarpc connection starts
 //! that way.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -40,8 +50,51 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::service::Event;
 
-/// The first bytes of a raft stream: a tag and the format's version.
-pub const PREAMBLE: [u8; 8] = *b"SKVRAFT1";
+/// The first bytes of a raft stream: a tag and the format's version (2: the hello
+/// names the service too).
+pub const PREAMBLE: [u8; 8] = *b"SKVRAFT2";
+
+/// A replica as raft streams name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replica {
+    /// Its service: 0 for the shard master, a group's gid for a group.
+    pub service: u64,
+    /// Its raft id within the service.
+    pub id: u64,
+}
+
+impl std::fmt::Display for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.service {
+            0 => write!(f, "shard-master replica {}", self.id),
+            gid => write!(f, "replica {} of group {gid}", self.id),
+        }
+    }
+}
+
+/// Whose raft streams a replica takes: the other replicas of its service it was
+/// started with.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    /// This replica.
+    pub me: Replica,
+    /// The raft ids of its service's replicas (this one may be among them).
+    pub peers: BTreeSet<u64>,
+}
+
+impl Membership {
+    /// Why a stream from `from` is refused, if it is.
+    fn refuses(&self, from: Replica) -> Option<String> {
+        if from.service != self.me.service || from.id == self.me.id {
+            Some(format!("this is {}", self.me))
+        } else if !self.peers.contains(&from.id) {
+            let peers: Vec<String> = self.peers.iter().map(u64::to_string).collect();
+            Some(format!("{}'s peers are {}", self.me, peers.join(",")))
+        } else {
+            None
+        }
+    }
+}
 
 /// How long a raft stream's data may stay unacknowledged before TCP gives the stream up
 /// (as the tarpc call per batch it replaced gave up after its one-second deadline).
@@ -63,14 +116,14 @@ pub fn codec() -> LengthDelimitedCodec {
 /// after a failure.
 #[derive(Debug)]
 pub struct Outgoing {
-    me: u64,
+    me: Replica,
     address: String,
     stream: Option<FramedWrite<TcpStream, LengthDelimitedCodec>>,
 }
 
 impl Outgoing {
     /// A stream from replica `me` to the peer at `address`, not yet dialed.
-    pub fn new(me: u64, address: String) -> Self {
+    pub fn new(me: Replica, address: String) -> Self {
         Outgoing {
             me,
             address,
@@ -135,42 +188,64 @@ fn closed(stream: &TcpStream) -> bool {
 /// Connects to `address` and introduces replica `me`.
 async fn dial(
     address: &str,
-    me: u64,
+    me: Replica,
 ) -> std::io::Result<FramedWrite<TcpStream, LengthDelimitedCodec>> {
     let mut stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     #[cfg(target_os = "linux")]
     socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT))?;
-    let mut hello = PREAMBLE.to_vec();
-    hello.extend_from_slice(&me.to_be_bytes());
-    stream.write_all(&hello).await?;
+    stream.write_all(&hello(me)).await?;
     Ok(FramedWrite::new(stream, codec()))
 }
 
+/// The bytes that open a raft stream from `me`.
+fn hello(me: Replica) -> Vec<u8> {
+    let mut hello = PREAMBLE.to_vec();
+    hello.extend_from_slice(&me.service.to_be_bytes());
+    hello.extend_from_slice(&me.id.to_be_bytes());
+    hello
+}
+
+/// Reads the rest of a hello whose first four bytes the listener has read.
+async fn read_hello(stream: &mut TcpStream) -> std::io::Result<Replica> {
+    let mut version = [0u8; PREAMBLE.len() - 4];
+    stream.read_exact(&mut version).await?;
+    if version != PREAMBLE[4..] {
+        return Err(std::io::Error::other(format!(
+            "unknown raft stream version {:?} (this shardkv speaks {:?})",
+            String::from_utf8_lossy(&version),
+            String::from_utf8_lossy(&PREAMBLE[4..]),
+        )));
+    }
+    let mut words = [0u8; 16];
+    stream.read_exact(&mut words).await?;
+    let (service, id) = words.split_at(8);
+    let word = |bytes: &[u8]| u64::from_be_bytes(bytes.try_into().unwrap_or_default());
+    Ok(Replica {
+        service: word(service),
+        id: word(id),
+    })
+}
+
 /// Reads a raft stream whose first four bytes (`PREAMBLE[..4]`) the listener has read,
-/// handing each batch to `events`, until the peer closes it, sends something that is
-/// not a raft stream, or the driver stops.
-pub async fn receive(mut stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Event>) {
+/// handing each batch to `events` if `membership` admits its sender (else dropping it),
+/// until the peer closes it, sends something that is not a raft stream, or the driver
+/// stops.
+pub async fn receive(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    membership: &Membership,
+    events: mpsc::Sender<Event>,
+) {
     if let Err(error) = keep_alive(&stream) {
         tracing::debug!(%peer, %error, "cannot switch on TCP keepalive");
     }
-    let mut version = [0u8; PREAMBLE.len() - 4];
-    let mut id = [0u8; 8];
-    let hello = async {
-        stream.read_exact(&mut version).await?;
-        if version != PREAMBLE[4..] {
-            return Err(std::io::Error::other(format!(
-                "unknown raft stream version {version:?}"
-            )));
-        }
-        stream.read_exact(&mut id).await
-    };
     let hello = tokio::select! {
-        hello = hello => hello,
+        hello = read_hello(&mut stream) => hello,
         () = events.closed() => return,
     };
-    match hello {
-        Ok(_) => {}
+    let sender = match hello {
+        Ok(sender) => sender,
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
             tracing::debug!(%peer, "raft stream closed before its first frame");
             return;
@@ -179,8 +254,16 @@ pub async fn receive(mut stream: TcpStream, peer: SocketAddr, events: mpsc::Send
             tracing::warn!(%peer, %error, "closing raft stream before its first frame");
             return;
         }
+    };
+    let refused = membership.refuses(sender);
+    if let Some(why) = &refused {
+        tracing::error!(
+            %peer,
+            "dropping the raft messages of {sender}: {why} (check the nodes' --peers, \
+             --gid and roles)"
+        );
     }
-    let from = u64::from_be_bytes(id);
+    let from = sender.id;
     let mut frames = FramedRead::new(stream, codec());
     loop {
         let frame = tokio::select! {
@@ -189,6 +272,7 @@ pub async fn receive(mut stream: TcpStream, peer: SocketAddr, events: mpsc::Send
         };
         let messages = match frame {
             None => return,
+            Some(Ok(_)) if refused.is_some() => continue,
             Some(Ok(bytes)) => match decode(&bytes) {
                 Ok(messages) => messages,
                 Err(error) => {

@@ -7,12 +7,33 @@ use shardkv_client::TarpcTransport;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The service of every replica in these tests.
+const GROUP: u64 = 100;
+
+/// Replica `id` of [`GROUP`].
+fn replica(id: u64) -> Replica {
+    Replica { service: GROUP, id }
+}
+
+/// Replica 1 of [`GROUP`], whose peers are 1 to 9.
+fn membership() -> Membership {
+    Membership {
+        me: replica(1),
+        peers: (1..=9).collect(),
+    }
+}
+
 /// A listener serving into a fresh event queue: (its address, the queue).
 async fn listening() -> (String, mpsc::Receiver<Event>) {
     let listener = service::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();
     let (events, received) = mpsc::channel(16);
-    tokio::spawn(service::serve(listener, events, Tracer::default()));
+    tokio::spawn(service::serve(
+        listener,
+        events,
+        Tracer::default(),
+        membership(),
+    ));
     (address, received)
 }
 
@@ -30,7 +51,7 @@ async fn next_batch(events: &mut mpsc::Receiver<Event>) -> (u64, Vec<Vec<u8>>) {
 #[tokio::test]
 async fn batches_arrive_in_order_beside_tarpc() {
     let (address, mut events) = listening().await;
-    let mut stream = Outgoing::new(7, address.clone());
+    let mut stream = Outgoing::new(replica(7), address.clone());
     let batches = [vec![b"one".to_vec(), Vec::new()], vec![vec![9; 100_000]]];
     for batch in &batches {
         stream.send(batch.clone(), TIMEOUT).await.expect("send");
@@ -57,11 +78,10 @@ async fn batches_arrive_in_order_beside_tarpc() {
 }
 
 /// The introduction and one frame holding `messages`, as `Outgoing` writes them.
-fn stream_bytes(from: u64, messages: &[&[u8]]) -> Vec<u8> {
+fn stream_bytes(from: Replica, messages: &[&[u8]]) -> Vec<u8> {
     let messages: Vec<ByteBuf> = messages.iter().map(|m| ByteBuf::from(m.to_vec())).collect();
     let frame = bincode::serialize(&messages).expect("encode");
-    let mut bytes = PREAMBLE.to_vec();
-    bytes.extend_from_slice(&from.to_be_bytes());
+    let mut bytes = hello(from);
     bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
     bytes.extend_from_slice(&frame);
     bytes
@@ -80,7 +100,7 @@ async fn closed_by_listener(raw: &mut TcpStream) -> bool {
 async fn bad_streams_are_closed() {
     let (address, mut events) = listening().await;
     let mut raw = TcpStream::connect(&address).await.expect("connect");
-    let mut bytes = stream_bytes(3, &[b"good"]);
+    let mut bytes = stream_bytes(replica(3), &[b"good"]);
     bytes.extend_from_slice(&[0, 0, 0, 3, b'a', b'b', b'c']);
     raw.write_all(&bytes).await.expect("write");
     assert_eq!(next_batch(&mut events).await, (3, vec![b"good".to_vec()]));
@@ -88,13 +108,13 @@ async fn bad_streams_are_closed() {
     assert!(events.try_recv().is_err(), "a bad frame was handed on");
 
     let mut raw = TcpStream::connect(&address).await.expect("connect");
-    let mut bytes = stream_bytes(3, &[b"good"]);
+    let mut bytes = stream_bytes(replica(3), &[b"good"]);
     bytes[7] = b'9';
     raw.write_all(&bytes).await.expect("write");
     assert!(closed_by_listener(&mut raw).await, "version 9: not closed");
     assert!(events.try_recv().is_err(), "version 9 was read");
 
-    let mut stream = Outgoing::new(8, address);
+    let mut stream = Outgoing::new(replica(8), address);
     stream
         .send(vec![b"still".to_vec()], TIMEOUT)
         .await
@@ -113,7 +133,7 @@ fn connection(outgoing: &Outgoing) -> SocketAddr {
 #[tokio::test]
 async fn a_restarted_peer_is_dialed_again() {
     let (address, mut events) = listening().await;
-    let mut stream = Outgoing::new(5, address.clone());
+    let mut stream = Outgoing::new(replica(5), address.clone());
     stream
         .send(vec![b"0".to_vec()], TIMEOUT)
         .await
@@ -146,11 +166,58 @@ async fn a_restarted_peer_is_dialed_again() {
         }
     };
     let (sender, mut events) = mpsc::channel(16);
-    tokio::spawn(service::serve(listener, sender, Tracer::default()));
+    tokio::spawn(service::serve(
+        listener,
+        sender,
+        Tracer::default(),
+        membership(),
+    ));
     stream
         .send(vec![b"after".to_vec()], TIMEOUT)
         .await
         .expect("send after the restart");
     assert_ne!(connection(&stream), first);
     assert_eq!(next_batch(&mut events).await, (5, vec![b"after".to_vec()]));
+}
+
+/// Streams from a replica the membership does not list (another service's replica 2,
+/// an unlisted id, this replica's own id) are kept open but deliver nothing; a listed
+/// peer's stream on the same listener delivers.
+#[tokio::test]
+async fn only_listed_peers_of_the_service_are_heard() {
+    let (address, mut events) = listening().await;
+    let strangers = [
+        Replica { service: 0, id: 2 },
+        Replica {
+            service: 101,
+            id: 2,
+        },
+        replica(10),
+        replica(1),
+    ];
+    let mut raws = Vec::new();
+    for stranger in strangers {
+        let mut raw = TcpStream::connect(&address).await.expect("connect");
+        raw.write_all(&stream_bytes(stranger, &[b"stray"]))
+            .await
+            .expect("write");
+        raws.push(raw);
+    }
+    let mut stream = Outgoing::new(replica(2), address);
+    stream
+        .send(vec![b"heard".to_vec()], TIMEOUT)
+        .await
+        .expect("send");
+    assert_eq!(next_batch(&mut events).await, (2, vec![b"heard".to_vec()]));
+    assert!(
+        events.try_recv().is_err(),
+        "a stranger's batch was handed on"
+    );
+    for raw in &mut raws {
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(raw.try_read(&mut byte), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock),
+            "a stranger's stream was closed (its sender would dial again for every batch)"
+        );
+    }
 }
