@@ -115,7 +115,11 @@ impl SledBackend {
             .map(|file| file.number)
             .chain(current)
             .max()
-            .map_or(1, |number| number + 1);
+            .map_or(Some(1), |number| number.checked_add(1))
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("snapshot files in {}", dir.display()),
+                reason: format!("a file is numbered {}, the last number", u64::MAX),
+            })?;
         // Everything but the recorded snapshot's file is unfinished or unrecorded.
         delete_files(on_disk, |file| {
             !(file.finished && Some(file.number) == current)

@@ -945,6 +945,22 @@ fn sled_snapshot_files_survive_reopen_and_strays_go() {
     assert_eq!(left, ["00000000000000000001.snap"]);
 }
 
+/// A snapshot file numbered with the last u64 (put there by hand: shardkv never gets
+/// near it) makes the open fail as corrupt rather than overflow the next file's number.
+#[test]
+fn sled_refuses_a_snapshot_file_with_the_last_number() {
+    let mut h = Sled::new();
+    let store = h.fresh();
+    drop(store);
+    let dir = h.path.join("raft-snapshots");
+    std::fs::write(dir.join(format!("{}.snap", u64::MAX)), b"stray").unwrap();
+    match SledBackend::open(&h.path) {
+        Err(StoreError::Corrupt { what, .. }) => assert!(what.contains("snapshot files"), "{what}"),
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(_) => panic!("opened"),
+    }
+}
+
 /// A sled store in a new directory holding entries 1..=30 (term 2), all committed.
 fn sled_with_30_committed() -> (Sled, Store<SledBackend>) {
     let h = Sled::new();
