@@ -335,7 +335,7 @@ impl<S: LogStore> Server<S> {
                 covered,
             } => {
                 self.state
-                    .restore(&data)
+                    .restore(&data, index)
                     .map_err(|source| ServerError::Snapshot { index, source })?;
                 covered.into_iter().for_each(|w| self.fail(w));
                 tracing::info!(node = self.id(), index, "restored snapshot");

@@ -124,14 +124,21 @@ impl GroupState {
         })
     }
 
-    /// Replaces this state with the one in `bytes`, which must be of the same group;
+    /// Replaces this state with the one in `bytes`, the snapshot of the log through
+    /// `index`, which must be of the same group and have applied nothing past `index`;
     /// on error this state is unchanged.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+    pub fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
         let restored = Self::decode_snapshot(bytes)?;
         if restored.gid != self.gid {
             return Err(SnapshotError::Invalid(format!(
                 "snapshot of group {}, this is group {}",
                 restored.gid, self.gid
+            )));
+        }
+        if restored.applied_index > index {
+            return Err(SnapshotError::Invalid(format!(
+                "snapshot at log index {index} has applied index {}",
+                restored.applied_index
             )));
         }
         *self = restored;
@@ -143,7 +150,7 @@ fn check_image(image: &Image) -> Result<(), String> {
     let (config, prev, gid) = (&image.config, &image.prev, image.gid);
     config.check().map_err(|e| e.to_string())?;
     prev.check().map_err(|e| e.to_string())?;
-    if config.num != prev.num + 1 && !(config.num == 0 && prev.num == 0) {
+    if prev.num.checked_add(1) != Some(config.num) && !(config.num == 0 && prev.num == 0) {
         return Err(format!("config {} after {}", config.num, prev.num));
     }
     let n = image.shards.len();

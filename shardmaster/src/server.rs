@@ -234,7 +234,7 @@ impl<S: LogStore> Server<S> {
                 covered,
             } => {
                 self.master
-                    .restore(&data)
+                    .restore(&data, index)
                     .map_err(|source| ServerError::Snapshot { index, source })?;
                 covered.into_iter().for_each(|req_id| self.fail(req_id));
                 tracing::info!(node = self.id(), index, "restored snapshot");

@@ -101,9 +101,18 @@ impl ShardMaster {
         })
     }
 
-    /// Replaces this state with the one in `bytes`; on error, this state is unchanged.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
-        *self = Self::decode_snapshot(bytes)?;
+    /// Replaces this state with the one in `bytes`, the snapshot of the log through
+    /// `index`, which must have applied nothing past `index`; on error, this state is
+    /// unchanged.
+    pub fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
+        let restored = Self::decode_snapshot(bytes)?;
+        if restored.applied_index > index {
+            return Err(SnapshotError::Invalid(format!(
+                "snapshot at log index {index} has applied index {}",
+                restored.applied_index
+            )));
+        }
+        *self = restored;
         Ok(())
     }
 }

@@ -82,10 +82,21 @@ fn bad_bytes_are_refused() {
     );
     let mut other_group = GroupState::new(200, NSHARDS);
     let before = other_group.clone();
+    let index = state.applied_index();
     assert!(matches!(
-        other_group.restore(&bytes),
+        other_group.restore(&bytes, index),
         Err(SnapshotError::Invalid(_))
     ));
     assert_eq!(other_group, before);
+    // A snapshot "through" an index below what it applied would apply entries twice.
+    let mut same_group = GroupState::new(state.gid(), NSHARDS);
+    let before = same_group.clone();
+    assert!(matches!(
+        same_group.restore(&bytes, index - 1),
+        Err(SnapshotError::Invalid(_))
+    ));
+    assert_eq!(same_group, before);
+    same_group.restore(&bytes, index).expect("restores");
+    assert_eq!(same_group.encode_snapshot(), bytes);
     assert!(!SnapshotError::Decode(String::new()).is_retryable());
 }

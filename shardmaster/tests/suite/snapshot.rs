@@ -71,9 +71,16 @@ fn corrupt_snapshots_are_errors() {
     trailing.push(0);
     assert!(ShardMaster::decode_snapshot(&trailing).is_err());
     let mut target = ShardMaster::new(10);
-    assert!(target.restore(&foreign).is_err());
+    let index = master.applied_index();
+    assert!(target.restore(&foreign, index).is_err());
     assert_eq!(target, ShardMaster::new(10));
-    target.restore(&bytes).expect("restores");
+    // A snapshot "through" an index below what it applied would apply entries twice.
+    assert!(matches!(
+        target.restore(&bytes, index - 1),
+        Err(SnapshotError::Invalid(_))
+    ));
+    assert_eq!(target, ShardMaster::new(10));
+    target.restore(&bytes, index).expect("restores");
     assert_eq!(target, master);
 }
 
