@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use replica_group::GroupOptions;
-use shardkv_proto::{GroupId, DEFAULT_NSHARDS};
+use shardkv_proto::{GroupId, DEFAULT_NSHARDS, NO_GROUP};
 use shardkv_raft::{NodeId, ReplicaConfig, SledBackend, Store};
 use tokio::sync::{mpsc, watch};
 
@@ -84,7 +84,7 @@ impl NodeSpec {
     /// This replica as raft streams name it.
     fn replica(&self) -> Replica {
         let service = match &self.role {
-            Role::Master => 0,
+            Role::Master => NO_GROUP,
             Role::Group { gid, .. } => *gid,
         };
         Replica {

@@ -43,6 +43,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use shardkv_client::tarpc_transport::MAX_FRAME_BYTES;
+use shardkv_proto::{GroupId, NO_GROUP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -57,8 +58,8 @@ pub const PREAMBLE: [u8; 8] = *b"SKVRAFT2";
 /// A replica as raft streams name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replica {
-    /// Its service: 0 for the shard master, a group's gid for a group.
-    pub service: u64,
+    /// Its service: [`NO_GROUP`] (0) for the shard master, a group's gid for a group.
+    pub service: GroupId,
     /// Its raft id within the service.
     pub id: u64,
 }
@@ -66,7 +67,7 @@ pub struct Replica {
 impl std::fmt::Display for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.service {
-            0 => write!(f, "shard-master replica {}", self.id),
+            NO_GROUP => write!(f, "shard-master replica {}", self.id),
             gid => write!(f, "replica {} of group {gid}", self.id),
         }
     }
@@ -217,13 +218,12 @@ async fn read_hello(stream: &mut TcpStream) -> std::io::Result<Replica> {
             String::from_utf8_lossy(&PREAMBLE[4..]),
         )));
     }
-    let mut words = [0u8; 16];
-    stream.read_exact(&mut words).await?;
-    let (service, id) = words.split_at(8);
-    let word = |bytes: &[u8]| u64::from_be_bytes(bytes.try_into().unwrap_or_default());
+    let (mut service, mut id) = ([0u8; 8], [0u8; 8]);
+    stream.read_exact(&mut service).await?;
+    stream.read_exact(&mut id).await?;
     Ok(Replica {
-        service: word(service),
-        id: word(id),
+        service: u64::from_be_bytes(service),
+        id: u64::from_be_bytes(id),
     })
 }
 
