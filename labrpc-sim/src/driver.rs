@@ -47,6 +47,7 @@ impl Sim {
         } = invoke;
         self.run_host(host, Some(incarnation), |object, cx| match kind {
             InvokeKind::Tick => object.on_tick(cx),
+            InvokeKind::Wake { token } => object.on_wake(cx, token),
             InvokeKind::Message { from, payload } => object.on_message(cx, from, payload),
             InvokeKind::Request { id, payload } => object.on_request(cx, id, payload),
             InvokeKind::Response { call, response } => object.on_response(cx, call, response),

@@ -20,6 +20,13 @@ pub(crate) type TimerSlot = RefCell<Option<Waker>>;
 pub(crate) enum Event {
     /// Host `host` ticks, if it is still in incarnation `incarnation`.
     Tick { host: NodeId, incarnation: u64 },
+    /// Host `host` gets the wake `token` it asked for, if it is still in incarnation
+    /// `incarnation`.
+    Wake {
+        host: NodeId,
+        incarnation: u64,
+        token: u64,
+    },
     /// A one-way message arrives at `to`.
     Message {
         from: NodeId,
@@ -53,6 +60,9 @@ impl Event {
     pub(crate) fn digest_fields(&self) -> (u8, u64, u64, &[u8]) {
         match self {
             Event::Tick { host, incarnation } => (b'k', *host as u64, *incarnation, &[]),
+            // The incarnation is left out: whether the wake is delivered follows from the
+            // crash and boot lines already in the digest.
+            Event::Wake { host, token, .. } => (b'u', *host as u64, *token, &[]),
             Event::Message { from, to, payload } => (b'm', *from as u64, *to as u64, payload),
             Event::Request {
                 call, to, payload, ..

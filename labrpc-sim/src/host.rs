@@ -3,9 +3,9 @@
 //!
 //! ```text
 //!   simulator event queue
-//!        |  message / request / response / tick
+//!        |  message / request / response / tick / wake
 //!        v
-//!   Host::on_*(&mut self, cx, ..)  --- cx.send / cx.reply / cx.call / cx.trace --->  Vec<Effect>
+//!   Host::on_*(&mut self, cx, ..)  --- cx.send/reply/call/wake_after/trace --->  Vec<Effect>
 //!                                                                                        |
 //!   simulator applies the effects, in order, after the callback returns  <--------------+
 //! ```
@@ -19,10 +19,17 @@
 //! The one thing a context does immediately is hand out a [`CallId`], because the host needs
 //! it to match the later [`Host::on_response`]; call ids come from one simulator-wide
 //! counter, so they are unique across hosts and incarnations.
+//!
+//! A wake ([`Context::wake_after`]) is how a host models work that completes later, such
+//! as a disk write that takes time: the host picks a token, and [`Host::on_wake`] brings it
+//! back after a delay drawn from the simulation's RNG, unless the host crashed, lost power
+//! or restarted in between. Wakes are not messages: they never touch the network and do not
+//! count as RPCs.
 
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt::Display;
+use std::ops::Range;
 use std::time::Duration;
 
 use crate::{CallId, NodeId, RequestId};
@@ -49,6 +56,13 @@ pub trait Host: Any {
 
     /// One tick of logical time, scheduled by the simulator at jittered intervals.
     fn on_tick(&mut self, cx: &mut Context<'_>);
+
+    /// A wake asked for with [`Context::wake_after`], carrying its `token`. Only the
+    /// incarnation that asked for it gets it: a crash, power failure or restart in between
+    /// cancels it.
+    fn on_wake(&mut self, cx: &mut Context<'_>, token: u64) {
+        let _ = (cx, token);
+    }
 }
 
 /// One thing a host asked for during a callback, applied by the simulator afterwards.
@@ -67,6 +81,10 @@ pub(crate) enum Effect {
         to: NodeId,
         payload: Vec<u8>,
         timeout: Duration,
+    },
+    Wake {
+        delay: Range<Duration>,
+        token: u64,
     },
     Trace {
         topic: String,
@@ -129,6 +147,15 @@ impl<'a> Context<'a> {
             timeout,
         });
         call
+    }
+
+    /// Asks for [`Host::on_wake`] with `token` after a delay drawn uniformly (in whole
+    /// nanoseconds) from `delay` by the simulation's RNG when this callback's effects are
+    /// applied; an empty or inverted range means exactly `delay.start`. Cancelled if this
+    /// host crashes, loses power or restarts first. Tokens are the host's own: the simulator
+    /// neither interprets nor deduplicates them.
+    pub fn wake_after(&mut self, delay: Range<Duration>, token: u64) {
+        self.effects.push(Effect::Wake { delay, token });
     }
 
     /// Writes a readable trace line; it is hashed into the run's digest.

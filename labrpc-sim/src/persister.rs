@@ -6,18 +6,30 @@
 //! keeps the persister, and a restart hands the *same* persister to the host factory, so a
 //! simulated crash keeps exactly what a real crash with synced writes would keep.
 //!
+//! A persister also carries its host's [`SimDisk`], a flat directory of files with real
+//! disk semantics: unsynced writes, `sync_data`/`sync_dir`, and power failures that lose,
+//! keep or tear what was not synced. The two areas above keep their contract, the one the
+//! labs are written against: durable on return, untouched by crashes and power failures.
+//! The disk is where a host that models real files (a write-ahead log, an embedded
+//! database) keeps them; [`crate::Sim::power_fail`] reaches only the disk.
+//!
 //! Invariants:
-//! - every write is durable when the method returns (there is no unsynced buffer to lose);
+//! - every write to the two areas is durable when the method returns (there is no unsynced
+//!   buffer to lose);
 //! - `raft_state_size` is always the sum of key and value lengths in the key/value area;
 //! - `scan` and `delete_range` work on the half-open range `[start, end)` in key order, and
-//!   an empty or inverted range touches nothing.
+//!   an empty or inverted range touches nothing;
+//! - clones share the areas and the disk; `deep_copy` copies both areas and the disk.
 //!
-//! Caveats: no torn writes, no partial syncs and no disk-full errors are simulated.
+//! Caveats: the two areas have no torn writes, no partial syncs and no disk-full errors;
+//! the disk's faults are described in `disk.rs`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::rc::Rc;
+
+use crate::SimDisk;
 
 #[derive(Clone, Debug, Default)]
 struct State {
@@ -25,9 +37,12 @@ struct State {
     kv_bytes: usize,
     snapshot: Vec<u8>,
     bytes_written: u64,
+    /// Shared with every handle the host took; `deep_copy` replaces it with a copy.
+    disk: SimDisk,
 }
 
-/// Durable storage of one host; survives crash/restart. Writes are durable on return.
+/// Durable storage of one host; survives crash/restart. Writes to its key/value area and
+/// snapshot blob are durable on return; its [`SimDisk`] has real disk semantics.
 ///
 /// Clones share the same storage (it is a handle); use [`Persister::deep_copy`] for an
 /// independent copy.
@@ -120,11 +135,20 @@ impl Persister {
         self.state.borrow().bytes_written
     }
 
-    /// An independent copy: later writes to either persister do not reach the other
-    /// (6.824's `Persister.Copy`).
+    /// The host's disk (a shared handle, not a copy): the files a host that models real
+    /// storage keeps. Unlike the two areas above, what is written there is durable only
+    /// once synced, and [`crate::Sim::power_fail`] may lose the rest.
+    pub fn disk(&self) -> SimDisk {
+        self.state.borrow().disk.clone()
+    }
+
+    /// An independent copy, disk included: later writes to either persister do not reach
+    /// the other (6.824's `Persister.Copy`). See [`SimDisk::deep_copy`] for the disk's part.
     pub fn deep_copy(&self) -> Persister {
+        let mut state = self.state.borrow().clone();
+        state.disk = state.disk.deep_copy();
         Persister {
-            state: Rc::new(RefCell::new(self.state.borrow().clone())),
+            state: Rc::new(RefCell::new(state)),
         }
     }
 }
@@ -183,5 +207,20 @@ mod tests {
         assert_eq!(copy.get(b"k"), None);
         assert_eq!(copy.snapshot(), b"snap".to_vec());
         assert_eq!(p.snapshot_size(), 3);
+    }
+
+    /// Proves clones share the disk while a deep copy gets its own copy of it.
+    #[test]
+    fn deep_copy_copies_the_disk() {
+        let p = Persister::new();
+        p.disk()
+            .create("a")
+            .and_then(|f| f.write_at(0, b"1"))
+            .expect("write");
+        let copy = p.deep_copy();
+        p.clone().disk().create("b").expect("create via clone");
+        copy.disk().remove("a").expect("remove in copy");
+        assert_eq!(p.disk().list(), ["a", "b"]);
+        assert!(copy.disk().list().is_empty());
     }
 }

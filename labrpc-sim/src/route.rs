@@ -34,6 +34,11 @@ impl World {
         self.trace.event(at, kind, a, b, payload);
         match event {
             Event::Tick { host, incarnation } => self.tick(host, incarnation),
+            Event::Wake {
+                host,
+                incarnation,
+                token,
+            } => self.wake(host, incarnation, token),
             Event::Message { from, to, payload } => self.deliver_message(from, to, payload),
             Event::Request {
                 call,
@@ -78,6 +83,7 @@ impl World {
                     };
                     self.start_call(call, pending, to, payload, timeout);
                 }
+                Effect::Wake { delay, token } => self.schedule_wake(me, incarnation, delay, token),
                 Effect::Trace { topic, line } => self.trace.line(self.now, Some(me), &topic, line),
             }
         }
@@ -156,6 +162,19 @@ impl World {
             host,
             incarnation,
             kind: InvokeKind::Tick,
+        })
+    }
+
+    /// A wake is delivered like a tick: only to the incarnation that asked for it, and
+    /// without counting as an RPC.
+    fn wake(&mut self, host: NodeId, incarnation: u64, token: u64) -> Option<Invoke> {
+        if self.live_incarnation(host) != Some(incarnation) {
+            return None;
+        }
+        Some(Invoke {
+            host,
+            incarnation,
+            kind: InvokeKind::Wake { token },
         })
     }
 

@@ -16,7 +16,7 @@ use rand::{Rng, RngExt};
 
 use crate::executor::Executor;
 use crate::world::{HostSlot, World};
-use crate::{CallId, ClientEnd, Context, Host, NodeId, Persister, SimConfig, TraceLine};
+use crate::{CallId, ClientEnd, Context, Host, NodeId, Persister, SimConfig, SimDisk, TraceLine};
 
 /// A deterministic simulation: virtual clock, one seeded RNG, hosts, network and executor.
 #[derive(Clone)]
@@ -91,11 +91,29 @@ impl Sim {
         id
     }
 
-    /// Crashes host `id`: drops the host object (volatile state lost); requests it has not
-    /// answered are never answered and calls it made are forgotten. No-op if already down.
-    /// Panics if `id` is not a host.
+    /// Crashes host `id` (`kill -9`): drops the host object (volatile state lost); requests
+    /// it has not answered are never answered, calls it made are forgotten, pending ticks
+    /// and wakes are cancelled, and its disk's open file handles die (every byte written
+    /// stays, synced or not). No-op if already down. Panics if `id` is not a host.
     pub fn crash(&self, id: NodeId) {
         let object = self.world().crash(id);
+        drop(object);
+    }
+
+    /// Cuts the power of host `id`: crashes it like [`Sim::crash`] if it is up, then lets
+    /// its disk lose, keep or tear, at random from the simulation's RNG, everything not
+    /// synced (see [`SimDisk::power_fail`]), even if the host was already down. The
+    /// persister's key/value area and snapshot blob are untouched. The outcome is written
+    /// to the trace, and so to the digest. Panics if `id` is not a host.
+    pub fn power_fail(&self, id: NodeId) {
+        let object = {
+            let mut world = self.world();
+            let object = world.crash(id);
+            let disk = world.host_slot(id).persister.disk();
+            let report = disk.power_fail_report(&mut world.rng);
+            world.sim_line(format!("power_fail {id}: {report}"));
+            object
+        };
         drop(object);
     }
 
@@ -117,6 +135,12 @@ impl Sim {
         let mut world = self.world();
         world.host_slot(id).factory = Some(factory);
         world.boot(id, object);
+    }
+
+    /// The disk of host `id` (a shared handle, the same as its persister's). Panics if
+    /// `id` is not a host.
+    pub fn disk(&self, id: NodeId) -> SimDisk {
+        self.world().host_slot(id).persister.disk()
     }
 
     /// Whether `id` is up: hosts between restart and crash; client endpoints always.

@@ -8,11 +8,16 @@
 //! the `Sim` handle freely without ever hitting a double borrow.
 //!
 //! Node ids are dense and shared by hosts and client endpoints, in creation order. A host
-//! has an *incarnation* number that grows on every crash and restart; ticks, requests and
-//! calls remember the incarnation they belong to, so nothing from a previous life reaches
-//! the new host object.
+//! has an *incarnation* number that grows on every crash and restart; ticks, wakes,
+//! requests and calls remember the incarnation they belong to, so nothing from a previous
+//! life reaches the new host object.
+//!
+//! A crash also crashes the host's disk (its open file handles die, its bytes stay); a
+//! power failure (`Sim::power_fail`) does that and then lets the disk lose what was not
+//! synced.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -20,6 +25,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::client::CallSlot;
+use crate::config::duration_nanos;
 use crate::event::{Event, EventQueue};
 use crate::network::Network;
 use crate::trace::Trace;
@@ -84,6 +90,9 @@ pub(crate) struct Invoke {
 /// Which callback of [`Invoke`].
 pub(crate) enum InvokeKind {
     Tick,
+    Wake {
+        token: u64,
+    },
     Message {
         from: NodeId,
         payload: Vec<u8>,
@@ -211,9 +220,34 @@ impl World {
         self.schedule(interval, Event::Tick { host, incarnation });
     }
 
+    /// Schedules wake `token` of host `host` in incarnation `incarnation`, after a delay
+    /// drawn uniformly in nanoseconds from `delay` (exactly `delay.start` if it is empty).
+    pub(crate) fn schedule_wake(
+        &mut self,
+        host: NodeId,
+        incarnation: u64,
+        delay: Range<Duration>,
+        token: u64,
+    ) {
+        let (lo, hi) = (duration_nanos(delay.start), duration_nanos(delay.end));
+        let nanos = if lo < hi {
+            self.rng.random_range(lo..hi)
+        } else {
+            lo
+        };
+        let event = Event::Wake {
+            host,
+            incarnation,
+            token,
+        };
+        self.schedule(Duration::from_nanos(nanos), event);
+    }
+
     /// Marks host `id` down and forgets everything tied to its current life: requests it
-    /// has not answered (never answered now) and calls it made (never reported now).
-    /// Returns the host object so the caller can drop it outside the borrow.
+    /// has not answered (never answered now), calls it made (never reported now), ticks
+    /// and wakes (their incarnation is gone) and its disk's open file handles (the bytes
+    /// stay, synced or not). Returns the host object so the caller can drop it outside the
+    /// borrow.
     pub(crate) fn crash(&mut self, id: NodeId) -> Option<Box<dyn Host>> {
         let slot = self.host_slot(id);
         if !slot.up {
@@ -222,6 +256,7 @@ impl World {
         slot.up = false;
         slot.incarnation += 1;
         let object = slot.object.take();
+        slot.persister.disk().crash();
         self.requests.retain(|_, r| r.host != id);
         self.calls.retain(|_, c| c.caller != id);
         self.sim_line(format!("crash {id}"));

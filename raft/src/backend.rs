@@ -3,8 +3,8 @@
 //! A [`Backend`] is the smallest thing a durable log needs: ordered keys, range delete,
 //! range scan, one separate snapshot blob, and a `sync` barrier. Everything above it (the
 //! key layout, the entry cache, the raft-rs `Storage` semantics) lives in `Store`, so the
-//! in-memory backend used by tests, the sled backend used in production and the
-//! simulator's persister all keep exactly the same bytes.
+//! in-memory backend used by unit tests and the write-ahead log that real nodes and the
+//! simulator's reference replicas run ([`crate::WalBackend`]) keep exactly the same bytes.
 //!
 //! Contract:
 //!
@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::StoreError;
+use crate::{StoreError, SyncJob};
 
 /// Makes a snapshot blob for [`Backend::start_put_snapshot`], maybe on another thread,
 /// as pieces whose concatenation is the blob (so a large snapshot's data need not be
@@ -77,6 +77,13 @@ pub trait Backend {
     }
     /// Makes every write so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
+    /// The work that makes every write so far durable, to run later on any thread (a
+    /// node's sync thread, or a simulated completion); writes made after it is taken may
+    /// or may not be covered. The default syncs now and hands out nothing more to do.
+    fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
+        self.sync()?;
+        Ok(SyncJob::done())
+    }
 }
 
 /// Locks `mutex`, taking it over if a thread panicked holding it (what it guards stays

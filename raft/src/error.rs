@@ -19,7 +19,7 @@ use crate::{Index, NodeId};
 /// A failure of a [`crate::LogStore`] or its [`crate::Backend`].
 #[derive(thiserror::Error, Debug)]
 pub enum StoreError {
-    /// The backend failed to read or write (sled I/O error, disk full). Fatal.
+    /// The backend failed to read or write (an I/O error, disk full). Fatal.
     #[error("storage backend failed: {0}")]
     Backend(String),
     /// A stored record could not be decoded or contradicts another record. Fatal: the
@@ -74,12 +74,6 @@ impl StoreError {
             other => raft::StorageError::Other(Box::new(other)),
         };
         raft::Error::Store(storage)
-    }
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(error: sled::Error) -> Self {
-        StoreError::Backend(error.to_string())
     }
 }
 

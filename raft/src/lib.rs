@@ -13,7 +13,7 @@
 //!     │ advance(): Ready protocol                         ▼
 //!     ├── append / hard state / snapshot / ONE sync ──► Store<B: Backend>
 //!     │                                                  ├── MemBackend (tests, sim)
-//!     ▼                                                  └── SledBackend (disk)
+//!     ▼                                                  └── WalBackend<Disk> (files)
 //!   Output { messages, applied, reads, lost }
 //!     │ Pending::advance: settle against the server's waiters
 //!     ▼
@@ -53,8 +53,9 @@
 //! - A [`Proposal`] commits iff an `Applied::Command` (or `Membership`) with the same
 //!   index and term shows up; `Output::lost` reports the ones that will not (eagerly:
 //!   callers dedupe).
-//! - Deterministic: no clock, no randomness (the election timeout range is pinned to a
-//!   single value), sorted outputs.
+//! - Deterministic: no clock, no unseeded randomness (raft-rs's election timeout range is
+//!   pinned to a single value and the spread is drawn from the configuration's seed),
+//!   sorted outputs.
 //!
 //! ## Caveats
 //!
@@ -69,6 +70,8 @@
 mod backend;
 mod codec;
 mod config;
+mod disk;
+mod election;
 mod error;
 mod log_store;
 mod logger;
@@ -78,16 +81,17 @@ mod pending;
 mod proposals;
 mod ready;
 mod replica;
-mod sled_backend;
 mod snapshot_read;
 mod snapshots;
 mod store;
 mod store_write;
+mod wal;
 
 pub use raft;
 
 pub use backend::{Backend, KeyValues, MemBackend, SnapshotMaker, SnapshotReader};
 pub use config::ReplicaConfig;
+pub use disk::{Disk, DiskFile, OsDisk, OsFile, SyncJob};
 pub use error::{Error, ServerError, StoreError};
 pub use log_store::{LogStore, SnapshotData};
 pub use logger::{discard_logger, tracing_logger};
@@ -96,8 +100,8 @@ pub use output::{Applied, Output};
 pub use pending::{Fate, Pending, Settled, Step};
 pub use proposals::Proposal;
 pub use replica::{EarlySink, Replica, SyncSink};
-pub use sled_backend::SledBackend;
 pub use store::Store;
+pub use wal::{Background, WalBackend, SEGMENT_BYTES};
 
 /// Id of a Raft node (non-zero).
 pub type NodeId = u64;

@@ -18,7 +18,7 @@ use std::fmt;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 
-use crate::{Index, StoreError};
+use crate::{Index, StoreError, SyncJob};
 
 /// A state machine's snapshot for [`LogStore::compact`]: its bytes, or a function that
 /// encodes them, which the store may call on another thread (a large state then encodes
@@ -125,6 +125,14 @@ pub trait LogStore: raft::Storage {
     /// meanwhile are durable on their own, and a crash recovers the old snapshot with
     /// the whole log (or the new snapshot, its log trimmed on open).
     fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// The work that makes every write so far durable, to run later, on any thread: what
+    /// a driver's [`crate::SyncSink`] receives for each Ready. Writes made after it is
+    /// taken may or may not be covered. The default syncs at once and hands out nothing.
+    fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
+        self.sync()?;
+        Ok(SyncJob::done())
+    }
 
     /// Waits for a pending compaction's snapshot to be stored, then finishes the
     /// compaction as [`LogStore::tidy`] would (durable after the next `sync`). Stores

@@ -126,8 +126,9 @@ impl<S: LogStore> Replica<S> {
     fn defer_sync(&mut self, mut ready: Ready, snapshots_sent: &mut Vec<u64>) -> Result<(), Error> {
         if ready.must_sync() {
             self.sync.asked = ready.number();
+            let job = self.raw.mut_store().sync_job()?;
             if let Some(sink) = &mut self.sync_sink {
-                sink(ready.number());
+                sink(ready.number(), job);
             }
         }
         let mut persisted = Output::default();

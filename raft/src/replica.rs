@@ -16,10 +16,12 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, Snapshot};
 use raft::{RawNode, StateRole};
 
+use crate::election::ElectionSpread;
 use crate::membership::{bootstrap, sorted_voters, ConfHistory};
 use crate::proposals::{Kind, Proposals};
 use crate::{
-    tracing_logger, Error, Index, LogStore, Membership, NodeId, Proposal, ReplicaConfig, Term,
+    tracing_logger, Error, Index, LogStore, Membership, NodeId, Proposal, ReplicaConfig, SyncJob,
+    Term,
 };
 
 /// One Raft replica over a [`LogStore`]; see the module docs.
@@ -44,12 +46,15 @@ pub struct Replica<S: LogStore> {
     /// [`ReplicaConfig::snapshot_stagger`]): after opening, and after a snapshot every
     /// replica takes at the same entry (`snapshot_now`, a leader's snapshot installed).
     pub(crate) stagger_next: bool,
+    /// Election ticks held back to spread election timeouts (`election.rs`).
+    pub(crate) election: ElectionSpread,
 }
 
-/// A driver's way to sync the store off the replica's thread: called with a Ready
-/// number, it must make every store write made so far durable and then report it with
+/// A driver's way to sync the store off the replica's thread: called with a Ready number
+/// and the store's [`SyncJob`] for it, it must run the job (on any thread; jobs may be
+/// merged, see [`SyncJob::merge`]) and then report the number with
 /// [`Replica::on_synced`].
-pub type SyncSink = Box<dyn FnMut(u64) + Send>;
+pub type SyncSink = Box<dyn FnMut(u64, SyncJob) + Send>;
 
 /// Readies handed to a [`SyncSink`], and the messages waiting for them.
 #[derive(Debug, Default)]
@@ -117,6 +122,7 @@ impl<S: LogStore> Replica<S> {
         };
         let raw = RawNode::new(&config.to_raft(applied), store, logger)?;
         Ok(Self {
+            election: ElectionSpread::new(config.election_seed, config.election_ticks_spread),
             raw,
             proposals: Proposals::default(),
             voters: sorted_voters(&conf_state),
@@ -190,6 +196,9 @@ impl<S: LogStore> Replica<S> {
     /// (it asserts so in `become_leader`). Its election is delayed by the sync at most.
     pub fn tick(&mut self) {
         if self.sync.outstanding() && !self.is_leader() {
+            return;
+        }
+        if !self.is_leader() && self.election.hold(self.raw.raft.election_elapsed) {
             return;
         }
         self.raw.tick();

@@ -1,7 +1,7 @@
 //! The snapshot a follower needs, read without blocking the leader's driver.
 //!
 //! raft-rs asks `Storage::snapshot` on the driver's thread when a follower's next entry
-//! is compacted away. A snapshot kept in a file (the sled backend) is read on a thread
+//! is compacted away. A snapshot kept in a file (the write-ahead log's) is read on a thread
 //! of its own instead: the first ask starts the read and answers
 //! `SnapshotTemporarilyUnavailable` (raft-rs asks again with the follower's next
 //! heartbeat answer, within about 100 ms), a later ask takes the bytes once read.

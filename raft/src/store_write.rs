@@ -15,11 +15,11 @@ use crate::codec::{
     self, encode, encode_run, CONF_STATE_KEY, ENTRY_END, ENTRY_START, HARD_STATE_KEY,
 };
 use crate::store::{entry_record_bytes, PendingCompaction};
-use crate::{Backend, Index, LogStore, SnapshotData, Store, StoreError};
+use crate::{Backend, Index, LogStore, SnapshotData, Store, StoreError, SyncJob};
 
 /// Compacted runs deleted per [`LogStore::tidy`]. A compaction of an 8 MiB log retires
-/// about a thousand runs; deleting them in one go stalled a sled-backed node for 50-100
-/// ms. A Ready adds at most one run, so any bound above one drains them.
+/// about a thousand runs; deleting them in one go stalled a node for 50-100 ms
+/// (measured on an earlier backend). A Ready adds at most one run, so any bound above one drains them.
 const DEAD_RUNS_PER_TIDY: usize = 8;
 
 impl<B: Backend> Store<B> {
@@ -358,10 +358,13 @@ impl<B: Backend> LogStore for Store<B> {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         self.backend.sync()?;
-        // Settled after the backend's sync, which may have stored the pending snapshot
-        // (sled's waits for it), so the store names the snapshot the backend holds; one
-        // poll per sync, as before, for backends that count them.
+        // Settled after the backend's sync, so a snapshot stored meanwhile is installed;
+        // one poll per sync, for backends that count them.
         self.settle_compaction(false)
+    }
+
+    fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
+        self.backend.sync_job()
     }
 
     fn finish_compaction(&mut self) -> Result<(), StoreError> {

@@ -23,7 +23,9 @@ fn defer_syncs(cluster: &mut Cluster, ids: &[NodeId]) -> Vec<Asked> {
             let record = Arc::clone(&asked);
             cluster
                 .replica_mut(id)
-                .sync_with(Box::new(move |number| record.lock().unwrap().push(number)));
+                .sync_with(Box::new(move |number, _job| {
+                    record.lock().unwrap().push(number)
+                }));
             asked
         })
         .collect()

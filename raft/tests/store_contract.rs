@@ -2,8 +2,9 @@
 //!
 //! Each `contract_*` function takes a [`Harness`] that can make a fresh store and
 //! "crash" one (drop it, keep only what its backend holds) and reopen it; the macro at
-//! the bottom instantiates every function for `MemBackend` and for `SledBackend` in a
-//! temporary directory.
+//! the bottom instantiates every function for `MemBackend` and for `WalBackend` in a
+//! temporary directory, with its usual segments and with tiny ones (so every contract
+//! also runs through segment roll-overs and cleaning).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use protobuf::Message as _;
 use shardkv_raft::raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use shardkv_raft::raft::{self, GetEntriesContext, Storage};
 use shardkv_raft::{
-    Backend, LogStore, MemBackend, Replica, ReplicaConfig, SledBackend, SnapshotData,
-    SnapshotMaker, Store, StoreError,
+    Backend, Background, LogStore, MemBackend, OsDisk, Replica, ReplicaConfig, SnapshotData,
+    SnapshotMaker, Store, StoreError, WalBackend,
 };
 
 trait Harness {
@@ -41,38 +42,61 @@ impl Harness for Mem {
     }
 }
 
-struct Sled {
+struct Wal {
     dir: tempfile::TempDir,
     path: std::path::PathBuf,
+    /// Segment size: small ones make the contract run through roll-overs and cleaning.
+    segment_bytes: u64,
 }
 
-impl Sled {
+impl Wal {
     fn new() -> Self {
+        Self::with_segment_bytes(shardkv_raft::SEGMENT_BYTES)
+    }
+
+    fn with_segment_bytes(segment_bytes: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        Sled { dir, path }
+        Wal {
+            dir,
+            path,
+            segment_bytes,
+        }
+    }
+
+    fn open(&self) -> WalBackend<OsDisk> {
+        let disk = OsDisk::open(&self.path).unwrap();
+        WalBackend::open_with_segment_bytes(disk, Background::Threads, self.segment_bytes)
+            .unwrap_or_else(|error| panic!("cannot open {}: {error}", self.path.display()))
+    }
+
+    /// The names of the files in the data directory, sorted.
+    fn files(&self) -> Vec<String> {
+        let mut left: Vec<String> = std::fs::read_dir(&self.path)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != "LOCK")
+            .collect();
+        left.sort();
+        left
     }
 }
 
-impl Harness for Sled {
-    type B = SledBackend;
+impl Harness for Wal {
+    type B = WalBackend<OsDisk>;
     const READS_IN_BACKGROUND: bool = true;
-    fn fresh(&mut self) -> Store<SledBackend> {
+    fn fresh(&mut self) -> Store<WalBackend<OsDisk>> {
         assert!(self.dir.path().exists());
-        Store::open(SledBackend::open(&self.path).unwrap()).unwrap()
+        Store::open(self.open()).unwrap()
     }
-    fn reopen_backend(&mut self, mut backend: SledBackend) -> Store<SledBackend> {
+    /// A stop after the backend stored any snapshot still being written and synced: an
+    /// interrupted compaction (snapshot stored, log not yet trimmed) is what it leaves.
+    fn reopen_backend(&mut self, mut backend: WalBackend<OsDisk>) -> Store<WalBackend<OsDisk>> {
+        backend.snapshot_stored(true).unwrap();
         backend.sync().unwrap();
         drop(backend);
-        Store::open(open_when_unlocked(&self.path)).unwrap()
+        Store::open(self.open()).unwrap()
     }
-}
-
-/// Opens the sled database at `path`, waiting up to 2 s for its file lock (see
-/// `SledBackend::open_waiting`; 2 runs in 30 of this suite failed without the wait).
-fn open_when_unlocked(path: &std::path::Path) -> SledBackend {
-    SledBackend::open_waiting(path, std::time::Duration::from_secs(2))
-        .unwrap_or_else(|error| panic!("cannot reopen {}: {error}", path.display()))
 }
 
 /// A backend that makes and stores a snapshot started with `start_put_snapshot` only
@@ -82,7 +106,7 @@ fn open_when_unlocked(path: &std::path::Path) -> SledBackend {
 struct Deferred {
     inner: MemBackend,
     snapshot: Option<Started>,
-    /// The pending snapshot's write fails (reported once, as `SledBackend` does).
+    /// The pending snapshot's write fails (reported once, as `WalBackend` does).
     fail: bool,
 }
 
@@ -628,7 +652,7 @@ fn contract_interrupted_install_recovers<H: Harness>(h: &mut H) {
 }
 
 /// The snapshot `Storage::snapshot` offers a follower, once any read in the background
-/// (the sled backend reads its file on a thread of its own) is done.
+/// (the write-ahead log reads its file on a thread of its own) is done.
 fn offered<B: shardkv_raft::Backend>(store: &Store<B>) -> Result<Snapshot, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -711,7 +735,7 @@ fn contract_tidy_deletes_retired_runs<H: Harness>(h: &mut H) {
     store
         .compact(28, b"sm@28".to_vec().into(), voters(&[1]))
         .unwrap();
-    // The sled backend stores the snapshot on a thread of its own: wait for it.
+    // The write-ahead log stores the snapshot on a thread of its own: wait for it.
     store.finish_compaction().unwrap();
     store.sync().unwrap();
     assert_eq!(
@@ -749,8 +773,9 @@ fn contract_snapshot_data_is_read_back<H: Harness>(h: &mut H) {
     store
         .compact(5, vec![7; 300].into(), voters(&[1, 2, 3]))
         .unwrap();
-    // A sync that stores the pending snapshot (sled's waits for it) installs it too, so
-    // the store and the backend name the same snapshot.
+    // Once the pending snapshot is stored the store installs it, so the store and the
+    // backend name the same snapshot.
+    store.finish_compaction().unwrap();
     store.sync().unwrap();
     assert_eq!(store.snapshot_index(), 5);
     assert_eq!(store.snapshot_bytes(), 300);
@@ -841,8 +866,11 @@ macro_rules! contract_tests {
         mod mem {
             $(#[test] fn $name() { super::$name(&mut super::Mem); })*
         }
-        mod sled {
-            $(#[test] fn $name() { super::$name(&mut super::Sled::new()); })*
+        mod wal {
+            $(#[test] fn $name() { super::$name(&mut super::Wal::new()); })*
+        }
+        mod wal_small_segments {
+            $(#[test] fn $name() { super::$name(&mut super::Wal::with_segment_bytes(512)); })*
         }
     };
 }
@@ -901,100 +929,93 @@ fn background_drop_compacts_like_the_foreground() {
     assert_eq!(foreground.into_backend(), background.into_backend());
 }
 
-/// The sled backend keeps snapshots as files: a reopen reads the recorded one and
-/// deletes the rest (an unfinished write, a file whose record never became durable), and
-/// a snapshot stored inline by earlier versions is still read, then replaced.
+/// The log keeps snapshots as files: a reopen reads the recorded one and deletes the
+/// rest (an unfinished write, a file whose record never became durable).
 #[test]
-fn sled_snapshot_files_survive_reopen_and_strays_go() {
-    let mut h = Sled::new();
-    let dir = h.path.join("raft-snapshots");
+fn wal_snapshot_files_survive_reopen_and_strays_go() {
+    let mut h = Wal::new();
     let mut store = h.fresh();
     store.append(&entries(1..=10, 1)).unwrap();
     set_commit(&mut store, 1, 10);
-    // An inline snapshot at 4, as earlier versions stored it.
-    let mut legacy = Snapshot::default();
-    legacy.mut_metadata().index = 4;
-    legacy.mut_metadata().term = 1;
-    legacy.data = b"legacy@4".to_vec().into();
-    let legacy = legacy.write_to_bytes().unwrap();
-    let tree = store.backend().db().open_tree("snapshot").unwrap();
-    tree.insert("s", legacy).unwrap();
-    drop(tree);
-    let mut store = h.reopen(store);
-    assert_eq!(store.snapshot_index(), 4);
-    assert_eq!(&offered(&store).unwrap().data[..], b"legacy@4");
-
     store
         .compact(8, b"sm@8".to_vec().into(), voters(&[1]))
         .unwrap();
     store.finish_compaction().unwrap();
     store.sync().unwrap();
-    let tree = store.backend().db().open_tree("snapshot").unwrap();
-    assert!(tree.get("s").unwrap().is_none(), "inline snapshot removed");
-    std::fs::write(dir.join("00000000000000000097.snap"), b"old").unwrap();
-    std::fs::write(dir.join("00000000000000000098.tmp"), b"unfinished").unwrap();
-    drop(tree);
+    std::fs::write(h.path.join("snap-00000000000000000097.snap"), b"old").unwrap();
+    std::fs::write(h.path.join("snap-00000000000000000098.tmp"), b"unfinished").unwrap();
     let store = h.reopen(store);
     assert_eq!(store.snapshot_index(), 8);
     assert_eq!(&offered(&store).unwrap().data[..], b"sm@8");
-    let mut left: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+    let snapshots: Vec<String> = (h.files().into_iter())
+        .filter(|name| name.starts_with("snap-"))
         .collect();
-    left.sort();
-    assert_eq!(left, ["00000000000000000001.snap"]);
+    assert_eq!(snapshots, ["snap-00000000000000000001.snap"]);
 }
 
 /// A snapshot file numbered with the last u64 (put there by hand: shardkv never gets
 /// near it) makes the open fail as corrupt rather than overflow the next file's number.
 #[test]
-fn sled_refuses_a_snapshot_file_with_the_last_number() {
-    let mut h = Sled::new();
+fn wal_refuses_a_snapshot_file_with_the_last_number() {
+    let mut h = Wal::new();
     let store = h.fresh();
     drop(store);
-    let dir = h.path.join("raft-snapshots");
-    std::fs::write(dir.join(format!("{}.snap", u64::MAX)), b"stray").unwrap();
-    match SledBackend::open(&h.path) {
+    std::fs::write(h.path.join(format!("snap-{}.snap", u64::MAX)), b"stray").unwrap();
+    let disk = OsDisk::open(&h.path).unwrap();
+    match WalBackend::open(disk, Background::Threads) {
         Err(StoreError::Corrupt { what, .. }) => assert!(what.contains("snapshot files"), "{what}"),
         Err(other) => panic!("expected Corrupt, got {other}"),
         Ok(_) => panic!("opened"),
     }
 }
 
-/// A sled store in a new directory holding entries 1..=30 (term 2), all committed.
-fn sled_with_30_committed() -> (Sled, Store<SledBackend>) {
-    let h = Sled::new();
-    let mut store = Store::open(SledBackend::open(&h.path).unwrap()).unwrap();
+/// A data directory written by the sled-based store of earlier versions is refused with
+/// a clear error, not read as an empty log.
+#[test]
+fn wal_refuses_a_sled_data_directory() {
+    let h = Wal::new();
+    std::fs::create_dir_all(&h.path).unwrap();
+    std::fs::write(h.path.join("conf"), b"segment_size: 524288").unwrap();
+    std::fs::write(h.path.join("db"), b"sled").unwrap();
+    let disk = OsDisk::open(&h.path).unwrap();
+    match WalBackend::open(disk, Background::Threads) {
+        Err(StoreError::Backend(reason)) => assert!(reason.contains("sled"), "{reason}"),
+        Err(other) => panic!("expected a backend error, got {other}"),
+        Ok(_) => panic!("opened"),
+    }
+}
+
+/// A store in a new directory holding entries 1..=30 (term 2), all committed.
+fn wal_with_30_committed() -> (Wal, Store<WalBackend<OsDisk>>) {
+    let h = Wal::new();
+    let mut store = Store::open(h.open()).unwrap();
     store.append(&entries(1..=30, 2)).unwrap();
     set_commit(&mut store, 2, 30);
     (h, store)
 }
 
-/// [`sled_with_30_committed`], compacting at 20 with a 16 MiB snapshot (long enough to
+/// [`wal_with_30_committed`], compacting at 20 with a 16 MiB snapshot (long enough to
 /// still be writing when the test goes on).
-fn sled_compacting_16_mib_at_20() -> (Sled, Store<SledBackend>) {
-    let (h, mut store) = sled_with_30_committed();
+fn wal_compacting_16_mib_at_20() -> (Wal, Store<WalBackend<OsDisk>>) {
+    let (h, mut store) = wal_with_30_committed();
     store
         .compact(20, vec![7; 16 << 20].into(), voters(&[1]))
         .unwrap();
     (h, store)
 }
 
-/// Dropping a sled store waits for its snapshot thread (which holds the database), so
-/// the file is complete and the database can be opened again at once.
+/// Dropping a store waits for its snapshot thread, so the file is complete and the
+/// directory can be opened again at once.
 #[test]
-fn sled_drop_waits_for_the_snapshot_thread() {
-    let (h, store) = sled_compacting_16_mib_at_20();
+fn wal_drop_waits_for_the_snapshot_thread() {
+    let (h, store) = wal_compacting_16_mib_at_20();
     drop(store);
-    let file = h
-        .path
-        .join("raft-snapshots")
-        .join("00000000000000000001.snap");
     assert!(
-        file.exists(),
+        h.files()
+            .contains(&"snap-00000000000000000001.snap".to_string()),
         "the snapshot file was finished before the drop returned"
     );
-    let store = Store::open(open_when_unlocked(&h.path)).unwrap();
+    let store = Store::open(h.open()).unwrap();
     assert!(matches!(store.snapshot_index(), 0 | 20));
 }
 
@@ -1002,22 +1023,22 @@ fn sled_drop_waits_for_the_snapshot_thread() {
 /// does) keeps the pending snapshot: the store reopens from it, not from the old one
 /// and its log.
 #[test]
-fn sled_sync_before_stop_keeps_the_pending_snapshot() {
-    let (h, mut store) = sled_compacting_16_mib_at_20();
+fn wal_sync_before_stop_keeps_the_pending_snapshot() {
+    let (h, mut store) = wal_compacting_16_mib_at_20();
     store.finish_compaction().unwrap();
     store.sync().unwrap();
     drop(store);
-    let store = Store::open(open_when_unlocked(&h.path)).unwrap();
+    let store = Store::open(h.open()).unwrap();
     assert_eq!(store.snapshot_index(), 20);
     assert_eq!(store.first_index().unwrap(), 21);
 }
 
-/// The sled backend encodes a snapshot given as `SnapshotData::encode_later` on its
-/// snapshot thread, not on the thread that compacts (a replica's driver), and the
-/// compaction holds the encoded bytes once it settles.
+/// The log encodes a snapshot given as `SnapshotData::encode_later` on its snapshot
+/// thread, not on the thread that compacts (a replica's driver), and the compaction
+/// holds the encoded bytes once it settles.
 #[test]
-fn sled_encodes_snapshots_on_its_snapshot_thread() {
-    let (_h, mut store) = sled_with_30_committed();
+fn wal_encodes_snapshots_on_its_snapshot_thread() {
+    let (_h, mut store) = wal_with_30_committed();
     let (sender, receiver) = std::sync::mpsc::channel();
     let data = SnapshotData::encode_later(move || {
         let thread = std::thread::current().name().map(str::to_owned);
@@ -1035,19 +1056,52 @@ fn sled_encodes_snapshots_on_its_snapshot_thread() {
     assert_eq!(store.first_index().unwrap(), 21);
 }
 
-/// Once a newer snapshot is recorded and flushed, the older files go.
+/// Once a newer snapshot is recorded and that record synced, the older files go: the
+/// sync job that covers the record removes them.
 #[test]
-fn sled_old_snapshot_files_are_deleted() {
-    let (h, mut store) = sled_with_30_committed();
+fn wal_old_snapshot_files_are_deleted() {
+    let (h, mut store) = wal_with_30_committed();
     for index in [5, 8, 12] {
         store
             .compact(index, vec![index as u8; 100].into(), voters(&[1]))
             .unwrap();
+        store.finish_compaction().unwrap();
         store.sync().unwrap();
     }
-    let left: Vec<String> = std::fs::read_dir(h.path.join("raft-snapshots"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+    let snapshots: Vec<String> = (h.files().into_iter())
+        .filter(|name| name.starts_with("snap-"))
         .collect();
-    assert_eq!(left, ["00000000000000000003.snap"]);
+    assert_eq!(snapshots, ["snap-00000000000000000003.snap"]);
+}
+
+/// With small segments, compaction lets the log clean its old segments: after many
+/// appends and compactions only a few segment files are left, and a reopen reads back
+/// exactly the log after the last snapshot.
+#[test]
+fn wal_cleans_old_segments() {
+    let mut h = Wal::with_segment_bytes(4096);
+    let mut store = h.fresh();
+    for round in 0..50u64 {
+        let first = round * 20 + 1;
+        store.append(&entries(first..=first + 19, 1)).unwrap();
+        set_commit(&mut store, 1, first + 19);
+        store
+            .compact(first + 9, vec![round as u8; 200].into(), voters(&[1]))
+            .unwrap();
+        store.finish_compaction().unwrap();
+        store.tidy().unwrap();
+        store.sync().unwrap();
+    }
+    for _ in 0..8 {
+        store.tidy().unwrap();
+        store.sync().unwrap();
+    }
+    let segments = (h.files().into_iter())
+        .filter(|name| name.starts_with("wal-"))
+        .count();
+    assert!(segments <= 4, "{segments} segments left: {:?}", h.files());
+    let store = h.reopen(store);
+    assert_eq!(store.first_index().unwrap(), 991);
+    assert_eq!(store.last_index().unwrap(), 1000);
+    assert_eq!(&offered(&store).unwrap().data[..], &[49u8; 200][..]);
 }

@@ -41,7 +41,7 @@ impl<S: LogStore> Server<S> {
             return;
         }
         self.calls.expire(self.ticks);
-        if self.ticks % self.options.poll_ticks != 0 {
+        if !self.ticks.is_multiple_of(self.options.poll_ticks) {
             return;
         }
         if self.state.is_stable() && !self.calls.busy(Target::Master) {

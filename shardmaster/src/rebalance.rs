@@ -129,7 +129,7 @@ pub fn is_balanced(shards: &[GroupId], groups: &BTreeSet<GroupId>) -> bool {
     }
     let counts = member_counts(shards, groups);
     let min = shards.len() / groups.len();
-    let max = min + usize::from(shards.len() % groups.len() != 0);
+    let max = min + usize::from(!shards.len().is_multiple_of(groups.len()));
     counts.values().all(|&c| (min..=max).contains(&c))
 }
 

@@ -39,5 +39,6 @@ pub mod linearizability;
 pub mod master_lab;
 pub mod raft_lab;
 pub mod scenario;
+pub mod sim_disk;
 pub mod sim_run;
 pub mod sim_transport;

@@ -122,6 +122,9 @@ impl<const MUTATION: u8> KvLab for Mutant<MUTATION> {
     fn serving(&self) -> (ConfigNum, Vec<ShardId>) {
         self.inner.serving()
     }
+    fn persisted_bytes(&self, persister: &labrpc_sim::Persister) -> usize {
+        self.inner.persisted_bytes(persister)
+    }
 }
 
 /// The checkers have teeth: a group answering for shards it does not own fails the

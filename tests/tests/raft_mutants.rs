@@ -58,6 +58,9 @@ impl<B: Bug> RaftLab for Mutant<B> {
     fn tick(&mut self) {
         self.inner.tick()
     }
+    fn raft_state_size(&self, persister: &Persister) -> usize {
+        self.inner.raft_state_size(persister)
+    }
     fn take_effects(&mut self) -> Effects {
         let mut effects = self.inner.take_effects();
         let me = self.me;

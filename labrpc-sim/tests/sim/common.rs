@@ -50,7 +50,7 @@ impl Host for Node {
         for &peer in &self.peers {
             cx.send(peer, tick.clone());
         }
-        if self.ticks % 3 == 0 && !self.peers.is_empty() {
+        if self.ticks.is_multiple_of(3) && !self.peers.is_empty() {
             let peer = self.peers[(self.ticks as usize / 3) % self.peers.len()];
             cx.call(peer, tick, Duration::from_millis(200));
         }

@@ -11,8 +11,8 @@
 //!
 //! # Caveats
 //!
-//! - Aborting a task is gentler than `kill -9`: the dropped server runs its destructors,
-//!   and sled's may still write what it buffered. The process tests (`server/tests/`)
+//! - Aborting a task is gentler than `kill -9`: the dropped server runs its destructors
+//!   (a snapshot thread is joined, its file finished). The process tests (`server/tests/`)
 //!   kill real `shardkv serve` processes with SIGKILL.
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! minute.
 //!
 //! The demo runs what `shardkv local` runs (the same [`Layout`] and [`Cluster`]: three
-//! shard masters and three groups of three replicas, tarpc over loopback TCP, sled in a
+//! shard masters and three groups of three replicas, tarpc over loopback TCP, write-ahead logs in a
 //! temporary directory) on the first free block of ports from 17000 up, and then:
 //!
 //! 1. group 100 joins, then groups 101 and 102 (the shard map after each);

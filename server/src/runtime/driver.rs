@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shardkv_client::TarpcTransport;
-use shardkv_raft::NodeId;
+use shardkv_raft::{NodeId, SyncJob};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::hosted::{Action, Fatal, Hosted};
@@ -67,7 +67,7 @@ pub async fn run<H: Hosted + Send + 'static>(
     let peers = Peers::start(me, peers, tracer);
     let mut server = server;
     server.send_early_with(peers.early_sink());
-    let (sink, syncer) = start_syncer(me.id, server.database(), sender.clone(), tracer)
+    let (sink, syncer) = start_syncer(me.id, sender.clone(), tracer)
         .map_err(|error| format!("cannot start the sync thread: {error}"))?;
     server.sync_with(sink);
     let mut driver = Driver {
@@ -101,8 +101,9 @@ pub async fn run<H: Hosted + Send + 'static>(
         Ok(result) => result,
         Err(error) => Err(format!("the final flush failed: {error}").into()),
     };
-    // The sync thread holds the database too: it ends once the server (with its sink)
-    // and the queue are gone; wait for it, so the data directory is closed on return.
+    // The sync thread may hold files of the store in a job: it ends once the server (with
+    // its sink) and the queue are gone; wait for it, so the data directory is closed on
+    // return.
     drop(receiver);
     let _ = tokio::task::spawn_blocking(move || syncer.join()).await;
     result
@@ -228,30 +229,32 @@ fn handle<H: Hosted>(
     }
 }
 
-/// Starts the node's sync thread: it flushes `db` for each Ready number the server
-/// hands over (numbers that queued up during a flush share the next one) and reports
-/// back through `events`; a failed or panicking flush is reported as an error, which
-/// stops the node. It ends when the server drops the returned sink or the driver stops
-/// listening.
+/// Starts the node's sync thread: it runs the store's sync job for each Ready number
+/// the server hands over (jobs that queued up during a sync are merged and share the
+/// next one) and reports back through `events`; a failed or panicking job is reported
+/// as an error, which stops the node. It ends when the server drops the returned sink
+/// or the driver stops listening.
 fn start_syncer(
     me: NodeId,
-    db: sled::Db,
     events: mpsc::Sender<Event>,
     tracer: Tracer,
 ) -> std::io::Result<(shardkv_raft::SyncSink, std::thread::JoinHandle<()>)> {
-    let (asks, asked) = std::sync::mpsc::channel::<u64>();
+    let (asks, asked) = std::sync::mpsc::channel::<(u64, SyncJob)>();
     let thread = std::thread::Builder::new()
         .name(format!("shardkv-sync-{me}"))
         .spawn(move || {
-            while let Ok(mut number) = asked.recv() {
-                number = asked.try_iter().fold(number, u64::max);
+            while let Ok((mut number, mut job)) = asked.recv() {
+                for (later, more) in asked.try_iter() {
+                    number = number.max(later);
+                    job.merge(more);
+                }
                 tracer.mark(Step::FlushStart);
-                let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.flush()));
+                let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
                 tracer.mark(Step::FlushEnd);
-                let result = match flushed {
-                    Ok(Ok(_)) => Ok(()),
+                let result = match synced {
+                    Ok(Ok(())) => Ok(()),
                     Ok(Err(error)) => Err(error.to_string()),
-                    Err(_) => Err("the flush panicked".to_string()),
+                    Err(_) => Err("the sync panicked".to_string()),
                 };
                 let failed = result.is_err();
                 if events
@@ -263,11 +266,11 @@ fn start_syncer(
                 }
             }
         })?;
-    let sink: shardkv_raft::SyncSink = Box::new(move |number| {
+    let sink: shardkv_raft::SyncSink = Box::new(move |number, job| {
         // The thread only ends once the driver has stopped listening, or after
         // reporting a failure that stops the node.
         tracer.mark(Step::SyncAsked);
-        let _ = asks.send(number);
+        let _ = asks.send((number, job));
     });
     Ok((sink, thread))
 }

@@ -67,8 +67,6 @@ pub trait Hosted {
     fn sync_with(&mut self, sink: SyncSink);
     /// The store is durable through Ready `number`.
     fn on_synced(&mut self, number: u64) -> Result<(), Fatal>;
-    /// The sled database holding the store (a handle: sled databases are shared).
-    fn database(&self) -> sled::Db;
     /// Makes everything written so far durable, a snapshot still being stored included
     /// (on shutdown; it waits for the snapshot, and fails if it could not be stored).
     fn flush(&mut self) -> Result<(), Fatal>;
@@ -94,18 +92,6 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     })
 }
 
-/// Stores whose bytes live in a sled database.
-pub trait AsSled {
-    /// The database.
-    fn sled(&self) -> &sled::Db;
-}
-
-impl AsSled for shardkv_raft::Store<shardkv_raft::SledBackend> {
-    fn sled(&self) -> &sled::Db {
-        self.backend().db()
-    }
-}
-
 /// The [`Hosted`] methods both servers implement the same way, by name: hooks the
 /// servers pass to their replica, and the store underneath.
 macro_rules! replica_hooks {
@@ -122,17 +108,13 @@ macro_rules! replica_hooks {
             Ok(Self::on_synced(self, number)?)
         }
 
-        fn database(&self) -> sled::Db {
-            self.replica().store().sled().clone()
-        }
-
         fn flush(&mut self) -> Result<(), Fatal> {
             Ok(Self::flush(self)?)
         }
     };
 }
 
-impl<S: LogStore + AsSled> Hosted for shardmaster::Server<S> {
+impl<S: LogStore> Hosted for shardmaster::Server<S> {
     fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
         Ok(shardmaster::Server::on_peer_message(self, bytes)?)
     }
@@ -180,7 +162,7 @@ impl<S: LogStore + AsSled> Hosted for shardmaster::Server<S> {
     replica_hooks!();
 }
 
-impl<S: LogStore + AsSled> Hosted for replica_group::Server<S> {
+impl<S: LogStore> Hosted for replica_group::Server<S> {
     fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
         Ok(replica_group::Server::on_peer_message(self, bytes)?)
     }

@@ -1,5 +1,5 @@
 //! The production runtime: one replica (of the shard master or of a replica group) as a
-//! process, over tokio, tarpc and sled.
+//! process, over tokio, tarpc and a write-ahead log on disk.
 //!
 //! ```text
 //!   TCP ──► service (tarpc Node) ──Event──► driver ──► Hosted server (sans-IO)

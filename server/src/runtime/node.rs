@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use replica_group::GroupOptions;
 use shardkv_proto::{GroupId, DEFAULT_NSHARDS, NO_GROUP};
-use shardkv_raft::{NodeId, ReplicaConfig, SledBackend, Store};
+use shardkv_raft::{Background, NodeId, OsDisk, ReplicaConfig, Store, WalBackend};
 use tokio::sync::{mpsc, watch};
 
 use super::hosted::Fatal;
@@ -18,8 +18,9 @@ use super::{driver, service};
 /// Events queued for the driver before callers wait.
 const EVENT_QUEUE: usize = 4096;
 
-/// How long a node waits for its data directory's lock (held a moment longer by sled's
-/// IO pool when the node was stopped in this process just before).
+/// How long a node waits for its data directory's lock (held a moment longer by a
+/// thread still reading a snapshot for a follower when the node was stopped in this
+/// process just before).
 const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Snapshot the state machine once the persisted raft log reaches this size and
@@ -56,7 +57,7 @@ pub struct NodeSpec {
     pub listen: String,
     /// Every replica of the service, this one included, by raft id.
     pub peers: BTreeMap<NodeId, String>,
-    /// Where sled keeps this replica's log, snapshots and state.
+    /// Where this replica keeps its log and snapshots.
     pub data_dir: PathBuf,
     /// The cluster's shard count (the same on every node).
     pub nshards: usize,
@@ -122,7 +123,8 @@ impl NodeSpec {
 pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
     let data_dir = spec.data_dir.clone();
     let backend = tokio::task::spawn_blocking(move || {
-        SledBackend::open_waiting(data_dir, DATA_DIR_LOCK_WAIT)
+        let disk = open_data_dir(&data_dir, DATA_DIR_LOCK_WAIT)?;
+        WalBackend::open(disk, Background::Threads).map_err(Fatal::from)
     })
     .await
     .map_err(|error| format!("opening the data directory failed: {error}"))??;
@@ -161,4 +163,26 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
     // address is free again when this returns.
     let _ = accept.await;
     result
+}
+
+/// Opens and locks `path`, trying again every 10 ms for up to `wait` while its lock is
+/// held.
+fn open_data_dir(path: &std::path::Path, wait: Duration) -> Result<OsDisk, Fatal> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match OsDisk::open(path) {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => {
+                return Err(
+                    format!("cannot open the data directory {}: {error}", path.display()).into(),
+                )
+            }
+            Ok(disk) => return Ok(disk),
+        }
+    }
 }

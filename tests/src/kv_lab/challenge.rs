@@ -19,14 +19,15 @@ use crate::scenario::Outcome;
 /// dead group.
 const UNAFFECTED_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Bytes every group replica persists (Raft state plus snapshot), summed (6.824's
-/// `RaftStateSize() + len(ReadSnapshot())` loop).
+/// Bytes every running group replica persists (Raft state plus snapshot, as each counts
+/// it: [`KvLab::persisted_bytes`]), summed (6.824's `RaftStateSize() +
+/// len(ReadSnapshot())` loop).
 pub fn persisted_bytes<L: KvLab>(c: &KvCluster<L>) -> usize {
     (GIDS.iter())
         .flat_map(|&gid| (0..GROUP_SIZE).map(move |me| (gid, me)))
-        .map(|(gid, me)| {
+        .filter_map(|(gid, me)| {
             let persister = c.persister(gid, me);
-            persister.raft_state_size() + persister.snapshot_size()
+            c.with_lab(gid, me, |lab| lab.persisted_bytes(&persister))
         })
         .sum()
 }

@@ -129,4 +129,12 @@ pub trait KvLab: Sized + 'static {
     /// right now (owned in that configuration and its data held): a local read the
     /// harness uses to check ownership, never to answer clients.
     fn serving(&self) -> (ConfigNum, Vec<ShardId>);
+
+    /// Bytes this replica persists, Raft state plus snapshot (6.824's `RaftStateSize() +
+    /// len(ReadSnapshot())`), which the garbage-collection challenges bound. The default
+    /// sizes the persister's key/value area and snapshot; a replica that keeps its log
+    /// elsewhere says how large it is.
+    fn persisted_bytes(&self, persister: &Persister) -> usize {
+        persister.raft_state_size() + persister.snapshot_size()
+    }
 }

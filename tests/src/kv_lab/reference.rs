@@ -1,6 +1,5 @@
 //! The reference implementation of the kv lab interface: `replica_group::Server` over
-//! `shardkv_raft::Store<PersisterBackend>` (the Raft suite's adapter from the simulator's
-//! persister to a raft log backend).
+//! the write-ahead log real nodes run, on the host's simulated disk ([`crate::sim_disk`]).
 //!
 //! Peer `i` of a group is raft id `i + 1` (raft-rs reserves 0), which is also the
 //! client's convention for leader hints, so the server's hints pass through unchanged.
@@ -13,17 +12,16 @@
 use replica_group::{Effect, GroupOptions, Phase, Server, ServerError};
 use shardkv_proto::kv::{MigrationRequest, Request};
 use shardkv_proto::{ConfigNum, ShardId};
-use shardkv_raft::{ReplicaConfig, Store};
+use shardkv_raft::{LogStore, ReplicaConfig};
 
 use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
-use crate::raft_lab::reference::{
-    raft_id, PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS, SNAPSHOT_POLLS,
-};
+use crate::raft_lab::reference::{raft_id, ELECTION_TICKS, HEARTBEAT_TICKS};
+use crate::sim_disk::{open_store, SimStore};
 
 /// `replica_group::Server` behind the lab interface.
 pub struct GroupLab {
     name: String,
-    server: Server<Store<PersisterBackend>>,
+    server: Server<SimStore>,
 }
 
 impl GroupLab {
@@ -34,7 +32,7 @@ impl GroupLab {
     }
 
     /// The server, for scenarios that look inside the reference implementation.
-    pub fn server(&self) -> &Server<Store<PersisterBackend>> {
+    pub fn server(&self) -> &Server<SimStore> {
         &self.server
     }
 }
@@ -47,8 +45,7 @@ impl KvLab for GroupLab {
         config.heartbeat_ticks = HEARTBEAT_TICKS;
         config.election_ticks = ELECTION_TICKS;
         config.snapshot_bytes_threshold = start.maxraftstate;
-        let store = Store::open(PersisterBackend::deferring(start.persister, SNAPSHOT_POLLS))
-            .unwrap_or_else(|e| panic!("{name}: open store: {e:?}"));
+        let store = open_store(&start.persister, &name);
         let options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
         let server = Server::open(config, store, options)
             .unwrap_or_else(|e| panic!("{name}: open server: {e}"));
@@ -104,6 +101,13 @@ impl KvLab for GroupLab {
 
     fn is_leader(&self) -> bool {
         self.server.replica().is_leader()
+    }
+
+    /// The store's own count: the log lives in a write-ahead log on the simulated disk,
+    /// whose files also hold superseded records until a segment is cleaned.
+    fn persisted_bytes(&self, _persister: &labrpc_sim::Persister) -> usize {
+        let store = self.server.replica().store();
+        (store.raft_state_bytes() + store.snapshot_bytes()) as usize
     }
 
     fn serving(&self) -> (ConfigNum, Vec<ShardId>) {

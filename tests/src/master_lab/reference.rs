@@ -1,6 +1,5 @@
 //! The reference implementation of the master lab interface: `shardmaster::Server` over
-//! `shardkv_raft::Store<PersisterBackend>` (the Raft suite's adapter from the simulator's
-//! persister to a raft log backend).
+//! the write-ahead log real nodes run, on the host's simulated disk ([`crate::sim_disk`]).
 //!
 //! Peer `i` of the lab is raft id `i + 1` (raft-rs reserves 0), which is also the client's
 //! convention for leader hints. The replica ticks as the Raft suite's reference peer does
@@ -8,17 +7,16 @@
 //! log passes [`SNAPSHOT_BYTES_THRESHOLD`], so restarts exercise restore-from-snapshot.
 //!
 //! Caveats: a fatal server error (storage failure, undecodable snapshot) panics, which the
-//! scenario runner reports as a failure with its seed; the persister itself cannot fail.
+//! scenario runner reports as a failure with its seed; the simulated disk cannot fail.
 
 use labrpc_sim::Persister;
 use shardkv_proto::{Config, ConfigNum, Request};
-use shardkv_raft::{ReplicaConfig, Store};
+use shardkv_raft::ReplicaConfig;
 use shardmaster::{Effect, Server, ServerError};
 
 use super::lab::{MasterEffect, MasterLab, Peer, ReqId, LAB_NSHARDS};
-use crate::raft_lab::reference::{
-    raft_id, PersisterBackend, ELECTION_TICKS, HEARTBEAT_TICKS, SNAPSHOT_POLLS,
-};
+use crate::raft_lab::reference::{raft_id, ELECTION_TICKS, HEARTBEAT_TICKS};
+use crate::sim_disk::{open_store, SimStore};
 
 /// Persisted raft state, in bytes, past which the reference replica snapshots.
 pub const SNAPSHOT_BYTES_THRESHOLD: u64 = 2 * 1024;
@@ -26,7 +24,7 @@ pub const SNAPSHOT_BYTES_THRESHOLD: u64 = 2 * 1024;
 /// `shardmaster::Server` behind the lab interface.
 pub struct ServerLab {
     me: Peer,
-    server: Server<Store<PersisterBackend>>,
+    server: Server<SimStore>,
 }
 
 impl ServerLab {
@@ -44,8 +42,7 @@ impl MasterLab for ServerLab {
         config.heartbeat_ticks = HEARTBEAT_TICKS;
         config.election_ticks = ELECTION_TICKS;
         config.snapshot_bytes_threshold = Some(SNAPSHOT_BYTES_THRESHOLD);
-        let store = Store::open(PersisterBackend::deferring(persister, SNAPSHOT_POLLS))
-            .unwrap_or_else(|e| panic!("master replica {me}: open store: {e:?}"));
+        let store = open_store(&persister, &format!("master replica {me}"));
         let server = Server::open(config, store, LAB_NSHARDS)
             .unwrap_or_else(|e| panic!("master replica {me}: open server: {e}"));
         ServerLab { me, server }

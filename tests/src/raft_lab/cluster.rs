@@ -210,10 +210,17 @@ impl<L: RaftLab> Cluster<L> {
         self.sim.total_bytes()
     }
 
-    /// Largest persisted raft state of any peer, snapshots excluded (6.824 `LogSize`).
+    /// Largest persisted raft state of any running peer, snapshots excluded (6.824
+    /// `LogSize`), as each peer counts it ([`RaftLab::raft_state_size`]; a crashed peer's
+    /// state does not change until it runs again).
     pub fn log_size(&self) -> usize {
         (0..self.n)
-            .map(|p| self.sim.persister(self.id(p)).raft_state_size())
+            .filter_map(|p| {
+                let persister = self.sim.persister(self.id(p));
+                self.sim.with_host::<LabHost<L>, _>(self.id(p), |host, _| {
+                    host.lab.raft_state_size(&persister)
+                })
+            })
             .max()
             .unwrap_or(0)
     }

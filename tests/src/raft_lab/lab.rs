@@ -97,6 +97,14 @@ pub trait RaftLab: Sized + 'static {
 
     /// Take the effects accumulated since the last call.
     fn take_effects(&mut self) -> Effects;
+
+    /// Bytes of Raft state this peer persists, snapshots excluded (6.824's
+    /// `RaftStateSize`), which the snapshot tests bound. The default is the size of the
+    /// persister's key/value area; a peer that keeps its log elsewhere says how large it
+    /// is.
+    fn raft_state_size(&self, persister: &Persister) -> usize {
+        persister.raft_state_size()
+    }
 }
 
 /// Optional extension: single-cluster membership change (add and remove voters).

@@ -41,7 +41,6 @@ pub mod host;
 pub mod lab;
 pub mod membership;
 pub mod persistence;
-pub mod persister_backend;
 pub mod reference;
 pub mod snapshot;
 pub mod unreliable;

@@ -1,17 +1,17 @@
-//! The reference implementation of the lab interface: `shardkv_raft::Replica` over a
-//! [`PersisterBackend`], the simulator's persister seen as a `shardkv_raft::Backend`.
+//! The reference implementation of the lab interface: `shardkv_raft::Replica` over the
+//! write-ahead log real nodes run, on the host's simulated disk ([`crate::sim_disk`]).
 //!
 //! Peer `i` of the lab is raft id `i + 1` (raft-rs reserves id 0 for "none"). The replica is
 //! configured as the suite expects: heartbeat every 2 ticks, election after 10 ticks.
 //!
 //! Caveats: a message that does not decode is dropped (the replica reports it and the
-//! sender will retry); a storage error panics, because the persister cannot fail.
+//! sender will retry); a storage error panics, because the simulated disk cannot fail.
 
 use labrpc_sim::Persister;
-use shardkv_raft::{Applied, Error, Membership, Output, Replica, ReplicaConfig, Store};
+use shardkv_raft::{Applied, Error, LogStore, Membership, Output, Replica, ReplicaConfig};
 
 use super::lab::{ApplyMsg, Effects, Index, Peer, RaftLab, RaftLabMembership, Term};
-pub use super::persister_backend::{PersisterBackend, SNAPSHOT_POLLS};
+use crate::sim_disk::{open_store, SimStore};
 
 /// Heartbeat interval of the reference peer, in ticks.
 pub const HEARTBEAT_TICKS: usize = 2;
@@ -20,7 +20,7 @@ pub const ELECTION_TICKS: usize = 10;
 
 /// `shardkv_raft::Replica` behind the lab interface.
 pub struct ReplicaLab {
-    replica: Replica<Store<PersisterBackend>>,
+    replica: Replica<SimStore>,
     effects: Effects,
 }
 
@@ -40,8 +40,7 @@ impl ReplicaLab {
             ReplicaConfig::new(raft_id(me), voters.iter().map(|&p| raft_id(p)).collect());
         config.heartbeat_ticks = HEARTBEAT_TICKS;
         config.election_ticks = ELECTION_TICKS;
-        let store = Store::open(PersisterBackend::new(persister))
-            .unwrap_or_else(|e| panic!("peer {me}: open store: {e:?}"));
+        let store = open_store(&persister, &format!("peer {me}"));
         let replica = Replica::open(config, store)
             .unwrap_or_else(|e| panic!("peer {me}: open replica: {e:?}"));
         let mut lab = ReplicaLab {
@@ -124,6 +123,12 @@ impl RaftLab for ReplicaLab {
 
     fn take_effects(&mut self) -> Effects {
         std::mem::take(&mut self.effects)
+    }
+
+    /// The store's own count: the log lives in a write-ahead log on the simulated disk,
+    /// whose files also hold superseded records until a segment is cleaned.
+    fn raft_state_size(&self, _persister: &Persister) -> usize {
+        self.replica.store().raft_state_bytes() as usize
     }
 }
 

@@ -1,22 +1,24 @@
 //! A follower that fell behind the leader's compacted log catches up from a snapshot that
-//! the leader reads from its sled backend on a thread of its own (the first ask answers
+//! the leader reads from its write-ahead log's snapshot file on a thread of its own (the first ask answers
 //! "temporarily unavailable"; raft-rs asks again with the next heartbeat answer).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shardkv_raft::raft::eraftpb::{Message, MessageType};
-use shardkv_raft::{discard_logger, Applied, NodeId, Replica, ReplicaConfig, SledBackend, Store};
+use shardkv_raft::{
+    discard_logger, Applied, Background, NodeId, OsDisk, Replica, ReplicaConfig, Store, WalBackend,
+};
 
 use protobuf::Message as _;
 
-type SledReplica = Replica<Store<SledBackend>>;
+type WalReplica = Replica<Store<WalBackend<OsDisk>>>;
 
-/// Three sled-backed replicas, messages passed by hand; `down` nodes neither send nor
+/// Three replicas on write-ahead logs, messages passed by hand; `down` nodes neither send nor
 /// receive.
 struct Group {
     _dir: tempfile::TempDir,
-    nodes: BTreeMap<NodeId, SledReplica>,
+    nodes: BTreeMap<NodeId, WalReplica>,
     applied: BTreeMap<NodeId, Vec<Applied>>,
     snapshots_sent: usize,
 }
@@ -26,7 +28,8 @@ impl Group {
         let dir = tempfile::tempdir().unwrap();
         let nodes = (1..=3)
             .map(|id| {
-                let backend = SledBackend::open(dir.path().join(format!("n{id}"))).unwrap();
+                let disk = OsDisk::open(dir.path().join(format!("n{id}"))).unwrap();
+                let backend = WalBackend::open(disk, Background::Threads).unwrap();
                 let store = Store::open(backend).unwrap();
                 let config = ReplicaConfig::new(id, vec![1, 2, 3]);
                 let replica = Replica::open_with_logger(config, store, &discard_logger()).unwrap();
@@ -72,7 +75,7 @@ impl Group {
         self.settle(down);
     }
 
-    fn node(&mut self, id: NodeId) -> &mut SledReplica {
+    fn node(&mut self, id: NodeId) -> &mut WalReplica {
         self.nodes.get_mut(&id).unwrap()
     }
 }
