@@ -39,6 +39,8 @@ struct State {
     bytes_written: u64,
     /// Shared with every handle the host took; `deep_copy` replaces it with a copy.
     disk: SimDisk,
+    /// Drawn from the simulation's RNG each time the host boots.
+    entropy: u64,
 }
 
 /// Durable storage of one host; survives crash/restart. Writes to its key/value area and
@@ -140,6 +142,19 @@ impl Persister {
     /// once synced, and [`crate::Sim::power_fail`] may lose the rest.
     pub fn disk(&self) -> SimDisk {
         self.state.borrow().disk.clone()
+    }
+
+    /// The simulated machine's randomness for this boot of its host: a number the
+    /// simulator draws from its one RNG just before it builds the host (0 for a persister
+    /// outside a simulation). What a real node would take from the operating system (to
+    /// seed its election timeouts, say), a simulated one takes from here, so a run stays
+    /// a function of its seed.
+    pub fn entropy(&self) -> u64 {
+        self.state.borrow().entropy
+    }
+
+    pub(crate) fn set_entropy(&self, entropy: u64) {
+        self.state.borrow_mut().entropy = entropy;
     }
 
     /// An independent copy, disk included: later writes to either persister do not reach

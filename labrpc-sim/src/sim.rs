@@ -129,7 +129,9 @@ impl Sim {
             let factory = factory.unwrap_or_else(|| {
                 panic!("labrpc-sim: restart of host {id} from its own factory (seed {seed})")
             });
-            (factory, slot.persister.clone())
+            let persister = slot.persister.clone();
+            persister.set_entropy(world.rng.next_u64());
+            (factory, persister)
         };
         let object = factory(id, persister);
         let mut world = self.world();

@@ -8,10 +8,14 @@
 //! seeded part of the rest). The reference replicas keep nothing in the persister's own
 //! key/value area; that synchronous area is the contract of students' `RaftLab`s.
 
+use std::collections::VecDeque;
 use std::io;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use labrpc_sim::{Persister, SimDisk, SimFile};
-use shardkv_raft::{Background, Disk, DiskFile, Store, WalBackend};
+use shardkv_raft::{Background, Disk, DiskFile, EarlySink, Store, SyncJob, SyncSink, WalBackend};
 
 /// Polls a snapshot waits for before it is written, in the reference replicas: a few
 /// events of the replica, long enough for messages, requests and crashes to arrive while
@@ -95,4 +99,99 @@ pub fn open_store(persister: &Persister, name: &str) -> SimStore {
     let backend = WalBackend::open(disk, background)
         .unwrap_or_else(|error| panic!("{name}: open the log: {error}"));
     Store::open(backend).unwrap_or_else(|error| panic!("{name}: open the store: {error}"))
+}
+
+/// How long a simulated sync takes, from the request to its completion: drawn by the
+/// simulator for each one (an fdatasync on this project's development VM takes 0.2-0.5
+/// ms; the range is wider, so more events land while a sync is pending).
+pub const SYNC_LATENCY: Range<Duration> = Duration::from_micros(100)..Duration::from_millis(3);
+
+/// What a real node's driver does around its replica, for a reference replica in the
+/// simulator: the raft messages a leader may send before its own sync (the driver's
+/// early sink), and the node's sync thread, as completions after [`SYNC_LATENCY`].
+///
+/// The replica hands each Ready's sync job to [`NodeIo::sync_sink`]; the reference turns
+/// every new one into a wake-up request ([`NodeIo::take_wakes`]: the host asks the
+/// simulator for `Host::on_wake` after a drawn latency) and, when a wake-up arrives,
+/// [`NodeIo::complete`] runs every job queued up to it, merged, as the sync thread would,
+/// and says which Ready number to report. A crash cancels pending wake-ups (the simulator
+/// drops them with the incarnation), so nothing from before a restart is reported after
+/// it.
+#[derive(Clone, Default)]
+pub struct NodeIo {
+    early: Arc<Mutex<Vec<Message>>>,
+    syncs: Arc<Mutex<Syncs>>,
+}
+
+/// A raft message: the raft id it goes to, and its bytes.
+type Message = (u64, Vec<u8>);
+
+#[derive(Default)]
+struct Syncs {
+    next_token: u64,
+    /// `(token, Ready number, job)` in the order asked.
+    queued: VecDeque<(u64, u64, SyncJob)>,
+    /// Tokens to ask wake-ups for.
+    wakes: Vec<u64>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl NodeIo {
+    /// The sink for `send_early_with`.
+    pub fn early_sink(&self) -> EarlySink {
+        let early = Arc::clone(&self.early);
+        Box::new(move |to, bytes| lock(&early).push((to, bytes)))
+    }
+
+    /// The sink for `sync_with`.
+    pub fn sync_sink(&self) -> SyncSink {
+        let syncs = Arc::clone(&self.syncs);
+        Box::new(move |number, job| {
+            let mut syncs = lock(&syncs);
+            syncs.next_token += 1;
+            let token = syncs.next_token;
+            syncs.queued.push_back((token, number, job));
+            syncs.wakes.push(token);
+        })
+    }
+
+    /// The messages sent early since the last call, `(raft id, bytes)`, in order.
+    pub fn take_early(&self) -> Vec<Message> {
+        std::mem::take(&mut *lock(&self.early))
+    }
+
+    /// The wake-ups to ask for since the last call.
+    pub fn take_wakes(&self) -> Vec<u64> {
+        std::mem::take(&mut lock(&self.syncs).wakes)
+    }
+
+    /// The sync of `token` is done: runs every job queued through it, merged, and
+    /// returns the Ready number to report (`None` when a later wake-up already ran it).
+    /// Panics if a job fails: the simulated disk does not fail while its host runs.
+    pub fn complete(&self, token: u64) -> Option<u64> {
+        let mut syncs = lock(&self.syncs);
+        let mut merged: Option<(u64, SyncJob)> = None;
+        while syncs.queued.front().is_some_and(|&(t, ..)| t <= token) {
+            let Some((_, number, job)) = syncs.queued.pop_front() else {
+                break;
+            };
+            merged = Some(match merged.take() {
+                None => (number, job),
+                Some((_, mut earlier)) => {
+                    earlier.merge(job);
+                    (number, earlier)
+                }
+            });
+        }
+        drop(syncs);
+        let (number, job) = merged?;
+        job.run()
+            .unwrap_or_else(|error| panic!("a simulated sync failed: {error}"));
+        Some(number)
+    }
 }

@@ -53,6 +53,9 @@ scenario_tests!(
     partition_in_group,
     master_majority_down,
     all_groups_crash,
+    power_fail_one_replica,
+    power_fail_minority,
+    power_fail_whole_group,
 );
 
 /// Same seed, same run: two runs of an unreliable scenario with one seed have equal
@@ -103,6 +106,9 @@ impl<const MUTATION: u8> KvLab for Mutant<MUTATION> {
     }
     fn on_tick(&mut self) {
         self.inner.on_tick()
+    }
+    fn on_wake(&mut self, token: u64) {
+        self.inner.on_wake(token)
     }
     fn take_effects(&mut self) -> Vec<KvEffect> {
         let mut effects = self.inner.take_effects();

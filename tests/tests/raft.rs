@@ -56,6 +56,9 @@ scenario_tests!(
     snapshot_all_crash,
     snapshot_init,
     membership_churn,
+    power_fail_one,
+    figure8_power,
+    power_fail_all,
 );
 
 /// Same seed, same run: two runs of a churn scenario with one seed have equal trace

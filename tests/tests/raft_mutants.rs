@@ -61,6 +61,9 @@ impl<B: Bug> RaftLab for Mutant<B> {
     fn raft_state_size(&self, persister: &Persister) -> usize {
         self.inner.raft_state_size(persister)
     }
+    fn wake(&mut self, token: u64) {
+        self.inner.wake(token)
+    }
     fn take_effects(&mut self) -> Effects {
         let mut effects = self.inner.take_effects();
         let me = self.me;

@@ -200,6 +200,16 @@ impl<L: KvLab> KvCluster<L> {
         self.sim.crash(self.node(gid, me));
     }
 
+    /// Cut replica `me` of group `gid` off and cut its power: its disk keeps only what
+    /// its syncs covered (and a seeded part of the rest); restart it with
+    /// [`KvCluster::start_server`].
+    pub fn power_fail_server(&self, gid: GroupId, me: Peer) {
+        self.sim
+            .trace("harness", format_args!("power failure {gid}/{me}"));
+        self.sim.disconnect(self.node(gid, me));
+        self.sim.power_fail(self.node(gid, me));
+    }
+
     /// Restart replica `me` of group `gid` from its persister, connected.
     pub fn start_server(&self, gid: GroupId, me: Peer) {
         self.sim.trace("harness", format_args!("start {gid}/{me}"));

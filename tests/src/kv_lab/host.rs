@@ -16,6 +16,7 @@ use shardkv_proto::GroupId;
 
 use super::lab::{CallId, KvEffect, KvLab, Peer};
 use crate::master_lab::host::ReplicaIds;
+use crate::sim_disk::SYNC_LATENCY;
 use crate::sim_transport::AddressBook;
 
 /// Bound on drain rounds after one event.
@@ -111,6 +112,7 @@ impl<L: KvLab> KvHost<L> {
                 cx.trace("migration-reply", format_args!("{} {what:?}", self.me));
                 cx.reply(req_id, encode_response(&GroupResponse::Migration(response)));
             }
+            KvEffect::Wake { token } => cx.wake_after(SYNC_LATENCY, token),
             KvEffect::Call { call_id, to, bytes } => match self.book.resolve(&to) {
                 Some(id) => {
                     let sim_call = cx.call(id, bytes, CALL_TIMEOUT);
@@ -190,6 +192,11 @@ impl<L: KvLab> Host for KvHost<L> {
 
     fn on_tick(&mut self, cx: &mut Context<'_>) {
         self.lab.on_tick();
+        self.drain(cx);
+    }
+
+    fn on_wake(&mut self, cx: &mut Context<'_>, token: u64) {
+        self.lab.on_wake(token);
         self.drain(cx);
     }
 }

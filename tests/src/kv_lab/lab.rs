@@ -79,6 +79,12 @@ pub enum KvEffect {
         /// The encoded request.
         bytes: Vec<u8>,
     },
+    /// Deliver [`KvLab::on_wake`] with `token` after a latency the simulator draws (a
+    /// replica that models a sync thread, as the reference does).
+    Wake {
+        /// The replica's token.
+        token: u64,
+    },
 }
 
 /// How replica `me` of group `gid` is made (6.824 `StartServer`'s arguments).
@@ -118,6 +124,12 @@ pub trait KvLab: Sized + 'static {
 
     /// One tick of logical time (about every 50 ms of virtual time, jittered).
     fn on_tick(&mut self);
+
+    /// A wake-up this replica asked for with [`KvEffect::Wake`] (the default asks for
+    /// none). Wake-ups asked before a crash never arrive after it.
+    fn on_wake(&mut self, token: u64) {
+        let _ = token;
+    }
 
     /// Take the effects accumulated since the last call, in order.
     fn take_effects(&mut self) -> Vec<KvEffect>;

@@ -47,6 +47,7 @@ pub mod join_leave;
 pub mod lab;
 pub mod ours;
 pub mod ownership;
+pub mod power;
 pub mod reference;
 pub mod settle;
 pub mod statics;
@@ -78,6 +79,7 @@ pub fn lab_scenarios<L: KvLab>() -> Vec<Scenario> {
         unreliable::unreliable3, challenge::challenge1_delete, challenge::challenge1_concurrent,
         challenge::challenge2_unaffected, challenge::challenge2_partial,
         ours::partition_in_group, ours::master_majority_down, ours::all_groups_crash,
+        power::power_fail_one_replica, power::power_fail_minority, power::power_fail_whole_group,
     ]
 }
 

@@ -3,8 +3,11 @@
 //!
 //! Peer `i` of a group is raft id `i + 1` (raft-rs reserves 0), which is also the
 //! client's convention for leader hints, so the server's hints pass through unchanged.
-//! The replica ticks as the Raft suite's reference peer does (heartbeat every 2 ticks,
-//! election after 10), and the group uses `GroupOptions`' defaults otherwise.
+//! The replica runs as a real node does: `ReplicaConfig::production` (seeded from the
+//! simulated machine's entropy), leader messages sent before its own sync, and syncs
+//! that complete after a simulated latency ([`crate::sim_disk::NodeIo`]); only the
+//! snapshot threshold is the lab's (`maxraftstate`). The group uses `GroupOptions`'
+//! defaults.
 //!
 //! Caveats: a fatal server error (storage failure, undecodable snapshot) panics, which
 //! the scenario runner reports as a failure with its seed.
@@ -15,13 +18,14 @@ use shardkv_proto::{ConfigNum, ShardId};
 use shardkv_raft::{LogStore, ReplicaConfig};
 
 use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
-use crate::raft_lab::reference::{raft_id, ELECTION_TICKS, HEARTBEAT_TICKS};
-use crate::sim_disk::{open_store, SimStore};
+use crate::raft_lab::reference::raft_id;
+use crate::sim_disk::{open_store, NodeIo, SimStore};
 
 /// `replica_group::Server` behind the lab interface.
 pub struct GroupLab {
     name: String,
     server: Server<SimStore>,
+    io: NodeIo,
 }
 
 impl GroupLab {
@@ -41,15 +45,17 @@ impl KvLab for GroupLab {
     fn make(start: KvStart) -> Self {
         let name = format!("group {} replica {}", start.gid, start.me);
         let voters = start.peers.iter().map(|&p| raft_id(p)).collect();
-        let mut config = ReplicaConfig::new(raft_id(start.me), voters);
-        config.heartbeat_ticks = HEARTBEAT_TICKS;
-        config.election_ticks = ELECTION_TICKS;
+        let entropy = start.persister.entropy();
+        let mut config = ReplicaConfig::production(raft_id(start.me), voters, entropy);
         config.snapshot_bytes_threshold = start.maxraftstate;
         let store = open_store(&start.persister, &name);
         let options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
-        let server = Server::open(config, store, options)
+        let mut server = Server::open(config, store, options)
             .unwrap_or_else(|e| panic!("{name}: open server: {e}"));
-        GroupLab { name, server }
+        let io = NodeIo::default();
+        server.send_early_with(io.early_sink());
+        server.sync_with(io.sync_sink());
+        GroupLab { name, server, io }
     }
 
     fn on_peer_message(&mut self, _from: Peer, bytes: Vec<u8>) {
@@ -77,11 +83,20 @@ impl KvLab for GroupLab {
         self.check(result, "tick");
     }
 
+    fn on_wake(&mut self, token: u64) {
+        if let Some(number) = self.io.complete(token) {
+            let result = self.server.on_synced(number);
+            self.check(result, "sync");
+        }
+    }
+
     fn take_effects(&mut self) -> Vec<KvEffect> {
         let name = &self.name;
-        self.server
-            .take_effects()
-            .into_iter()
+        let early = self.io.take_early().into_iter();
+        let early = early.map(|(to, bytes)| Effect::Send { to, bytes });
+        let wakes = self.io.take_wakes().into_iter();
+        early
+            .chain(self.server.take_effects())
             .map(|effect| match effect {
                 Effect::Send { to, bytes } => {
                     assert!(to >= 1, "{name} sent to raft id 0");
@@ -96,6 +111,7 @@ impl KvLab for GroupLab {
                 }
                 Effect::Call { call_id, to, bytes } => KvEffect::Call { call_id, to, bytes },
             })
+            .chain(wakes.map(|token| KvEffect::Wake { token }))
             .collect()
     }
 

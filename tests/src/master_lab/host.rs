@@ -6,6 +6,7 @@
 //! bincode [`Response`] out, exactly what the client library sends and expects. A request
 //! that does not decode is dropped (and traced); the client sees a timeout and retries.
 
+use crate::sim_disk::SYNC_LATENCY;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -115,6 +116,7 @@ impl<L: MasterLab> MasterHost<L> {
                 }
                 cx.reply(req_id, encode_response(&response));
             }
+            MasterEffect::Wake { token } => cx.wake_after(SYNC_LATENCY, token),
         }
     }
 }
@@ -143,6 +145,11 @@ impl<L: MasterLab> Host for MasterHost<L> {
 
     fn on_tick(&mut self, cx: &mut Context<'_>) {
         self.lab.on_tick();
+        self.drain(cx);
+    }
+
+    fn on_wake(&mut self, cx: &mut Context<'_>, token: u64) {
+        self.lab.on_wake(token);
         self.drain(cx);
     }
 }

@@ -57,6 +57,12 @@ pub enum MasterEffect {
         /// The answer.
         response: Response,
     },
+    /// Deliver [`MasterLab::on_wake`] with `token` after a latency the simulator draws
+    /// (a replica that models a sync thread, as the reference does).
+    Wake {
+        /// The replica's token.
+        token: u64,
+    },
 }
 
 /// A shard-master replica as the lab suite sees it. Implement this for your own shard
@@ -75,6 +81,12 @@ pub trait MasterLab: Sized + 'static {
 
     /// One tick of logical time.
     fn on_tick(&mut self);
+
+    /// A wake-up this replica asked for with [`MasterEffect::Wake`] (the default asks for
+    /// none). Wake-ups asked before a crash never arrive after it.
+    fn on_wake(&mut self, token: u64) {
+        let _ = token;
+    }
 
     /// Take the effects accumulated since the last call, in order.
     fn take_effects(&mut self) -> Vec<MasterEffect>;

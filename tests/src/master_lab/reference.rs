@@ -2,8 +2,9 @@
 //! the write-ahead log real nodes run, on the host's simulated disk ([`crate::sim_disk`]).
 //!
 //! Peer `i` of the lab is raft id `i + 1` (raft-rs reserves 0), which is also the client's
-//! convention for leader hints. The replica ticks as the Raft suite's reference peer does
-//! (heartbeat every 2 ticks, election after 10) and snapshots its state once the persisted
+//! convention for leader hints. The replica runs as a real node does (as the kv lab's
+//! reference: `ReplicaConfig::production`, early sends, simulated sync completions) and
+//! snapshots its state once the persisted
 //! log passes [`SNAPSHOT_BYTES_THRESHOLD`], so restarts exercise restore-from-snapshot.
 //!
 //! Caveats: a fatal server error (storage failure, undecodable snapshot) panics, which the
@@ -15,8 +16,8 @@ use shardkv_raft::ReplicaConfig;
 use shardmaster::{Effect, Server, ServerError};
 
 use super::lab::{MasterEffect, MasterLab, Peer, ReqId, LAB_NSHARDS};
-use crate::raft_lab::reference::{raft_id, ELECTION_TICKS, HEARTBEAT_TICKS};
-use crate::sim_disk::{open_store, SimStore};
+use crate::raft_lab::reference::raft_id;
+use crate::sim_disk::{open_store, NodeIo, SimStore};
 
 /// Persisted raft state, in bytes, past which the reference replica snapshots.
 pub const SNAPSHOT_BYTES_THRESHOLD: u64 = 2 * 1024;
@@ -25,6 +26,7 @@ pub const SNAPSHOT_BYTES_THRESHOLD: u64 = 2 * 1024;
 pub struct ServerLab {
     me: Peer,
     server: Server<SimStore>,
+    io: NodeIo,
 }
 
 impl ServerLab {
@@ -37,15 +39,16 @@ impl ServerLab {
 
 impl MasterLab for ServerLab {
     fn make(me: Peer, peers: &[Peer], persister: Persister) -> Self {
-        let mut config =
-            ReplicaConfig::new(raft_id(me), peers.iter().map(|&p| raft_id(p)).collect());
-        config.heartbeat_ticks = HEARTBEAT_TICKS;
-        config.election_ticks = ELECTION_TICKS;
+        let voters = peers.iter().map(|&p| raft_id(p)).collect();
+        let mut config = ReplicaConfig::production(raft_id(me), voters, persister.entropy());
         config.snapshot_bytes_threshold = Some(SNAPSHOT_BYTES_THRESHOLD);
         let store = open_store(&persister, &format!("master replica {me}"));
-        let server = Server::open(config, store, LAB_NSHARDS)
+        let mut server = Server::open(config, store, LAB_NSHARDS)
             .unwrap_or_else(|e| panic!("master replica {me}: open server: {e}"));
-        ServerLab { me, server }
+        let io = NodeIo::default();
+        server.send_early_with(io.early_sink());
+        server.sync_with(io.sync_sink());
+        ServerLab { me, server, io }
     }
 
     fn on_peer_message(&mut self, _from: Peer, bytes: Vec<u8>) {
@@ -63,11 +66,20 @@ impl MasterLab for ServerLab {
         self.check(result, "tick");
     }
 
+    fn on_wake(&mut self, token: u64) {
+        if let Some(number) = self.io.complete(token) {
+            let result = self.server.on_synced(number);
+            self.check(result, "sync");
+        }
+    }
+
     fn take_effects(&mut self) -> Vec<MasterEffect> {
         let me = self.me;
-        self.server
-            .take_effects()
-            .into_iter()
+        let early = self.io.take_early().into_iter();
+        let early = early.map(|(to, bytes)| Effect::Send { to, bytes });
+        let wakes = self.io.take_wakes().into_iter();
+        early
+            .chain(self.server.take_effects())
             .map(|effect| match effect {
                 Effect::Send { to, bytes } => {
                     assert!(to >= 1, "master replica {me} sent to raft id 0");
@@ -78,6 +90,7 @@ impl MasterLab for ServerLab {
                 }
                 Effect::Reply { req_id, response } => MasterEffect::Reply { req_id, response },
             })
+            .chain(wakes.map(|token| MasterEffect::Wake { token }))
             .collect()
     }
 

@@ -145,6 +145,13 @@ impl<L: RaftLab> Cluster<L> {
         self.sim.crash(self.id(peer));
     }
 
+    /// Cut `peer` off and cut its power: it keeps only what its syncs covered (and a
+    /// seeded part of the rest); restart it with [`Cluster::start1`].
+    pub fn power_fail1(&self, peer: Peer) {
+        self.disconnect(peer);
+        self.sim.power_fail(self.id(peer));
+    }
+
     /// (Re)start `peer` from its persister, still detached (6.824 `start1`).
     pub fn start1(&self, peer: Peer) {
         self.disconnect(peer);

@@ -10,6 +10,7 @@ use labrpc_sim::{Context, Host, NodeId};
 
 use super::checker::Checker;
 use super::lab::{ApplyMsg, Index, Peer, RaftLab, Term};
+use crate::sim_disk::SYNC_LATENCY;
 
 /// Applied indices between two snapshots of the test state machine (6.824
 /// `SnapShotInterval`).
@@ -89,6 +90,9 @@ impl<L: RaftLab> LabHost<L> {
             for applied in effects.applied {
                 self.apply(cx, applied);
             }
+            for token in effects.wakes {
+                cx.wake_after(SYNC_LATENCY, token);
+            }
         }
         panic!(
             "peer {}: effects still pending after {DRAIN_ROUNDS_MAX} drains",
@@ -133,6 +137,11 @@ impl<L: RaftLab> Host for LabHost<L> {
 
     fn on_tick(&mut self, cx: &mut Context<'_>) {
         self.lab.tick();
+        self.drain(cx);
+    }
+
+    fn on_wake(&mut self, cx: &mut Context<'_>, token: u64) {
+        self.lab.wake(token);
         self.drain(cx);
     }
 }

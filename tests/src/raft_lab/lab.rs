@@ -58,12 +58,16 @@ pub struct Effects {
     pub messages: Vec<(Peer, Vec<u8>)>,
     /// Commands and snapshots for the state machine, in order.
     pub applied: Vec<ApplyMsg>,
+    /// Wake-ups to deliver to [`RaftLab::wake`] with these tokens, each after a latency
+    /// the simulator draws (a peer that models a sync thread, as the reference does;
+    /// simple peers never ask).
+    pub wakes: Vec<u64>,
 }
 
 impl Effects {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.applied.is_empty()
+        self.messages.is_empty() && self.applied.is_empty() && self.wakes.is_empty()
     }
 }
 
@@ -104,6 +108,12 @@ pub trait RaftLab: Sized + 'static {
     /// is.
     fn raft_state_size(&self, persister: &Persister) -> usize {
         persister.raft_state_size()
+    }
+
+    /// A wake-up this peer asked for in [`Effects::wakes`] (the default asks for none).
+    /// Wake-ups asked before a crash never arrive after it.
+    fn wake(&mut self, token: u64) {
+        let _ = token;
     }
 }
 

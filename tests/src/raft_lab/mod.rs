@@ -41,6 +41,7 @@ pub mod host;
 pub mod lab;
 pub mod membership;
 pub mod persistence;
+pub mod power;
 pub mod reference;
 pub mod snapshot;
 pub mod unreliable;
@@ -78,7 +79,8 @@ pub fn lab_scenarios<L: RaftLab>() -> Vec<Scenario> {
         "raft-persistence" => [
             persistence::persist1, persistence::persist2, persistence::persist3, persistence::figure8,
             unreliable::unreliable_agree, unreliable::figure8_unreliable, churn::reliable_churn,
-            churn::unreliable_churn,
+            churn::unreliable_churn, power::power_fail_one, power::figure8_power,
+            power::power_fail_all,
         ],
         "raft-snapshot" => [
             snapshot::snapshot_basic, snapshot::snapshot_install, snapshot::snapshot_install_unreliable,

@@ -2,7 +2,10 @@
 //! write-ahead log real nodes run, on the host's simulated disk ([`crate::sim_disk`]).
 //!
 //! Peer `i` of the lab is raft id `i + 1` (raft-rs reserves id 0 for "none"). The replica is
-//! configured as the suite expects: heartbeat every 2 ticks, election after 10 ticks.
+//! configured as a real node is (`ReplicaConfig::production`: heartbeat every 2 ticks,
+//! election after 10 to 20, seeded from the simulated machine's entropy), sends a leader's
+//! messages before its own sync and learns of each sync when it completes, after a
+//! simulated latency ([`crate::sim_disk::NodeIo`]).
 //!
 //! Caveats: a message that does not decode is dropped (the replica reports it and the
 //! sender will retry); a storage error panics, because the simulated disk cannot fail.
@@ -11,17 +14,13 @@ use labrpc_sim::Persister;
 use shardkv_raft::{Applied, Error, LogStore, Membership, Output, Replica, ReplicaConfig};
 
 use super::lab::{ApplyMsg, Effects, Index, Peer, RaftLab, RaftLabMembership, Term};
-use crate::sim_disk::{open_store, SimStore};
-
-/// Heartbeat interval of the reference peer, in ticks.
-pub const HEARTBEAT_TICKS: usize = 2;
-/// Election timeout of the reference peer, in ticks.
-pub const ELECTION_TICKS: usize = 10;
+use crate::sim_disk::{open_store, NodeIo, SimStore};
 
 /// `shardkv_raft::Replica` behind the lab interface.
 pub struct ReplicaLab {
     replica: Replica<SimStore>,
     effects: Effects,
+    io: NodeIo,
 }
 
 /// The raft id of lab peer `peer` (every lab reference numbers its replicas this way).
@@ -36,16 +35,18 @@ fn peer_of(id: u64) -> Peer {
 
 impl ReplicaLab {
     fn open(me: Peer, voters: Vec<Peer>, persister: Persister) -> Self {
-        let mut config =
-            ReplicaConfig::new(raft_id(me), voters.iter().map(|&p| raft_id(p)).collect());
-        config.heartbeat_ticks = HEARTBEAT_TICKS;
-        config.election_ticks = ELECTION_TICKS;
+        let voters = voters.iter().map(|&p| raft_id(p)).collect();
+        let config = ReplicaConfig::production(raft_id(me), voters, persister.entropy());
         let store = open_store(&persister, &format!("peer {me}"));
-        let replica = Replica::open(config, store)
+        let mut replica = Replica::open(config, store)
             .unwrap_or_else(|e| panic!("peer {me}: open replica: {e:?}"));
+        let io = NodeIo::default();
+        replica.send_early_with(io.early_sink());
+        replica.sync_with(io.sync_sink());
         let mut lab = ReplicaLab {
             replica,
             effects: Effects::default(),
+            io,
         };
         lab.advance();
         lab
@@ -58,9 +59,11 @@ impl ReplicaLab {
             .replica
             .advance()
             .unwrap_or_else(|e| panic!("raft id {me}: advance: {e:?}"));
-        for (to, message) in output.messages {
+        let early = self.io.take_early();
+        for (to, message) in early.into_iter().chain(output.messages) {
             self.effects.messages.push((peer_of(to), message));
         }
+        self.effects.wakes.extend(self.io.take_wakes());
         for applied in output.applied {
             match applied {
                 Applied::Command { index, data, .. } => {
@@ -129,6 +132,13 @@ impl RaftLab for ReplicaLab {
     /// whose files also hold superseded records until a segment is cleaned.
     fn raft_state_size(&self, _persister: &Persister) -> usize {
         self.replica.store().raft_state_bytes() as usize
+    }
+
+    fn wake(&mut self, token: u64) {
+        if let Some(number) = self.io.complete(token) {
+            self.replica.on_synced(number);
+        }
+        self.advance();
     }
 }
 
