@@ -165,6 +165,14 @@ impl NodeIo {
         std::mem::take(&mut *lock(&self.early))
     }
 
+    /// The Ready number of the newest sync asked and not yet completed.
+    pub fn newest_pending(&self) -> Option<u64> {
+        lock(&self.syncs)
+            .queued
+            .back()
+            .map(|&(_, number, _)| number)
+    }
+
     /// The wake-ups to ask for since the last call.
     pub fn take_wakes(&self) -> Vec<u64> {
         std::mem::take(&mut lock(&self.syncs).wakes)

@@ -3,10 +3,10 @@
 
 use labrpc_sim::Persister;
 use shardkv_tests::raft_lab::{
-    agreement_faults, churn, persistence, snapshot, ApplyMsg, Effects, Index, Peer, RaftLab,
+    agreement_faults, churn, persistence, power, snapshot, ApplyMsg, Effects, Index, Peer, RaftLab,
     ReplicaLab, Term,
 };
-use shardkv_tests::scenario::Outcome;
+use shardkv_tests::scenario::{run_one, Outcome, Scenario};
 
 /// What a mutant does wrong.
 trait Bug: 'static {
@@ -14,6 +14,10 @@ trait Bug: 'static {
     const AMNESIA: bool = false;
     /// Whether `snapshot` is ignored, so the log is never compacted.
     const NO_COMPACTION: bool = false;
+    /// Which peers report their syncs done as soon as they are asked, before the sync
+    /// runs (the job still runs at its completion): `Some(true)` leaders, `Some(false)`
+    /// followers.
+    const EARLY_SYNC_REPORT: Option<bool> = None;
     /// Rewrite what peer `me` applies (drop it with `None`).
     fn applied(me: Peer, msg: ApplyMsg) -> Option<ApplyMsg> {
         let _ = me;
@@ -26,6 +30,23 @@ struct Mutant<B: Bug> {
     me: Peer,
     inner: ReplicaLab,
     _bug: std::marker::PhantomData<B>,
+}
+
+impl<B: Bug> Mutant<B> {
+    /// With [`Bug::EARLY_SYNC_REPORT`], reports the newest sync asked as done at once when
+    /// this peer's role matches.
+    fn after_event(&mut self) {
+        let Some(leaders) = B::EARLY_SYNC_REPORT else {
+            return;
+        };
+        self.inner.with_replica(|replica, io| {
+            if replica.is_leader() == leaders {
+                if let Some(number) = io.newest_pending() {
+                    replica.on_synced(number);
+                }
+            }
+        });
+    }
 }
 
 impl<B: Bug> RaftLab for Mutant<B> {
@@ -42,7 +63,9 @@ impl<B: Bug> RaftLab for Mutant<B> {
         }
     }
     fn start(&mut self, command: Vec<u8>) -> Option<(Index, Term)> {
-        self.inner.start(command)
+        let started = self.inner.start(command);
+        self.after_event();
+        started
     }
     fn get_state(&self) -> (Term, bool) {
         self.inner.get_state()
@@ -53,16 +76,19 @@ impl<B: Bug> RaftLab for Mutant<B> {
         }
     }
     fn step(&mut self, from: Peer, message: Vec<u8>) {
-        self.inner.step(from, message)
+        self.inner.step(from, message);
+        self.after_event();
     }
     fn tick(&mut self) {
-        self.inner.tick()
+        self.inner.tick();
+        self.after_event();
     }
     fn raft_state_size(&self, persister: &Persister) -> usize {
         self.inner.raft_state_size(persister)
     }
     fn wake(&mut self, token: u64) {
-        self.inner.wake(token)
+        self.inner.wake(token);
+        self.after_event();
     }
     fn take_effects(&mut self) -> Effects {
         let mut effects = self.inner.take_effects();
@@ -159,5 +185,57 @@ fn missing_compaction_is_caught() {
         "snapshot_basic",
         snapshot::snapshot_basic::<Mutant<NoCompaction>>(1),
         "log size too large",
+    );
+}
+
+struct FollowerAcksEarly;
+impl Bug for FollowerAcksEarly {
+    const EARLY_SYNC_REPORT: Option<bool> = Some(false);
+}
+
+struct LeaderCountsUnsynced;
+impl Bug for LeaderCountsUnsynced {
+    const EARLY_SYNC_REPORT: Option<bool> = Some(true);
+}
+
+/// Fails unless `scenario` fails (or panics) on `seed`; the seeds were found by running
+/// the mutant over seeds 1..=50 (`shardkv grade` finds such seeds too).
+fn assert_fails_on(name: &str, scenario: fn(u64) -> Outcome, seed: u64, expected: &str) {
+    let scenario = Scenario {
+        name: "mutant",
+        part: "raft-persistence",
+        run: scenario,
+    };
+    assert_fails(name, run_one(&scenario, seed), expected);
+}
+
+/// A follower that acknowledges entries before its sync completes: after a power failure
+/// it has lost entries the leader counted as replicated (raft-rs then panics on a commit
+/// index past its log, or a committed entry goes missing).
+#[test]
+fn a_follower_that_acks_before_its_sync_is_caught() {
+    assert_fails_on(
+        "power_fail_one",
+        power::power_fail_one::<Mutant<FollowerAcksEarly>>,
+        10,
+        "out of range",
+    );
+    assert_fails_on(
+        "power_fail_all",
+        power::power_fail_all::<Mutant<FollowerAcksEarly>>,
+        9,
+        "apply error",
+    );
+}
+
+/// A leader that counts its own unsynced entries toward a commit: a power failure of the
+/// whole group can lose an entry already applied.
+#[test]
+fn a_leader_that_counts_its_unsynced_entries_is_caught() {
+    assert_fails_on(
+        "power_fail_all",
+        power::power_fail_all::<Mutant<LeaderCountsUnsynced>>,
+        3,
+        "apply error",
     );
 }

@@ -36,7 +36,7 @@
 mod record;
 mod snapshot;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -105,8 +105,9 @@ pub struct WalBackend<D: Disk> {
     /// Record bytes not yet written to the active segment's file (they follow
     /// `written`).
     pending: Vec<u8>,
-    /// Segments written since the last sync job was taken.
-    unsynced: BTreeSet<u64>,
+    /// Segments written since the last sync job was taken (cleaned ones too: their last
+    /// records must be durable before their successors' are relied on), by seq.
+    unsynced: BTreeMap<u64, (u64, Arc<D::File>)>,
     /// Whether a segment was created since the last sync job was taken.
     created: bool,
     /// Files to remove once the next sync job's syncs are done, in order.
@@ -166,7 +167,7 @@ impl<D: Disk> WalBackend<D> {
             active: 0,
             written: 0,
             pending: Vec::new(),
-            unsynced: BTreeSet::new(),
+            unsynced: BTreeMap::new(),
             created: false,
             doomed: Vec::new(),
             snapshot: None,
@@ -196,6 +197,8 @@ impl<D: Disk> WalBackend<D> {
     fn replay(&mut self, seqs: &[u64]) -> Result<u64, StoreError> {
         let mut first = 0;
         let mut cut = None;
+        // Where the previous segment's records end, as read.
+        let mut previous_end = None;
         for (i, &seq) in seqs.iter().enumerate() {
             let consecutive = i == 0 || seqs[i - 1].checked_add(1) == Some(seq);
             let name = segment_name(seq);
@@ -212,15 +215,27 @@ impl<D: Disk> WalBackend<D> {
                 .open(&name)
                 .map_err(|error| disk_error(&self.disk, &name, &error))?;
             let bytes = read_all(&file).map_err(|error| disk_error(&self.disk, &name, &error))?;
-            if !record::header_matches(&bytes, seq) {
+            let Some(recorded_end) = record::read_header(&bytes, seq) else {
                 // Created, but its header never reached the disk.
                 tracing::warn!(segment = %self.disk.describe(&name), "a segment without its header is removed");
                 drop(file);
                 self.remove_now(&name)?;
                 cut = Some(seq);
                 continue;
+            };
+            if previous_end.is_some_and(|end| end != recorded_end) {
+                // The previous segment lost records its successor came after.
+                tracing::warn!(
+                    segment = %self.disk.describe(&name),
+                    "the previous segment lost its end: the log ends there"
+                );
+                drop(file);
+                self.remove_now(&name)?;
+                cut = Some(seq);
+                continue;
             }
             let (records, end) = record::scan(seq, &bytes);
+            previous_end = Some(end);
             for read in &records {
                 self.apply(seq, read, &mut first);
             }
@@ -244,12 +259,15 @@ impl<D: Disk> WalBackend<D> {
                     live: 0,
                 },
             );
-            self.unsynced.insert(seq);
             self.active = seq;
             self.written = end;
         }
         if cut.is_some() {
             self.created = true;
+        }
+        for (&seq, segment) in &self.segments {
+            self.unsynced
+                .insert(seq, (segment.key, Arc::clone(&segment.file)));
         }
         Ok(first)
     }
@@ -315,26 +333,28 @@ impl<D: Disk> WalBackend<D> {
             .collect()
     }
 
-    /// Creates segment `seq` with its header and makes it the active one.
+    /// Creates segment `seq` with its header (naming where the active segment's records
+    /// end, none when there is none) and makes it the active one.
     fn create_segment(&mut self, seq: u64) -> Result<(), StoreError> {
         let name = segment_name(seq);
+        let previous_end = match self.segments.is_empty() {
+            true => 0,
+            false => self.written,
+        };
         let file = self
             .disk
             .create(&name)
             .map_err(|error| disk_error(&self.disk, &name, &error))?;
-        file.write_at(0, &record::header(seq))
+        file.write_at(0, &record::header(seq, previous_end))
             .map_err(|error| disk_error(&self.disk, &name, &error))?;
-        self.segments.insert(
-            seq,
-            Segment {
-                file: Arc::new(file),
-                key: NEXT_FILE_KEY.fetch_add(1, Ordering::Relaxed),
-                live: 0,
-            },
+        let (file, key) = (
+            Arc::new(file),
+            NEXT_FILE_KEY.fetch_add(1, Ordering::Relaxed),
         );
+        self.unsynced.insert(seq, (key, Arc::clone(&file)));
+        self.segments.insert(seq, Segment { file, key, live: 0 });
         self.active = seq;
         self.written = HEADER_BYTES;
-        self.unsynced.insert(seq);
         self.created = true;
         Ok(())
     }
@@ -367,13 +387,12 @@ impl<D: Disk> WalBackend<D> {
             return Ok(());
         }
         let segment = self.segment(self.active)?;
-        segment
-            .file
-            .write_at(self.written, &self.pending)
+        let (key, file) = (segment.key, Arc::clone(&segment.file));
+        file.write_at(self.written, &self.pending)
             .map_err(|error| disk_error(&self.disk, &segment_name(self.active), &error))?;
         self.written += self.pending.len() as u64;
         self.pending.clear();
-        self.unsynced.insert(self.active);
+        self.unsynced.insert(self.active, (key, file));
         Ok(())
     }
 
@@ -484,7 +503,6 @@ impl<D: Disk> WalBackend<D> {
                 }
             }
             self.segments.remove(&seq);
-            self.unsynced.remove(&seq);
             self.doomed.push(segment_name(seq));
             first = Some(seq + 1);
         }
@@ -594,16 +612,10 @@ impl<D: Disk> Backend for WalBackend<D> {
     fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
         self.write_pending()?;
         let mut job = SyncJob::done();
-        for seq in std::mem::take(&mut self.unsynced) {
-            let Some(segment) = self.segments.get(&seq) else {
-                continue;
-            };
-            let (file, disk, name) = (
-                Arc::clone(&segment.file),
-                self.disk.clone(),
-                segment_name(seq),
-            );
-            job.sync_file(segment.key, move || {
+        // Oldest first: a segment's records are durable before its successor's are.
+        for (seq, (key, file)) in std::mem::take(&mut self.unsynced) {
+            let (disk, name) = (self.disk.clone(), segment_name(seq));
+            job.sync_file(key, move || {
                 file.sync_data()
                     .map_err(|error| disk_error(&disk, &name, &error))
             });

@@ -1,7 +1,8 @@
 //! The bytes of a log segment: a header, then records, each checked by a CRC.
 //!
 //! ```text
-//!   segment:  magic "SKVWAL01" (8) | seq (u64 LE) | record | record | ... | zeros or garbage
+//!   segment:  header | record | record | ... | zeros or garbage
+//!   header:   magic "SKVWAL01" (8) | seq (u64 LE) | previous end (u64 LE) | crc (u32 LE)
 //!   record:   crc (u32 LE) | len (u32 LE) | body (len bytes)
 //!   crc:      CRC-32 of seq (u64 LE) ++ len (u32 LE) ++ body
 //!   body:     kind (u8) then
@@ -12,6 +13,11 @@
 //!               FIRST        first live segment seq (u64 LE)
 //! ```
 //!
+//! The header's previous end is where the previous segment's records end (0 for the first
+//! segment): a segment whose unsynced end was lost in a power failure, while its
+//! successor's records were kept, is caught by it (the file itself would just look
+//! shorter). The header's CRC covers its first 24 bytes.
+//!
 //! The segment's seq is folded into every record's CRC, so a record copied from another
 //! segment (or left in a reused file) never passes as one of this segment's. A scan stops
 //! at the first record that is short, zero-length, over-long or fails its CRC: that is
@@ -21,8 +27,8 @@ use crate::StoreError;
 
 /// The first bytes of every segment.
 pub(crate) const MAGIC: &[u8; 8] = b"SKVWAL01";
-/// Length of a segment header (magic and seq).
-pub(crate) const HEADER_BYTES: u64 = 16;
+/// Length of a segment header (magic, seq, previous end, crc).
+pub(crate) const HEADER_BYTES: u64 = 28;
 /// Length of a record's frame (crc and len).
 pub(crate) const FRAME_BYTES: u64 = 8;
 
@@ -48,17 +54,23 @@ pub(crate) enum Record<'a> {
     First { seq: u64 },
 }
 
-/// The header of segment `seq`.
-pub(crate) fn header(seq: u64) -> [u8; HEADER_BYTES as usize] {
+/// The header of segment `seq`, whose predecessor's records end at `previous_end`.
+pub(crate) fn header(seq: u64, previous_end: u64) -> [u8; HEADER_BYTES as usize] {
     let mut out = [0; HEADER_BYTES as usize];
     out[..8].copy_from_slice(MAGIC);
-    out[8..].copy_from_slice(&seq.to_le_bytes());
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out[16..24].copy_from_slice(&previous_end.to_le_bytes());
+    let checksum = crc32fast::hash(&out[..24]);
+    out[24..].copy_from_slice(&checksum.to_le_bytes());
     out
 }
 
-/// True when `bytes` start with the header of segment `seq`.
-pub(crate) fn header_matches(bytes: &[u8], seq: u64) -> bool {
-    bytes.len() >= HEADER_BYTES as usize && bytes[..HEADER_BYTES as usize] == header(seq)
+/// The previous end a valid header of segment `seq` at the start of `bytes` records;
+/// `None` when there is no such header.
+pub(crate) fn read_header(bytes: &[u8], seq: u64) -> Option<u64> {
+    let header = bytes.get(..HEADER_BYTES as usize)?;
+    let previous_end = u64::from_le_bytes(header[16..24].try_into().ok()?);
+    (*header == self::header(seq, previous_end)).then_some(previous_end)
 }
 
 fn crc(seq: u64, body: &[u8]) -> u32 {
@@ -201,7 +213,7 @@ mod tests {
     use super::*;
 
     fn segment(seq: u64, records: &[Record<'_>]) -> Vec<u8> {
-        let mut out = header(seq).to_vec();
+        let mut out = header(seq, 0).to_vec();
         for record in records {
             encode(seq, record, &mut out).unwrap();
         }
@@ -264,5 +276,12 @@ mod tests {
         assert_eq!(scan(1, &padded).1, bytes.len() as u64);
         // The same records read as segment 2's: none.
         assert!(scan(2, &bytes).0.is_empty());
+        // Headers read back, and only as their own segment's.
+        let header = header(7, 1234);
+        assert_eq!(read_header(&header, 7), Some(1234));
+        assert_eq!(read_header(&header, 8), None);
+        let mut bad = header;
+        bad[20] ^= 1;
+        assert_eq!(read_header(&bad, 7), None);
     }
 }

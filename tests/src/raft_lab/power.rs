@@ -4,6 +4,8 @@
 //! acknowledge an entry, grant a vote or count itself toward a commit before the write
 //! is durable; the checker fails any run in which an applied command changes.
 
+use std::time::Duration;
+
 use super::cluster::{command, Cluster, ClusterOptions};
 use super::lab::RaftLab;
 use crate::scenario::Outcome;
@@ -73,18 +75,20 @@ pub fn figure8_power<L: RaftLab>(seed: u64) -> Outcome {
     })
 }
 
-/// Every peer loses power at the same instant while commands are in flight, then all
-/// restart: what was committed before stays committed.
+/// Every peer loses power at the same instant, within a few milliseconds of commands
+/// being started (while their syncs are in flight), then all restart: what was committed
+/// before stays committed.
 pub fn power_fail_all<L: RaftLab>(seed: u64) -> Outcome {
     let servers = 3;
     let c = Cluster::<L>::new(seed, servers, ClusterOptions::default());
     c.run(async {
-        for round in 0..ROUNDS as u64 {
+        for round in 0..3 * ROUNDS as u64 {
             c.one(command(100 + round), servers, true).await?;
             for peer in 0..servers {
                 c.start(peer, command(1000 + round));
             }
-            c.sleep_ms(c.random(30)).await;
+            // Within a few syncs' time: some entries are durable on some peers only.
+            c.sleep(Duration::from_micros(c.random(5000))).await;
             for peer in 0..servers {
                 c.power_fail1(peer);
             }

@@ -83,6 +83,15 @@ impl ReplicaLab {
     }
 }
 
+impl ReplicaLab {
+    /// Runs `f` on the replica and its simulated driver, then the Ready protocol: how the
+    /// durability mutants of the suite reach inside the reference.
+    pub fn with_replica(&mut self, f: impl FnOnce(&mut Replica<SimStore>, &NodeIo)) {
+        f(&mut self.replica, &self.io);
+        self.advance();
+    }
+}
+
 impl RaftLab for ReplicaLab {
     fn make(me: Peer, n: usize, persister: Persister) -> Self {
         ReplicaLab::open(me, (0..n).collect(), persister)
