@@ -7,9 +7,12 @@
 //! election clock restarts (a new term, a role change, a heartbeat from the leader), a
 //! number `k` in `[0, spread)` is drawn from this replica's own generator, seeded by its
 //! driver (the operating system's randomness on a real node, the simulator's RNG in a
-//! simulated one), and the next `k` ticks are held back from raft-rs. The timeout is then
-//! `E + k` ticks, as if raft-rs had drawn it from `[E, E + spread)`. Leaders are never
-//! held back (their ticks drive heartbeats and the quorum check).
+//! simulated one). The clock then runs as usual (`election_elapsed` counts every tick,
+//! so the follower's leader lease, `elapsed < E`, ends after `E` ticks as in raft-rs),
+//! but the first `k` ticks that would start a campaign only advance the clock. The
+//! campaign starts after `E + k` ticks, as if raft-rs had drawn the timeout from
+//! `[E, E + spread)`. Leaders are never held back (their ticks drive heartbeats and the
+//! quorum check).
 
 /// The held-back ticks of one replica.
 #[derive(Debug, Clone)]
@@ -22,6 +25,15 @@ pub(crate) struct ElectionSpread {
     /// Whether the current run of the election clock (since it last read 0) has had its
     /// draw.
     armed: bool,
+}
+
+/// What to do with a non-leader's tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tick {
+    /// Hand it to raft-rs.
+    Pass,
+    /// Only advance the election clock: the campaign it would start is held back.
+    Hold,
 }
 
 impl ElectionSpread {
@@ -43,22 +55,25 @@ impl ElectionSpread {
     }
 
     /// Called before a non-leader's tick with raft-rs's election clock (`elapsed` ticks
-    /// since it restarted): true when this tick is held back.
-    pub(crate) fn hold(&mut self, elapsed: usize) -> bool {
+    /// since it restarted) and its timeout `timeout` (`E`): whether the tick goes to
+    /// raft-rs or only advances the clock.
+    pub(crate) fn tick(&mut self, elapsed: usize, timeout: usize) -> Tick {
         if self.spread <= 1 {
-            return false;
+            return Tick::Pass;
         }
-        if elapsed > 0 {
+        if elapsed == 0 {
+            if !self.armed {
+                self.held = (self.next() % self.spread as u64) as usize;
+                self.armed = true;
+            }
+        } else {
             self.armed = false;
-        } else if !self.armed {
-            self.held = (self.next() % self.spread as u64) as usize;
-            self.armed = true;
         }
-        if self.held > 0 {
+        if elapsed + 1 >= timeout && self.held > 0 {
             self.held -= 1;
-            return true;
+            return Tick::Hold;
         }
-        false
+        Tick::Pass
     }
 }
 
@@ -66,29 +81,40 @@ impl ElectionSpread {
 mod tests {
     use super::*;
 
-    /// Each restart of the election clock holds back a fresh draw in `[0, spread)` ticks,
-    /// the same draws for the same seed and other draws for another seed.
+    /// Runs the election clock from 0 with timeout 10, as raft-rs would (every tick
+    /// advances it), until a tick passes at the timeout: the campaign's tick count.
+    fn campaign_after(spread: &mut ElectionSpread) -> usize {
+        let mut elapsed = 0;
+        loop {
+            let tick = spread.tick(elapsed, 10);
+            elapsed += 1;
+            if tick == Tick::Pass && elapsed >= 10 {
+                return elapsed;
+            }
+            assert!(
+                tick == Tick::Pass || elapsed >= 10,
+                "held before the timeout"
+            );
+        }
+    }
+
+    /// Each restart of the election clock gets a fresh draw: campaigns start after
+    /// `[10, 20)` ticks, the same for the same seed and others for another seed; ticks
+    /// before the timeout always pass (the lease ends after 10, as in raft-rs).
     #[test]
-    fn draws_are_seeded_and_in_range() {
+    fn campaigns_start_after_a_seeded_draw() {
         let draws = |seed| {
             let mut spread = ElectionSpread::new(seed, 10);
             (0..50)
-                .map(|_| {
-                    let mut held = 0;
-                    while spread.hold(0) {
-                        held += 1;
-                    }
-                    assert!(!spread.hold(1), "a running clock is never held");
-                    held
-                })
+                .map(|_| campaign_after(&mut spread))
                 .collect::<Vec<usize>>()
         };
         let first = draws(7);
-        assert!(first.iter().all(|&held| held < 10));
-        assert!(first.iter().any(|&held| held > 0));
+        assert!(first.iter().all(|&ticks| (10..20).contains(&ticks)));
+        assert!(first.iter().any(|&ticks| ticks > 10));
         assert_eq!(first, draws(7));
         assert_ne!(first, draws(8));
         let mut none = ElectionSpread::new(7, 1);
-        assert!(!none.hold(0));
+        assert_eq!(campaign_after(&mut none), 10);
     }
 }

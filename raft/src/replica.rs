@@ -16,7 +16,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, Snapshot};
 use raft::{RawNode, StateRole};
 
-use crate::election::ElectionSpread;
+use crate::election::{ElectionSpread, Tick};
 use crate::membership::{bootstrap, sorted_voters, ConfHistory};
 use crate::proposals::{Kind, Proposals};
 use crate::{
@@ -198,8 +198,13 @@ impl<S: LogStore> Replica<S> {
         if self.sync.outstanding() && !self.is_leader() {
             return;
         }
-        if !self.is_leader() && self.election.hold(self.raw.raft.election_elapsed) {
-            return;
+        if !self.is_leader() {
+            let elapsed = self.raw.raft.election_elapsed;
+            if self.election.tick(elapsed, self.config.election_ticks) == Tick::Hold {
+                // The clock runs on (the lease ends as raft-rs's does); the campaign waits.
+                self.raw.raft.election_elapsed += 1;
+                return;
+            }
         }
         self.raw.tick();
     }

@@ -38,7 +38,7 @@ mod snapshot;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use record::{Record, HEADER_BYTES};
@@ -67,11 +67,22 @@ fn segment_name(seq: u64) -> String {
     format!("wal-{seq:020}.log")
 }
 
+/// The seq of a segment file name: exactly `wal-`, 20 digits, `.log` (what
+/// [`segment_name`] writes); any other name is not a segment.
 fn segment_seq(name: &str) -> Option<u64> {
-    name.strip_prefix("wal-")?
-        .strip_suffix(".log")?
-        .parse()
-        .ok()
+    let digits = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The seq after `seq`; `Corrupt` past the last one (a segment numbered by hand).
+fn next_seq(seq: u64) -> Result<u64, StoreError> {
+    seq.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+        what: "log segments".into(),
+        reason: format!("a segment is numbered {seq}, the last number"),
+    })
 }
 
 /// Where a live key's value is.
@@ -83,6 +94,19 @@ struct Loc {
     len: u64,
     /// Length of the whole record (what the key keeps alive).
     record_len: u64,
+}
+
+/// A segment to sync: its seq, its key for [`SyncJob::sync_file`] and its file.
+type SegmentFile<F> = (u64, (u64, Arc<F>));
+
+/// A sync job handed out and not known to have run yet.
+struct InFlight<F> {
+    /// Set by the job's last step.
+    done: Arc<AtomicBool>,
+    /// The segments it syncs.
+    files: Vec<SegmentFile<F>>,
+    /// Whether it syncs the directory.
+    dir: bool,
 }
 
 /// One segment file.
@@ -112,6 +136,9 @@ pub struct WalBackend<D: Disk> {
     created: bool,
     /// Files to remove once the next sync job's syncs are done, in order.
     doomed: Vec<String>,
+    /// Sync jobs handed out that have not run yet, as far as the log knows: a blocking
+    /// [`Backend::sync`] syncs their segments too.
+    in_flight: Vec<InFlight<D::File>>,
     /// The current snapshot file's number, and the segment holding its record.
     snapshot: Option<(u64, Loc)>,
     snapshots: Snapshots<D>,
@@ -158,7 +185,9 @@ impl<D: Disk> WalBackend<D> {
                 disk.describe(".")
             )));
         }
-        let seqs: Vec<u64> = names.iter().filter_map(|name| segment_seq(name)).collect();
+        let mut seqs: Vec<u64> = names.iter().filter_map(|name| segment_seq(name)).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
         let mut wal = WalBackend {
             snapshots: Snapshots::new(disk.clone(), background, &names)?,
             disk,
@@ -170,12 +199,17 @@ impl<D: Disk> WalBackend<D> {
             unsynced: BTreeMap::new(),
             created: false,
             doomed: Vec::new(),
+            in_flight: Vec::new(),
             snapshot: None,
             segment_bytes: segment_bytes.max(HEADER_BYTES + 1),
         };
         let first = wal.replay(&seqs)?;
         if wal.segments.is_empty() {
-            wal.create_segment(seqs.last().map_or(1, |last| last + 1))?;
+            let seq = match seqs.last() {
+                None => 1,
+                Some(last) => next_seq(*last)?,
+            };
+            wal.create_segment(seq)?;
         }
         // Everything kept is made durable before anything is removed or written.
         wal.sync_job()?.run()?;
@@ -473,7 +507,7 @@ impl<D: Disk> WalBackend<D> {
             return Ok(());
         }
         self.write_pending()?;
-        self.create_segment(self.active + 1)?;
+        self.create_segment(next_seq(self.active)?)?;
         self.clean()
     }
 
@@ -510,6 +544,25 @@ impl<D: Disk> WalBackend<D> {
             self.append(&Record::First { seq })?;
         }
         Ok(())
+    }
+
+    /// Adds to `job` the syncs of `files` (oldest first: a segment's records are durable
+    /// before its successor's), then of the directory when `dir`.
+    fn add_syncs(&self, job: &mut SyncJob, files: &[SegmentFile<D::File>], dir: bool) {
+        for (seq, (key, file)) in files {
+            let (file, disk, name) = (Arc::clone(file), self.disk.clone(), segment_name(*seq));
+            job.sync_file(*key, move || {
+                file.sync_data()
+                    .map_err(|error| disk_error(&disk, &name, &error))
+            });
+        }
+        if dir {
+            let disk = self.disk.clone();
+            job.then(move || {
+                disk.sync_dir()
+                    .map_err(|error| disk_error(&disk, ".", &error))
+            });
+        }
     }
 
     /// Appends the record naming snapshot file `number` as the current one.
@@ -611,22 +664,12 @@ impl<D: Disk> Backend for WalBackend<D> {
 
     fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
         self.write_pending()?;
+        self.in_flight
+            .retain(|job| !job.done.load(Ordering::Acquire));
+        let files: Vec<_> = std::mem::take(&mut self.unsynced).into_iter().collect();
+        let dir = std::mem::take(&mut self.created);
         let mut job = SyncJob::done();
-        // Oldest first: a segment's records are durable before its successor's are.
-        for (seq, (key, file)) in std::mem::take(&mut self.unsynced) {
-            let (disk, name) = (self.disk.clone(), segment_name(seq));
-            job.sync_file(key, move || {
-                file.sync_data()
-                    .map_err(|error| disk_error(&disk, &name, &error))
-            });
-        }
-        if std::mem::take(&mut self.created) {
-            let disk = self.disk.clone();
-            job.then(move || {
-                disk.sync_dir()
-                    .map_err(|error| disk_error(&disk, ".", &error))
-            });
-        }
+        self.add_syncs(&mut job, &files, dir);
         for name in std::mem::take(&mut self.doomed) {
             let disk = self.disk.clone();
             job.then(
@@ -637,11 +680,27 @@ impl<D: Disk> Backend for WalBackend<D> {
                 },
             );
         }
+        let done = Arc::new(AtomicBool::new(false));
+        let ran = Arc::clone(&done);
+        job.then(move || {
+            ran.store(true, Ordering::Release);
+            Ok(())
+        });
+        self.in_flight.push(InFlight { done, files, dir });
         Ok(job)
     }
 
+    /// Syncs every write so far, those of jobs handed out and not yet run included (a
+    /// node's sync thread may still hold one): their segments are synced first.
     fn sync(&mut self) -> Result<(), StoreError> {
-        self.sync_job()?.run()
+        self.in_flight
+            .retain(|job| !job.done.load(Ordering::Acquire));
+        let mut job = SyncJob::done();
+        for in_flight in &self.in_flight {
+            self.add_syncs(&mut job, &in_flight.files, in_flight.dir);
+        }
+        job.merge(self.sync_job()?);
+        job.run()
     }
 }
 

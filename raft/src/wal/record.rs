@@ -85,6 +85,21 @@ fn crc(seq: u64, body: &[u8]) -> u32 {
 /// record's value bytes within what was appended (for a `Put`; 0 otherwise).
 pub(crate) fn encode(seq: u64, record: &Record<'_>, out: &mut Vec<u8>) -> Result<u64, StoreError> {
     let start = out.len();
+    let encoded = encode_at(seq, record, out, start);
+    if encoded.is_err() {
+        // Nothing of a record that cannot be framed stays in the buffer.
+        out.truncate(start);
+    }
+    encoded
+}
+
+/// [`encode`], appending at `start` (`out`'s length).
+fn encode_at(
+    seq: u64,
+    record: &Record<'_>,
+    out: &mut Vec<u8>,
+    start: usize,
+) -> Result<u64, StoreError> {
     out.extend_from_slice(&[0; FRAME_BYTES as usize]);
     let mut value_at = 0;
     match record {

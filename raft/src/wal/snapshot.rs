@@ -46,6 +46,10 @@ fn parse(name: &str) -> Option<(u64, bool)> {
         (None, Some(number)) => (number, false),
         (None, None) => return None,
     };
+    // Exactly the 20 digits `file_name` writes: any other name is not ours.
+    if number.len() != 20 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     Some((number.parse().ok()?, finished))
 }
 

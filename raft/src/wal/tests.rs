@@ -124,3 +124,20 @@ fn dead_segments_are_removed() {
     );
     assert_eq!(wal.get_snapshot().unwrap(), Some(b"snapshot one".to_vec()));
 }
+
+/// Only names the log writes are its files: a stray `wal-8.log` (not 20 digits) is left
+/// alone, neither replayed nor removed.
+#[test]
+fn stray_names_are_not_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = open(dir.path(), SEGMENT_BYTES);
+    wal.put(b"a", b"1").unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    std::fs::write(dir.path().join("wal-1.log"), b"stray").unwrap();
+    std::fs::write(dir.path().join("snap-7.snap"), b"stray").unwrap();
+    let wal = open(dir.path(), SEGMENT_BYTES);
+    assert_eq!(wal.get(b"a").unwrap(), Some(b"1".to_vec()));
+    assert!(dir.path().join("wal-1.log").exists());
+    assert!(dir.path().join("snap-7.snap").exists());
+}

@@ -121,8 +121,7 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
     })
     .await
     .map_err(|error| format!("opening the data directory failed: {error}"))??;
-    let mut store = Store::open(backend)?;
-    store.set_background_drop(true);
+    let store = Store::open(backend)?;
     let listener = service::bind(&spec.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", spec.listen))?;

@@ -27,6 +27,19 @@
 //!   snapshot, if it has one, as [`ApplyMsg::Snapshot`], then the committed commands after
 //!   it. (6.824's `start1` reads the snapshot from the persister itself; here the persister's
 //!   layout is the implementation's business, so the peer hands the snapshot over.)
+//!
+//! What a student's peer gets is simpler than what a real node lives with, and the
+//! reference peer ([`super::ReplicaLab`]) runs the harder version:
+//! - The persister's key/value area and snapshot are durable when a write returns, and a
+//!   power failure (`Sim::power_fail`, in the power-failure scenarios) leaves them alone:
+//!   for a peer that keeps its state there, a power failure is a crash. The reference
+//!   keeps its log in files on the persister's disk ([`Persister::disk`]) instead, where
+//!   only what a completed sync covered survives a power failure.
+//! - Everything happens inside the event: a peer may persist before it sends. The reference
+//!   asks for its syncs to complete later ([`Effects::wakes`], delivered to
+//!   [`RaftLab::wake`] after a simulated latency), sends a leader's appends before its own
+//!   sync, and holds acknowledgements and votes until the sync completes, as a real node
+//!   does.
 
 use labrpc_sim::Persister;
 

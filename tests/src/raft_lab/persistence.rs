@@ -3,7 +3,7 @@
 
 use super::checks::ELECTION_TIMEOUT;
 use super::cluster::{command, Cluster, ClusterOptions};
-use super::lab::RaftLab;
+use super::lab::{Peer, RaftLab};
 use crate::scenario::Outcome;
 
 /// Restart all, the leader, a follower: committed commands survive and agreement resumes
@@ -119,12 +119,22 @@ async fn figure8_pause<L: RaftLab>(c: &Cluster<L>) {
 /// the Raft paper's Figure 8: an entry from an old term must not be counted committed by
 /// replica count alone (6.824 `TestFigure82C`).
 pub fn figure8<L: RaftLab>(seed: u64) -> Outcome {
+    figure8_with::<L>(seed, FIGURE8_ITERATIONS, Cluster::crash1)
+}
+
+/// The Figure 8 loop, `iterations` times, with `fail` taking the leader down (a crash, or
+/// a power failure in `power.rs`); at most two of five peers are down at a time.
+pub(super) fn figure8_with<L: RaftLab>(
+    seed: u64,
+    iterations: usize,
+    fail: fn(&Cluster<L>, Peer),
+) -> Outcome {
     let servers = 5;
     let c = Cluster::<L>::new(seed, servers, ClusterOptions::default());
     c.run(async {
         c.one(c.random_command(), 1, true).await?;
         let mut nup = servers;
-        for _ in 0..FIGURE8_ITERATIONS {
+        for _ in 0..iterations {
             let mut leader = None;
             for peer in 0..servers {
                 if c.is_up(peer) && c.start(peer, c.random_command()).is_some() {
@@ -133,7 +143,7 @@ pub fn figure8<L: RaftLab>(seed: u64) -> Outcome {
             }
             figure8_pause(&c).await;
             if let Some(leader) = leader {
-                c.crash1(leader);
+                fail(&c, leader);
                 nup -= 1;
             }
             if nup < 3 {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::cluster::{command, Cluster, ClusterOptions};
 use super::lab::RaftLab;
+use super::persistence::figure8_with;
 use crate::scenario::Outcome;
 
 /// Rounds of the power-failure scenarios.
@@ -38,42 +39,12 @@ pub fn power_fail_one<L: RaftLab>(seed: u64) -> Outcome {
 /// at most two of five down at a time (a minority), so entries a leader had not synced
 /// are gone when it comes back.
 pub fn figure8_power<L: RaftLab>(seed: u64) -> Outcome {
-    let servers = 5;
-    let c = Cluster::<L>::new(seed, servers, ClusterOptions::default());
-    c.run(async {
-        c.one(c.random_command(), 1, true).await?;
-        let mut nup = servers;
-        for _ in 0..300 {
-            let mut leader = None;
-            for peer in 0..servers {
-                if c.is_up(peer) && c.start(peer, c.random_command()).is_some() {
-                    leader = Some(peer);
-                }
-            }
-            c.sleep_ms(c.random(13)).await;
-            if let Some(leader) = leader {
-                c.power_fail1(leader);
-                nup -= 1;
-            }
-            if nup < 3 {
-                let s = c.random(servers as u64) as usize;
-                if !c.is_up(s) {
-                    c.start1(s);
-                    c.connect(s);
-                    nup += 1;
-                }
-            }
-        }
-        for peer in 0..servers {
-            if !c.is_up(peer) {
-                c.start1(peer);
-                c.connect(peer);
-            }
-        }
-        c.one(c.random_command(), servers, true).await?;
-        Ok(())
-    })
+    figure8_with::<L>(seed, FIGURE8_POWER_ITERATIONS, Cluster::power_fail1)
 }
+
+/// Iterations of `figure8_power` (Figure 8's are 1000; each power failure here also
+/// replays a log from its last sync).
+const FIGURE8_POWER_ITERATIONS: usize = 300;
 
 /// Every peer loses power at the same instant, within a few milliseconds of commands
 /// being started (while their syncs are in flight), then all restart: what was committed
