@@ -154,9 +154,10 @@ fn the_log_reopens_to_a_synced_prefix_after_power_failures() {
     }
 }
 
-/// A disk wrapper that drops one duty: `truncate` files ignore `set_len` (so a torn tail
-/// is not cut off at open), `snapshot_sync` files whose name starts with `snap-` ignore
-/// `sync_data`.
+/// A disk wrapper that drops one duty: with `NO_TRUNCATION` files ignore `set_len` and
+/// writes of zeros (so a torn tail stays after the records, neither cut off at open nor
+/// buried under the zeros the log writes ahead), with `NO_SNAPSHOT_SYNC` files whose
+/// name starts with `snap-` ignore `sync_data`.
 #[derive(Debug, Clone)]
 struct Mutant<const BUG: u8>(LabDisk);
 
@@ -201,7 +202,11 @@ impl<const BUG: u8> DiskFile for MutantFile<BUG> {
         self.inner.read_at(offset, buf)
     }
     fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.inner.write_at(offset, data)
+        match BUG {
+            // The zeros the log writes ahead of its records would bury the tail too.
+            NO_TRUNCATION if data.iter().all(|&byte| byte == 0) => Ok(()),
+            _ => self.inner.write_at(offset, data),
+        }
     }
     fn size(&self) -> std::io::Result<u64> {
         self.inner.size()
@@ -233,12 +238,12 @@ fn assert_caught<const BUG: u8>(seed: u64) {
 
 #[test]
 fn a_log_that_keeps_its_torn_tail_is_caught() {
-    assert_caught::<NO_TRUNCATION>(130);
+    assert_caught::<NO_TRUNCATION>(7);
 }
 
 #[test]
 fn a_snapshot_named_before_its_file_is_durable_is_caught() {
-    assert_caught::<NO_SNAPSHOT_SYNC>(1);
+    assert_caught::<NO_SNAPSHOT_SYNC>(2);
 }
 
 /// Prints the first seed in `1..=SEEDS` each mutant fails on: how the seeds above were

@@ -22,9 +22,13 @@
 //! durable, one at a time with a directory sync after each, so the segment files on disk
 //! are always consecutive.
 //!
+//! Segments are filled with zeros ahead of the records ([`ZERO_AHEAD_BYTES`] at a time,
+//! synced with them), so most syncs write into a file whose length does not change.
+//!
 //! Opening replays the segments in order and stops at the first record that is torn or
-//! fails its CRC, or at a missing segment: what follows was never synced (a power failure
-//! kept some of it, in any order), so it is cut off: the file is truncated there, later
+//! fails its CRC, or at a missing segment; zeros after the records are the space written
+//! ahead, anything else was never synced (a power failure kept some of it, in any order),
+//! so it is cut off: the file is truncated there, later
 //! segments are removed, and everything kept is synced before the store is used. A crash
 //! therefore loses a suffix of the writes since the last completed sync, never anything
 //! before it, and never keeps a later write without the earlier ones.
@@ -52,6 +56,10 @@ use crate::{
 
 /// A segment is rolled over once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Zeros written ahead of the active segment's records, so that most syncs do not grow
+/// the file (an `fdatasync` that must also commit a new file size costs a journal write).
+const ZERO_AHEAD_BYTES: u64 = 1 << 20;
 
 /// Buffered record bytes are written to the file once they reach this many.
 const PENDING_BYTES: usize = 1 << 20;
@@ -126,6 +134,8 @@ pub struct WalBackend<D: Disk> {
     active: u64,
     /// Bytes of the active segment already written to its file.
     written: u64,
+    /// The active segment file's length: records up to `written`, zeros after.
+    allocated: u64,
     /// Record bytes not yet written to the active segment's file (they follow
     /// `written`).
     pending: Vec<u8>,
@@ -195,6 +205,7 @@ impl<D: Disk> WalBackend<D> {
             segments: BTreeMap::new(),
             active: 0,
             written: 0,
+            allocated: 0,
             pending: Vec::new(),
             unsynced: BTreeMap::new(),
             created: false,
@@ -274,7 +285,9 @@ impl<D: Disk> WalBackend<D> {
                 self.apply(seq, read, &mut first);
             }
             let file = Arc::new(file);
-            if end < bytes.len() as u64 {
+            let tail = &bytes[end as usize..];
+            // Zeros after the records are space written ahead (see `ZERO_AHEAD_BYTES`).
+            if tail.iter().any(|&byte| byte != 0) {
                 tracing::warn!(
                     segment = %self.disk.describe(&name),
                     kept = end,
@@ -284,6 +297,9 @@ impl<D: Disk> WalBackend<D> {
                 file.set_len(end)
                     .map_err(|error| disk_error(&self.disk, &name, &error))?;
                 cut = Some(seq);
+                self.allocated = end;
+            } else {
+                self.allocated = bytes.len() as u64;
             }
             self.segments.insert(
                 seq,
@@ -389,6 +405,7 @@ impl<D: Disk> WalBackend<D> {
         self.segments.insert(seq, Segment { file, key, live: 0 });
         self.active = seq;
         self.written = HEADER_BYTES;
+        self.allocated = HEADER_BYTES;
         self.created = true;
         Ok(())
     }
@@ -422,10 +439,22 @@ impl<D: Disk> WalBackend<D> {
         }
         let segment = self.segment(self.active)?;
         let (key, file) = (segment.key, Arc::clone(&segment.file));
+        let name = || segment_name(self.active);
         file.write_at(self.written, &self.pending)
-            .map_err(|error| disk_error(&self.disk, &segment_name(self.active), &error))?;
+            .map_err(|error| disk_error(&self.disk, &name(), &error))?;
         self.written += self.pending.len() as u64;
         self.pending.clear();
+        if self.written > self.allocated.saturating_sub(ZERO_AHEAD_BYTES / 2) {
+            // Zeros ahead of the records, synced with them: later syncs then only write
+            // blocks of a file whose length stays put, which the file system commits
+            // without a journal entry for the size.
+            let ahead = ZERO_AHEAD_BYTES.min(self.segment_bytes);
+            let zeros = vec![0; ahead as usize];
+            let at = self.written.max(self.allocated);
+            file.write_at(at, &zeros)
+                .map_err(|error| disk_error(&self.disk, &name(), &error))?;
+            self.allocated = at + ahead;
+        }
         self.unsynced.insert(self.active, (key, file));
         Ok(())
     }
