@@ -57,4 +57,13 @@ impl RaftLab for ForgetfulRaft {
     fn take_effects(&mut self) -> Effects {
         self.inner.take_effects()
     }
+
+    /// The reference peer's syncs complete through wake-ups: a wrapper must pass them on.
+    fn wake(&mut self, token: u64) {
+        self.inner.wake(token)
+    }
+
+    fn raft_state_size(&self, persister: &Persister) -> usize {
+        self.inner.raft_state_size(persister)
+    }
 }
