@@ -22,7 +22,7 @@
 //! simulator's adapter in the test suites and by a tarpc adapter in production, so the
 //! same client code is exercised by seeded simulations and runs over TCP. It depends
 //! only on the shared types crate, serde, bincode, thiserror and tracing: never on
-//! raft-rs, sled or the simulator.
+//! raft-rs, the log store or the simulator.
 //!
 //! Both clients answer with a definitive result or, only once the caller's
 //! [`RetryPolicy::deadline`] has passed, a timeout error that says the operation may

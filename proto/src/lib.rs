@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Everything here is plain data with serde derives; the crate depends on nothing that
-//! does IO, so the client library can use it without pulling in raft-rs or sled.
+//! does IO, so the client library can use it without pulling in raft-rs or the store.
 //!
 //! Modules:
 //! - [`ids`]: type aliases for every identifier.
