@@ -18,8 +18,8 @@ use crate::store::{entry_record_bytes, PendingCompaction};
 use crate::{Backend, Index, LogStore, SnapshotData, Store, StoreError, SyncJob};
 
 /// Compacted runs deleted per [`LogStore::tidy`]. A compaction of an 8 MiB log retires
-/// about a thousand runs; deleting them in one go stalled a node for 50-100 ms
-/// (measured on an earlier backend). A Ready adds at most one run, so any bound above one drains them.
+/// about a thousand runs; deleting them in one go holds the node's driver for tens of
+/// milliseconds. A Ready adds at most one run, so any bound above one drains them.
 const DEAD_RUNS_PER_TIDY: usize = 8;
 
 impl<B: Backend> Store<B> {

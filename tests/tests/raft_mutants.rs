@@ -201,12 +201,17 @@ impl Bug for LeaderCountsUnsynced {
 /// Fails unless `scenario` fails (or panics) on `seed`; the seeds were found by running
 /// the mutant over seeds 1..=50 (`shardkv grade` finds such seeds too).
 fn assert_fails_on(name: &str, scenario: fn(u64) -> Outcome, seed: u64, expected: &str) {
-    let scenario = Scenario {
+    assert_fails(name, run_one(&power_scenario(scenario), seed), expected);
+}
+
+/// A power-failure scenario run on a mutant, as `run_one` takes it (panics become
+/// failures).
+fn power_scenario(run: fn(u64) -> Outcome) -> Scenario {
+    Scenario {
         name: "mutant",
         part: "raft-persistence",
-        run: scenario,
-    };
-    assert_fails(name, run_one(&scenario, seed), expected);
+        run,
+    }
 }
 
 /// A follower that acknowledges entries before its sync completes: after a power failure
@@ -273,16 +278,22 @@ fn find_durability_mutant_seeds() {
             power::figure8_power::<Mutant<LeaderCountsUnsynced>>,
         ),
     ];
+    let mut caught = Vec::new();
     for (name, run) in scenarios {
-        let scenario = Scenario {
-            name: "mutant",
-            part: "raft-persistence",
-            run,
-        };
+        let scenario = power_scenario(run);
         let found = (1..=50).find_map(|seed| {
             let result = run_one(&scenario, seed).result;
             result.err().map(|error| (seed, error))
         });
         println!("{name}: {found:?}");
+        if found.is_some() {
+            caught.extend(name.split_whitespace().next());
+        }
+    }
+    for mutant in ["follower", "leader"] {
+        assert!(
+            caught.contains(&mutant),
+            "no scenario catches the {mutant} mutant"
+        );
     }
 }

@@ -257,4 +257,8 @@ fn find_mutant_seeds() {
     let truncation = first(&|seed| run(seed, Mutant::<NO_TRUNCATION>));
     let snapshot_sync = first(&|seed| run(seed, Mutant::<NO_SNAPSHOT_SYNC>));
     println!("no truncation: {truncation:?}; no snapshot sync: {snapshot_sync:?}");
+    assert!(
+        truncation.is_some() && snapshot_sync.is_some(),
+        "a mutant is caught by no seed"
+    );
 }

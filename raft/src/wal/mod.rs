@@ -507,13 +507,9 @@ impl<D: Disk> WalBackend<D> {
     }
 
     /// Takes `key` out of the index, uncounting its record.
-    fn unlink(&mut self, key: &[u8]) -> bool {
-        match self.index.remove(key) {
-            Some(old) => {
-                self.uncount(old);
-                true
-            }
-            None => false,
+    fn unlink(&mut self, key: &[u8]) {
+        if let Some(old) = self.index.remove(key) {
+            self.uncount(old);
         }
     }
 
@@ -546,8 +542,7 @@ impl<D: Disk> WalBackend<D> {
     fn clean(&mut self) -> Result<(), StoreError> {
         let mut first = None;
         while let Some((&seq, segment)) = self.segments.iter().next() {
-            let size = self.segment_bytes;
-            if seq == self.active || segment.live.saturating_mul(4) > size {
+            if seq == self.active || segment.live.saturating_mul(4) > self.segment_bytes {
                 break;
             }
             let keys: Vec<Vec<u8>> = (self.index.iter())
