@@ -59,6 +59,7 @@ scenario_tests!(
     power_fail_one,
     figure8_power,
     power_fail_all,
+    power_fail_after_ack,
 );
 
 /// Same seed, same run: two runs of a churn scenario with one seed have equal trace

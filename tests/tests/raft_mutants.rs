@@ -18,6 +18,10 @@ trait Bug: 'static {
     /// runs (the job still runs at its completion): `Some(true)` leaders, `Some(false)`
     /// followers.
     const EARLY_SYNC_REPORT: Option<bool> = None;
+    /// Whether the sync completion a peer was waiting for when it went down is still
+    /// reported to it after its restart (a driver that does not cancel completions with
+    /// the incarnation): the restarted peer takes it for its own newest sync.
+    const STALE_COMPLETION: bool = false;
     /// Rewrite what peer `me` applies (drop it with `None`).
     fn applied(me: Peer, msg: ApplyMsg) -> Option<ApplyMsg> {
         let _ = me;
@@ -29,13 +33,42 @@ trait Bug: 'static {
 struct Mutant<B: Bug> {
     me: Peer,
     inner: ReplicaLab,
+    /// With [`Bug::STALE_COMPLETION`]: the Ready number of the sync the previous
+    /// incarnation left pending, not yet reported.
+    stale: Option<u64>,
     _bug: std::marker::PhantomData<B>,
+}
+
+thread_local! {
+    /// With [`Bug::STALE_COMPLETION`]: per peer, the Ready number of the newest sync still
+    /// pending when its incarnation ended (the host is dropped on a crash or power failure).
+    static PENDING_AT_CRASH: std::cell::RefCell<std::collections::BTreeMap<Peer, u64>> =
+        Default::default();
+}
+
+impl<B: Bug> Drop for Mutant<B> {
+    fn drop(&mut self) {
+        if B::STALE_COMPLETION {
+            if let Some(number) = self.inner.io().newest_pending() {
+                PENDING_AT_CRASH.with(|pending| pending.borrow_mut().insert(self.me, number));
+            }
+        }
+    }
 }
 
 impl<B: Bug> Mutant<B> {
     /// With [`Bug::EARLY_SYNC_REPORT`], reports the newest sync asked as done at once when
     /// this peer's role matches.
     fn after_event(&mut self) {
+        if let Some(number) = self.stale {
+            // The old completion arrives while the new incarnation waits for a sync.
+            self.inner.with_replica(|replica, io| {
+                if io.newest_pending().is_some() {
+                    replica.on_synced(number);
+                    self.stale = None;
+                }
+            });
+        }
         let Some(leaders) = B::EARLY_SYNC_REPORT else {
             return;
         };
@@ -56,9 +89,15 @@ impl<B: Bug> RaftLab for Mutant<B> {
         } else {
             persister
         };
+        let stale = if B::STALE_COMPLETION {
+            PENDING_AT_CRASH.with(|pending| pending.borrow_mut().remove(&me))
+        } else {
+            None
+        };
         Mutant {
             me,
             inner: ReplicaLab::make(me, n, persister),
+            stale,
             _bug: std::marker::PhantomData,
         }
     }
@@ -198,10 +237,25 @@ impl Bug for LeaderCountsUnsynced {
     const EARLY_SYNC_REPORT: Option<bool> = Some(true);
 }
 
+struct StaleCompletion;
+impl Bug for StaleCompletion {
+    const STALE_COMPLETION: bool = true;
+}
+
 /// Fails unless `scenario` fails (or panics) on `seed`; the seeds were found by running
-/// the mutant over seeds 1..=50 (`shardkv grade` finds such seeds too).
+/// the mutant over seeds 1..=[`SEEDS`] (`shardkv grade` finds such seeds too).
+/// How many seeds the finder below tries per mutant and scenario.
+const SEEDS: u64 = 200;
+
 fn assert_fails_on(name: &str, scenario: fn(u64) -> Outcome, seed: u64, expected: &str) {
-    assert_fails(name, run_one(&power_scenario(scenario), seed), expected);
+    assert_fails(name, run_power(scenario, seed), expected);
+}
+
+/// Runs a power-failure scenario on `seed` from a clean slate (no stale completion left
+/// by an earlier run on this thread).
+fn run_power(scenario: fn(u64) -> Outcome, seed: u64) -> Outcome {
+    PENDING_AT_CRASH.with(|pending| pending.borrow_mut().clear());
+    run_one(&power_scenario(scenario), seed)
 }
 
 /// A power-failure scenario run on a mutant, as `run_one` takes it (panics become
@@ -231,6 +285,12 @@ fn a_follower_that_acks_before_its_sync_is_caught() {
         15,
         "apply error",
     );
+    assert_fails_on(
+        "power_fail_after_ack",
+        power::power_fail_after_ack::<Mutant<FollowerAcksEarly>>,
+        1,
+        "apply error",
+    );
 }
 
 /// A leader that counts its own unsynced entries toward a commit: a power failure of the
@@ -245,14 +305,27 @@ fn a_leader_that_counts_its_unsynced_entries_is_caught() {
     );
 }
 
-/// Prints, per durability mutant and power-failure scenario, the first seed in 1..=50 it
+/// A restarted peer that takes the completion of a sync its previous incarnation asked
+/// for as its own: it acknowledges entries that are not yet durable, and losing power
+/// again right after loses an entry the leader committed on that acknowledgement.
+#[test]
+fn a_completion_from_before_a_restart_is_caught() {
+    assert_fails_on(
+        "power_fail_after_ack",
+        power::power_fail_after_ack::<Mutant<StaleCompletion>>,
+        3,
+        "apply error",
+    );
+}
+
+/// Prints, per durability mutant and power-failure scenario, the first seed in 1..=[`SEEDS`] it
 /// fails on: how the seeds above were found (run with `--ignored --nocapture` after a
 /// change that moves the runs).
 #[test]
 #[ignore]
 fn find_durability_mutant_seeds() {
     type Run = fn(u64) -> Outcome;
-    let scenarios: [(&str, Run); 6] = [
+    let scenarios: [(&str, Run); 11] = [
         (
             "follower power_fail_one",
             power::power_fail_one::<Mutant<FollowerAcksEarly>>,
@@ -277,12 +350,31 @@ fn find_durability_mutant_seeds() {
             "leader figure8_power",
             power::figure8_power::<Mutant<LeaderCountsUnsynced>>,
         ),
+        (
+            "follower power_fail_after_ack",
+            power::power_fail_after_ack::<Mutant<FollowerAcksEarly>>,
+        ),
+        (
+            "stale power_fail_after_ack",
+            power::power_fail_after_ack::<Mutant<StaleCompletion>>,
+        ),
+        (
+            "stale power_fail_one",
+            power::power_fail_one::<Mutant<StaleCompletion>>,
+        ),
+        (
+            "stale power_fail_all",
+            power::power_fail_all::<Mutant<StaleCompletion>>,
+        ),
+        (
+            "stale figure8_power",
+            power::figure8_power::<Mutant<StaleCompletion>>,
+        ),
     ];
     let mut caught = Vec::new();
     for (name, run) in scenarios {
-        let scenario = power_scenario(run);
-        let found = (1..=50).find_map(|seed| {
-            let result = run_one(&scenario, seed).result;
+        let found = (1..=SEEDS).find_map(|seed| {
+            let result = run_power(run, seed).result;
             result.err().map(|error| (seed, error))
         });
         println!("{name}: {found:?}");
@@ -290,7 +382,7 @@ fn find_durability_mutant_seeds() {
             caught.extend(name.split_whitespace().next());
         }
     }
-    for mutant in ["follower", "leader"] {
+    for mutant in ["follower", "leader", "stale"] {
         assert!(
             caught.contains(&mutant),
             "no scenario catches the {mutant} mutant"

@@ -80,7 +80,7 @@ pub fn lab_scenarios<L: RaftLab>() -> Vec<Scenario> {
             persistence::persist1, persistence::persist2, persistence::persist3, persistence::figure8,
             unreliable::unreliable_agree, unreliable::figure8_unreliable, churn::reliable_churn,
             churn::unreliable_churn, power::power_fail_one, power::figure8_power,
-            power::power_fail_all,
+            power::power_fail_all, power::power_fail_after_ack,
         ],
         "raft-snapshot" => [
             snapshot::snapshot_basic, snapshot::snapshot_install, snapshot::snapshot_install_unreliable,

@@ -90,6 +90,12 @@ impl ReplicaLab {
         f(&mut self.replica, &self.io);
         self.advance();
     }
+
+    /// The simulated driver, to look at without running the Ready protocol (a crashed
+    /// peer's mutant reads what syncs it left pending).
+    pub fn io(&self) -> &NodeIo {
+        &self.io
+    }
 }
 
 impl RaftLab for ReplicaLab {
