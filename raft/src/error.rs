@@ -116,11 +116,39 @@ impl Error {
     }
 }
 
+/// Why snapshot bytes handed back by the log do not restore into a state machine.
+/// Fatal: the bytes are not a snapshot this version of the state machine wrote, and
+/// retrying will not change them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// bincode could not decode the bytes.
+    #[error("snapshot does not decode: {0}")]
+    Decode(String),
+    /// The bytes come from another format version.
+    #[error("snapshot version {found}, expected {expected}")]
+    Version {
+        /// The version found.
+        found: u32,
+        /// The version this code writes and reads.
+        expected: u32,
+    },
+    /// The bytes decode but break an invariant of the state.
+    #[error("snapshot state is invalid: {0}")]
+    Invalid(String),
+}
+
+impl SnapshotError {
+    /// Always false: snapshot errors mean corrupt or foreign bytes.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
 /// Why a server over a [`crate::Replica`] cannot go on: its replicated log failed, or a
-/// snapshot the log handed back does not restore into its state machine (which reports
-/// why as an `E`). Fatal: the node must stop (and may restart from disk).
+/// snapshot the log handed back does not restore into its state machine. Fatal: the
+/// node must stop (and may restart from disk).
 #[derive(thiserror::Error, Debug)]
-pub enum ServerError<E> {
+pub enum ServerError {
     /// The replicated log failed (storage failure or raft invariant).
     #[error("replicated log failed: {0}")]
     Raft(#[from] Error),
@@ -130,11 +158,11 @@ pub enum ServerError<E> {
         /// The snapshot's index.
         index: Index,
         /// Why it does not restore.
-        source: E,
+        source: SnapshotError,
     },
 }
 
-impl<E> ServerError<E> {
+impl ServerError {
     /// Always false: the server cannot recover from these without a restart.
     pub fn is_retryable(&self) -> bool {
         false

@@ -33,9 +33,14 @@
 //! A server that answers clients keeps who waits on each proposal in a [`Pending`]:
 //! [`Pending::advance`] runs `advance` and hands the output back as [`Settled`], each
 //! applied [`Step`] with the waiters it settles and the waiters that must be failed
-//! (lost, covered by a snapshot, or orphaned by a step-down). Both shardkv servers drive
-//! their replica this way, take snapshots through [`Replica::maybe_snapshot`], and stop
-//! on a [`ServerError`].
+//! (lost, covered by a snapshot, or orphaned by a step-down).
+//!
+//! Both shardkv servers are built on one shell, [`Host`] and [`Service`]: a [`Host`]
+//! holds the replica, its [`Pending`] waiters and a [`StateMachine`], runs the Ready
+//! protocol, applies and answers, snapshots through [`Replica::maybe_snapshot`] (images
+//! written with [`encode_image`]), and stops on a [`ServerError`]; [`Service`] gives
+//! every server the same peer messages, sync completions, batches and flush. A service
+//! writes only its state machine and its own events.
 //!
 //! State machines are volatile: on restart, `Replica::open` over the same store hands
 //! back the stored snapshot first and then replays the committed log after it. The
@@ -73,6 +78,8 @@ mod config;
 mod disk;
 mod election;
 mod error;
+mod host;
+mod image;
 mod log_store;
 mod logger;
 mod membership;
@@ -92,7 +99,9 @@ pub use raft;
 pub use backend::{Backend, KeyValues, MemBackend, SnapshotMaker, SnapshotReader};
 pub use config::ReplicaConfig;
 pub use disk::{Disk, DiskFile, OsDisk, OsFile, SyncJob};
-pub use error::{Error, ServerError, StoreError};
+pub use error::{Error, ServerError, SnapshotError, StoreError};
+pub use host::{Host, Service, StateMachine};
+pub use image::{decode_image, encode_image};
 pub use log_store::{LogStore, SnapshotData};
 pub use logger::{discard_logger, tracing_logger};
 pub use membership::Membership;

@@ -1,8 +1,7 @@
 //! [`Effect`]: what a [`crate::Server`] asks its driver to do.
 //!
 //! ```text
-//!   Server ──take_effects()──► Send  { to: NodeId, bytes }        raft message to a peer replica
-//!                              Reply { req_id, Response }          answer a client request
+//!   Server ──take_effects()──► Reply { req_id, Response }          answer a client request
 //!                              MigrationReply { req_id, .. }       answer another group
 //!                              Call  { call_id, to: address, .. }  ask a shard master or a
 //!                                                                  group; answer comes back
@@ -14,7 +13,6 @@
 //! call timeout, so a driver that drops one only delays the work it was for.
 
 use shardkv_proto::kv::{MigrationResponse, Response};
-use shardkv_proto::NodeId;
 
 /// The driver's id for one incoming request (client or group), echoed in its reply.
 pub type RequestId = u64;
@@ -22,16 +20,10 @@ pub type RequestId = u64;
 /// The server's id for one outgoing call, echoed by the driver in `on_response`.
 pub type CallId = u64;
 
-/// Something the driver must do on the server's behalf.
+/// Something the driver must do on the server's behalf (raft messages to the group's
+/// replicas come separately, from `Service::take_messages`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Send encoded raft message `bytes` to replica `to` of this group.
-    Send {
-        /// The destination replica.
-        to: NodeId,
-        /// The encoded message.
-        bytes: Vec<u8>,
-    },
     /// Answer the client request the driver registered as `req_id` (on the wire, a
     /// `GroupResponse::Kv`).
     Reply {

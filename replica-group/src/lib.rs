@@ -79,9 +79,9 @@
 //! - [`state`], [`migration`], [`snapshot`]: the replicated state, `apply`, snapshots.
 //! - [`reads`]: linearizable Gets without a log entry.
 //! - [`server`], [`poll`](crate::Server::on_response), [`calls`], [`effect`],
-//!   [`options`]: the sans-IO replica around the log. Proposal waiters, snapshot
-//!   timing and the fatal error come from `shardkv_raft` (`Pending`,
-//!   `Replica::maybe_snapshot`, `ServerError`), shared with the shard master.
+//!   [`options`]: the sans-IO replica around the log. The shell (proposal waiters,
+//!   applying, snapshot timing, peer messages, syncs, batches, the fatal error) is
+//!   `shardkv_raft::Host` / `Service`, shared with the shard master.
 //!
 //! # Invariants
 //!
@@ -126,13 +126,14 @@ pub use message::{decode_entry, encode_entry, Entry, EntryError};
 pub use migration::DeleteVerdict;
 pub use options::{GroupOptions, ServerError};
 pub use phase::Phase;
-pub use server::Server;
+pub use server::{Machine, Server};
 pub use sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
 pub use shardkv_proto::kv::{
     DupEntry, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
     MigrationResponse, Op, Reply, Request, Response,
 };
-pub use snapshot::SnapshotError;
+pub use shardkv_raft::Service;
+pub use shardkv_raft::SnapshotError;
 pub use state::{GroupState, Outcome};
 pub use store::ShardStore;
 

@@ -7,7 +7,6 @@
 use shardkv_proto::GroupId;
 
 use crate::sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
-use crate::snapshot::SnapshotError;
 
 /// The settings of one replica group server; every replica of a group uses the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,4 +44,4 @@ impl GroupOptions {
 
 /// Why the server cannot go on: the replicated log failed, or a snapshot it handed back
 /// does not restore. Fatal: the node must stop (and may restart from disk).
-pub type ServerError = shardkv_raft::ServerError<SnapshotError>;
+pub type ServerError = shardkv_raft::ServerError;

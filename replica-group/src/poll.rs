@@ -23,7 +23,7 @@ use bincode::Options;
 use shardkv_proto::kv::{GroupRequest, GroupResponse, MigrationReply, MigrationRequest};
 use shardkv_proto::master::{self, MasterError};
 use shardkv_proto::{Config, ConfigNum};
-use shardkv_raft::LogStore;
+use shardkv_raft::{LogStore, Service};
 
 use crate::calls::{Purpose, Target};
 use crate::effect::{CallId, Effect};
@@ -37,22 +37,22 @@ const MAX_MASTER_REPLY_BYTES: u64 = 1 << 26;
 impl<S: LogStore> Server<S> {
     /// On the leader, every `poll_ticks`: starts the calls that are due.
     pub(crate) fn maybe_call(&mut self) {
-        if !self.replica.is_leader() {
+        if !self.replica().is_leader() {
             return;
         }
         self.calls.expire(self.ticks);
         if !self.ticks.is_multiple_of(self.options.poll_ticks) {
             return;
         }
-        if self.state.is_stable() && !self.calls.busy(Target::Master) {
-            self.call_master(self.state.config().num + 1);
+        if self.state().is_stable() && !self.calls.busy(Target::Master) {
+            self.call_master(self.state().config().num + 1);
         }
-        let current = self.state.config().num;
-        for shard in 0..self.state.nshards() {
+        let current = self.state().config().num;
+        for shard in 0..self.state().nshards() {
             if self.calls.busy(Target::Shard(shard)) {
                 continue;
             }
-            let purpose = match self.state.phase(shard) {
+            let purpose = match self.state().phase(shard) {
                 Some(Phase::Pulling { .. }) => Purpose::Pull {
                     config_num: current,
                     shard,
@@ -91,8 +91,8 @@ impl<S: LogStore> Server<S> {
             }
             Purpose::Master { .. } => unreachable!("masters are called by call_master"),
         };
-        let from = self.state.prev_config().shards[shard];
-        let Some(servers) = self.state.prev_config().servers(from) else {
+        let from = self.state().prev_config().shards[shard];
+        let Some(servers) = self.state().prev_config().servers(from) else {
             tracing::error!(
                 gid = self.options.gid,
                 shard,
@@ -112,7 +112,9 @@ impl<S: LogStore> Server<S> {
         let timeout = self.options.call_timeout_ticks;
         let call_id = self.calls.start(purpose, self.ticks, timeout);
         tracing::debug!(gid = self.options.gid, call_id, ?purpose, to, "call");
-        self.effects.push(Effect::Call { call_id, to, bytes });
+        self.host
+            .machine_mut()
+            .push(Effect::Call { call_id, to, bytes });
     }
 
     /// The answer to call `call_id`: its reply bytes, or `None` when it failed or timed
@@ -165,7 +167,7 @@ impl<S: LogStore> Server<S> {
     }
 
     fn maybe_propose_config(&mut self, num: ConfigNum, config: Config) {
-        let wanted = self.state.config().num + 1;
+        let wanted = self.state().config().num + 1;
         if config.num != num || num != wanted {
             return; // No newer configuration yet (the master answers its latest).
         }
@@ -228,7 +230,7 @@ impl<S: LogStore> Server<S> {
 
     /// Proposes internal work unless the same work is already in flight.
     fn propose_task(&mut self, task: Task, entry: Entry) {
-        if self.pending.any(|w| *w == Waiter::Internal(task)) {
+        if self.host.is_waiting(|w| *w == Waiter::Internal(task)) {
             return;
         }
         self.propose(entry, Waiter::Internal(task));

@@ -63,13 +63,13 @@ impl<S: LogStore> Server<S> {
             return;
         }
         let gets = std::mem::take(&mut self.reads.batch);
-        if !self.replica.can_read_index() {
+        if !self.replica().can_read_index() {
             self.fail_gets(gets);
             return;
         }
         let ctx = self.reads.next_ctx;
         self.reads.next_ctx += 1;
-        self.replica.read_index(ctx);
+        self.host.replica_mut().read_index(ctx);
         self.reads.asked.insert(ctx, (self.ticks, gets));
     }
 
@@ -82,7 +82,7 @@ impl<S: LogStore> Server<S> {
                 self.reads.confirmed.push((index, asked_at, gets));
             }
         }
-        if !self.replica.is_leader() {
+        if !self.replica().is_leader() {
             let asked = std::mem::take(&mut self.reads.asked);
             asked
                 .into_values()
@@ -90,14 +90,14 @@ impl<S: LogStore> Server<S> {
         }
         // The replica's applied index, not the state's: empty entries (a new leader's
         // first) advance only the former, and the state holds everything through it.
-        let applied = self.replica.applied_index();
+        let applied = self.replica().applied_index();
         let (due, waiting) = std::mem::take(&mut self.reads.confirmed)
             .into_iter()
             .partition(|(index, _, _)| *index <= applied);
         self.reads.confirmed = waiting;
         for (_, _, gets) in due {
             for (req_id, key) in gets {
-                let answer = self.state.read(&key);
+                let answer = self.state().read(&key);
                 self.reply(req_id, answer);
             }
         }

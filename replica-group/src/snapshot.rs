@@ -11,14 +11,13 @@
 
 use std::sync::Arc;
 
-use bincode::Options;
 use serde::{Deserialize, Serialize, Serializer};
 use shardkv_proto::{Config, GroupId};
 
-use crate::message::options;
 use crate::phase::Phase;
 use crate::state::GroupState;
-use crate::Index;
+use crate::{Index, SnapshotError};
+use shardkv_raft::{decode_image, encode_image};
 
 /// The snapshot format version this code writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -27,36 +26,10 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 /// corrupt length prefix).
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 34;
 
-/// Why snapshot bytes could not be restored. Fatal: the bytes are not a snapshot of this
-/// group written by this version, and retrying will not change them.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SnapshotError {
-    /// bincode could not decode the bytes.
-    #[error("snapshot does not decode: {0}")]
-    Decode(String),
-    /// The bytes come from another format version.
-    #[error("snapshot version {found}, expected {SNAPSHOT_VERSION}")]
-    Version {
-        /// The version found.
-        found: u32,
-    },
-    /// The bytes decode but break an invariant of the state.
-    #[error("snapshot state is invalid: {0}")]
-    Invalid(String),
-}
-
-impl SnapshotError {
-    /// Always false: snapshot errors mean corrupt or foreign bytes.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
 /// [`Image`] borrowed from a live state, so encoding copies nothing first; serde writes
 /// the same bytes for a reference and for its owner.
 #[derive(Serialize)]
 struct ImageRef<'a> {
-    version: u32,
     gid: GroupId,
     session_timeout_entries: u64,
     config: &'a Config,
@@ -73,7 +46,6 @@ fn phases<S: Serializer>(shards: &&[Arc<Phase>], serializer: S) -> Result<S::Ok,
 
 #[derive(Serialize, Deserialize)]
 struct Image {
-    version: u32,
     gid: GroupId,
     session_timeout_entries: u64,
     config: Config,
@@ -89,7 +61,6 @@ impl GroupState {
     /// shard's data until either side changes that shard) and encode the clone there.
     pub fn encode_snapshot(&self) -> Vec<u8> {
         let image = ImageRef {
-            version: SNAPSHOT_VERSION,
             gid: self.gid,
             session_timeout_entries: self.session_timeout_entries,
             config: &self.config,
@@ -97,22 +68,12 @@ impl GroupState {
             shards: &self.shards,
             applied_index: self.applied_index,
         };
-        options()
-            .serialize(&image)
-            .expect("in-memory state always encodes")
+        encode_image(SNAPSHOT_VERSION, &image)
     }
 
     /// The state encoded in `bytes` by [`GroupState::encode_snapshot`].
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let image: Image = options()
-            .with_limit(MAX_SNAPSHOT_BYTES)
-            .deserialize(bytes)
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
-        if image.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version {
-                found: image.version,
-            });
-        }
+        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes)?;
         check_image(&image).map_err(SnapshotError::Invalid)?;
         Ok(GroupState {
             gid: image.gid,

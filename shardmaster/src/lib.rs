@@ -64,12 +64,13 @@ pub mod state;
 
 pub use message::{decode_entry, encode_entry, EntryError};
 pub use rebalance::{is_balanced, rebalance, target_counts};
-pub use server::{Effect, RequestId, Server, ServerError};
+pub use server::{Machine, Reply, RequestId, Server, ServerError};
 pub use session::DEFAULT_SESSION_TIMEOUT_ENTRIES;
 pub use shardkv_proto::{
     ClientId, Config, ConfigNum, GroupId, MasterError, NodeId, Op, Request, Response, Seq, ShardId,
 };
-pub use snapshot::SnapshotError;
+pub use shardkv_raft::Service;
+pub use shardkv_raft::SnapshotError;
 pub use state::ShardMaster;
 
 /// A Raft log index, the state machine's only notion of time (the same numbers as

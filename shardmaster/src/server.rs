@@ -4,8 +4,8 @@
 //! the server never reads a clock, opens a socket or draws a random number.
 //!
 //! ```text
-//!   on_peer_message(bytes) ─┐                          ┌─► Effect::Send { to, bytes }
-//!   on_request(id, Request) ─┼─► Replica ─► advance() ─┼─► Effect::Reply { req_id, response }
+//!   on_peer_message(bytes) ─┐                          ┌─► take_messages: (to, bytes)
+//!   on_request(id, Request) ─┼─► Replica ─► advance() ─┼─► take_replies: Reply { req_id, response }
 //!   on_tick() ──────────────┘     │ applied entries    │
 //!                                 └─► ShardMaster::apply ┘   (snapshot when should_snapshot)
 //! ```
@@ -31,45 +31,94 @@
 //! - The number of requests in flight is bounded by the driver, not here.
 //! - A replica removed from its group keeps answering as raft-rs lets it.
 
-use shardkv_raft::{Fate, LogStore, Pending, Replica, ReplicaConfig, Step};
+use shardkv_raft::{
+    Host, Index, LogStore, Replica, ReplicaConfig, Service, SnapshotData, SnapshotError,
+    StateMachine,
+};
 
 use crate::message::{decode_entry, encode_entry, EntryError, MAX_ENTRY_BYTES};
-use crate::snapshot::SnapshotError;
 use crate::{MasterError, NodeId, Request, Response, ShardMaster};
 
-/// The driver's id for one client request, echoed in its [`Effect::Reply`].
+/// The driver's id for one client request, echoed in its [`Reply`].
 pub type RequestId = u64;
 
-/// Something the driver must do on the server's behalf.
+/// The answer to a client request (raft messages are `Service::take_messages`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Send encoded raft message `bytes` to replica `to`.
-    Send {
-        /// The destination replica.
-        to: NodeId,
-        /// The encoded message.
-        bytes: Vec<u8>,
-    },
-    /// Answer the client request the driver registered as `req_id`.
-    Reply {
-        /// The request's id, as given to [`Server::on_request`].
-        req_id: RequestId,
-        /// The answer.
-        response: Response,
-    },
+pub struct Reply {
+    /// The request's id, as given to [`Server::on_request`].
+    pub req_id: RequestId,
+    /// The answer.
+    pub response: Response,
 }
 
 /// Why the server cannot go on: the replicated log failed, or a snapshot it handed back
 /// does not decode. Fatal: the node must stop (and may restart from disk).
-pub type ServerError = shardkv_raft::ServerError<SnapshotError>;
+pub type ServerError = shardkv_raft::ServerError;
+
+/// The shard master's state machine as the host drives it: the configurations, and the
+/// replies produced for the driver.
+pub struct Machine {
+    master: ShardMaster,
+    replies: Vec<Reply>,
+}
+
+impl Machine {
+    fn reply(&mut self, req_id: RequestId, response: Response) {
+        self.replies.push(Reply { req_id, response });
+    }
+}
+
+impl StateMachine for Machine {
+    type Waiter = RequestId;
+    type Answer = Response;
+
+    fn apply(&mut self, index: Index, data: &[u8]) -> Result<Response, String> {
+        let request = decode_entry(data).map_err(|error| error.to_string())?;
+        Ok(self.master.apply(index, &request))
+    }
+
+    fn skip(&mut self, index: Index) {
+        self.master.skip(index);
+    }
+
+    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), SnapshotError> {
+        self.master.restore(data, index)
+    }
+
+    fn applied_index(&self) -> Index {
+        self.master.applied_index()
+    }
+
+    fn snapshot(&self) -> SnapshotData {
+        let image = self.master.clone();
+        SnapshotData::encode_later(move || image.encode_snapshot())
+    }
+
+    fn answer(&mut self, req_id: RequestId, response: Response) {
+        self.reply(req_id, response);
+    }
+
+    fn fail(&mut self, req_id: RequestId, hint: Option<NodeId>) {
+        self.reply(req_id, Err(MasterError::WrongLeader { hint }));
+    }
+}
 
 /// One shard-master replica; see the module docs.
 pub struct Server<S: LogStore> {
-    replica: Replica<S>,
-    master: ShardMaster,
-    /// The client requests waiting for their proposals.
-    pending: Pending<RequestId>,
-    effects: Vec<Effect>,
+    host: Host<S, Machine>,
+}
+
+impl<S: LogStore> Service for Server<S> {
+    type Store = S;
+    type Machine = Machine;
+
+    fn host(&self) -> &Host<S, Machine> {
+        &self.host
+    }
+
+    fn host_mut(&mut self) -> &mut Host<S, Machine> {
+        &mut self.host
+    }
 }
 
 impl<S: LogStore> Server<S> {
@@ -83,174 +132,53 @@ impl<S: LogStore> Server<S> {
     /// A server over an opened `replica` and a fresh `master` (for custom loggers or
     /// session timeouts).
     pub fn new(replica: Replica<S>, master: ShardMaster) -> Self {
-        Server {
-            replica,
+        let machine = Machine {
             master,
-            pending: Pending::default(),
-            effects: Vec::new(),
+            replies: Vec::new(),
+        };
+        Server {
+            host: Host::new(replica, machine),
         }
-    }
-
-    /// This replica's id.
-    pub fn id(&self) -> NodeId {
-        self.replica.id()
     }
 
     /// The replicated log.
     pub fn replica(&self) -> &Replica<S> {
-        &self.replica
-    }
-
-    /// See [`Replica::send_early_with`]: the production driver sends a leader's appends
-    /// before the leader's own sync.
-    pub fn send_early_with(&mut self, sink: shardkv_raft::EarlySink) {
-        self.replica.send_early_with(sink);
-    }
-
-    /// See [`Replica::sync_with`]: the production driver syncs the store on another
-    /// thread and reports each sync with [`Server::on_synced`].
-    pub fn sync_with(&mut self, sink: shardkv_raft::SyncSink) {
-        self.replica.sync_with(sink);
-    }
-
-    /// The store is durable through Ready `number` (see [`Replica::on_synced`]).
-    pub fn on_synced(&mut self, number: u64) -> Result<(), ServerError> {
-        self.replica.on_synced(number);
-        self.drive()
-    }
-
-    /// Makes the store durable for a clean stop (see [`Replica::flush`]).
-    pub fn flush(&mut self) -> Result<(), ServerError> {
-        Ok(self.replica.flush()?)
+        self.host.replica()
     }
 
     /// The state machine as applied so far.
     pub fn master(&self) -> &ShardMaster {
-        &self.master
+        &self.host.machine().master
     }
 
     /// Consumes the server, returning its log store (to simulate a restart).
     pub fn into_store(self) -> S {
-        self.replica.into_store()
+        self.host.into_store()
     }
 
-    /// Effects produced since the last call, in order.
-    pub fn take_effects(&mut self) -> Vec<Effect> {
-        std::mem::take(&mut self.effects)
-    }
-
-    /// A raft message from a peer. Bytes that do not decode are logged and dropped.
-    pub fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
-        if let Err(error) = self.replica.step(bytes) {
-            tracing::warn!(node = self.id(), %error, "dropped peer message");
-        }
-        self.drive()
+    /// Replies produced since the last call, in order.
+    pub fn take_replies(&mut self) -> Vec<Reply> {
+        std::mem::take(&mut self.host.machine_mut().replies)
     }
 
     /// One tick of logical time.
     pub fn on_tick(&mut self) -> Result<(), ServerError> {
-        self.replica.tick();
+        self.host.replica_mut().tick();
         self.drive()
     }
 
-    /// A client request, to be answered by an [`Effect::Reply`] carrying `req_id`.
+    /// A client request, to be answered by a [`Reply`] carrying `req_id`.
     pub fn on_request(&mut self, req_id: RequestId, request: Request) -> Result<(), ServerError> {
-        let data = match encode_entry(&request) {
-            Ok(data) => data,
+        match encode_entry(&request) {
+            Ok(data) => self.host.propose(data, req_id),
             Err(EntryError::TooLarge) | Err(EntryError::Decode(_)) => {
                 let error = MasterError::RequestTooLarge {
                     max_bytes: MAX_ENTRY_BYTES,
                 };
-                self.reply(req_id, Err(error));
+                self.host.machine_mut().reply(req_id, Err(error));
                 return Ok(());
-            }
-        };
-        match self.replica.propose(data) {
-            Ok(proposal) => {
-                if let Some(old) = self.pending.insert(proposal, req_id) {
-                    self.fail(old);
-                }
-            }
-            Err(shardkv_raft::Error::NotLeader { hint }) => {
-                self.reply(req_id, Err(MasterError::WrongLeader { hint }));
-            }
-            Err(error) => {
-                tracing::warn!(node = self.id(), %error, "proposal refused");
-                self.fail(req_id);
             }
         }
         self.drive()
-    }
-
-    /// Runs the replica's Ready protocol once and turns its output into effects.
-    fn drive(&mut self) -> Result<(), ServerError> {
-        let settled = self.pending.advance(&mut self.replica)?;
-        self.effects.extend(
-            settled
-                .messages
-                .into_iter()
-                .map(|(to, bytes)| Effect::Send { to, bytes }),
-        );
-        for step in settled.applied {
-            self.apply(step)?;
-        }
-        for req_id in settled.failed {
-            self.fail(req_id);
-        }
-        let master = &self.master;
-        self.replica.maybe_snapshot(|index| {
-            assert!(
-                index >= master.applied_index(),
-                "state machine at {} ahead of the log at {index}",
-                master.applied_index()
-            );
-            master.encode_snapshot()
-        })?;
-        Ok(())
-    }
-
-    fn apply(&mut self, step: Step<RequestId>) -> Result<(), ServerError> {
-        match step {
-            Step::Command { index, data, fate } => {
-                let response = match decode_entry(&data) {
-                    Ok(request) => Some(self.master.apply(index, &request)),
-                    Err(error) => {
-                        tracing::error!(node = self.id(), index, %error, "undecodable entry");
-                        self.master.skip(index);
-                        None
-                    }
-                };
-                match (fate, response) {
-                    (Some(Fate::Committed(req_id)), Some(response)) => self.reply(req_id, response),
-                    (Some(Fate::Committed(req_id) | Fate::Displaced(req_id)), _) => {
-                        self.fail(req_id)
-                    }
-                    (None, _) => {}
-                }
-            }
-            Step::Snapshot {
-                index,
-                data,
-                covered,
-            } => {
-                self.master
-                    .restore(&data, index)
-                    .map_err(|source| ServerError::Snapshot { index, source })?;
-                covered.into_iter().for_each(|req_id| self.fail(req_id));
-                tracing::info!(node = self.id(), index, "restored snapshot");
-            }
-            Step::Membership { index, .. } => self.master.skip(index),
-        }
-        Ok(())
-    }
-
-    /// Answers `req_id` with `WrongLeader`: its proposal may not commit.
-    fn fail(&mut self, req_id: RequestId) {
-        let hint = self.replica.leader_hint();
-        self.reply(req_id, Err(MasterError::WrongLeader { hint }));
-    }
-
-    fn reply(&mut self, req_id: RequestId, response: Response) {
-        self.effects.push(Effect::Reply { req_id, response });
     }
 }

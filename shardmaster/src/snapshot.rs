@@ -5,20 +5,20 @@
 //! installs the leader's snapshot. The bytes hold everything `apply` depends on: every
 //! configuration, the duplicate table with its timeout, and the applied index.
 //!
-//! Format: bincode 1.3 with fixed-width little-endian integers of
-//! `(SNAPSHOT_VERSION, configs, session timeout, sessions, applied index)`. The expiry
+//! Format: `shardkv_raft::encode_image` of [`SNAPSHOT_VERSION`] and
+//! `(configs, session timeout, sessions, applied index)`. The expiry
 //! index of the duplicate table is derived, so it is rebuilt rather than stored.
 //! Decoding is bounded by [`MAX_SNAPSHOT_BYTES`] and checks every invariant of the state
 //! before returning it: a corrupt snapshot is an error, never a panic.
 
 use std::collections::BTreeMap;
 
-use bincode::Options;
 use serde::{Deserialize, Serialize};
 use shardkv_proto::{ClientId, Config};
 
 use crate::session::{Session, Sessions};
-use crate::{Index, ShardMaster};
+use crate::{Index, ShardMaster, SnapshotError};
+use shardkv_raft::{decode_image, encode_image};
 
 /// The snapshot format's version; bump on any change to the encoded layout.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -27,71 +27,30 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 /// corrupt length prefixes).
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
-/// Why snapshot bytes could not be restored. Fatal: the bytes are not a snapshot this
-/// version wrote, and retrying will not change them.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SnapshotError {
-    /// bincode could not decode the bytes.
-    #[error("snapshot does not decode: {0}")]
-    Decode(String),
-    /// The bytes come from another format version.
-    #[error("snapshot version {found}, expected {SNAPSHOT_VERSION}")]
-    Version {
-        /// The version found.
-        found: u32,
-    },
-    /// The bytes decode but break an invariant of the state.
-    #[error("snapshot state is invalid: {0}")]
-    Invalid(String),
-}
-
-impl SnapshotError {
-    /// Always false: snapshot errors mean corrupt or foreign bytes.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
 #[derive(Serialize, Deserialize)]
 struct Image {
-    version: u32,
     configs: Vec<Config>,
     session_timeout_entries: u64,
     sessions: BTreeMap<ClientId, Session>,
     applied_index: Index,
 }
 
-fn options() -> impl Options {
-    bincode::DefaultOptions::new().with_fixint_encoding()
-}
-
 impl ShardMaster {
     /// The whole state as snapshot bytes.
     pub fn encode_snapshot(&self) -> Vec<u8> {
         let image = Image {
-            version: SNAPSHOT_VERSION,
             configs: self.configs.clone(),
             session_timeout_entries: self.session_timeout_entries,
             sessions: self.sessions.sessions().clone(),
             applied_index: self.applied_index,
         };
         // No size limit on encoding: a state that exists must be snapshotted.
-        options()
-            .serialize(&image)
-            .expect("in-memory state always encodes")
+        encode_image(SNAPSHOT_VERSION, &image)
     }
 
     /// The state encoded in `bytes` by [`ShardMaster::encode_snapshot`].
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let image: Image = options()
-            .with_limit(MAX_SNAPSHOT_BYTES)
-            .deserialize(bytes)
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
-        if image.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version {
-                found: image.version,
-            });
-        }
+        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes)?;
         check_image(&image).map_err(SnapshotError::Invalid)?;
         Ok(ShardMaster {
             configs: image.configs,
@@ -157,12 +116,11 @@ mod tests {
     use super::*;
 
     fn encode(image: &Image) -> Vec<u8> {
-        options().serialize(image).expect("encodes")
+        encode_image(SNAPSHOT_VERSION, image)
     }
 
     fn image() -> Image {
         Image {
-            version: SNAPSHOT_VERSION,
             configs: vec![Config::initial(4)],
             session_timeout_entries: 10,
             sessions: BTreeMap::new(),

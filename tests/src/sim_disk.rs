@@ -165,6 +165,20 @@ impl NodeIo {
         std::mem::take(&mut *lock(&self.early))
     }
 
+    /// The raft messages to send now, `(peer index, bytes)` in order: those sent early
+    /// since the last call, then `later` (a server's `take_messages`). Raft id `n` is
+    /// peer `n - 1`.
+    pub fn peer_messages(&self, later: Vec<Message>) -> Vec<(usize, Vec<u8>)> {
+        let early = self.take_early().into_iter();
+        early
+            .chain(later)
+            .map(|(to, bytes)| {
+                assert!(to >= 1, "a replica sent to raft id 0");
+                ((to - 1) as usize, bytes)
+            })
+            .collect()
+    }
+
     /// The Ready number of the newest sync asked and not yet completed.
     pub fn newest_pending(&self) -> Option<u64> {
         lock(&self.syncs)

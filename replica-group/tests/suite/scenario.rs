@@ -1,6 +1,7 @@
 //! Scenario tests of [`replica_group::Server`]: groups A and B of three replicas each
 //! and a scripted shard master; configuration 2 moves shards 0 and 1 from A to B.
 
+use replica_group::Service;
 use replica_group::{
     Effect, GroupState, KvError, MigrationReply, MigrationRequest, Op, Phase, Reply, Request,
 };

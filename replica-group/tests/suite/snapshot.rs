@@ -78,7 +78,10 @@ fn bad_bytes_are_refused() {
     other_version[0] = 99;
     assert_eq!(
         GroupState::decode_snapshot(&other_version),
-        Err(SnapshotError::Version { found: 99 })
+        Err(SnapshotError::Version {
+            found: 99,
+            expected: 1
+        })
     );
     let mut other_group = GroupState::new(200, NSHARDS);
     let before = other_group.clone();

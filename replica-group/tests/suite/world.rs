@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use replica_group::Service;
 use replica_group::{
     CallId, Effect, GroupOptions, GroupRequest, GroupResponse, MigrationRequest, Phase, Reply,
     Request, RequestId, Response, Server,
@@ -119,15 +120,20 @@ impl World {
     /// Delivers every effect until none is left (bounded).
     pub fn pump(&mut self) {
         for _ in 0..10_000 {
+            let mut messages = Vec::new();
             let mut effects = Vec::new();
             for (&gid, servers) in &mut self.groups {
                 for server in servers.iter_mut() {
                     let id = server.id();
+                    messages.extend(server.take_messages().into_iter().map(|m| (gid, m)));
                     effects.extend(server.take_effects().into_iter().map(|e| (gid, id, e)));
                 }
             }
-            if effects.is_empty() {
+            if messages.is_empty() && effects.is_empty() {
                 return;
+            }
+            for (gid, (to, bytes)) in messages {
+                self.server(gid, to).on_peer_message(&bytes).expect("step");
             }
             for (gid, id, effect) in effects {
                 self.deliver(gid, id, effect);
@@ -139,9 +145,6 @@ impl World {
 
     fn deliver(&mut self, gid: GroupId, from: NodeId, effect: Effect) {
         match effect {
-            Effect::Send { to, bytes } => {
-                self.server(gid, to).on_peer_message(&bytes).expect("step");
-            }
             Effect::Reply { req_id, response } => self.replies.push((req_id, response)),
             Effect::MigrationReply { req_id, response } => {
                 if let Some((caller, node, call_id)) = self.inbound.remove(&req_id) {

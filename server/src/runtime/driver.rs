@@ -95,7 +95,7 @@ pub async fn run<H: Hosted + Send + 'static>(
     drop((peers, transport, events, waiting));
     let finish = move || {
         let mut server = server;
-        result.and_then(|()| server.flush())
+        result.and_then(|()| Ok(server.flush()?))
     };
     let result = match tokio::task::spawn_blocking(finish).await {
         Ok(result) => result,
@@ -206,7 +206,7 @@ fn handle<H: Hosted>(
             tracing::trace!(from, count = messages.len(), "raft batch");
             messages
                 .iter()
-                .try_for_each(|message| server.on_peer_message(message))
+                .try_for_each(|message| Ok(server.on_peer_message(message)?))
         }
         Event::Call { request, reply } => {
             let req_id = *next_req_id;
@@ -224,7 +224,7 @@ fn handle<H: Hosted>(
         Event::Response { call_id, reply } => server.on_response(call_id, reply),
         Event::Synced { number, result } => {
             result.map_err(|error| format!("cannot sync the store: {error}"))?;
-            server.on_synced(number)
+            Ok(server.on_synced(number)?)
         }
     }
 }

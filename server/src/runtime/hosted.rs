@@ -1,8 +1,10 @@
 //! [`Hosted`]: the one face the driver sees of either sans-IO server.
 //!
-//! The shard master and the replica group speak different request types and emit
-//! different effects; the driver only needs bytes in and [`Action`]s out. This module
-//! does the decoding and encoding at that boundary, so the driver loop is written once.
+//! The shard master and the replica group share their server shell
+//! (`shardkv_raft::Service`: peer messages, sync completions, batches, flush) but speak
+//! different request types and emit different effects; the driver only needs bytes in
+//! and [`Action`]s out. This module does the decoding and encoding at that boundary, so
+//! the driver loop is written once.
 //!
 //! Client frames are decoded here, bounded by [`MAX_REQUEST_BYTES`]: a frame that is too
 //! large or does not decode is logged and answered (a group answers
@@ -10,7 +12,7 @@
 //! empty frame that its clients treat as a lost reply) without touching the log.
 
 use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, MAX_REQUEST_BYTES};
-use shardkv_raft::{EarlySink, LogStore, NodeId, SyncSink};
+use shardkv_raft::{LogStore, NodeId, Service};
 
 /// What the driver must do, with every payload already encoded.
 #[derive(Debug)]
@@ -43,10 +45,9 @@ pub enum Action {
 /// A fatal server error: the node stops (and may restart from its data directory).
 pub type Fatal = Box<dyn std::error::Error + Send + Sync>;
 
-/// A sans-IO server as the driver drives it.
-pub trait Hosted {
-    /// Encoded raft messages from a peer.
-    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), Fatal>;
+/// A sans-IO server as the driver drives it: a [`Service`] (peer messages, sync
+/// completions, batches and flush come from there) whose calls and answers are bytes.
+pub trait Hosted: Service {
     /// One tick of logical time.
     fn on_tick(&mut self) -> Result<(), Fatal>;
     /// An encoded request from a caller, answered later by [`Action::Reply`] with
@@ -54,22 +55,14 @@ pub trait Hosted {
     fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal>;
     /// The answer (`None`: failure or timeout) to an [`Action::Call`].
     fn on_response(&mut self, call_id: u64, reply: Option<Vec<u8>>) -> Result<(), Fatal>;
-    /// Runs `events` (calls of the `on_*` methods) with Raft's Ready protocol run once
-    /// at the end rather than after each, so the whole batch shares one sync.
-    fn batch(&mut self, events: impl FnOnce(&mut Self) -> Result<(), Fatal>) -> Result<(), Fatal>;
     /// The actions produced since the last call, in order.
     fn take_actions(&mut self) -> Vec<Action>;
-    /// Sends raft messages that may leave before persistence through `sink`, at once
-    /// (see `Replica::send_early_with`).
-    fn send_early_with(&mut self, sink: EarlySink);
-    /// Hands the syncs of Raft's Ready protocol to `sink` (see `Replica::sync_with`);
-    /// each is reported back with [`Hosted::on_synced`].
-    fn sync_with(&mut self, sink: SyncSink);
-    /// The store is durable through Ready `number`.
-    fn on_synced(&mut self, number: u64) -> Result<(), Fatal>;
-    /// Makes everything written so far durable, a snapshot still being stored included
-    /// (on shutdown; it waits for the snapshot, and fails if it could not be stored).
-    fn flush(&mut self) -> Result<(), Fatal>;
+}
+
+/// The raft messages `server` produced, as actions.
+fn sends(server: &mut impl Service) -> impl Iterator<Item = Action> {
+    let messages = server.take_messages().into_iter();
+    messages.map(|(to, bytes)| Action::Send { to, bytes })
 }
 
 /// Decodes a caller's frame, refusing frames over [`MAX_REQUEST_BYTES`].
@@ -92,33 +85,7 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     })
 }
 
-/// The [`Hosted`] methods both servers implement the same way, by name: hooks the
-/// servers pass to their replica, and the store underneath.
-macro_rules! replica_hooks {
-    () => {
-        fn send_early_with(&mut self, sink: EarlySink) {
-            Self::send_early_with(self, sink);
-        }
-
-        fn sync_with(&mut self, sink: SyncSink) {
-            Self::sync_with(self, sink);
-        }
-
-        fn on_synced(&mut self, number: u64) -> Result<(), Fatal> {
-            Ok(Self::on_synced(self, number)?)
-        }
-
-        fn flush(&mut self) -> Result<(), Fatal> {
-            Ok(Self::flush(self)?)
-        }
-    };
-}
-
 impl<S: LogStore> Hosted for shardmaster::Server<S> {
-    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
-        Ok(shardmaster::Server::on_peer_message(self, bytes)?)
-    }
-
     fn on_tick(&mut self) -> Result<(), Fatal> {
         Ok(shardmaster::Server::on_tick(self)?)
     }
@@ -140,33 +107,17 @@ impl<S: LogStore> Hosted for shardmaster::Server<S> {
         Ok(())
     }
 
-    /// The shard master is off the data path: its events are driven one at a time.
-    fn batch(&mut self, events: impl FnOnce(&mut Self) -> Result<(), Fatal>) -> Result<(), Fatal> {
-        events(self)
-    }
-
     fn take_actions(&mut self) -> Vec<Action> {
-        use shardmaster::Effect;
-        self.take_effects()
-            .into_iter()
-            .map(|effect| match effect {
-                Effect::Send { to, bytes } => Action::Send { to, bytes },
-                Effect::Reply { req_id, response } => Action::Reply {
-                    req_id,
-                    bytes: encode(&response),
-                },
-            })
-            .collect()
+        let replies = self.take_replies().into_iter();
+        let replies = replies.map(|shardmaster::Reply { req_id, response }| Action::Reply {
+            req_id,
+            bytes: encode(&response),
+        });
+        sends(self).chain(replies).collect()
     }
-
-    replica_hooks!();
 }
 
 impl<S: LogStore> Hosted for replica_group::Server<S> {
-    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
-        Ok(replica_group::Server::on_peer_message(self, bytes)?)
-    }
-
     fn on_tick(&mut self) -> Result<(), Fatal> {
         Ok(replica_group::Server::on_tick(self)?)
     }
@@ -188,33 +139,20 @@ impl<S: LogStore> Hosted for replica_group::Server<S> {
         Ok(replica_group::Server::on_response(self, call_id, reply)?)
     }
 
-    fn batch(&mut self, events: impl FnOnce(&mut Self) -> Result<(), Fatal>) -> Result<(), Fatal> {
-        let mut failure = None;
-        replica_group::Server::batch(self, |server| {
-            failure = events(server).err();
-            Ok(())
-        })?;
-        failure.map_or(Ok(()), Err)
-    }
-
     fn take_actions(&mut self) -> Vec<Action> {
         use replica_group::Effect;
-        self.take_effects()
-            .into_iter()
-            .map(|effect| match effect {
-                Effect::Send { to, bytes } => Action::Send { to, bytes },
-                Effect::Reply { req_id, response } => Action::Reply {
-                    req_id,
-                    bytes: encode(&GroupResponse::Kv(response)),
-                },
-                Effect::MigrationReply { req_id, response } => Action::Reply {
-                    req_id,
-                    bytes: encode(&GroupResponse::Migration(response)),
-                },
-                Effect::Call { call_id, to, bytes } => Action::Call { call_id, to, bytes },
-            })
-            .collect()
+        let effects = self.take_effects().into_iter();
+        let effects = effects.map(|effect| match effect {
+            Effect::Reply { req_id, response } => Action::Reply {
+                req_id,
+                bytes: encode(&GroupResponse::Kv(response)),
+            },
+            Effect::MigrationReply { req_id, response } => Action::Reply {
+                req_id,
+                bytes: encode(&GroupResponse::Migration(response)),
+            },
+            Effect::Call { call_id, to, bytes } => Action::Call { call_id, to, bytes },
+        });
+        sends(self).chain(effects).collect()
     }
-
-    replica_hooks!();
 }

@@ -9,7 +9,8 @@
 //!            TarpcTransport call  ◄────────────┘ Call ──► Event::Response
 //! ```
 //!
-//! - [`hosted`]: the two servers behind one trait, bytes in and actions out.
+//! - [`hosted`]: the two servers (each a `shardkv_raft::Service`) behind one trait,
+//!   bytes in and actions out.
 //! - [`driver`]: the single task that owns the server: ticks, events, actions.
 //! - [`peers`]: raft messages batched per peer, in order, one sender task per peer.
 //! - [`raft_stream`]: the one-way streams that carry them, beside tarpc on one port.

@@ -2,7 +2,9 @@
 //! event through a lossless in-order network, asserting the replies they emit.
 
 use shardkv_raft::{discard_logger, MemBackend, Replica, ReplicaConfig, Store};
-use shardmaster::{Effect, MasterError, NodeId, Op, Request, Response, Server, ShardMaster};
+use shardmaster::{
+    MasterError, NodeId, Op, Reply, Request, Response, Server, Service, ShardMaster,
+};
 
 use crate::harness::join_op;
 
@@ -53,17 +55,13 @@ impl Cluster {
             let mut sends = Vec::new();
             for server in &mut self.servers {
                 let from = server.id();
-                for effect in server.take_effects() {
-                    match effect {
-                        Effect::Send { to, bytes } => {
-                            if self.down != Some(to) && self.down != Some(from) {
-                                sends.push((to, bytes));
-                            }
-                        }
-                        Effect::Reply { req_id, response } => {
-                            self.replies.push((from, req_id, response))
-                        }
+                for (to, bytes) in server.take_messages() {
+                    if self.down != Some(to) && self.down != Some(from) {
+                        sends.push((to, bytes));
                     }
+                }
+                for Reply { req_id, response } in server.take_replies() {
+                    self.replies.push((from, req_id, response));
                 }
             }
             if sends.is_empty() {

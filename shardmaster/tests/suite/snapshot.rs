@@ -64,7 +64,8 @@ fn corrupt_snapshots_are_errors() {
     assert_eq!(
         ShardMaster::decode_snapshot(&foreign),
         Err(SnapshotError::Version {
-            found: SNAPSHOT_VERSION + 1
+            found: SNAPSHOT_VERSION + 1,
+            expected: SNAPSHOT_VERSION
         })
     );
     let mut trailing = bytes.clone();

@@ -15,7 +15,7 @@
 use replica_group::{Effect, GroupOptions, Phase, Server, ServerError};
 use shardkv_proto::kv::{MigrationRequest, Request};
 use shardkv_proto::{ConfigNum, ShardId};
-use shardkv_raft::{LogStore, ReplicaConfig};
+use shardkv_raft::{LogStore, ReplicaConfig, Service};
 
 use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
 use crate::raft_lab::reference::raft_id;
@@ -91,26 +91,26 @@ impl KvLab for GroupLab {
     }
 
     fn take_effects(&mut self) -> Vec<KvEffect> {
-        let name = &self.name;
-        let early = self.io.take_early().into_iter();
-        let early = early.map(|(to, bytes)| Effect::Send { to, bytes });
+        let messages = self.io.peer_messages(self.server.take_messages());
+        let sends = messages
+            .into_iter()
+            .map(|(to, bytes)| KvEffect::Send { to, bytes });
         let wakes = self.io.take_wakes().into_iter();
-        early
-            .chain(self.server.take_effects())
-            .map(|effect| match effect {
-                Effect::Send { to, bytes } => {
-                    assert!(to >= 1, "{name} sent to raft id 0");
-                    KvEffect::Send {
-                        to: (to - 1) as Peer,
-                        bytes,
-                    }
-                }
-                Effect::Reply { req_id, response } => KvEffect::Reply { req_id, response },
-                Effect::MigrationReply { req_id, response } => {
-                    KvEffect::MigrationReply { req_id, response }
-                }
-                Effect::Call { call_id, to, bytes } => KvEffect::Call { call_id, to, bytes },
-            })
+        sends
+            .chain(
+                self.server
+                    .take_effects()
+                    .into_iter()
+                    .map(|effect| match effect {
+                        Effect::Reply { req_id, response } => KvEffect::Reply { req_id, response },
+                        Effect::MigrationReply { req_id, response } => {
+                            KvEffect::MigrationReply { req_id, response }
+                        }
+                        Effect::Call { call_id, to, bytes } => {
+                            KvEffect::Call { call_id, to, bytes }
+                        }
+                    }),
+            )
             .chain(wakes.map(|token| KvEffect::Wake { token }))
             .collect()
     }

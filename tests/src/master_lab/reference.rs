@@ -12,8 +12,8 @@
 
 use labrpc_sim::Persister;
 use shardkv_proto::{Config, ConfigNum, Request};
-use shardkv_raft::ReplicaConfig;
-use shardmaster::{Effect, Server, ServerError};
+use shardkv_raft::{ReplicaConfig, Service};
+use shardmaster::{Reply, Server, ServerError};
 
 use super::lab::{MasterEffect, MasterLab, Peer, ReqId, LAB_NSHARDS};
 use crate::raft_lab::reference::raft_id;
@@ -74,22 +74,16 @@ impl MasterLab for ServerLab {
     }
 
     fn take_effects(&mut self) -> Vec<MasterEffect> {
-        let me = self.me;
-        let early = self.io.take_early().into_iter();
-        let early = early.map(|(to, bytes)| Effect::Send { to, bytes });
+        let messages = self.io.peer_messages(self.server.take_messages());
+        let sends = messages
+            .into_iter()
+            .map(|(to, bytes)| MasterEffect::Send { to, bytes });
+        let replies = self.server.take_replies().into_iter();
         let wakes = self.io.take_wakes().into_iter();
-        early
-            .chain(self.server.take_effects())
-            .map(|effect| match effect {
-                Effect::Send { to, bytes } => {
-                    assert!(to >= 1, "master replica {me} sent to raft id 0");
-                    MasterEffect::Send {
-                        to: (to - 1) as Peer,
-                        bytes,
-                    }
-                }
-                Effect::Reply { req_id, response } => MasterEffect::Reply { req_id, response },
-            })
+        sends
+            .chain(
+                replies.map(|Reply { req_id, response }| MasterEffect::Reply { req_id, response }),
+            )
             .chain(wakes.map(|token| MasterEffect::Wake { token }))
             .collect()
     }

@@ -1,0 +1,308 @@
+//! [`Host`] and [`Service`]: the server shell both shardkv services share, written once.
+//!
+//! A replicated service is a [`StateMachine`] (how committed entries change its state,
+//! how its state becomes a snapshot and back, how a waiter hears its answer) plus the
+//! events only it knows (client requests, calls to other servers). Everything between
+//! those and the [`Replica`] is the same for the shard master and a replica group, and
+//! lives here:
+//!
+//! ```text
+//!   on_peer_message(bytes) ─┐             Host { replica, pending, machine }
+//!   on_synced(number) ──────┼─► Service::drive ─► Host::run_ready:
+//!   service events ─────────┘      │   Pending::advance ─► messages ─► take_messages
+//!      (propose via Host)          │                    ─► Step::Command ─► machine.apply,
+//!                                  │                         then answer / fail its waiter
+//!                                  │                    ─► Step::Snapshot ─► machine.restore
+//!                                  │                    ─► failed waiters ─► machine.fail
+//!                                  └─► snapshot when the log asks (or the machine must)
+//! ```
+//!
+//! [`Service::batch`] defers the Ready protocol to the end of a batch of events, so a
+//! runtime that finds many events waiting runs one Ready and one sync for all of them.
+//!
+//! A waiter whose proposal may not commit (lost, displaced, covered by a snapshot,
+//! orphaned by a step-down, refused by raft) is failed with the replica's leader hint;
+//! the client retries, which its duplicate detection makes safe.
+
+use crate::{
+    EarlySink, Error, Fate, Index, LogStore, NodeId, Pending, Replica, ReplicaConfig, ServerError,
+    SnapshotData, SnapshotError, Step, SyncSink,
+};
+
+/// The part of a replicated service that [`Host`] drives: a deterministic state machine
+/// over committed entries, and where its answers and raft messages go.
+pub trait StateMachine {
+    /// Who waits on a proposal (a client request, another server's call, internal work).
+    type Waiter;
+    /// What applying a command answers its waiter with.
+    type Answer;
+
+    /// Applies the command `data` committed at `index`; an entry that does not decode is
+    /// an error (the host logs it and calls [`StateMachine::skip`]).
+    fn apply(&mut self, index: Index, data: &[u8]) -> Result<Self::Answer, String>;
+    /// Moves the applied index to `index` without a command (a membership change or an
+    /// entry that does not decode).
+    fn skip(&mut self, index: Index);
+    /// Replaces the state with snapshot `data` taken at `index`.
+    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), SnapshotError>;
+    /// The last index applied.
+    fn applied_index(&self) -> Index;
+    /// The state's snapshot bytes, as of [`StateMachine::applied_index`].
+    fn snapshot(&self) -> SnapshotData;
+    /// True (once) when the state must be snapshotted now rather than when the log next
+    /// passes its threshold.
+    fn take_must_snapshot(&mut self) -> bool {
+        false
+    }
+    /// Answers `waiter`: its proposal committed and applied as `answer`.
+    fn answer(&mut self, waiter: Self::Waiter, answer: Self::Answer);
+    /// Fails `waiter`: its proposal may or may not commit; `leader_hint` is where the
+    /// leader may be.
+    fn fail(&mut self, waiter: Self::Waiter, leader_hint: Option<NodeId>);
+}
+
+/// A replica, the waiters of its proposals, and the state machine it drives.
+pub struct Host<S: LogStore, M: StateMachine> {
+    replica: Replica<S>,
+    pending: Pending<M::Waiter>,
+    machine: M,
+    /// Encoded raft messages `(to, bytes)` to send, in order.
+    messages: Vec<(NodeId, Vec<u8>)>,
+    /// Inside [`Service::batch`]: events only feed raft-rs; the Ready protocol runs once
+    /// at the end.
+    deferred: bool,
+}
+
+impl<S: LogStore, M: StateMachine> Host<S, M> {
+    /// Opens a replica over `store` (restart-safe) for `machine`: a stored snapshot and
+    /// the log after it rebuild the state on the first event.
+    pub fn open(config: ReplicaConfig, store: S, machine: M) -> Result<Self, Error> {
+        Ok(Self::new(Replica::open(config, store)?, machine))
+    }
+
+    /// A host over an opened `replica` (for custom loggers).
+    pub fn new(replica: Replica<S>, machine: M) -> Self {
+        Host {
+            replica,
+            pending: Pending::default(),
+            machine,
+            messages: Vec::new(),
+            deferred: false,
+        }
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.replica.id()
+    }
+
+    /// The replicated log.
+    pub fn replica(&self) -> &Replica<S> {
+        &self.replica
+    }
+
+    /// The replicated log, to feed (ticks, read indexes).
+    pub fn replica_mut(&mut self) -> &mut Replica<S> {
+        &mut self.replica
+    }
+
+    /// The state machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The state machine, to hand effects to.
+    pub fn machine_mut(&mut self) -> &mut M {
+        &mut self.machine
+    }
+
+    /// Consumes the host, returning its log store (to simulate a restart).
+    pub fn into_store(self) -> S {
+        self.replica.into_store()
+    }
+
+    /// Feeds a raft message from a peer; bytes that do not decode are logged and dropped.
+    pub fn step(&mut self, bytes: &[u8]) {
+        if let Err(error) = self.replica.step(bytes) {
+            tracing::warn!(node = self.id(), %error, "dropped peer message");
+        }
+    }
+
+    /// Proposes `data` for `waiter`; a refusal (not the leader, busy) fails the waiter at
+    /// once, and a proposal that takes the index of an older one fails that one's waiter.
+    pub fn propose(&mut self, data: Vec<u8>, waiter: M::Waiter) {
+        match self.replica.propose(data) {
+            Ok(proposal) => {
+                if let Some(old) = self.pending.insert(proposal, waiter) {
+                    self.fail(old);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(node = self.id(), %error, "proposal refused");
+                self.fail(waiter);
+            }
+        }
+    }
+
+    /// Fails `waiter` with the replica's leader hint.
+    pub fn fail(&mut self, waiter: M::Waiter) {
+        let hint = self.replica.leader_hint();
+        self.machine.fail(waiter, hint);
+    }
+
+    /// True when some waiter of an in-flight proposal satisfies `f`.
+    pub fn is_waiting(&self, f: impl Fn(&M::Waiter) -> bool) -> bool {
+        self.pending.any(f)
+    }
+
+    /// Runs the replica's Ready protocol once and hands its output to the state machine
+    /// (see the module docs), then snapshots when the log or the machine asks. Returns
+    /// the `(ctx, read index)` pairs raft-rs confirmed.
+    pub fn run_ready(&mut self) -> Result<Vec<(u64, Index)>, ServerError> {
+        let settled = self.pending.advance(&mut self.replica)?;
+        self.messages.extend(settled.messages);
+        for step in settled.applied {
+            self.apply(step)?;
+        }
+        for waiter in settled.failed {
+            self.fail(waiter);
+        }
+        let must_snapshot = self.machine.take_must_snapshot();
+        let machine = &self.machine;
+        let encode = |index| {
+            assert!(
+                index >= machine.applied_index(),
+                "state machine at {} ahead of the log at {index}",
+                machine.applied_index()
+            );
+            machine.snapshot()
+        };
+        if must_snapshot {
+            self.replica.snapshot_now(encode)?;
+        } else {
+            self.replica.maybe_snapshot(encode)?;
+        }
+        Ok(settled.reads)
+    }
+
+    fn apply(&mut self, step: Step<M::Waiter>) -> Result<(), ServerError> {
+        match step {
+            Step::Command { index, data, fate } => {
+                let answer = match self.machine.apply(index, &data) {
+                    Ok(answer) => Some(answer),
+                    Err(error) => {
+                        tracing::error!(node = self.id(), index, %error, "undecodable entry");
+                        self.machine.skip(index);
+                        None
+                    }
+                };
+                match (fate, answer) {
+                    (Some(Fate::Committed(waiter)), Some(answer)) => {
+                        self.machine.answer(waiter, answer)
+                    }
+                    (Some(Fate::Committed(waiter) | Fate::Displaced(waiter)), _) => {
+                        self.fail(waiter)
+                    }
+                    (None, _) => {}
+                }
+            }
+            Step::Snapshot {
+                index,
+                data,
+                covered,
+            } => {
+                self.machine
+                    .restore(index, &data)
+                    .map_err(|source| ServerError::Snapshot { index, source })?;
+                covered.into_iter().for_each(|waiter| self.fail(waiter));
+                tracing::info!(node = self.id(), index, "restored snapshot");
+            }
+            Step::Membership { index, .. } => self.machine.skip(index),
+        }
+        Ok(())
+    }
+}
+
+/// A server built on a [`Host`]: the events every service handles the same way. A
+/// service supplies its host and [`Service::run_ready`] (the Ready protocol plus what
+/// it does around it); its own events (requests, calls) end with [`Service::drive`].
+pub trait Service {
+    /// The log store.
+    type Store: LogStore;
+    /// The state machine.
+    type Machine: StateMachine;
+
+    /// The host.
+    fn host(&self) -> &Host<Self::Store, Self::Machine>;
+    /// The host, to drive.
+    fn host_mut(&mut self) -> &mut Host<Self::Store, Self::Machine>;
+    /// Runs the Ready protocol once with what the service does around it (by default
+    /// nothing: [`Host::run_ready`], its confirmed reads unused).
+    fn run_ready(&mut self) -> Result<(), ServerError> {
+        self.host_mut().run_ready().map(drop)
+    }
+
+    /// Runs [`Service::run_ready`], or nothing inside a [`Service::batch`] (the batch
+    /// runs it once at its end).
+    fn drive(&mut self) -> Result<(), ServerError> {
+        if self.host().deferred {
+            return Ok(());
+        }
+        self.run_ready()
+    }
+
+    /// Runs `events` (calls of the `on_*` methods) with the Ready protocol run once at
+    /// the end instead of after each: the proposals and messages of the whole batch
+    /// share one sync, one append per follower and one read index. Answers are the same.
+    fn batch<R, E>(&mut self, events: impl FnOnce(&mut Self) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<ServerError>,
+        Self: Sized,
+    {
+        let was_deferred = std::mem::replace(&mut self.host_mut().deferred, true);
+        let result = events(self);
+        self.host_mut().deferred = was_deferred;
+        let result = result?;
+        self.drive()?;
+        Ok(result)
+    }
+
+    /// This replica's id.
+    fn id(&self) -> NodeId {
+        self.host().id()
+    }
+
+    /// The encoded raft messages `(to, bytes)` produced since the last call, in order.
+    fn take_messages(&mut self) -> Vec<(NodeId, Vec<u8>)> {
+        std::mem::take(&mut self.host_mut().messages)
+    }
+
+    /// A raft message from a peer. Bytes that do not decode are logged and dropped.
+    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+        self.host_mut().step(bytes);
+        self.drive()
+    }
+
+    /// The store is durable through Ready `number` (see [`Replica::on_synced`]).
+    fn on_synced(&mut self, number: u64) -> Result<(), ServerError> {
+        self.host_mut().replica.on_synced(number);
+        self.drive()
+    }
+
+    /// See [`Replica::send_early_with`]: the production driver sends a leader's appends
+    /// before the leader's own sync.
+    fn send_early_with(&mut self, sink: EarlySink) {
+        self.host_mut().replica.send_early_with(sink);
+    }
+
+    /// See [`Replica::sync_with`]: the production driver syncs the store on another
+    /// thread and reports each sync with [`Service::on_synced`].
+    fn sync_with(&mut self, sink: SyncSink) {
+        self.host_mut().replica.sync_with(sink);
+    }
+
+    /// Makes the store durable for a clean stop (see [`Replica::flush`]).
+    fn flush(&mut self) -> Result<(), Error> {
+        self.host_mut().replica.flush()
+    }
+}
