@@ -41,8 +41,10 @@
 //!
 //! # Caveats
 //!
-//! - Linearizability comes from the servers (every Get goes through the group's log);
-//!   the client adds no caching of values.
+//! - Linearizability comes from the servers (a Get is answered by the group's leader
+//!   once a ReadIndex round confirms it still leads and it has applied that index; every
+//!   other operation goes through the group's log); the client adds no caching of
+//!   values.
 //! - A reply that does not decode, or answers a different kind of request, is logged and
 //!   retried elsewhere like a lost one: a group that only answers garbage looks
 //!   unavailable, and the operation ends at the deadline (or never, without one).

@@ -6,7 +6,8 @@
 //! as command-line invocations, do not all probe the same dead server first) and, after
 //! a success, stays on the server that answered.
 //!
-//! After a failed attempt the cursor moves:
+//! After a failed attempt the cursor moves as [`shardkv_proto::leader::next_server`]
+//! says, the rule the replica groups' own calls follow too:
 //!
 //! - to the hinted server, when the server said "not the leader, try node N" and N
 //!   names a server in the list other than the one just tried;
@@ -27,14 +28,12 @@
 //! [`crate::retry`]). Hints count too, so two servers pointing at each other with stale
 //! hints cannot keep the client busy without pause.
 
+use shardkv_proto::leader::next_server;
 use shardkv_proto::NodeId;
 
-/// The index into a server list of the server with Raft id `node`, under the convention
-/// NodeId `i + 1` = `servers[i]`; `None` when `node` is 0 or past the list's end.
-pub fn node_index(node: NodeId, servers: usize) -> Option<usize> {
-    let index = usize::try_from(node.checked_sub(1)?).ok()?;
-    (index < servers).then_some(index)
-}
+/// Re-exported for the crate's public API; defined next to [`next_server`] in
+/// `shardkv-proto`, which the servers share.
+pub use shardkv_proto::leader::node_index;
 
 /// What the caller should do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +81,7 @@ impl LeaderCursor {
     /// Notes that the attempt at [`Self::current`] failed, with the server's leader hint
     /// if it gave one, moves to the next server to try, and says whether to back off.
     pub(crate) fn failed(&mut self, hint: Option<NodeId>) -> Next {
-        let hinted = hint
-            .and_then(|node| node_index(node, self.servers))
-            .filter(|&index| index != self.current);
-        self.current = hinted.unwrap_or((self.current + 1) % self.servers);
+        self.current = next_server(self.current, self.servers, hint);
         self.failures_in_round += 1;
         if self.failures_in_round >= self.servers {
             self.failures_in_round = 0;
@@ -140,26 +136,6 @@ impl Replicas {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Node ids map to list indexes as id - 1, and ids outside the list map to nothing.
-    #[test]
-    fn node_index_maps_ids_to_positions() {
-        let cases = [
-            (0, 3, None),
-            (1, 3, Some(0)),
-            (3, 3, Some(2)),
-            (4, 3, None),
-            (u64::MAX, 3, None),
-            (1, 0, None),
-        ];
-        for (node, servers, expected) in cases {
-            assert_eq!(
-                node_index(node, servers),
-                expected,
-                "node {node} of {servers}"
-            );
-        }
-    }
 
     /// The cursor starts at a random position reduced modulo the list length.
     #[test]

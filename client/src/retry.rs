@@ -27,10 +27,11 @@
 //! - No jitter: the backoff is deterministic. Clients desynchronise through their random
 //!   starting server instead.
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::pin::pin;
-use std::task::Poll;
 use std::time::Duration;
+
+use futures::future::{select, Either};
 
 use shardkv_proto::{ConfigNum, GroupId, NodeId, ShardId};
 
@@ -202,28 +203,6 @@ impl Backoff {
     }
 }
 
-/// Runs `work` until it finishes or `timer` fires, whichever comes first: `Some(output)`
-/// or `None`. When both are ready at the same poll, the work wins. The loser is dropped
-/// when this returns, which cancels an in-flight call.
-async fn race_timer<W, S>(work: W, timer: S) -> Option<W::Output>
-where
-    W: Future,
-    S: Future<Output = ()>,
-{
-    let mut work = pin!(work);
-    let mut timer = pin!(timer);
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = work.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
-    .await
-}
-
 /// Runs `work` to completion, or until `deadline` passes on the transport's clock:
 /// `None` when the deadline won (the work is dropped, cancelling any call in flight).
 /// Without a deadline the work runs to completion.
@@ -238,7 +217,12 @@ where
 {
     match deadline {
         None => Some(work.await),
-        Some(deadline) => race_timer(work, transport.sleep(deadline)).await,
+        // `select` polls its first future first, so work that is ready at the same poll
+        // as the timer wins; the loser is dropped on return, cancelling a call in flight.
+        Some(deadline) => match select(pin!(work), pin!(transport.sleep(deadline))).await {
+            Either::Left((output, _timer)) => Some(output),
+            Either::Right(((), _work)) => None,
+        },
     }
 }
 

@@ -36,8 +36,6 @@
 //!   detection covers that (see [`crate::transport`]).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -170,21 +168,12 @@ impl Transport for TarpcTransport {
         tokio::time::sleep(d)
     }
 
+    /// A number from `rand`'s thread-local generator (seeded from the OS): client ids
+    /// and the starting server need numbers that differ between processes, not
+    /// cryptographic strength.
     fn random_u64(&self) -> u64 {
-        os_random_u64()
+        rand::random()
     }
-}
-
-/// A random number from the standard library's per-process random hasher keys, mixed
-/// with a counter and the clock (ids and load spreading only, never security).
-pub fn os_random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        hasher.write_u128(since.as_nanos());
-    }
-    hasher.finish()
 }
 
 impl Admin<TarpcTransport> {

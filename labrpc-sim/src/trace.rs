@@ -8,19 +8,22 @@
 //! with the same payloads; a single reordered message or a `HashMap` iterated into a trace
 //! line changes the digest.
 //!
-//! FNV-1a is written out here rather than taken from a crate (or `std`'s `DefaultHasher`,
-//! whose algorithm is unspecified and may change between releases) so that a digest printed
-//! today means the same thing after a toolchain upgrade.
+//! The hash is the `fnv` crate's [`FnvHasher`], not `std`'s `DefaultHasher`, whose
+//! algorithm is unspecified and may change between releases: FNV-1a is fixed, so a digest
+//! printed today means the same thing after a toolchain upgrade, and the tests below pin
+//! the hasher to the published FNV-1a vectors. Only [`Hasher::write`] is used: the
+//! `write_u64` here fixes the byte order itself instead of taking `std`'s native-endian
+//! default.
 //!
 //! Readable lines are kept only when asked for ([`crate::Sim::set_trace_log`]); hashing is
 //! always on.
 
+use std::hash::Hasher;
 use std::time::Duration;
 
-use crate::NodeId;
+use fnv::FnvHasher;
 
-const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+use crate::NodeId;
 
 /// One readable line of the trace log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,22 +38,18 @@ pub struct TraceLine {
     pub line: String,
 }
 
-/// An incremental FNV-1a 64 hash.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Fnv64(u64);
+/// An incremental FNV-1a 64 hash with the digest's encoding of numbers and byte strings.
+pub(crate) struct Fnv64(FnvHasher);
 
 impl Fnv64 {
     /// A hash of no bytes.
     pub(crate) fn new() -> Self {
-        Fnv64(FNV_OFFSET_BASIS)
+        Fnv64(FnvHasher::default())
     }
 
     /// Folds `bytes` into the hash.
     pub(crate) fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(FNV_PRIME);
-        }
+        self.0.write(bytes);
     }
 
     /// Folds a number in, little-endian, so its width is part of the encoding.
@@ -66,7 +65,7 @@ impl Fnv64 {
 
     /// The hash so far.
     pub(crate) fn finish(&self) -> u64 {
-        self.0
+        self.0.finish()
     }
 }
 
@@ -128,7 +127,7 @@ impl Trace {
 mod tests {
     use super::*;
 
-    /// Proves the hand-written FNV-1a matches the published test vectors.
+    /// Proves the digest's hasher is FNV-1a 64: it matches the published test vectors.
     #[test]
     fn fnv1a_matches_reference_vectors() {
         let cases: [(&[u8], u64); 3] = [

@@ -5,8 +5,10 @@
 //!
 //! A client routes a key to its shard ([`crate::key_to_shard`]), the shard to its group
 //! (the latest [`crate::Config`] it knows), and sends a [`Request`] to the replica of that
-//! group it believes leads. The leader replicates the request through its Raft log; when
-//! it applies, the answer is a [`Response`]: a [`Reply`] or a [`KvError`].
+//! group it believes leads. The leader replicates a Put, Append or Delete through its Raft
+//! log and answers when it applies; it answers a Get once a ReadIndex round confirms it
+//! still leads and it has applied through that index. The answer is a [`Response`]: a
+//! [`Reply`] or a [`KvError`].
 //!
 //! Exactly-once: as with the shard master, each client picks a random [`ClientId`] and
 //! numbers its requests with [`Seq`] from [`crate::master::FIRST_SEQ`] up, one request
@@ -76,8 +78,10 @@ pub enum Op {
     /// Read the value of `key`.
     ///
     /// Answered with [`Reply::Value`] holding the value, or `None` when the key is
-    /// absent. Goes through the group's log (so it is linearizable) but is never
-    /// recorded in the duplicate table: repeating a read changes nothing.
+    /// absent. Served by ReadIndex, without a log entry (linearizable all the same: the
+    /// leader confirms its leadership with a quorum and waits until it has applied
+    /// through the read index), and never recorded in the duplicate table: repeating a
+    /// read changes nothing.
     Get {
         /// The key.
         #[serde(with = "serde_bytes")]

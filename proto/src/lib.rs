@@ -20,6 +20,8 @@
 //! - [`ids`]: type aliases for every identifier.
 //! - [`bytes_map`]: serde for key/value maps, byte strings copied whole.
 //! - [`shard`]: the stable key→shard function and the shard-count constants.
+//! - [`leader`]: which server of a replicated service to ask after a failed attempt
+//!   (leader hints), for clients and servers alike.
 //! - [`config`]: [`Config`] and its lookup helpers.
 //! - [`master`]: requests, responses and typed errors of the shard master service.
 //! - [`kv`]: client requests to replica groups and the group-to-group shard migration
@@ -40,6 +42,7 @@ pub mod bytes_map;
 pub mod config;
 pub mod ids;
 pub mod kv;
+pub mod leader;
 pub mod master;
 pub mod session;
 pub mod shard;

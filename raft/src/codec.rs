@@ -13,10 +13,9 @@
 //! Big-endian indices make byte order equal log order, so a range scan returns the log
 //! in order and truncating a suffix is one `delete_range`. A run holds everything one
 //! `append` wrote (one Ready's worth of entries), so the backend does one write per
-//! append and one delete per run at compaction, however many entries they hold. A
-//! value that does not start with the run marker is a single protobuf `Entry` (the
-//! layout of earlier versions, still read). Entries are the raft-rs protobuf encoding
-//! (protobuf 2), so the same bytes decode in any raft-rs process.
+//! append and one delete per run at compaction, however many entries they hold; a
+//! value that does not start with the run marker is corrupt. Entries are the raft-rs
+//! protobuf encoding (protobuf 2), so the same bytes decode in any raft-rs process.
 
 use protobuf::wire_format::WireType;
 use protobuf::{CodedOutputStream, Message as _, ProtobufError, ProtobufResult};
@@ -59,10 +58,13 @@ pub(crate) fn encode_run(entries: &[Entry]) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-/// Decodes a record of the entry range: a run, or a single entry (older layout).
+/// Decodes a run record of the entry range.
 pub(crate) fn decode_run(bytes: &[u8]) -> Result<Vec<Entry>, StoreError> {
     let Some((&RUN_MARKER, mut rest)) = bytes.split_first() else {
-        return Ok(vec![decode("log entry", bytes)?]);
+        return Err(StoreError::Corrupt {
+            what: "log run".into(),
+            reason: "no run marker".into(),
+        });
     };
     let count = take_u32(&mut rest)?;
     let mut entries = Vec::with_capacity(count.min(1 << 16) as usize);
@@ -237,8 +239,8 @@ mod tests {
         }
     }
 
-    /// Runs round-trip, a single protobuf entry (the older layout) still decodes, and
-    /// damaged runs are refused.
+    /// Runs round-trip; damaged runs and a bare protobuf entry (no run marker) are
+    /// refused.
     #[test]
     fn runs_round_trip_and_refuse_damage() {
         let entries = vec![entry(5, b"a"), entry(6, b""), entry(7, &[7; 300])];
@@ -246,7 +248,7 @@ mod tests {
         assert_eq!(decode_run(&bytes).unwrap(), entries);
         assert_eq!(decode_run(&encode_run(&[]).unwrap()).unwrap(), vec![]);
         let single = encode("log entry", &entries[0]).unwrap();
-        assert_eq!(decode_run(&single).unwrap(), vec![entries[0].clone()]);
+        assert!(decode_run(&single).is_err());
         assert!(decode_run(&bytes[..bytes.len() - 1]).is_err());
         let mut longer = bytes.clone();
         longer.push(0);

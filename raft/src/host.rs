@@ -1,18 +1,19 @@
 //! [`Host`] and [`Service`]: the server shell both shardkv services share, written once.
 //!
-//! A replicated service is a [`StateMachine`] (how committed entries change its state,
-//! how its state becomes a snapshot and back, how a waiter hears its answer) plus the
+//! A replicated service is a [`Replicated`] state (how it becomes a snapshot and back),
+//! a [`StateMachine`] (how committed entries change that state, how a waiter hears its
+//! answer) plus the
 //! events only it knows (client requests, calls to other servers). Everything between
 //! those and the [`Replica`] is the same for the shard master and a replica group, and
 //! lives here:
 //!
 //! ```text
-//!   on_peer_message(bytes) ─┐             Host { replica, pending, machine }
+//!   on_peer_message(bytes) ─┐             Host { replica, pending, state, machine }
 //!   on_synced(number) ──────┼─► Service::drive ─► Host::run_ready:
 //!   service events ─────────┘      │   Pending::advance ─► messages ─► take_messages
 //!      (propose via Host)          │                    ─► Step::Command ─► machine.apply,
 //!                                  │                         then answer / fail its waiter
-//!                                  │                    ─► Step::Snapshot ─► machine.restore
+//!                                  │                    ─► Step::Snapshot ─► state.restore
 //!                                  │                    ─► failed waiters ─► machine.fail
 //!                                  └─► snapshot when the log asks (or the machine must)
 //! ```
@@ -29,6 +30,38 @@ use crate::{
     SnapshotData, SnapshotError, Step, SyncSink,
 };
 
+/// A state replicated by a log: it moves only by applying (or skipping) the log's
+/// entries in order and by restoring snapshots, and it knows the last index it holds.
+pub trait Replicated: Clone + Send + Sized + 'static {
+    /// The last index applied (or skipped); 0 before any.
+    fn applied_index(&self) -> Index;
+    /// Moves the applied index to `index` without a command (an empty entry, a
+    /// membership change, an entry that does not decode), so whatever keeps time by the
+    /// log (session expiry) keeps in step.
+    fn skip(&mut self, index: Index);
+    /// The whole state as snapshot bytes (see [`crate::encode_image`]). The host encodes
+    /// a clone, on the store's snapshot thread, so a clone should be cheap.
+    fn encode_snapshot(&self) -> Vec<u8>;
+    /// The state encoded in `bytes`, if it may replace this one (the same service);
+    /// checks every invariant of the decoded state.
+    fn decode_replacement(&self, bytes: &[u8]) -> Result<Self, SnapshotError>;
+
+    /// Replaces this state with the one in `bytes`, the snapshot of the log through
+    /// `index`, which must have applied nothing past `index`; on error this state is
+    /// unchanged.
+    fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
+        let restored = self.decode_replacement(bytes)?;
+        if restored.applied_index() > index {
+            return Err(SnapshotError::Invalid(format!(
+                "snapshot at log index {index} has applied index {}",
+                restored.applied_index()
+            )));
+        }
+        *self = restored;
+        Ok(())
+    }
+}
+
 /// The part of a replicated service that [`Host`] drives: a deterministic state machine
 /// over committed entries, and where its answers and raft messages go.
 pub trait StateMachine {
@@ -36,19 +69,17 @@ pub trait StateMachine {
     type Waiter;
     /// What applying a command answers its waiter with.
     type Answer;
+    /// The replicated state it applies commands to.
+    type State: Replicated;
 
-    /// Applies the command `data` committed at `index`; an entry that does not decode is
-    /// an error (the host logs it and calls [`StateMachine::skip`]).
-    fn apply(&mut self, index: Index, data: &[u8]) -> Result<Self::Answer, String>;
-    /// Moves the applied index to `index` without a command (a membership change or an
-    /// entry that does not decode).
-    fn skip(&mut self, index: Index);
-    /// Replaces the state with snapshot `data` taken at `index`.
-    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), SnapshotError>;
-    /// The last index applied.
-    fn applied_index(&self) -> Index;
-    /// The state's snapshot bytes, as of [`StateMachine::applied_index`].
-    fn snapshot(&self) -> SnapshotData;
+    /// Applies the command `data` committed at `index` to `state`; an entry that does
+    /// not decode is an error (the host logs it and skips the entry).
+    fn apply(
+        &mut self,
+        state: &mut Self::State,
+        index: Index,
+        data: &[u8],
+    ) -> Result<Self::Answer, String>;
     /// True (once) when the state must be snapshotted now rather than when the log next
     /// passes its threshold.
     fn take_must_snapshot(&mut self) -> bool {
@@ -61,10 +92,12 @@ pub trait StateMachine {
     fn fail(&mut self, waiter: Self::Waiter, leader_hint: Option<NodeId>);
 }
 
-/// A replica, the waiters of its proposals, and the state machine it drives.
+/// A replica, the waiters of its proposals, the replicated state and the state machine
+/// that applies to it.
 pub struct Host<S: LogStore, M: StateMachine> {
     replica: Replica<S>,
     pending: Pending<M::Waiter>,
+    state: M::State,
     machine: M,
     /// Encoded raft messages `(to, bytes)` to send, in order.
     messages: Vec<(NodeId, Vec<u8>)>,
@@ -74,17 +107,23 @@ pub struct Host<S: LogStore, M: StateMachine> {
 }
 
 impl<S: LogStore, M: StateMachine> Host<S, M> {
-    /// Opens a replica over `store` (restart-safe) for `machine`: a stored snapshot and
-    /// the log after it rebuild the state on the first event.
-    pub fn open(config: ReplicaConfig, store: S, machine: M) -> Result<Self, Error> {
-        Ok(Self::new(Replica::open(config, store)?, machine))
+    /// Opens a replica over `store` (restart-safe) for `machine` and a fresh `state`: a
+    /// stored snapshot and the log after it rebuild the state on the first event.
+    pub fn open(
+        config: ReplicaConfig,
+        store: S,
+        state: M::State,
+        machine: M,
+    ) -> Result<Self, Error> {
+        Ok(Self::new(Replica::open(config, store)?, state, machine))
     }
 
     /// A host over an opened `replica` (for custom loggers).
-    pub fn new(replica: Replica<S>, machine: M) -> Self {
+    pub fn new(replica: Replica<S>, state: M::State, machine: M) -> Self {
         Host {
             replica,
             pending: Pending::default(),
+            state,
             machine,
             messages: Vec::new(),
             deferred: false,
@@ -104,6 +143,11 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
     /// The replicated log, to feed (ticks, read indexes).
     pub fn replica_mut(&mut self) -> &mut Replica<S> {
         &mut self.replica
+    }
+
+    /// The replicated state as applied so far.
+    pub fn state(&self) -> &M::State {
+        &self.state
     }
 
     /// The state machine.
@@ -168,14 +212,15 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
             self.fail(waiter);
         }
         let must_snapshot = self.machine.take_must_snapshot();
-        let machine = &self.machine;
+        let state = &self.state;
         let encode = |index| {
+            let applied = state.applied_index();
             assert!(
-                index >= machine.applied_index(),
-                "state machine at {} ahead of the log at {index}",
-                machine.applied_index()
+                index >= applied,
+                "state machine at {applied} ahead of the log at {index}"
             );
-            machine.snapshot()
+            let image = state.clone();
+            SnapshotData::encode_later(move || image.encode_snapshot())
         };
         if must_snapshot {
             self.replica.snapshot_now(encode)?;
@@ -188,11 +233,11 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
     fn apply(&mut self, step: Step<M::Waiter>) -> Result<(), ServerError> {
         match step {
             Step::Command { index, data, fate } => {
-                let answer = match self.machine.apply(index, &data) {
+                let answer = match self.machine.apply(&mut self.state, index, &data) {
                     Ok(answer) => Some(answer),
                     Err(error) => {
                         tracing::error!(node = self.id(), index, %error, "undecodable entry");
-                        self.machine.skip(index);
+                        self.state.skip(index);
                         None
                     }
                 };
@@ -211,13 +256,13 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
                 data,
                 covered,
             } => {
-                self.machine
-                    .restore(index, &data)
+                self.state
+                    .restore(&data, index)
                     .map_err(|source| ServerError::Snapshot { index, source })?;
                 covered.into_iter().for_each(|waiter| self.fail(waiter));
                 tracing::info!(node = self.id(), index, "restored snapshot");
             }
-            Step::Membership { index, .. } => self.machine.skip(index),
+            Step::Membership { index, .. } => self.state.skip(index),
         }
         Ok(())
     }
@@ -267,9 +312,17 @@ pub trait Service {
         Ok(result)
     }
 
+    /// The host, consumed (to simulate a restart: [`Host::into_store`]).
+    fn into_host(self) -> Host<Self::Store, Self::Machine>;
+
     /// This replica's id.
     fn id(&self) -> NodeId {
         self.host().id()
+    }
+
+    /// The replicated log.
+    fn replica(&self) -> &Replica<Self::Store> {
+        self.host().replica()
     }
 
     /// The encoded raft messages `(to, bytes)` produced since the last call, in order.

@@ -100,7 +100,7 @@ pub use backend::{Backend, KeyValues, MemBackend, SnapshotMaker, SnapshotReader}
 pub use config::ReplicaConfig;
 pub use disk::{Disk, DiskFile, OsDisk, OsFile, SyncJob};
 pub use error::{Error, ServerError, SnapshotError, StoreError};
-pub use host::{Host, Service, StateMachine};
+pub use host::{Host, Replicated, Service, StateMachine};
 pub use image::{decode_image, encode_image};
 pub use log_store::{LogStore, SnapshotData};
 pub use logger::{discard_logger, tracing_logger};
@@ -112,9 +112,7 @@ pub use replica::{EarlySink, Replica, SyncSink};
 pub use store::Store;
 pub use wal::{Background, WalBackend, SEGMENT_BYTES};
 
-/// Id of a Raft node (non-zero).
-pub type NodeId = u64;
 /// A Raft term.
 pub type Term = u64;
-/// A Raft log index.
-pub type Index = u64;
+/// A Raft node's id (non-zero) and a Raft log index: the same types the protocol uses.
+pub use shardkv_proto::{Index, NodeId};

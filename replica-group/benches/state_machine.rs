@@ -25,7 +25,7 @@ use criterion::{
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use replica_group::{Entry, GroupState, Op, Outcome, Phase, Request};
+use replica_group::{Entry, GroupState, Op, Outcome, Phase, Replicated, Request};
 use shardkv_proto::{Config, GroupId, DEFAULT_NSHARDS, LAB_NSHARDS};
 
 /// The benchmarked group.

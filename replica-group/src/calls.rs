@@ -12,10 +12,13 @@
 //! delays the work), or when this replica stops leading (a new leader starts over; the
 //! log makes repeated work harmless). Which server of a group (or which master) is asked
 //! next is a cursor per target that moves on after every failure, and jumps to the
-//! leader a `WrongLeader { hint }` names (`NodeId` `i + 1` is address `i`).
+//! leader a `WrongLeader { hint }` names (`NodeId` `i + 1` is address `i`), by the same
+//! rule as the client library ([`shardkv_proto::leader::next_server`]): a hint of 0,
+//! past the end of the server list, or naming the server just asked is ignored.
 
 use std::collections::BTreeMap;
 
+use shardkv_proto::leader::next_server;
 use shardkv_proto::{ConfigNum, NodeId, ShardId};
 
 use crate::effect::CallId;
@@ -69,6 +72,7 @@ pub struct Calls {
     next_id: CallId,
     /// Call id → (purpose, the tick after which it is forgotten).
     in_flight: BTreeMap<CallId, (Purpose, u64)>,
+    /// Target → the position of the server to ask next (taken modulo the list's length).
     cursors: BTreeMap<Target, usize>,
 }
 
@@ -112,13 +116,15 @@ impl Calls {
         self.cursors.get(&target).copied().unwrap_or(0) % len
     }
 
-    /// A call to `target` failed: ask `hint`'s server next when given, else the next one.
-    pub fn failed(&mut self, target: Target, hint: Option<NodeId>) {
+    /// A call to `target`, one of `len` servers, failed with the leader hint its server
+    /// gave, if any: ask the hinted server next when the hint is usable, else the next
+    /// one ([`next_server`]). Nothing moves for a target with no servers.
+    pub fn failed(&mut self, target: Target, len: usize, hint: Option<NodeId>) {
+        if len == 0 {
+            return;
+        }
         let cursor = self.cursors.entry(target).or_insert(0);
-        *cursor = match hint {
-            Some(leader) if leader > 0 => (leader - 1) as usize,
-            _ => cursor.wrapping_add(1),
-        };
+        *cursor = next_server(*cursor % len, len, hint);
     }
 
     /// Number of calls in flight.
@@ -152,11 +158,42 @@ mod tests {
         calls.expire(10);
         assert_eq!(calls.finish(master), None, "expired at its deadline");
         assert_eq!(calls.cursor(Target::Master, 3), 0);
-        calls.failed(Target::Master, None);
+        calls.failed(Target::Master, 3, None);
         assert_eq!(calls.cursor(Target::Master, 3), 1);
-        calls.failed(Target::Master, Some(3));
+        calls.failed(Target::Master, 3, Some(3));
         assert_eq!(calls.cursor(Target::Master, 3), 2);
-        calls.failed(Target::Master, None);
+        calls.failed(Target::Master, 3, None);
         assert_eq!(calls.cursor(Target::Master, 3), 0);
+        assert_eq!(calls.cursor(Target::Master, 3), 0, "no failure, no move");
+    }
+
+    /// A hint outside the target's server list (0, one past the end, far past it) is
+    /// ignored: the cursor moves to the next server instead of wrapping the hint around.
+    #[test]
+    fn out_of_range_hints_are_ignored() {
+        for hint in [0, 4, 5, 9] {
+            let mut calls = Calls::default();
+            let target = Target::Shard(1);
+            calls.failed(target, 3, None);
+            assert_eq!(calls.cursor(target, 3), 1);
+            calls.failed(target, 3, Some(hint));
+            assert_eq!(calls.cursor(target, 3), 2, "hint {hint}");
+            calls.failed(target, 3, Some(hint));
+            assert_eq!(calls.cursor(target, 3), 0, "hint {hint}");
+        }
+    }
+
+    /// The hint is checked against the target's list: node 4 is followed among four
+    /// servers and ignored among three; a target without servers does not move.
+    #[test]
+    fn hints_are_checked_against_the_list_in_use() {
+        let mut calls = Calls::default();
+        calls.failed(Target::Master, 4, Some(4));
+        assert_eq!(calls.cursor(Target::Master, 4), 3);
+        let mut calls = Calls::default();
+        calls.failed(Target::Master, 3, Some(4));
+        assert_eq!(calls.cursor(Target::Master, 3), 1);
+        calls.failed(Target::Master, 0, Some(1));
+        assert_eq!(calls.cursor(Target::Master, 3), 1);
     }
 }

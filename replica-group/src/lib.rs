@@ -132,11 +132,10 @@ pub use shardkv_proto::kv::{
     DupEntry, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
     MigrationResponse, Op, Reply, Request, Response,
 };
-pub use shardkv_raft::Service;
 pub use shardkv_raft::SnapshotError;
+pub use shardkv_raft::{Replicated, Service};
 pub use state::{GroupState, Outcome};
 pub use store::ShardStore;
 
-/// A Raft log index, the state machine's only notion of time (the same numbers as
-/// `shardkv_raft::Index`).
-pub type Index = u64;
+/// A Raft log index, the state machine's only notion of time.
+pub use shardkv_proto::Index;

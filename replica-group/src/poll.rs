@@ -22,7 +22,7 @@
 use bincode::Options;
 use shardkv_proto::kv::{GroupRequest, GroupResponse, MigrationReply, MigrationRequest};
 use shardkv_proto::master::{self, MasterError};
-use shardkv_proto::{Config, ConfigNum};
+use shardkv_proto::{Config, ConfigNum, NodeId, ShardId};
 use shardkv_raft::{LogStore, Service};
 
 use crate::calls::{Purpose, Target};
@@ -91,8 +91,8 @@ impl<S: LogStore> Server<S> {
             }
             Purpose::Master { .. } => unreachable!("masters are called by call_master"),
         };
-        let from = self.state().prev_config().shards[shard];
-        let Some(servers) = self.state().prev_config().servers(from) else {
+        let Some(servers) = self.previous_owner(shard) else {
+            let from = self.state().prev_config().shards[shard];
             tracing::error!(
                 gid = self.options.gid,
                 shard,
@@ -133,9 +133,26 @@ impl<S: LogStore> Server<S> {
             (purpose, Some(bytes)) => self.on_group_reply(purpose, &bytes),
         };
         if !done {
-            self.calls.failed(purpose.target(), None);
+            self.call_failed(purpose.target(), None);
         }
         self.drive()
+    }
+
+    /// The servers of `shard`'s owner in the previous configuration (whom its pulls and
+    /// acknowledgements go to).
+    fn previous_owner(&self, shard: ShardId) -> Option<&[String]> {
+        let prev = self.state().prev_config();
+        prev.servers(prev.shards[shard])
+    }
+
+    /// A call to `target` failed (`hint`: the leader its server named): the next call
+    /// goes to the hinted server or the next one.
+    fn call_failed(&mut self, target: Target, hint: Option<NodeId>) {
+        let len = match target {
+            Target::Master => self.options.masters.len(),
+            Target::Shard(shard) => self.previous_owner(shard).map_or(0, <[String]>::len),
+        };
+        self.calls.failed(target, len, hint);
     }
 
     /// Handles a master's answer; true when it was a useful one.
@@ -156,7 +173,7 @@ impl<S: LogStore> Server<S> {
                 true
             }
             Err(MasterError::WrongLeader { hint }) => {
-                self.calls.failed(Target::Master, hint);
+                self.call_failed(Target::Master, hint);
                 true
             }
             Err(error) => {
@@ -218,7 +235,7 @@ impl<S: LogStore> Server<S> {
                 true
             }
             (purpose, Err(shardkv_proto::KvError::WrongLeader { hint })) => {
-                self.calls.failed(purpose.target(), hint);
+                self.call_failed(purpose.target(), hint);
                 true
             }
             (purpose, other) => {

@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 
-use shardkv_raft::{Index, LogStore};
+use shardkv_raft::{Index, LogStore, Service};
 
 use crate::effect::RequestId;
 use crate::server::Server;

@@ -32,10 +32,7 @@
 
 use shardkv_proto::kv::{KvError, MigrationRequest, MigrationResponse, Op, Request, Response};
 use shardkv_proto::{ConfigNum, NodeId, ShardId};
-use shardkv_raft::{
-    Host, Index, LogStore, Replica, ReplicaConfig, Service, SnapshotData, SnapshotError,
-    StateMachine,
-};
+use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
 use crate::calls::Calls;
 use crate::effect::{Effect, RequestId};
@@ -67,10 +64,9 @@ pub enum Waiter {
     Internal(Task),
 }
 
-/// The group's state machine as the host drives it: the shards and sessions, and the
-/// effects produced for the driver.
+/// The group's state machine as the host drives it: it applies entries to the shards
+/// and sessions ([`GroupState`]) and keeps the effects produced for the driver.
 pub struct Machine {
-    state: GroupState,
     effects: Vec<Effect>,
     /// A `DeleteShard` applied since the last snapshot: snapshot at once (challenge 1).
     deleted_since_snapshot: bool,
@@ -93,31 +89,17 @@ impl Machine {
 impl StateMachine for Machine {
     type Waiter = Waiter;
     type Answer = Outcome;
+    type State = GroupState;
 
-    fn apply(&mut self, index: Index, data: &[u8]) -> Result<Outcome, String> {
+    fn apply(
+        &mut self,
+        state: &mut GroupState,
+        index: Index,
+        data: &[u8],
+    ) -> Result<Outcome, String> {
         let entry = decode_entry(data).map_err(|error| error.to_string())?;
         self.deleted_since_snapshot |= matches!(entry, Entry::DeleteShard { .. });
-        Ok(self.state.apply(index, entry))
-    }
-
-    fn skip(&mut self, index: Index) {
-        self.state.skip(index);
-    }
-
-    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), SnapshotError> {
-        self.state.restore(data, index)
-    }
-
-    fn applied_index(&self) -> Index {
-        self.state.applied_index()
-    }
-
-    /// The clone shares the shards' data with the state (copy on write), so it costs
-    /// nothing here and encodes on the store's snapshot thread while this replica goes
-    /// on applying.
-    fn snapshot(&self) -> SnapshotData {
-        let image = self.state.clone();
-        SnapshotData::encode_later(move || image.encode_snapshot())
+        Ok(state.apply(index, entry))
     }
 
     /// A deleted shard must leave the persisted state now (6.824 challenge 1), not
@@ -171,6 +153,10 @@ impl<S: LogStore> Service for Server<S> {
         &mut self.host
     }
 
+    fn into_host(self) -> Host<S, Machine> {
+        self.host
+    }
+
     /// The Ready protocol between the reads: one read index asked for the Gets that
     /// came in, the confirmed ones answered after; a replica that stops leading forgets
     /// its calls.
@@ -214,12 +200,11 @@ impl<S: LogStore> Server<S> {
             options.session_timeout_entries,
         );
         let machine = Machine {
-            state,
             effects: Vec::new(),
             deleted_since_snapshot: false,
         };
         Server {
-            host: Host::new(replica, machine),
+            host: Host::new(replica, state, machine),
             options,
             calls: Calls::default(),
             ticks: 0,
@@ -227,19 +212,9 @@ impl<S: LogStore> Server<S> {
         }
     }
 
-    /// The replicated log.
-    pub fn replica(&self) -> &Replica<S> {
-        self.host.replica()
-    }
-
     /// The state machine as applied so far.
     pub fn state(&self) -> &GroupState {
-        &self.host.machine().state
-    }
-
-    /// Consumes the server, returning its log store (to simulate a restart).
-    pub fn into_store(self) -> S {
-        self.host.into_store()
+        self.host.state()
     }
 
     /// Effects produced since the last call, in order.

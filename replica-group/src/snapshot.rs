@@ -17,7 +17,7 @@ use shardkv_proto::{Config, GroupId};
 use crate::phase::Phase;
 use crate::state::GroupState;
 use crate::{Index, SnapshotError};
-use shardkv_raft::{decode_image, encode_image};
+use shardkv_raft::{decode_image, encode_image, Replicated};
 
 /// The snapshot format version this code writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -54,12 +54,19 @@ struct Image {
     applied_index: Index,
 }
 
-impl GroupState {
-    /// The whole state as snapshot bytes.
-    ///
-    /// To encode off the applying thread, clone the state (cheap: the clone shares every
-    /// shard's data until either side changes that shard) and encode the clone there.
-    pub fn encode_snapshot(&self) -> Vec<u8> {
+impl Replicated for GroupState {
+    fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// A membership change or an undecodable entry.
+    fn skip(&mut self, index: Index) {
+        self.advance_to(index);
+    }
+
+    /// A clone is cheap: it shares every shard's data until either side changes that
+    /// shard.
+    fn encode_snapshot(&self) -> Vec<u8> {
         let image = ImageRef {
             gid: self.gid,
             session_timeout_entries: self.session_timeout_entries,
@@ -71,7 +78,21 @@ impl GroupState {
         encode_image(SNAPSHOT_VERSION, &image)
     }
 
-    /// The state encoded in `bytes` by [`GroupState::encode_snapshot`].
+    /// Only a snapshot of this group.
+    fn decode_replacement(&self, bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let restored = Self::decode_snapshot(bytes)?;
+        if restored.gid != self.gid {
+            return Err(SnapshotError::Invalid(format!(
+                "snapshot of group {}, this is group {}",
+                restored.gid, self.gid
+            )));
+        }
+        Ok(restored)
+    }
+}
+
+impl GroupState {
+    /// The state encoded in `bytes` by `Replicated::encode_snapshot`.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
         let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes)?;
         check_image(&image).map_err(SnapshotError::Invalid)?;
@@ -83,27 +104,6 @@ impl GroupState {
             shards: image.shards.into_iter().map(Arc::new).collect(),
             applied_index: image.applied_index,
         })
-    }
-
-    /// Replaces this state with the one in `bytes`, the snapshot of the log through
-    /// `index`, which must be of the same group and have applied nothing past `index`;
-    /// on error this state is unchanged.
-    pub fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
-        let restored = Self::decode_snapshot(bytes)?;
-        if restored.gid != self.gid {
-            return Err(SnapshotError::Invalid(format!(
-                "snapshot of group {}, this is group {}",
-                restored.gid, self.gid
-            )));
-        }
-        if restored.applied_index > index {
-            return Err(SnapshotError::Invalid(format!(
-                "snapshot at log index {index} has applied index {}",
-                restored.applied_index
-            )));
-        }
-        *self = restored;
-        Ok(())
     }
 }
 

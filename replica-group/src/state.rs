@@ -118,13 +118,7 @@ impl GroupState {
         }
     }
 
-    /// Notes that the entry at `index` held nothing for this state machine (a membership
-    /// change or an undecodable entry), so session expiry keeps in step with the log.
-    pub fn skip(&mut self, index: Index) {
-        self.advance_to(index);
-    }
-
-    fn advance_to(&mut self, index: Index) {
+    pub(crate) fn advance_to(&mut self, index: Index) {
         assert!(
             index > self.applied_index,
             "apply at index {index} after index {}",
@@ -236,11 +230,6 @@ impl GroupState {
     /// True when requests for `key` are served here now.
     pub fn serves_key(&self, key: &[u8]) -> bool {
         self.shards[self.config.shard_of_key(key)].serves()
-    }
-
-    /// The index of the last applied (or skipped) entry; 0 before any.
-    pub fn applied_index(&self) -> Index {
-        self.applied_index
     }
 
     /// The session timeout, in log entries.

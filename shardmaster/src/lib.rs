@@ -69,10 +69,9 @@ pub use session::DEFAULT_SESSION_TIMEOUT_ENTRIES;
 pub use shardkv_proto::{
     ClientId, Config, ConfigNum, GroupId, MasterError, NodeId, Op, Request, Response, Seq, ShardId,
 };
-pub use shardkv_raft::Service;
 pub use shardkv_raft::SnapshotError;
+pub use shardkv_raft::{Replicated, Service};
 pub use state::ShardMaster;
 
-/// A Raft log index, the state machine's only notion of time (the same numbers as
-/// `shardkv_raft::Index`).
-pub type Index = u64;
+/// A Raft log index, the state machine's only notion of time.
+pub use shardkv_proto::Index;

@@ -31,10 +31,7 @@
 //! - The number of requests in flight is bounded by the driver, not here.
 //! - A replica removed from its group keeps answering as raft-rs lets it.
 
-use shardkv_raft::{
-    Host, Index, LogStore, Replica, ReplicaConfig, Service, SnapshotData, SnapshotError,
-    StateMachine,
-};
+use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
 use crate::message::{decode_entry, encode_entry, EntryError, MAX_ENTRY_BYTES};
 use crate::{MasterError, NodeId, Request, Response, ShardMaster};
@@ -55,10 +52,9 @@ pub struct Reply {
 /// does not decode. Fatal: the node must stop (and may restart from disk).
 pub type ServerError = shardkv_raft::ServerError;
 
-/// The shard master's state machine as the host drives it: the configurations, and the
-/// replies produced for the driver.
+/// The shard master's state machine as the host drives it: it applies requests to the
+/// configurations ([`ShardMaster`]) and keeps the replies produced for the driver.
 pub struct Machine {
-    master: ShardMaster,
     replies: Vec<Reply>,
 }
 
@@ -71,27 +67,16 @@ impl Machine {
 impl StateMachine for Machine {
     type Waiter = RequestId;
     type Answer = Response;
+    type State = ShardMaster;
 
-    fn apply(&mut self, index: Index, data: &[u8]) -> Result<Response, String> {
+    fn apply(
+        &mut self,
+        master: &mut ShardMaster,
+        index: Index,
+        data: &[u8],
+    ) -> Result<Response, String> {
         let request = decode_entry(data).map_err(|error| error.to_string())?;
-        Ok(self.master.apply(index, &request))
-    }
-
-    fn skip(&mut self, index: Index) {
-        self.master.skip(index);
-    }
-
-    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), SnapshotError> {
-        self.master.restore(data, index)
-    }
-
-    fn applied_index(&self) -> Index {
-        self.master.applied_index()
-    }
-
-    fn snapshot(&self) -> SnapshotData {
-        let image = self.master.clone();
-        SnapshotData::encode_later(move || image.encode_snapshot())
+        Ok(master.apply(index, &request))
     }
 
     fn answer(&mut self, req_id: RequestId, response: Response) {
@@ -119,6 +104,10 @@ impl<S: LogStore> Service for Server<S> {
     fn host_mut(&mut self) -> &mut Host<S, Machine> {
         &mut self.host
     }
+
+    fn into_host(self) -> Host<S, Machine> {
+        self.host
+    }
 }
 
 impl<S: LogStore> Server<S> {
@@ -133,27 +122,16 @@ impl<S: LogStore> Server<S> {
     /// session timeouts).
     pub fn new(replica: Replica<S>, master: ShardMaster) -> Self {
         let machine = Machine {
-            master,
             replies: Vec::new(),
         };
         Server {
-            host: Host::new(replica, machine),
+            host: Host::new(replica, master, machine),
         }
-    }
-
-    /// The replicated log.
-    pub fn replica(&self) -> &Replica<S> {
-        self.host.replica()
     }
 
     /// The state machine as applied so far.
     pub fn master(&self) -> &ShardMaster {
-        &self.host.machine().master
-    }
-
-    /// Consumes the server, returning its log store (to simulate a restart).
-    pub fn into_store(self) -> S {
-        self.host.into_store()
+        self.host.state()
     }
 
     /// Replies produced since the last call, in order.

@@ -18,7 +18,7 @@ use shardkv_proto::{ClientId, Config};
 
 use crate::session::{Session, Sessions};
 use crate::{Index, ShardMaster, SnapshotError};
-use shardkv_raft::{decode_image, encode_image};
+use shardkv_raft::{decode_image, encode_image, Replicated};
 
 /// The snapshot format's version; bump on any change to the encoded layout.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -35,9 +35,22 @@ struct Image {
     applied_index: Index,
 }
 
-impl ShardMaster {
-    /// The whole state as snapshot bytes.
-    pub fn encode_snapshot(&self) -> Vec<u8> {
+impl Replicated for ShardMaster {
+    fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// An empty entry, a membership change, or an undecodable command.
+    fn skip(&mut self, index: Index) {
+        assert!(
+            index > self.applied_index,
+            "skip at index {index} after index {}",
+            self.applied_index
+        );
+        self.advance_to(index);
+    }
+
+    fn encode_snapshot(&self) -> Vec<u8> {
         let image = Image {
             configs: self.configs.clone(),
             session_timeout_entries: self.session_timeout_entries,
@@ -48,7 +61,13 @@ impl ShardMaster {
         encode_image(SNAPSHOT_VERSION, &image)
     }
 
-    /// The state encoded in `bytes` by [`ShardMaster::encode_snapshot`].
+    fn decode_replacement(&self, bytes: &[u8]) -> Result<Self, SnapshotError> {
+        Self::decode_snapshot(bytes)
+    }
+}
+
+impl ShardMaster {
+    /// The state encoded in `bytes` by `Replicated::encode_snapshot`.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
         let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes)?;
         check_image(&image).map_err(SnapshotError::Invalid)?;
@@ -58,21 +77,6 @@ impl ShardMaster {
             sessions: Sessions::from_sessions(image.sessions),
             applied_index: image.applied_index,
         })
-    }
-
-    /// Replaces this state with the one in `bytes`, the snapshot of the log through
-    /// `index`, which must have applied nothing past `index`; on error, this state is
-    /// unchanged.
-    pub fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
-        let restored = Self::decode_snapshot(bytes)?;
-        if restored.applied_index > index {
-            return Err(SnapshotError::Invalid(format!(
-                "snapshot at log index {index} has applied index {}",
-                restored.applied_index
-            )));
-        }
-        *self = restored;
-        Ok(())
     }
 }
 

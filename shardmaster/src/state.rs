@@ -98,20 +98,8 @@ impl ShardMaster {
         self.answer(outcome)
     }
 
-    /// Notes that the log entry at `index` carried no request for this state machine (an
-    /// empty entry, a membership change, or an undecodable command), so that session
-    /// expiry and the applied index keep in step with the log.
-    pub fn skip(&mut self, index: Index) {
-        assert!(
-            index > self.applied_index,
-            "skip at index {index} after index {}",
-            self.applied_index
-        );
-        self.advance_to(index);
-    }
-
     /// Moves the applied index to `index` and expires the sessions quiet by then.
-    fn advance_to(&mut self, index: Index) {
+    pub(crate) fn advance_to(&mut self, index: Index) {
         self.applied_index = index;
         for (client, last_index) in self.sessions.expire(index, self.session_timeout_entries) {
             tracing::debug!(client, last_index, index, "session expired");
@@ -140,11 +128,6 @@ impl ShardMaster {
     /// The cluster's shard count.
     pub fn nshards(&self) -> usize {
         self.configs[0].nshards()
-    }
-
-    /// The index of the last applied (or skipped) log entry; 0 before any.
-    pub fn applied_index(&self) -> Index {
-        self.applied_index
     }
 
     /// The duplicate table.

@@ -1,6 +1,7 @@
 //! Snapshot tests: a state with shards in every phase survives encode/decode exactly, and
 //! corrupt, foreign-version or foreign-group bytes are refused with a typed error.
 
+use replica_group::Replicated;
 use replica_group::{Entry, GroupState, Op, Phase, SnapshotError};
 
 use crate::state::{config, key_in, Driver, NSHARDS};

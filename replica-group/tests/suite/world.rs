@@ -302,7 +302,7 @@ impl World {
             threshold,
         );
         let old = std::mem::replace(self.server(gid, id), fresh);
-        let store = old.into_store();
+        let store = old.into_host().into_store();
         *self.server(gid, id) = open(gid, id, store, threshold);
     }
 }

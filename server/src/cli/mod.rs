@@ -52,23 +52,19 @@ impl ClientArgs {
     }
 }
 
-/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
+/// Parses a duration with [`humantime::parse_duration`] (`250ms`, `10s`, `2m`, `1h 30m`,
+/// `1.5s`, ...), and also a bare number of seconds (`7`).
+///
+/// humantime refuses a number without a unit; this parser has always read one as
+/// seconds, and keeps doing so, so that scripts passing `--timeout 5` still work. Any
+/// other text goes to humantime, whose message says what is wrong.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, scale_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (text, 1000)
-    };
-    let value: u64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s or 2m)"))?;
-    Ok(Duration::from_millis(value.saturating_mul(scale_ms)))
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| format!("`{text}` is not a duration: {error} (try 500ms, 10s or 2m)"))
 }
 
 /// Runs a client future on a current-thread runtime (the client's futures are not
@@ -112,6 +108,11 @@ mod tests {
         assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration(" 3 s "), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        for garbage in ["soon", "", "-1s", "5 parsecs"] {
+            let error = parse_duration(garbage).expect_err(garbage);
+            assert!(error.contains("is not a duration"), "{error}");
+        }
     }
 }

@@ -26,9 +26,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::hosted::{Action, Fatal, Hosted};
 use super::peers::Peers;
-use super::raft_stream::Replica;
+use super::raft_stream::ReplicaName;
 use super::service::Event;
-use super::timeline::{Step, Tracer};
+use super::timeline::{Tracer, Waypoint};
 
 /// Real time per tick: the simulator's tick counts (election 10, heartbeat 2) become a
 /// 500 ms election timeout and 100 ms heartbeats.
@@ -56,7 +56,7 @@ struct Driver<H: Hosted> {
 /// records the steps of requests for `shardkv bench --timeline`.
 pub async fn run<H: Hosted + Send + 'static>(
     server: H,
-    me: Replica,
+    me: ReplicaName,
     peers: &BTreeMap<NodeId, String>,
     events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
     mut shutdown: watch::Receiver<bool>,
@@ -248,9 +248,9 @@ fn start_syncer(
                     number = number.max(later);
                     job.merge(more);
                 }
-                tracer.mark(Step::FlushStart);
+                tracer.mark(Waypoint::FlushStart);
                 let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
-                tracer.mark(Step::FlushEnd);
+                tracer.mark(Waypoint::FlushEnd);
                 let result = match synced {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(error)) => Err(error.to_string()),
@@ -269,7 +269,7 @@ fn start_syncer(
     let sink: shardkv_raft::SyncSink = Box::new(move |number, job| {
         // The thread only ends once the driver has stopped listening, or after
         // reporting a failure that stops the node.
-        tracer.mark(Step::SyncAsked);
+        tracer.mark(Waypoint::SyncAsked);
         let _ = asks.send((number, job));
     });
     Ok((sink, thread))

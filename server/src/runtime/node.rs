@@ -11,7 +11,7 @@ use shardkv_raft::{Background, NodeId, OsDisk, ReplicaConfig, Store, WalBackend}
 use tokio::sync::{mpsc, watch};
 
 use super::hosted::Fatal;
-use super::raft_stream::{Membership, Replica};
+use super::raft_stream::{ReplicaName, StreamPeers};
 use super::timeline::Tracer;
 use super::{driver, service};
 
@@ -83,12 +83,12 @@ impl NodeSpec {
     }
 
     /// This replica as raft streams name it.
-    fn replica(&self) -> Replica {
+    fn replica(&self) -> ReplicaName {
         let service = match &self.role {
             Role::Master => NO_GROUP,
             Role::Group { gid, .. } => *gid,
         };
-        Replica {
+        ReplicaName {
             service,
             id: self.id,
         }
@@ -133,7 +133,7 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
     };
     let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
     let me = spec.replica();
-    let membership = Membership {
+    let membership = StreamPeers {
         me,
         peers: spec.peers.keys().copied().collect(),
     };

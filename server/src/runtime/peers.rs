@@ -14,8 +14,8 @@ use std::time::Duration;
 use shardkv_raft::{EarlySink, NodeId};
 use tokio::sync::mpsc;
 
-use super::raft_stream::{Outgoing, Replica};
-use super::timeline::{Step, Tracer};
+use super::raft_stream::{Outgoing, ReplicaName};
+use super::timeline::{Tracer, Waypoint};
 
 /// Batches waiting per peer before new messages to it are dropped (an early message
 /// is a batch of its own).
@@ -38,8 +38,8 @@ pub struct Peers {
 
 impl Peers {
     /// Starts one sender task per peer in `addresses` (this node `me` excluded); each
-    /// marks [`Step::PeerSend`] on `tracer`.
-    pub fn start(me: Replica, addresses: &BTreeMap<NodeId, String>, tracer: Tracer) -> Self {
+    /// marks [`Waypoint::PeerSend`] on `tracer`.
+    pub fn start(me: ReplicaName, addresses: &BTreeMap<NodeId, String>, tracer: Tracer) -> Self {
         let queues = addresses
             .iter()
             .filter(|(&id, _)| id != me.id)
@@ -92,7 +92,7 @@ async fn run_peer(
                 Err(_) => break,
             }
         }
-        tracer.mark(Step::PeerSend);
+        tracer.mark(Waypoint::PeerSend);
         match stream.send(batch, SEND_TIMEOUT).await {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => {

@@ -28,8 +28,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
-use super::raft_stream::{self, Membership, PREAMBLE};
-use super::timeline::{Step, Tracer};
+use super::raft_stream::{self, StreamPeers, PREAMBLE};
+use super::timeline::{Tracer, Waypoint};
 
 /// What the listener hands the driver.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ struct NodeService {
 
 impl Node for NodeService {
     async fn call(self, _: Context, request: ByteBuf) -> ByteBuf {
-        self.tracer.mark(Step::CallReceived);
+        self.tracer.mark(Waypoint::CallReceived);
         let (reply, answer) = oneshot::channel();
         let request = request.into_vec();
         if self
@@ -85,7 +85,7 @@ impl Node for NodeService {
             return ByteBuf::new();
         }
         let answer = answer.await.unwrap_or_default();
-        self.tracer.mark(Step::CallAnswered);
+        self.tracer.mark(Waypoint::CallAnswered);
         ByteBuf::from(answer)
     }
 }
@@ -103,7 +103,7 @@ pub async fn serve(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     tracer: Tracer,
-    membership: Membership,
+    membership: StreamPeers,
 ) {
     let service = NodeService { events, tracer };
     let membership = Arc::new(membership);
@@ -131,7 +131,7 @@ async fn serve_stream(
     mut stream: TcpStream,
     peer: SocketAddr,
     service: NodeService,
-    membership: Arc<Membership>,
+    membership: Arc<StreamPeers>,
 ) {
     let mut head = [0u8; 4];
     let read = tokio::select! {

@@ -1,6 +1,6 @@
 //! Timestamps of the steps requests take through this process's nodes, for `shardkv
-//! bench --timeline` (see `cli::timeline`, which turns them into a per-stage latency
-//! breakdown).
+//! bench --timeline` (see `cli::bench::breakdown`, which turns them into a per-stage
+//! latency breakdown).
 //!
 //! Off unless [`start`] switched it on: then every step costs one relaxed atomic load.
 //! On, a step takes a lock and pushes 16 bytes; the bench's one client makes a few
@@ -16,9 +16,9 @@ use super::service::Event;
 /// Steps at most kept (about 20 s of one client's puts); later ones are dropped.
 const MAX_MARKS: usize = 4_000_000;
 
-/// A step of a request's path.
+/// A waypoint of a request's path: a step it takes, timestamped by [`Tracer::mark`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum Waypoint {
     /// The bench client starts an operation.
     ClientSend,
     /// The bench client has the operation's answer.
@@ -49,7 +49,7 @@ pub struct Mark {
     /// Nanoseconds since [`start`].
     pub at_ns: u64,
     /// The step.
-    pub step: Step,
+    pub step: Waypoint,
     /// The node's label (0: the bench client).
     pub node: u16,
 }
@@ -74,7 +74,7 @@ impl Tracer {
     }
 
     /// Records `step` for this node, if it has a label and recording is on.
-    pub fn mark(self, step: Step) {
+    pub fn mark(self, step: Waypoint) {
         if let Some(label) = self.label {
             mark(step, label);
         }
@@ -88,15 +88,15 @@ impl Tracer {
         }
         let kinds = [
             (
-                Step::DriverCall,
+                Waypoint::DriverCall,
                 events.iter().any(|e| matches!(e, Event::Call { .. })),
             ),
             (
-                Step::DriverPeer,
+                Waypoint::DriverPeer,
                 events.iter().any(|e| matches!(e, Event::Peer { .. })),
             ),
             (
-                Step::DriverSynced,
+                Waypoint::DriverSynced,
                 events.iter().any(|e| matches!(e, Event::Synced { .. })),
             ),
         ];
@@ -122,7 +122,7 @@ pub fn finish() -> Vec<Mark> {
 }
 
 /// Records `step` at `node` (0: the bench client) while recording is on.
-pub fn mark(step: Step, node: u16) {
+pub fn mark(step: Waypoint, node: u16) {
     if !ON.load(Ordering::Relaxed) {
         return;
     }

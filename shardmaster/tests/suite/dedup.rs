@@ -1,6 +1,7 @@
 //! Retried requests take effect once and get their original answer; the duplicate table
 //! is bounded by expiry in log entries.
 
+use shardmaster::Replicated;
 use shardmaster::{MasterError, Op, Request, ShardMaster};
 
 use crate::harness::{join_op, Driver};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use shardmaster::Replicated;
 use shardmaster::{Config, GroupId, Op, Request, Response, Seq, ShardMaster};
 
 /// Drives one state machine with consecutive log indices.

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
+use shardmaster::Replicated;
 use shardmaster::{is_balanced, rebalance, Config, GroupId, Op, Request, ShardMaster};
 
 use crate::harness::{moved, servers};

@@ -183,7 +183,9 @@ fn snapshot_and_restart() {
             Store::open(MemBackend::new()).expect("store"),
             threshold,
         );
-        std::mem::replace(&mut cluster.servers[slot], placeholder).into_store()
+        std::mem::replace(&mut cluster.servers[slot], placeholder)
+            .into_host()
+            .into_store()
     };
     assert!(store.snapshot_index() > 0, "no snapshot was taken");
     cluster.servers[slot] = open(restarted_id, store, threshold);

@@ -1,6 +1,7 @@
 //! The whole state survives a snapshot round trip; corrupt bytes are errors, never panics.
 
 use shardmaster::snapshot::SNAPSHOT_VERSION;
+use shardmaster::Replicated;
 use shardmaster::{
     decode_entry, encode_entry, EntryError, Op, Request, ShardMaster, SnapshotError,
 };

@@ -45,10 +45,8 @@ use labrpc_sim::Persister;
 
 /// Index of a peer in the lab cluster: `0..n`.
 pub type Peer = usize;
-/// A log index.
-pub type Index = u64;
-/// A Raft term.
-pub type Term = u64;
+/// A log index and a Raft term (the reference's types).
+pub use shardkv_raft::{Index, Term};
 
 /// Something a peer hands to its state machine (6.824's `ApplyMsg`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::runtime::timeline::{Mark, Step};
+use crate::runtime::timeline::{Mark, Waypoint};
 
 /// One stage over every operation: median and mean, in microseconds.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -143,8 +143,8 @@ fn operations(marks: &[Mark]) -> Vec<&[Mark]> {
     let mut start = None;
     for (i, mark) in marks.iter().enumerate() {
         match (mark.step, start) {
-            (Step::ClientSend, _) => start = Some(i),
-            (Step::ClientDone, Some(first)) => {
+            (Waypoint::ClientSend, _) => start = Some(i),
+            (Waypoint::ClientDone, Some(first)) => {
                 windows.push(&marks[first..=i]);
                 start = None;
             }
@@ -157,14 +157,16 @@ fn operations(marks: &[Mark]) -> Vec<&[Mark]> {
 /// The times of an operation's path through the stages (one more than the stages), or
 /// `None` if it was retried, its node is in none of `groups`, or a step is missing.
 fn path(window: &[Mark], write: bool, groups: &[BTreeSet<u16>]) -> Option<Vec<u64>> {
-    let mut calls = window.iter().filter(|mark| mark.step == Step::CallReceived);
+    let mut calls = window
+        .iter()
+        .filter(|mark| mark.step == Waypoint::CallReceived);
     let (Some(call), None) = (calls.next(), calls.next()) else {
         return None;
     };
     let leader = call.node;
     let group = groups.iter().find(|group| group.contains(&leader))?;
-    let driver = find(window, Step::DriverCall, leader, call.at_ns)?;
-    let sent = find(window, Step::PeerSend, leader, driver)?;
+    let driver = find(window, Waypoint::DriverCall, leader, call.at_ns)?;
+    let sent = find(window, Waypoint::PeerSend, leader, driver)?;
     let mut answers: Vec<Vec<u64>> = group
         .iter()
         .filter(|&&node| node != leader)
@@ -174,8 +176,8 @@ fn path(window: &[Mark], write: bool, groups: &[BTreeSet<u16>]) -> Option<Vec<u6
     // With the leader, the first `group.len() / 2` answers make a majority.
     let follower = answers.into_iter().nth((group.len() / 2).max(1) - 1)?;
     let answer_sent = *follower.last()?;
-    let heard = find(window, Step::DriverPeer, leader, answer_sent)?;
-    let answered = find(window, Step::CallAnswered, leader, heard)?;
+    let heard = find(window, Waypoint::DriverPeer, leader, answer_sent)?;
+    let answered = find(window, Waypoint::CallAnswered, leader, heard)?;
     let mut points = vec![window.first()?.at_ns, call.at_ns, driver, sent];
     points.extend(follower);
     points.extend([heard, answered, window.last()?.at_ns]);
@@ -186,30 +188,32 @@ fn path(window: &[Mark], write: bool, groups: &[BTreeSet<u16>]) -> Option<Vec<u6
 /// (a write: asks for a sync, the flush starts and ends, the driver hears of it), its
 /// peer task sends the answer.
 fn follower_path(window: &[Mark], node: u16, after: u64, write: bool) -> Option<Vec<u64>> {
-    let mut points = vec![find(window, Step::DriverPeer, node, after)?];
+    let mut points = vec![find(window, Waypoint::DriverPeer, node, after)?];
     if write {
         for step in [
-            Step::SyncAsked,
-            Step::FlushStart,
-            Step::FlushEnd,
-            Step::DriverSynced,
+            Waypoint::SyncAsked,
+            Waypoint::FlushStart,
+            Waypoint::FlushEnd,
+            Waypoint::DriverSynced,
         ] {
             points.push(find(window, step, node, *points.last()?)?);
         }
     }
-    points.push(find(window, Step::PeerSend, node, *points.last()?)?);
+    points.push(find(window, Waypoint::PeerSend, node, *points.last()?)?);
     Some(points)
 }
 
 /// How long the leader's own flush for this write took.
 fn leader_flush(window: &[Mark]) -> Option<u64> {
-    let call = window.iter().find(|mark| mark.step == Step::CallReceived)?;
-    let start = find(window, Step::FlushStart, call.node, call.at_ns)?;
-    Some(find(window, Step::FlushEnd, call.node, start)? - start)
+    let call = window
+        .iter()
+        .find(|mark| mark.step == Waypoint::CallReceived)?;
+    let start = find(window, Waypoint::FlushStart, call.node, call.at_ns)?;
+    Some(find(window, Waypoint::FlushEnd, call.node, start)? - start)
 }
 
 /// The first `step` at `node` at or after `after`.
-fn find(window: &[Mark], step: Step, node: u16, after: u64) -> Option<u64> {
+fn find(window: &[Mark], step: Waypoint, node: u16, after: u64) -> Option<u64> {
     window
         .iter()
         .find(|mark| mark.step == step && mark.node == node && mark.at_ns >= after)
@@ -239,7 +243,7 @@ mod tests {
         labels.iter().copied().collect()
     }
 
-    fn at(us: u64, step: Step, node: u16) -> Mark {
+    fn at(us: u64, step: Waypoint, node: u16) -> Mark {
         Mark {
             at_ns: us * 1000,
             step,
@@ -250,7 +254,7 @@ mod tests {
     /// A read's marks, from the client's send at `start`, each network hop taking
     /// `network`, through leader 7001 and follower 7002.
     fn read(start: u64, network: u64) -> Vec<Mark> {
-        use Step::*;
+        use Waypoint::*;
         let (leader, follower) = (7001, 7002);
         vec![
             at(start, ClientSend, 0),
@@ -269,7 +273,7 @@ mod tests {
     /// a retried operation and unrelated marks are left out.
     #[test]
     fn a_write_is_cut_at_its_steps() {
-        use Step::*;
+        use Waypoint::*;
         let (leader, slow, fast) = (7001, 7002, 7003);
         let mut marks = vec![
             at(0, ClientSend, 0),
@@ -344,7 +348,7 @@ mod tests {
     /// are not taken for the leader's followers, even when they answer first.
     #[test]
     fn only_the_leaders_group_counts() {
-        use Step::*;
+        use Waypoint::*;
         let (leader, follower, other, other_leader) = (7001, 7002, 7011, 7010);
         let mut marks = read(0, 10);
         marks.extend([

@@ -9,7 +9,7 @@ use shardkv_client::{Client, RetryPolicy, TarpcTransport};
 
 use super::report::Measured;
 use super::BenchOp;
-use crate::runtime::timeline::{self, Step};
+use crate::runtime::timeline::{self, Waypoint};
 
 /// How long one operation may take before it counts as an error.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
@@ -152,7 +152,7 @@ async fn run_client(
             BenchOp::Put | BenchOp::Append => false,
         };
         let start = Instant::now();
-        timeline::mark(Step::ClientSend, 0);
+        timeline::mark(Waypoint::ClientSend, 0);
         let outcome = match (read, shape.op) {
             (true, _) => client.get(key).await.map(drop),
             (false, BenchOp::Append) => client.append(key, shape.value.clone()).await,
@@ -162,7 +162,7 @@ async fn run_client(
             // Finished after the measured window: neither counted nor timed.
             break;
         }
-        timeline::mark(Step::ClientDone, 0);
+        timeline::mark(Waypoint::ClientDone, 0);
         match outcome {
             Ok(()) => {
                 let micros = start.elapsed().as_micros().max(1);

@@ -1,7 +1,7 @@
 //! Raft messages between the replicas of one service, on one-way streams of their own.
 //!
 //! A replica dials each peer's address (the one its tarpc service listens on), writes
-//! [`PREAMBLE`], its service and its raft id (a [`Replica`]: 8 bytes each, big-endian),
+//! [`PREAMBLE`], its service and its raft id (a [`ReplicaName`]: 8 bytes each, big-endian),
 //! then one length-delimited frame per batch of messages (a bincode `Vec<ByteBuf>`, at
 //! most [`MAX_FRAME_BYTES`]). Nothing comes back: raft tolerates loss, so the sender
 //! needs no answer, and a broken stream shows as a failed write; the sender dials again
@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The receiver takes batches only from a replica of its own service that its
-//! [`Membership`] lists: every service numbers its replicas 1, 2, 3, ..., so a `--peers`
+//! [`StreamPeers`] lists: every service numbers its replicas 1, 2, 3, ..., so a `--peers`
 //! list that names another service's node (a typo) would otherwise feed one service's
 //! raft messages to another's raft, which at best fails a raft-rs assertion. Such a
 //! stream is logged as an error once and its frames are dropped unread (kept open, so
@@ -57,14 +57,14 @@ pub const PREAMBLE: [u8; 8] = *b"SKVRAFT2";
 
 /// A replica as raft streams name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replica {
+pub struct ReplicaName {
     /// Its service: [`NO_GROUP`] (0) for the shard master, a group's gid for a group.
     pub service: GroupId,
     /// Its raft id within the service.
     pub id: u64,
 }
 
-impl std::fmt::Display for Replica {
+impl std::fmt::Display for ReplicaName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.service {
             NO_GROUP => write!(f, "shard-master replica {}", self.id),
@@ -76,16 +76,16 @@ impl std::fmt::Display for Replica {
 /// Whose raft streams a replica takes: the other replicas of its service it was
 /// started with.
 #[derive(Debug, Clone)]
-pub struct Membership {
+pub struct StreamPeers {
     /// This replica.
-    pub me: Replica,
+    pub me: ReplicaName,
     /// The raft ids of its service's replicas (this one may be among them).
     pub peers: BTreeSet<u64>,
 }
 
-impl Membership {
+impl StreamPeers {
     /// Why a stream from `from` is refused, if it is.
-    fn refuses(&self, from: Replica) -> Option<String> {
+    fn refuses(&self, from: ReplicaName) -> Option<String> {
         if from.service != self.me.service || from.id == self.me.id {
             Some(format!("this is {}", self.me))
         } else if !self.peers.contains(&from.id) {
@@ -117,14 +117,14 @@ pub fn codec() -> LengthDelimitedCodec {
 /// after a failure.
 #[derive(Debug)]
 pub struct Outgoing {
-    me: Replica,
+    me: ReplicaName,
     address: String,
     stream: Option<FramedWrite<TcpStream, LengthDelimitedCodec>>,
 }
 
 impl Outgoing {
     /// A stream from replica `me` to the peer at `address`, not yet dialed.
-    pub fn new(me: Replica, address: String) -> Self {
+    pub fn new(me: ReplicaName, address: String) -> Self {
         Outgoing {
             me,
             address,
@@ -189,7 +189,7 @@ fn closed(stream: &TcpStream) -> bool {
 /// Connects to `address` and introduces replica `me`.
 async fn dial(
     address: &str,
-    me: Replica,
+    me: ReplicaName,
 ) -> std::io::Result<FramedWrite<TcpStream, LengthDelimitedCodec>> {
     let mut stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
@@ -200,7 +200,7 @@ async fn dial(
 }
 
 /// The bytes that open a raft stream from `me`.
-fn hello(me: Replica) -> Vec<u8> {
+fn hello(me: ReplicaName) -> Vec<u8> {
     let mut hello = PREAMBLE.to_vec();
     hello.extend_from_slice(&me.service.to_be_bytes());
     hello.extend_from_slice(&me.id.to_be_bytes());
@@ -208,7 +208,7 @@ fn hello(me: Replica) -> Vec<u8> {
 }
 
 /// Reads the rest of a hello whose first four bytes the listener has read.
-async fn read_hello(stream: &mut TcpStream) -> std::io::Result<Replica> {
+async fn read_hello(stream: &mut TcpStream) -> std::io::Result<ReplicaName> {
     let mut version = [0u8; PREAMBLE.len() - 4];
     stream.read_exact(&mut version).await?;
     if version != PREAMBLE[4..] {
@@ -221,7 +221,7 @@ async fn read_hello(stream: &mut TcpStream) -> std::io::Result<Replica> {
     let (mut service, mut id) = ([0u8; 8], [0u8; 8]);
     stream.read_exact(&mut service).await?;
     stream.read_exact(&mut id).await?;
-    Ok(Replica {
+    Ok(ReplicaName {
         service: u64::from_be_bytes(service),
         id: u64::from_be_bytes(id),
     })
@@ -234,7 +234,7 @@ async fn read_hello(stream: &mut TcpStream) -> std::io::Result<Replica> {
 pub async fn receive(
     mut stream: TcpStream,
     peer: SocketAddr,
-    membership: &Membership,
+    membership: &StreamPeers,
     events: mpsc::Sender<Event>,
 ) {
     if let Err(error) = keep_alive(&stream) {

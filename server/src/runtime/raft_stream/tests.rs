@@ -11,13 +11,13 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const GROUP: u64 = 100;
 
 /// Replica `id` of [`GROUP`].
-fn replica(id: u64) -> Replica {
-    Replica { service: GROUP, id }
+fn replica(id: u64) -> ReplicaName {
+    ReplicaName { service: GROUP, id }
 }
 
 /// Replica 1 of [`GROUP`], whose peers are 1 to 9.
-fn membership() -> Membership {
-    Membership {
+fn membership() -> StreamPeers {
+    StreamPeers {
         me: replica(1),
         peers: (1..=9).collect(),
     }
@@ -78,7 +78,7 @@ async fn batches_arrive_in_order_beside_tarpc() {
 }
 
 /// The introduction and one frame holding `messages`, as `Outgoing` writes them.
-fn stream_bytes(from: Replica, messages: &[&[u8]]) -> Vec<u8> {
+fn stream_bytes(from: ReplicaName, messages: &[&[u8]]) -> Vec<u8> {
     let messages: Vec<ByteBuf> = messages.iter().map(|m| ByteBuf::from(m.to_vec())).collect();
     let frame = bincode::serialize(&messages).expect("encode");
     let mut bytes = hello(from);
@@ -187,8 +187,8 @@ async fn a_restarted_peer_is_dialed_again() {
 async fn only_listed_peers_of_the_service_are_heard() {
     let (address, mut events) = listening().await;
     let strangers = [
-        Replica { service: 0, id: 2 },
-        Replica {
+        ReplicaName { service: 0, id: 2 },
+        ReplicaName {
             service: 101,
             id: 2,
         },
