@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
-use crate::{NodeId, Sim};
+use crate::{Sim, SimNode};
 
 /// Why a call returned no reply. Both kinds are retryable: the request may or may not have
 /// been executed, so retries must be idempotent or deduplicated.
@@ -56,7 +56,7 @@ impl std::error::Error for RpcError {}
 #[derive(Clone)]
 pub struct ClientEnd {
     sim: Sim,
-    id: NodeId,
+    id: SimNode,
 }
 
 impl fmt::Debug for ClientEnd {
@@ -66,12 +66,12 @@ impl fmt::Debug for ClientEnd {
 }
 
 impl ClientEnd {
-    pub(crate) fn new(sim: Sim, id: NodeId) -> Self {
+    pub(crate) fn new(sim: Sim, id: SimNode) -> Self {
         ClientEnd { sim, id }
     }
 
     /// This endpoint's node id (for connect/disconnect/partition).
-    pub fn id(&self) -> NodeId {
+    pub fn id(&self) -> SimNode {
         self.id
     }
 
@@ -80,7 +80,7 @@ impl ClientEnd {
     /// the request was dropped. The call starts when the future is first polled.
     pub async fn call(
         &self,
-        to: NodeId,
+        to: SimNode,
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, RpcError> {

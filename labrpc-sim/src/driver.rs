@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::client::CallSlot;
 use crate::world::{Invoke, InvokeKind, PendingCall, Waiter};
-use crate::{Context, Host, NodeId, Sim};
+use crate::{Context, Host, Sim, SimNode};
 
 impl Sim {
     /// Time of the next scheduled event, if any.
@@ -58,7 +58,7 @@ impl Sim {
     /// already running), then applies the effects it left in the context.
     pub(crate) fn run_host<R>(
         &self,
-        id: NodeId,
+        id: SimNode,
         expect: Option<u64>,
         f: impl FnOnce(&mut dyn Host, &mut Context<'_>) -> R,
     ) -> Option<R> {
@@ -91,8 +91,8 @@ impl Sim {
     /// Starts a client endpoint's call; its outcome lands in `slot`.
     pub(crate) fn start_client_call(
         &self,
-        from: NodeId,
-        to: NodeId,
+        from: SimNode,
+        to: SimNode,
         payload: Vec<u8>,
         timeout: Duration,
         slot: Rc<CallSlot>,

@@ -10,7 +10,7 @@ use std::rc::Weak;
 use std::task::Waker;
 use std::time::Duration;
 
-use crate::{CallId, NodeId};
+use crate::{CallId, SimNode};
 
 /// Where a sleeping task leaves its waker; the timer event holds it weakly so a dropped
 /// `Sleep` costs nothing when its time comes.
@@ -19,32 +19,32 @@ pub(crate) type TimerSlot = RefCell<Option<Waker>>;
 /// Something that happens at a point of virtual time.
 pub(crate) enum Event {
     /// Host `host` ticks, if it is still in incarnation `incarnation`.
-    Tick { host: NodeId, incarnation: u64 },
+    Tick { host: SimNode, incarnation: u64 },
     /// Host `host` gets the wake `token` it asked for, if it is still in incarnation
     /// `incarnation`.
     Wake {
-        host: NodeId,
+        host: SimNode,
         incarnation: u64,
         token: u64,
     },
     /// A one-way message arrives at `to`.
     Message {
-        from: NodeId,
-        to: NodeId,
+        from: SimNode,
+        to: SimNode,
         payload: Vec<u8>,
     },
     /// The request of call `call` arrives at host `to`.
     Request {
         call: CallId,
-        from: NodeId,
-        to: NodeId,
+        from: SimNode,
+        to: SimNode,
         payload: Vec<u8>,
     },
     /// The reply to call `call` arrives back at `to`, the caller.
     Reply {
         call: CallId,
-        from: NodeId,
-        to: NodeId,
+        from: SimNode,
+        to: SimNode,
         payload: Vec<u8>,
     },
     /// Call `call` fails as unreachable (the request was dropped or could not be delivered).

@@ -32,7 +32,7 @@ use std::fmt::Display;
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::{CallId, NodeId, RequestId};
+use crate::{CallId, RequestId, SimNode};
 
 /// A sans-IO server hosted by the simulator.
 ///
@@ -40,7 +40,7 @@ use crate::{CallId, NodeId, RequestId};
 /// iteration over `HashMap`/`HashSet` whose order reaches an effect.
 pub trait Host: Any {
     /// One-way message from peer `from` (sent with [`Context::send`]).
-    fn on_message(&mut self, cx: &mut Context<'_>, from: NodeId, payload: Vec<u8>);
+    fn on_message(&mut self, cx: &mut Context<'_>, from: SimNode, payload: Vec<u8>);
 
     /// A request (from a client endpoint or another host's [`Context::call`]); answer it,
     /// now or later, with [`Context::reply`] and this `id`.
@@ -69,7 +69,7 @@ pub trait Host: Any {
 #[derive(Debug)]
 pub(crate) enum Effect {
     Send {
-        to: NodeId,
+        to: SimNode,
         payload: Vec<u8>,
     },
     Reply {
@@ -78,7 +78,7 @@ pub(crate) enum Effect {
     },
     Call {
         call: CallId,
-        to: NodeId,
+        to: SimNode,
         payload: Vec<u8>,
         timeout: Duration,
     },
@@ -94,14 +94,14 @@ pub(crate) enum Effect {
 
 /// Effects sink handed to a host for the duration of one event.
 pub struct Context<'a> {
-    me: NodeId,
+    me: SimNode,
     now: Duration,
     call_ids: &'a Cell<CallId>,
     effects: Vec<Effect>,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(me: NodeId, now: Duration, call_ids: &'a Cell<CallId>) -> Self {
+    pub(crate) fn new(me: SimNode, now: Duration, call_ids: &'a Cell<CallId>) -> Self {
         Context {
             me,
             now,
@@ -115,7 +115,7 @@ impl<'a> Context<'a> {
     }
 
     /// The id of the host this event is for.
-    pub fn me(&self) -> NodeId {
+    pub fn me(&self) -> SimNode {
         self.me
     }
 
@@ -126,7 +126,7 @@ impl<'a> Context<'a> {
 
     /// Sends a one-way message to host `to`. It may be delayed, reordered or dropped, and is
     /// silently lost if `to` is down, unreachable or a client endpoint.
-    pub fn send(&mut self, to: NodeId, payload: Vec<u8>) {
+    pub fn send(&mut self, to: SimNode, payload: Vec<u8>) {
         self.effects.push(Effect::Send { to, payload });
     }
 
@@ -137,7 +137,7 @@ impl<'a> Context<'a> {
 
     /// Calls host `to`; the outcome arrives later through [`Host::on_response`] with the
     /// returned id, at the latest after `timeout`. Forgotten if this host crashes first.
-    pub fn call(&mut self, to: NodeId, payload: Vec<u8>, timeout: Duration) -> CallId {
+    pub fn call(&mut self, to: SimNode, payload: Vec<u8>, timeout: Duration) -> CallId {
         let call = self.call_ids.get();
         self.call_ids.set(call + 1);
         self.effects.push(Effect::Call {

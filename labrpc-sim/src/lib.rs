@@ -84,9 +84,9 @@ pub use sim::Sim;
 pub use time::Sleep;
 pub use trace::TraceLine;
 
-/// Id of a node. Hosts and client endpoints share one id space, assigned 0, 1, 2, ... in
-/// creation order.
-pub type NodeId = usize;
+/// A simulator node: a host or a client endpoint. They share one number space, assigned
+/// 0, 1, 2, ... in creation order (not the raft ids of the servers they run).
+pub type SimNode = usize;
 
 /// Id of a request a host must answer with [`Context::reply`].
 pub type RequestId = u64;

@@ -25,7 +25,7 @@ use rand::RngExt;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::config::{duration_nanos, SimConfig};
-use crate::NodeId;
+use crate::SimNode;
 
 /// Per-mille of requests/messages (and separately of replies) an unreliable network drops.
 const DROP_PER_MILLE: u64 = 100;
@@ -38,7 +38,7 @@ const UNREACHABLE_LONG_MS: u64 = 7000;
 /// Reachability and fault switches of the simulated network.
 pub(crate) struct Network {
     connected: Vec<bool>,
-    partition: BTreeMap<NodeId, usize>,
+    partition: BTreeMap<SimNode, usize>,
     reliable: bool,
     long_delays: bool,
     long_reordering: bool,
@@ -56,19 +56,19 @@ impl Network {
     }
 
     /// Registers node `id` (ids are dense), connected.
-    pub(crate) fn add_node(&mut self, id: NodeId) {
+    pub(crate) fn add_node(&mut self, id: SimNode) {
         assert_eq!(id, self.connected.len(), "node ids are assigned densely");
         self.connected.push(true);
     }
 
-    pub(crate) fn set_connected(&mut self, id: NodeId, on: bool) {
+    pub(crate) fn set_connected(&mut self, id: SimNode, on: bool) {
         if let Some(c) = self.connected.get_mut(id) {
             *c = on;
         }
     }
 
     /// Puts each listed node in the set it appears in (a later set wins on duplicates).
-    pub(crate) fn partition(&mut self, sets: &[&[NodeId]]) {
+    pub(crate) fn partition(&mut self, sets: &[&[SimNode]]) {
         self.partition.clear();
         for (index, set) in sets.iter().enumerate() {
             for &id in set.iter() {
@@ -95,8 +95,8 @@ impl Network {
 
     /// Whether the wire between `a` and `b` works: both connected and not split apart by
     /// the partition. Whether the endpoints are up is the caller's business.
-    pub(crate) fn link_ok(&self, a: NodeId, b: NodeId) -> bool {
-        let connected = |id: NodeId| self.connected.get(id).copied().unwrap_or(false);
+    pub(crate) fn link_ok(&self, a: SimNode, b: SimNode) -> bool {
+        let connected = |id: SimNode| self.connected.get(id).copied().unwrap_or(false);
         let same_side = match (self.partition.get(&a), self.partition.get(&b)) {
             (Some(x), Some(y)) => x == y,
             _ => true,

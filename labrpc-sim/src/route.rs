@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::event::Event;
 use crate::host::Effect;
 use crate::world::{Invoke, InvokeKind, PendingCall, PendingRequest, Waiter, World};
-use crate::{CallId, NodeId, RequestId, RpcError};
+use crate::{CallId, RequestId, RpcError, SimNode};
 
 // Drop reasons folded into the digest.
 const DROP_MESSAGE: u8 = 1;
@@ -65,7 +65,7 @@ impl World {
     }
 
     /// Applies the effects host `me` (in incarnation `incarnation`) emitted, in order.
-    pub(crate) fn apply_effects(&mut self, me: NodeId, incarnation: u64, effects: Vec<Effect>) {
+    pub(crate) fn apply_effects(&mut self, me: SimNode, incarnation: u64, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Send { to, payload } => self.send_message(me, to, payload),
@@ -95,7 +95,7 @@ impl World {
         &mut self,
         call: CallId,
         pending: PendingCall,
-        to: NodeId,
+        to: SimNode,
         payload: Vec<u8>,
         timeout: Duration,
     ) {
@@ -122,7 +122,7 @@ impl World {
         );
     }
 
-    fn send_message(&mut self, from: NodeId, to: NodeId, payload: Vec<u8>) {
+    fn send_message(&mut self, from: SimNode, to: SimNode, payload: Vec<u8>) {
         self.total_bytes += payload.len() as u64;
         let deliverable = self.host_up(to) && self.reachable(from, to);
         if !deliverable || self.net.drop_request(&mut self.rng) {
@@ -133,7 +133,7 @@ impl World {
         self.schedule(delay, Event::Message { from, to, payload });
     }
 
-    fn send_reply(&mut self, me: NodeId, incarnation: u64, id: RequestId, payload: Vec<u8>) {
+    fn send_reply(&mut self, me: SimNode, incarnation: u64, id: RequestId, payload: Vec<u8>) {
         let ours = matches!(self.requests.get(&id), Some(r) if r.host == me && r.incarnation == incarnation);
         let Some(request) = self.requests.remove(&id).filter(|_| ours) else {
             return;
@@ -153,7 +153,7 @@ impl World {
         self.schedule(delay, reply);
     }
 
-    fn tick(&mut self, host: NodeId, incarnation: u64) -> Option<Invoke> {
+    fn tick(&mut self, host: SimNode, incarnation: u64) -> Option<Invoke> {
         if self.live_incarnation(host) != Some(incarnation) {
             return None;
         }
@@ -167,7 +167,7 @@ impl World {
 
     /// A wake is delivered like a tick: only to the incarnation that asked for it, and
     /// without counting as an RPC.
-    fn wake(&mut self, host: NodeId, incarnation: u64, token: u64) -> Option<Invoke> {
+    fn wake(&mut self, host: SimNode, incarnation: u64, token: u64) -> Option<Invoke> {
         if self.live_incarnation(host) != Some(incarnation) {
             return None;
         }
@@ -178,7 +178,7 @@ impl World {
         })
     }
 
-    fn deliver_message(&mut self, from: NodeId, to: NodeId, payload: Vec<u8>) -> Option<Invoke> {
+    fn deliver_message(&mut self, from: SimNode, to: SimNode, payload: Vec<u8>) -> Option<Invoke> {
         let incarnation = self
             .live_incarnation(to)
             .filter(|_| self.reachable(from, to));
@@ -197,8 +197,8 @@ impl World {
     fn deliver_request(
         &mut self,
         call: CallId,
-        from: NodeId,
-        to: NodeId,
+        from: SimNode,
+        to: SimNode,
         payload: Vec<u8>,
     ) -> Option<Invoke> {
         let incarnation = self
@@ -232,8 +232,8 @@ impl World {
     fn deliver_reply(
         &mut self,
         call: CallId,
-        from: NodeId,
-        to: NodeId,
+        from: SimNode,
+        to: SimNode,
         payload: Vec<u8>,
     ) -> Option<Invoke> {
         if !self.calls.contains_key(&call) {

@@ -16,7 +16,7 @@ use rand::{Rng, RngExt};
 
 use crate::executor::Executor;
 use crate::world::{HostSlot, World};
-use crate::{CallId, ClientEnd, Context, Host, NodeId, Persister, SimConfig, SimDisk, TraceLine};
+use crate::{CallId, ClientEnd, Context, Host, Persister, SimConfig, SimDisk, SimNode, TraceLine};
 
 /// A deterministic simulation: virtual clock, one seeded RNG, hosts, network and executor.
 #[derive(Clone)]
@@ -75,9 +75,9 @@ impl Sim {
 
     /// Adds a host built by `factory`, which is called now and again on every restart with
     /// the host's id and its (surviving) persister. Returns the host's id.
-    pub fn add_host<F>(&self, name: &str, factory: F) -> NodeId
+    pub fn add_host<F>(&self, name: &str, factory: F) -> SimNode
     where
-        F: FnMut(NodeId, Persister) -> Box<dyn Host> + 'static,
+        F: FnMut(SimNode, Persister) -> Box<dyn Host> + 'static,
     {
         let slot = HostSlot {
             factory: Some(Box::new(factory)),
@@ -95,7 +95,7 @@ impl Sim {
     /// it has not answered are never answered, calls it made are forgotten, pending ticks
     /// and wakes are cancelled, and its disk's open file handles die (every byte written
     /// stays, synced or not). No-op if already down. Panics if `id` is not a host.
-    pub fn crash(&self, id: NodeId) {
+    pub fn crash(&self, id: SimNode) {
         let object = self.world().crash(id);
         drop(object);
     }
@@ -105,7 +105,7 @@ impl Sim {
     /// synced (see [`SimDisk::power_fail`]), even if the host was already down. The
     /// persister's key/value area and snapshot blob are untouched. The outcome is written
     /// to the trace, and so to the digest. Panics if `id` is not a host.
-    pub fn power_fail(&self, id: NodeId) {
+    pub fn power_fail(&self, id: SimNode) {
         let object = {
             let mut world = self.world();
             let object = world.crash(id);
@@ -119,7 +119,7 @@ impl Sim {
 
     /// Crashes host `id` if it is up, then builds a new incarnation with its factory and
     /// the same persister, and starts ticking it. Panics if `id` is not a host.
-    pub fn restart(&self, id: NodeId) {
+    pub fn restart(&self, id: SimNode) {
         self.crash(id);
         let (mut factory, persister) = {
             let mut world = self.world();
@@ -141,17 +141,17 @@ impl Sim {
 
     /// The disk of host `id` (a shared handle, the same as its persister's). Panics if
     /// `id` is not a host.
-    pub fn disk(&self, id: NodeId) -> SimDisk {
+    pub fn disk(&self, id: SimNode) -> SimDisk {
         self.world().host_slot(id).persister.disk()
     }
 
     /// Whether `id` is up: hosts between restart and crash; client endpoints always.
-    pub fn is_up(&self, id: NodeId) -> bool {
+    pub fn is_up(&self, id: SimNode) -> bool {
         self.world().node_up(id)
     }
 
     /// The persister of host `id` (a shared handle, not a copy). Panics if `id` is not a host.
-    pub fn persister(&self, id: NodeId) -> Persister {
+    pub fn persister(&self, id: SimNode) -> Persister {
         self.world().host_slot(id).persister.clone()
     }
 
@@ -159,7 +159,7 @@ impl Sim {
     /// afterwards. `None` if the host is down, is not an `H`, or is already running.
     pub fn with_host<H: Host, R>(
         &self,
-        id: NodeId,
+        id: SimNode,
         f: impl FnOnce(&mut H, &mut Context<'_>) -> R,
     ) -> Option<R> {
         {
@@ -200,20 +200,20 @@ impl Sim {
     }
 
     /// Reconnects node `id` to the network.
-    pub fn connect(&self, id: NodeId) {
+    pub fn connect(&self, id: SimNode) {
         self.fault(format!("connect {id}"), |w| w.net.set_connected(id, true));
     }
 
     /// Disconnects node `id`: nothing reaches it or leaves it, including packets in flight.
     /// Unknown ids are ignored (they are unreachable anyway).
-    pub fn disconnect(&self, id: NodeId) {
+    pub fn disconnect(&self, id: SimNode) {
         self.fault(format!("disconnect {id}"), |w| {
             w.net.set_connected(id, false)
         });
     }
 
     /// Nodes in different sets cannot talk; nodes in no set reach everyone.
-    pub fn partition(&self, sets: &[&[NodeId]]) {
+    pub fn partition(&self, sets: &[&[SimNode]]) {
         self.fault(format!("partition {sets:?}"), |w| w.net.partition(sets));
     }
 
@@ -229,7 +229,7 @@ impl Sim {
     }
 
     /// Messages and requests delivered to node `id` (0 for unknown ids).
-    pub fn rpc_count(&self, id: NodeId) -> u64 {
+    pub fn rpc_count(&self, id: SimNode) -> u64 {
         self.world().nodes.get(id).map_or(0, |n| n.rpc_count)
     }
 
@@ -288,7 +288,7 @@ impl Sim {
     }
 
     /// Name given to node `id` when it was added.
-    pub fn name(&self, id: NodeId) -> Option<String> {
+    pub fn name(&self, id: SimNode) -> Option<String> {
         self.world().nodes.get(id).map(|n| n.name.clone())
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use fnv::FnvHasher;
 
-use crate::NodeId;
+use crate::SimNode;
 
 /// One readable line of the trace log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct TraceLine {
     /// Virtual time at which the line was written.
     pub time: Duration,
     /// The host that wrote it, or `None` for lines written by the test or the simulator.
-    pub node: Option<NodeId>,
+    pub node: Option<SimNode>,
     /// A short category, e.g. `"raft"` or `"sim"`.
     pub topic: String,
     /// The text.
@@ -96,7 +96,13 @@ impl Trace {
     }
 
     /// Folds a trace line into the digest and keeps it if the log is on.
-    pub(crate) fn line(&mut self, time: Duration, node: Option<NodeId>, topic: &str, line: String) {
+    pub(crate) fn line(
+        &mut self,
+        time: Duration,
+        node: Option<SimNode>,
+        topic: &str,
+        line: String,
+    ) {
         let node_tag = node.map_or(u64::MAX, |n| n as u64);
         self.event(time, b'T', node_tag, 0, topic.as_bytes());
         self.digest.write_bytes(line.as_bytes());

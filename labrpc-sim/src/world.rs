@@ -29,10 +29,10 @@ use crate::config::duration_nanos;
 use crate::event::{Event, EventQueue};
 use crate::network::Network;
 use crate::trace::Trace;
-use crate::{CallId, Host, NodeId, Persister, RequestId, SimConfig};
+use crate::{CallId, Host, Persister, RequestId, SimConfig, SimNode};
 
 /// Builds a host object for node `id` from its persister; called at start and on restart.
-pub(crate) type Factory = Box<dyn FnMut(NodeId, Persister) -> Box<dyn Host>>;
+pub(crate) type Factory = Box<dyn FnMut(SimNode, Persister) -> Box<dyn Host>>;
 
 /// The default virtual time after which `block_on` gives up.
 const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(600);
@@ -67,22 +67,22 @@ pub(crate) enum Waiter {
 
 /// A call whose outcome has not been decided yet.
 pub(crate) struct PendingCall {
-    pub(crate) caller: NodeId,
+    pub(crate) caller: SimNode,
     pub(crate) incarnation: u64,
     pub(crate) waiter: Waiter,
 }
 
 /// A request delivered to a host and not answered yet.
 pub(crate) struct PendingRequest {
-    pub(crate) host: NodeId,
+    pub(crate) host: SimNode,
     pub(crate) incarnation: u64,
     pub(crate) call: CallId,
-    pub(crate) caller: NodeId,
+    pub(crate) caller: SimNode,
 }
 
 /// A host callback the driver must run once the world is no longer borrowed.
 pub(crate) struct Invoke {
-    pub(crate) host: NodeId,
+    pub(crate) host: SimNode,
     pub(crate) incarnation: u64,
     pub(crate) kind: InvokeKind,
 }
@@ -94,7 +94,7 @@ pub(crate) enum InvokeKind {
         token: u64,
     },
     Message {
-        from: NodeId,
+        from: SimNode,
         payload: Vec<u8>,
     },
     Request {
@@ -150,7 +150,7 @@ impl World {
     }
 
     /// Adds a node and returns its id.
-    pub(crate) fn add_node(&mut self, name: &str, host: Option<HostSlot>) -> NodeId {
+    pub(crate) fn add_node(&mut self, name: &str, host: Option<HostSlot>) -> SimNode {
         let id = self.nodes.len();
         self.nodes.push(Node {
             name: name.to_string(),
@@ -168,7 +168,7 @@ impl World {
     }
 
     /// The host slot of `id`; panics with a clear message if `id` is not a host.
-    pub(crate) fn host_slot(&mut self, id: NodeId) -> &mut HostSlot {
+    pub(crate) fn host_slot(&mut self, id: SimNode) -> &mut HostSlot {
         let seed = self.seed;
         match self.nodes.get_mut(id).and_then(|n| n.host.as_mut()) {
             Some(slot) => slot,
@@ -177,7 +177,7 @@ impl World {
     }
 
     /// Whether `id` can send and receive: client endpoints always, hosts while up.
-    pub(crate) fn node_up(&self, id: NodeId) -> bool {
+    pub(crate) fn node_up(&self, id: SimNode) -> bool {
         match self.nodes.get(id) {
             Some(Node {
                 host: Some(slot), ..
@@ -188,17 +188,17 @@ impl World {
     }
 
     /// Whether `id` is a host that is up.
-    pub(crate) fn host_up(&self, id: NodeId) -> bool {
+    pub(crate) fn host_up(&self, id: SimNode) -> bool {
         matches!(self.nodes.get(id), Some(Node { host: Some(slot), .. }) if slot.up)
     }
 
     /// labrpc reachability: the link works and both ends are up.
-    pub(crate) fn reachable(&self, a: NodeId, b: NodeId) -> bool {
+    pub(crate) fn reachable(&self, a: SimNode, b: SimNode) -> bool {
         self.net.link_ok(a, b) && self.node_up(a) && self.node_up(b)
     }
 
     /// The current incarnation of host `id` if it is up.
-    pub(crate) fn live_incarnation(&self, id: NodeId) -> Option<u64> {
+    pub(crate) fn live_incarnation(&self, id: SimNode) -> Option<u64> {
         match self.nodes.get(id) {
             Some(Node {
                 host: Some(slot), ..
@@ -214,7 +214,7 @@ impl World {
     }
 
     /// Schedules the next tick of host `id` in incarnation `incarnation`.
-    pub(crate) fn schedule_tick(&mut self, host: NodeId, incarnation: u64) {
+    pub(crate) fn schedule_tick(&mut self, host: SimNode, incarnation: u64) {
         let (lo, hi) = self.config.tick_range_nanos();
         let interval = Duration::from_nanos(self.rng.random_range(lo..=hi));
         self.schedule(interval, Event::Tick { host, incarnation });
@@ -224,7 +224,7 @@ impl World {
     /// drawn uniformly in nanoseconds from `delay` (exactly `delay.start` if it is empty).
     pub(crate) fn schedule_wake(
         &mut self,
-        host: NodeId,
+        host: SimNode,
         incarnation: u64,
         delay: Range<Duration>,
         token: u64,
@@ -248,7 +248,7 @@ impl World {
     /// and wakes (their incarnation is gone) and its disk's open file handles (the bytes
     /// stay, synced or not). Returns the host object so the caller can drop it outside the
     /// borrow.
-    pub(crate) fn crash(&mut self, id: NodeId) -> Option<Box<dyn Host>> {
+    pub(crate) fn crash(&mut self, id: SimNode) -> Option<Box<dyn Host>> {
         let slot = self.host_slot(id);
         if !slot.up {
             return None;
@@ -264,7 +264,7 @@ impl World {
     }
 
     /// Installs a freshly built host object as a new incarnation and starts its ticks.
-    pub(crate) fn boot(&mut self, id: NodeId, object: Box<dyn Host>) {
+    pub(crate) fn boot(&mut self, id: SimNode, object: Box<dyn Host>) {
         let slot = self.host_slot(id);
         assert!(!slot.up, "labrpc-sim: boot of host {id} while it is up");
         slot.up = true;

@@ -3,13 +3,13 @@
 //!
 //! ```text
 //!   Admin / Client --call("master-1", bytes, timeout)--> SimTransport
-//!                                                          | AddressBook: "master-1" -> NodeId 1
+//!                                                          | AddressBook: "master-1" -> SimNode 1
 //!                                                          v
 //!                                       ClientEnd::call(1, bytes, timeout) --> sim network --> host
 //! ```
 //!
 //! Clients know servers by address strings (as a `Config` lists a group's servers); the
-//! simulator knows nodes by [`NodeId`]. An [`AddressBook`] shared by a harness and all its
+//! simulator knows nodes by [`SimNode`]. An [`AddressBook`] shared by a harness and all its
 //! transports maps one to the other; a suite registers every host it creates under the
 //! address its clients use. Each transport owns one [`ClientEnd`], a node of its own, so a
 //! scenario can cut one client off (or put it in a partition) without touching the others.
@@ -31,7 +31,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
-use labrpc_sim::{ClientEnd, NodeId, RpcError, Sim};
+use labrpc_sim::{ClientEnd, RpcError, Sim, SimNode};
 use shardkv_client::{Transport, TransportError};
 
 /// How long a call to an address the book does not know takes to fail.
@@ -41,7 +41,7 @@ pub const UNKNOWN_ADDRESS_DELAY: Duration = Duration::from_millis(10);
 /// transport it hands out.
 #[derive(Clone, Default)]
 pub struct AddressBook {
-    entries: Rc<RefCell<BTreeMap<String, NodeId>>>,
+    entries: Rc<RefCell<BTreeMap<String, SimNode>>>,
 }
 
 impl AddressBook {
@@ -51,12 +51,12 @@ impl AddressBook {
     }
 
     /// Names node `id` `address`; a later registration of the same address replaces it.
-    pub fn register(&self, address: impl Into<String>, id: NodeId) {
+    pub fn register(&self, address: impl Into<String>, id: SimNode) {
         self.entries.borrow_mut().insert(address.into(), id);
     }
 
     /// The node registered under `address`.
-    pub fn resolve(&self, address: &str) -> Option<NodeId> {
+    pub fn resolve(&self, address: &str) -> Option<SimNode> {
         self.entries.borrow().get(address).copied()
     }
 }
@@ -88,7 +88,7 @@ impl SimTransport {
     }
 
     /// The endpoint's node id, to connect, disconnect or partition this client.
-    pub fn node(&self) -> NodeId {
+    pub fn node(&self) -> SimNode {
         self.end.id()
     }
 
@@ -154,7 +154,7 @@ mod tests {
     struct Echo;
 
     impl Host for Echo {
-        fn on_message(&mut self, _: &mut Context<'_>, _: NodeId, _: Vec<u8>) {}
+        fn on_message(&mut self, _: &mut Context<'_>, _: SimNode, _: Vec<u8>) {}
         fn on_request(&mut self, cx: &mut Context<'_>, id: RequestId, mut payload: Vec<u8>) {
             payload.reverse();
             cx.reply(id, payload);

@@ -2,16 +2,16 @@
 
 use std::time::Duration;
 
-use labrpc_sim::{CallId, Context, Host, NodeId, Persister, Sim};
+use labrpc_sim::{CallId, Context, Host, Persister, Sim, SimNode};
 
 /// A host that echoes requests, records what it receives, and (if it has peers) chats:
 /// every tick it sends each peer a message and every third tick it calls one peer.
 #[derive(Default)]
 pub struct Node {
-    pub peers: Vec<NodeId>,
+    pub peers: Vec<SimNode>,
     pub silent: bool,
     pub ticks: u64,
-    pub messages: Vec<(NodeId, Vec<u8>)>,
+    pub messages: Vec<(SimNode, Vec<u8>)>,
     pub requests: u64,
     pub responses: Vec<(CallId, Option<Vec<u8>>)>,
     pub persister: Persister,
@@ -27,7 +27,7 @@ impl Node {
 }
 
 impl Host for Node {
-    fn on_message(&mut self, cx: &mut Context<'_>, from: NodeId, payload: Vec<u8>) {
+    fn on_message(&mut self, cx: &mut Context<'_>, from: SimNode, payload: Vec<u8>) {
         cx.trace("msg", format!("from {from} {payload:?}"));
         self.messages.push((from, payload));
     }
@@ -58,12 +58,12 @@ impl Host for Node {
 }
 
 /// Adds a plain echo host (no peers).
-pub fn add_echo(sim: &Sim, name: &str) -> NodeId {
+pub fn add_echo(sim: &Sim, name: &str) -> SimNode {
     sim.add_host(name, |_, persister| Box::new(Node::new(persister)))
 }
 
 /// Adds a host that receives requests but never answers them.
-pub fn add_silent(sim: &Sim, name: &str) -> NodeId {
+pub fn add_silent(sim: &Sim, name: &str) -> SimNode {
     sim.add_host(name, |_, persister| {
         Box::new(Node {
             silent: true,
@@ -73,10 +73,10 @@ pub fn add_silent(sim: &Sim, name: &str) -> NodeId {
 }
 
 /// Adds `n` hosts (ids must be the next `n` ids) that chat with each other.
-pub fn add_chatty(sim: &Sim, first: NodeId, n: usize) -> Vec<NodeId> {
+pub fn add_chatty(sim: &Sim, first: SimNode, n: usize) -> Vec<SimNode> {
     (0..n)
         .map(|i| {
-            let peers: Vec<NodeId> = (0..n).filter(|&j| j != i).map(|j| first + j).collect();
+            let peers: Vec<SimNode> = (0..n).filter(|&j| j != i).map(|j| first + j).collect();
             let id = sim.add_host(&format!("chatty{i}"), move |_, persister| {
                 Box::new(Node {
                     peers: peers.clone(),

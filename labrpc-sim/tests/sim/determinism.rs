@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use labrpc_sim::{Context, Host, NodeId, Sim};
+use labrpc_sim::{Context, Host, Sim, SimNode};
 
 use crate::common::{add_chatty, ms};
 
@@ -59,7 +59,7 @@ fn same_seed_same_digest_different_seed_different_digest() {
 struct HashMapLeaker;
 
 impl Host for HashMapLeaker {
-    fn on_message(&mut self, _cx: &mut Context<'_>, _from: NodeId, _payload: Vec<u8>) {}
+    fn on_message(&mut self, _cx: &mut Context<'_>, _from: SimNode, _payload: Vec<u8>) {}
 
     fn on_tick(&mut self, cx: &mut Context<'_>) {
         let map: HashMap<u32, u32> = (0..32).map(|k| (k, k * k)).collect();

@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 
-use labrpc_sim::{Context, Host, NodeId, Persister, RequestId, Sim, SimFile};
+use labrpc_sim::{Context, Host, Persister, RequestId, Sim, SimFile, SimNode};
 
 use crate::common::ms;
 
@@ -37,7 +37,7 @@ impl Logger {
 }
 
 impl Host for Logger {
-    fn on_message(&mut self, _cx: &mut Context<'_>, _from: NodeId, _payload: Vec<u8>) {}
+    fn on_message(&mut self, _cx: &mut Context<'_>, _from: SimNode, _payload: Vec<u8>) {}
 
     fn on_request(&mut self, cx: &mut Context<'_>, id: RequestId, payload: Vec<u8>) {
         self.file.write_at(self.end, &payload).expect("append");
@@ -53,12 +53,12 @@ impl Host for Logger {
     fn on_tick(&mut self, _cx: &mut Context<'_>) {}
 }
 
-fn add_logger(sim: &Sim) -> NodeId {
+fn add_logger(sim: &Sim) -> SimNode {
     sim.add_host("logger", |_, persister| Box::new(Logger::boot(persister)))
 }
 
 /// The whole content of `name` on host `id`'s disk.
-fn read_log(sim: &Sim, id: NodeId) -> Vec<u8> {
+fn read_log(sim: &Sim, id: SimNode) -> Vec<u8> {
     let file = sim.disk(id).open("log").expect("log exists");
     let mut buf = vec![0; file.len().expect("len") as usize];
     file.read_at(0, &mut buf).expect("read");

@@ -1,6 +1,6 @@
 //! Network faults: unreliable drops, partitions, disconnects, host-to-host calls, counters.
 
-use labrpc_sim::{ClientEnd, NodeId, RpcError, Sim};
+use labrpc_sim::{ClientEnd, RpcError, Sim, SimNode};
 
 use crate::common::{add_chatty, add_echo, ms, Node};
 
@@ -85,7 +85,7 @@ fn partition_and_disconnect_cut_and_restore_traffic() {
     });
 }
 
-async fn call(end: &ClientEnd, to: NodeId) -> Result<Vec<u8>, RpcError> {
+async fn call(end: &ClientEnd, to: SimNode) -> Result<Vec<u8>, RpcError> {
     end.call(to, b"x".to_vec(), ms(500)).await
 }
 

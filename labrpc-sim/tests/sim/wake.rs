@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use labrpc_sim::{Context, Host, NodeId, Sim};
+use labrpc_sim::{Context, Host, Sim, SimNode};
 
 use crate::common::ms;
 
@@ -14,7 +14,7 @@ struct Sleeper {
 }
 
 impl Host for Sleeper {
-    fn on_message(&mut self, _cx: &mut Context<'_>, _from: NodeId, _payload: Vec<u8>) {}
+    fn on_message(&mut self, _cx: &mut Context<'_>, _from: SimNode, _payload: Vec<u8>) {}
 
     fn on_tick(&mut self, _cx: &mut Context<'_>) {}
 
@@ -24,7 +24,7 @@ impl Host for Sleeper {
     }
 }
 
-fn add_sleeper(sim: &Sim) -> NodeId {
+fn add_sleeper(sim: &Sim) -> SimNode {
     sim.add_host("sleeper", |_, _| Box::new(Sleeper::default()))
 }
 

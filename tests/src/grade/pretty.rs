@@ -16,7 +16,7 @@
 
 use std::io::{self, Write};
 
-use labrpc_sim::{NodeId, TraceLine};
+use labrpc_sim::{SimNode, TraceLine};
 
 use crate::scenario::CapturedTrace;
 
@@ -37,7 +37,7 @@ pub struct TraceView {
 }
 
 /// The column a line belongs in: `None` is the `test` column.
-fn column_of(line: &TraceLine) -> Option<NodeId> {
+fn column_of(line: &TraceLine) -> Option<SimNode> {
     if line.node.is_some() || line.topic != "sim" {
         return line.node;
     }
@@ -50,7 +50,7 @@ fn column_of(line: &TraceLine) -> Option<NodeId> {
     id.parse().ok()
 }
 
-fn column_name(trace: &CapturedTrace, column: Option<NodeId>) -> String {
+fn column_name(trace: &CapturedTrace, column: Option<SimNode>) -> String {
     match column {
         None => "test".to_string(),
         Some(id) => trace
@@ -87,7 +87,7 @@ pub fn render(out: &mut dyn Write, trace: &CapturedTrace, view: &TraceView) -> i
         .iter()
         .filter(|l| wanted(trace, view, l))
         .collect();
-    let mut columns: Vec<Option<NodeId>> = lines.iter().map(|l| column_of(l)).collect();
+    let mut columns: Vec<Option<SimNode>> = lines.iter().map(|l| column_of(l)).collect();
     columns.sort();
     columns.dedup();
     if columns.is_empty() {
@@ -130,7 +130,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn line(ms: u64, node: Option<NodeId>, topic: &str, text: &str) -> TraceLine {
+    fn line(ms: u64, node: Option<SimNode>, topic: &str, text: &str) -> TraceLine {
         TraceLine {
             time: Duration::from_millis(ms),
             node,

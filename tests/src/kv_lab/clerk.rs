@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use labrpc_sim::NodeId;
+use labrpc_sim::SimNode;
 
 use crate::linearizability::history::show_bytes;
 use crate::linearizability::{ClientId, History, KvInput, KvOutput};
@@ -18,7 +18,7 @@ pub struct KvClerk {
     id: ClientId,
     client: Client<SimTransport>,
     history: History,
-    node: NodeId,
+    node: SimNode,
     sim: labrpc_sim::Sim,
 }
 
@@ -49,7 +49,7 @@ impl KvClerk {
     }
 
     /// The simulator node of this clerk's endpoint (to partition it).
-    pub fn node(&self) -> NodeId {
+    pub fn node(&self) -> SimNode {
         self.node
     }
 

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use labrpc_sim::{NodeId, Persister, Sim};
+use labrpc_sim::{Persister, Sim, SimNode};
 use shardkv_proto::GroupId;
 
 use super::clerk::KvClerk;
@@ -113,12 +113,12 @@ impl<L: KvLab> KvCluster<L> {
     }
 
     /// The simulator node of replica `me` of group `gid`.
-    pub fn node(&self, gid: GroupId, me: Peer) -> NodeId {
+    pub fn node(&self, gid: GroupId, me: Peer) -> SimNode {
         self.groups[&gid].borrow()[me]
     }
 
     /// Every replica's node of group `gid`, in replica order.
-    pub fn nodes(&self, gid: GroupId) -> Vec<NodeId> {
+    pub fn nodes(&self, gid: GroupId) -> Vec<SimNode> {
         self.groups[&gid].borrow().clone()
     }
 
@@ -275,7 +275,7 @@ fn add_group<L: KvLab>(
         let name = server_address(gid, me);
         let (ids_for_host, book_for_host) = (ids.clone(), book.clone());
         let (peers, master_addresses) = (peers.clone(), masters.masters());
-        let id = sim.add_host(&name, move |_id: NodeId, persister: Persister| {
+        let id = sim.add_host(&name, move |_id: SimNode, persister: Persister| {
             let start = KvStart {
                 gid,
                 me,

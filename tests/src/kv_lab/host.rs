@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use bincode::Options;
-use labrpc_sim::{Context, Host, NodeId, RequestId};
+use labrpc_sim::{Context, Host, RequestId, SimNode};
 use shardkv_proto::kv::{GroupRequest, GroupResponse, MAX_REQUEST_BYTES};
 use shardkv_proto::GroupId;
 
@@ -64,7 +64,7 @@ impl<L: KvLab> KvHost<L> {
         }
     }
 
-    fn peer_of(&self, id: NodeId) -> Option<Peer> {
+    fn peer_of(&self, id: SimNode) -> Option<Peer> {
         self.ids.borrow().iter().position(|&x| x == id)
     }
 
@@ -154,7 +154,7 @@ fn describe_migration_reply(reply: &shardkv_proto::kv::MigrationReply) -> String
 }
 
 impl<L: KvLab> Host for KvHost<L> {
-    fn on_message(&mut self, cx: &mut Context<'_>, from: NodeId, payload: Vec<u8>) {
+    fn on_message(&mut self, cx: &mut Context<'_>, from: SimNode, payload: Vec<u8>) {
         if let Some(from) = self.peer_of(from) {
             self.lab.on_peer_message(from, payload);
             self.drain(cx);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use labrpc_sim::NodeId;
+use labrpc_sim::SimNode;
 use shardkv_client::{Admin, AdminError};
 use shardkv_proto::{Config, ConfigNum, GroupId, ShardId};
 
@@ -31,7 +31,7 @@ impl Clerk {
     }
 
     /// The simulator node of this clerk's endpoint (to partition it with some replicas).
-    pub fn node(&self) -> NodeId {
+    pub fn node(&self) -> SimNode {
         self.admin.transport().node()
     }
 

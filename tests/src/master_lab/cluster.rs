@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
 
-use labrpc_sim::{NodeId, Persister, Sim};
+use labrpc_sim::{Persister, Sim, SimNode};
 use shardkv_client::{Admin, RetryPolicy};
 use shardkv_proto::{Config, ConfigNum};
 
@@ -71,7 +71,7 @@ impl<L: MasterLab> Cluster<L> {
         for me in 0..REPLICAS {
             let (ids_for_host, peers) = (ids.clone(), peers.clone());
             let name = address(me);
-            let id = sim.add_host(&name, move |_id: NodeId, persister: Persister| {
+            let id = sim.add_host(&name, move |_id: SimNode, persister: Persister| {
                 let lab = L::make(me, &peers, persister);
                 Box::new(MasterHost::new(me, lab, ids_for_host.clone()))
                     as Box<dyn labrpc_sim::Host>
@@ -89,7 +89,7 @@ impl<L: MasterLab> Cluster<L> {
     }
 
     /// The simulator node of replica `peer`.
-    pub fn node(&self, peer: Peer) -> NodeId {
+    pub fn node(&self, peer: Peer) -> SimNode {
         self.ids.borrow()[peer]
     }
 

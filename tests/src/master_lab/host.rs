@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bincode::Options;
-use labrpc_sim::{Context, Host, NodeId, RequestId};
+use labrpc_sim::{Context, Host, RequestId, SimNode};
 use shardkv_proto::{Op, Request, Response};
 
 use super::lab::{MasterEffect, MasterLab, Peer};
@@ -24,7 +24,7 @@ pub const REQUEST_BYTES_MAX: u64 = 4 << 20;
 const DRAIN_ROUNDS_MAX: usize = 64;
 
 /// Simulator node ids of the replicas, filled once every host exists.
-pub type ReplicaIds = Rc<RefCell<Vec<NodeId>>>;
+pub type ReplicaIds = Rc<RefCell<Vec<SimNode>>>;
 
 /// One master replica hosted by the simulator.
 pub struct MasterHost<L: MasterLab> {
@@ -71,7 +71,7 @@ impl<L: MasterLab> MasterHost<L> {
         }
     }
 
-    fn peer_of(&self, id: NodeId) -> Option<Peer> {
+    fn peer_of(&self, id: SimNode) -> Option<Peer> {
         self.ids.borrow().iter().position(|&x| x == id)
     }
 
@@ -122,7 +122,7 @@ impl<L: MasterLab> MasterHost<L> {
 }
 
 impl<L: MasterLab> Host for MasterHost<L> {
-    fn on_message(&mut self, cx: &mut Context<'_>, from: NodeId, payload: Vec<u8>) {
+    fn on_message(&mut self, cx: &mut Context<'_>, from: SimNode, payload: Vec<u8>) {
         if let Some(from) = self.peer_of(from) {
             self.lab.on_peer_message(from, payload);
             self.drain(cx);

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
 
-use labrpc_sim::{NodeId, Persister, Sim};
+use labrpc_sim::{Persister, Sim, SimNode};
 
 use super::checker::Checker;
 use super::host::{LabHost, PeerIds};
@@ -79,7 +79,7 @@ impl<L: RaftLab> Cluster<L> {
             let snapshots = options.snapshots;
             let id = sim.add_host(
                 &format!("raft-{me}"),
-                move |_id: NodeId, persister: Persister| {
+                move |_id: SimNode, persister: Persister| {
                     // 6.824 `start1`: the state machine starts over (from the snapshot the peer
                     // delivers first).
                     checker.borrow_mut().restart(me);
@@ -106,7 +106,7 @@ impl<L: RaftLab> Cluster<L> {
         self.n
     }
 
-    fn id(&self, peer: Peer) -> NodeId {
+    fn id(&self, peer: Peer) -> SimNode {
         self.ids.borrow()[peer]
     }
 

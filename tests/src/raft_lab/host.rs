@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use labrpc_sim::{Context, Host, NodeId};
+use labrpc_sim::{Context, Host, SimNode};
 
 use super::checker::Checker;
 use super::lab::{ApplyMsg, Index, Peer, RaftLab, Term};
@@ -20,7 +20,7 @@ pub const SNAPSHOT_INTERVAL: Index = 10;
 const DRAIN_ROUNDS_MAX: usize = 64;
 
 /// Simulator node ids of the lab peers, filled once every host exists.
-pub type PeerIds = Rc<RefCell<Vec<NodeId>>>;
+pub type PeerIds = Rc<RefCell<Vec<SimNode>>>;
 
 /// One lab peer hosted by the simulator.
 pub struct LabHost<L: RaftLab> {
@@ -56,7 +56,7 @@ impl<L: RaftLab> LabHost<L> {
         }
     }
 
-    fn peer_of(&self, id: NodeId) -> Option<Peer> {
+    fn peer_of(&self, id: SimNode) -> Option<Peer> {
         self.ids.borrow().iter().position(|&x| x == id)
     }
 
@@ -128,7 +128,7 @@ impl<L: RaftLab> LabHost<L> {
 }
 
 impl<L: RaftLab> Host for LabHost<L> {
-    fn on_message(&mut self, cx: &mut Context<'_>, from: NodeId, payload: Vec<u8>) {
+    fn on_message(&mut self, cx: &mut Context<'_>, from: SimNode, payload: Vec<u8>) {
         if let Some(from) = self.peer_of(from) {
             self.lab.step(from, payload);
             self.drain(cx);
