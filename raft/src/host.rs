@@ -181,8 +181,12 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
                     self.fail(old);
                 }
             }
+            Err(Error::NotLeader { hint }) => {
+                let hint = hint.or(self.replica.leader_hint());
+                self.machine.fail(waiter, hint);
+            }
             Err(error) => {
-                tracing::debug!(node = self.id(), %error, "proposal refused");
+                tracing::warn!(node = self.id(), %error, "proposal refused");
                 self.fail(waiter);
             }
         }

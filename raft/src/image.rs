@@ -1,4 +1,4 @@
-//! Snapshot images: how a [`crate::StateMachine`] turns its state into snapshot bytes and
+//! Snapshot images: how a [`crate::Replicated`] state turns into snapshot bytes and
 //! back, the same way for every service.
 //!
 //! Format: bincode 1.3 with fixed-width little-endian integers of `(version, image)`,

@@ -164,7 +164,12 @@ mod tests {
         assert_eq!(calls.cursor(Target::Master, 3), 2);
         calls.failed(Target::Master, 3, None);
         assert_eq!(calls.cursor(Target::Master, 3), 0);
-        assert_eq!(calls.cursor(Target::Master, 3), 0, "no failure, no move");
+        calls.failed(Target::Shard(1), 3, None);
+        assert_eq!(
+            calls.cursor(Target::Master, 3),
+            0,
+            "another target's failure"
+        );
     }
 
     /// A hint outside the target's server list (0, one past the end, far past it) is

@@ -19,8 +19,8 @@
 //! index, or raft reports the proposal lost, or this replica stops leading, the request
 //! gets `WrongLeader` and the client retries (duplicate detection makes the retry safe
 //! even if the first attempt commits after all). Queries go through the log too, so
-//! their answers are linearizable. The bookkeeping of who waits on which proposal is
-//! `shardkv_raft::Pending`, shared with the replica group servers.
+//! their answers are linearizable. Who waits on which proposal is kept by the
+//! `shardkv_raft::Host` this server is built on, as in the replica group.
 //!
 //! After every batch of applied entries, when the replica's persisted log reaches its
 //! snapshot size ([`Replica::maybe_snapshot`]), the server snapshots the whole state at the

@@ -35,6 +35,16 @@ struct Image {
     applied_index: Index,
 }
 
+/// [`Image`] borrowed from a live state, so encoding copies nothing first; serde writes
+/// the same bytes for a reference and for its owner.
+#[derive(Serialize)]
+struct ImageRef<'a> {
+    configs: &'a [Config],
+    session_timeout_entries: u64,
+    sessions: &'a BTreeMap<ClientId, Session>,
+    applied_index: Index,
+}
+
 impl Replicated for ShardMaster {
     fn applied_index(&self) -> Index {
         self.applied_index
@@ -51,10 +61,10 @@ impl Replicated for ShardMaster {
     }
 
     fn encode_snapshot(&self) -> Vec<u8> {
-        let image = Image {
-            configs: self.configs.clone(),
+        let image = ImageRef {
+            configs: &self.configs,
             session_timeout_entries: self.session_timeout_entries,
-            sessions: self.sessions.sessions().clone(),
+            sessions: self.sessions.sessions(),
             applied_index: self.applied_index,
         };
         // No size limit on encoding: a state that exists must be snapshotted.

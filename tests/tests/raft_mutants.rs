@@ -60,14 +60,12 @@ impl<B: Bug> Mutant<B> {
     /// With [`Bug::EARLY_SYNC_REPORT`], reports the newest sync asked as done at once when
     /// this peer's role matches.
     fn after_event(&mut self) {
-        if let Some(number) = self.stale {
-            // The old completion arrives while the new incarnation waits for a sync.
-            self.inner.with_replica(|replica, io| {
-                if io.newest_pending().is_some() {
-                    replica.on_synced(number);
-                    self.stale = None;
-                }
-            });
+        // The old completion arrives while the new incarnation waits for a sync.
+        let waiting = self.inner.io().newest_pending().is_some();
+        if let Some(number) = self.stale.filter(|_| waiting) {
+            self.inner
+                .with_replica(|replica, _| replica.on_synced(number));
+            self.stale = None;
         }
         let Some(leaders) = B::EARLY_SYNC_REPORT else {
             return;
@@ -242,11 +240,11 @@ impl Bug for StaleCompletion {
     const STALE_COMPLETION: bool = true;
 }
 
-/// Fails unless `scenario` fails (or panics) on `seed`; the seeds were found by running
-/// the mutant over seeds 1..=[`SEEDS`] (`shardkv grade` finds such seeds too).
 /// How many seeds the finder below tries per mutant and scenario.
 const SEEDS: u64 = 200;
 
+/// Fails unless `scenario` fails (or panics) on `seed`; the seeds were found by running
+/// the mutant over seeds 1..=[`SEEDS`] (`shardkv grade` finds such seeds too).
 fn assert_fails_on(name: &str, scenario: fn(u64) -> Outcome, seed: u64, expected: &str) {
     assert_fails(name, run_power(scenario, seed), expected);
 }

@@ -10,9 +10,9 @@
 //!
 //! Everything the server does happens on this one task, as in the simulator. Events
 //! already waiting when the driver wakes are handed over as one batch
-//! (`Hosted::batch`), so under load many requests share one Ready and one sync (group
+//! (`Service::batch`), so under load many requests share one Ready and one sync (group
 //! commit). The server writes each Ready to the store and hands the sync to the node's
-//! sync thread (`Hosted::sync_with`), which reports back with `Event::Synced`; what a
+//! sync thread (`Service::sync_with`), which reports back with `Event::Synced`; what a
 //! Ready promises (acks, votes, the leader's own replies) waits for that report, so a
 //! reply leaves only after its entry is on disk on a majority, the leader's included.
 //! Readies written while a sync runs share the next one.
