@@ -5,7 +5,8 @@
 //! A client numbers its requests `1, 2, 3, ...` and has one outstanding at a time. For
 //! each client the table remembers the sequence number of its latest applied request
 //! (of the kinds the server deduplicates) and that request's answer, of the server's
-//! type `R`. When request `(client, seq)` is applied ([`Sessions::check`]):
+//! type `R`. When request `(client, seq)` is applied ([`Sessions::once`], which runs
+//! the request through [`Sessions::check`] and [`Sessions::record`]):
 //!
 //! - unknown client, or `seq` greater than the remembered one: new; the server executes
 //!   it and [`Sessions::record`]s the answer;
@@ -197,6 +198,30 @@ impl<R: Clone> Sessions<R> {
         by_index.insert((index, client));
     }
 
+    /// Runs request `(client, seq)`, applied at `index`, at most once: a new request
+    /// runs `execute` and its answer is remembered; a retry of the client's latest
+    /// request gets the remembered answer; an older one gets `Err(last)`, the client's
+    /// latest applied sequence number (for the service's `StaleRequest` error).
+    pub fn once(
+        &mut self,
+        client: ClientId,
+        seq: Seq,
+        index: Index,
+        execute: impl FnOnce() -> R,
+    ) -> Result<R, Seq> {
+        match self.check(client, seq, index) {
+            Check::New => {}
+            Check::Duplicate(response) => {
+                tracing::debug!(client, seq, "duplicate request");
+                return Ok(response);
+            }
+            Check::Stale { last } => return Err(last),
+        }
+        let response = execute();
+        self.record(client, seq, response.clone(), index);
+        Ok(response)
+    }
+
     /// Remembers the answer of the new request `(client, seq)` applied at `index`.
     pub fn record(&mut self, client: ClientId, seq: Seq, response: R, index: Index) {
         match self.by_client.get_mut(&client) {
@@ -293,6 +318,23 @@ mod tests {
         );
         assert_eq!(sessions.check(7, 1, 5), Check::Stale { last: 2 });
         assert_eq!(sessions.check(8, 2, 6), Check::New);
+    }
+
+    /// `once` runs a request the first time only; a retry gets the first answer and an
+    /// older request its client's latest sequence number.
+    #[test]
+    fn once_runs_a_request_once() {
+        let mut sessions = Table::new();
+        let mut runs = 0;
+        let mut run = |answer: u8| {
+            runs += 1;
+            Ok(answer)
+        };
+        assert_eq!(sessions.once(7, 1, 1, || run(1)), Ok(Ok(1)));
+        assert_eq!(sessions.once(7, 1, 2, || run(9)), Ok(Ok(1)));
+        assert_eq!(sessions.once(7, 2, 3, || run(2)), Ok(Ok(2)));
+        assert_eq!(sessions.once(7, 1, 4, || run(9)), Err(2));
+        assert_eq!(runs, 2);
     }
 
     /// A session expires exactly when it has been quiet for more than the timeout, and

@@ -26,18 +26,23 @@
 //! the client retries, which its duplicate detection makes safe.
 
 use crate::{
-    EarlySink, Error, Fate, Index, LogStore, NodeId, Pending, Replica, ReplicaConfig, ServerError,
-    SnapshotData, SnapshotError, Step, SyncSink,
+    decode_command, EarlySink, Error, Fate, Index, LogStore, NodeId, Pending, Replica,
+    ReplicaConfig, ServerError, SnapshotData, SnapshotError, Step, SyncSink,
 };
 
 /// A state replicated by a log: it moves only by applying (or skipping) the log's
 /// entries in order and by restoring snapshots, and it knows the last index it holds.
 pub trait Replicated: Clone + Send + Sized + 'static {
+    /// The commands its log entries carry (see [`crate::decode_command`]).
+    type Command: serde::Serialize + serde::de::DeserializeOwned;
+    /// The largest command, encoded, that a log entry may carry.
+    const MAX_COMMAND_BYTES: u64;
+
     /// The last index applied (or skipped); 0 before any.
     fn applied_index(&self) -> Index;
-    /// Moves the applied index to `index` without a command (an empty entry, a
-    /// membership change, an entry that does not decode), so whatever keeps time by the
-    /// log (session expiry) keeps in step.
+    /// Moves the applied index to `index` without a command (a membership change, an
+    /// entry that does not decode), so whatever keeps time by the log (session expiry)
+    /// keeps in step.
     fn skip(&mut self, index: Index);
     /// The whole state as snapshot bytes (see [`crate::encode_image`]). The host encodes
     /// a clone, on the store's snapshot thread, so a clone should be cheap.
@@ -62,6 +67,9 @@ pub trait Replicated: Clone + Send + Sized + 'static {
     }
 }
 
+/// The command type of state machine `M`'s state.
+pub type Command<M> = <<M as StateMachine>::State as Replicated>::Command;
+
 /// The part of a replicated service that [`Host`] drives: a deterministic state machine
 /// over committed entries, and where its answers and raft messages go.
 pub trait StateMachine {
@@ -72,14 +80,15 @@ pub trait StateMachine {
     /// The replicated state it applies commands to.
     type State: Replicated;
 
-    /// Applies the command `data` committed at `index` to `state`; an entry that does
-    /// not decode is an error (the host logs it and skips the entry).
+    /// Applies `command`, committed at `index`, to `state`. (An entry that does not
+    /// decode as a command never gets here: the host logs it and skips it on every
+    /// replica alike.)
     fn apply(
         &mut self,
         state: &mut Self::State,
         index: Index,
-        data: &[u8],
-    ) -> Result<Self::Answer, String>;
+        command: Command<Self>,
+    ) -> Self::Answer;
     /// True (once) when the state must be snapshotted now rather than when the log next
     /// passes its threshold.
     fn take_must_snapshot(&mut self) -> bool {
@@ -237,8 +246,8 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
     fn apply(&mut self, step: Step<M::Waiter>) -> Result<(), ServerError> {
         match step {
             Step::Command { index, data, fate } => {
-                let answer = match self.machine.apply(&mut self.state, index, &data) {
-                    Ok(answer) => Some(answer),
+                let answer = match decode_command::<M::State>(&data) {
+                    Ok(command) => Some(self.machine.apply(&mut self.state, index, command)),
                     Err(error) => {
                         tracing::error!(node = self.id(), index, %error, "undecodable entry");
                         self.state.skip(index);
@@ -266,15 +275,22 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
                 covered.into_iter().for_each(|waiter| self.fail(waiter));
                 tracing::info!(node = self.id(), index, "restored snapshot");
             }
-            Step::Membership { index, .. } => self.state.skip(index),
+            Step::Membership { index, fate, .. } => {
+                self.state.skip(index);
+                // A host proposes commands only; a membership waiter has no answer.
+                if let Some(Fate::Committed(waiter) | Fate::Displaced(waiter)) = fate {
+                    self.fail(waiter);
+                }
+            }
         }
         Ok(())
     }
 }
 
 /// A server built on a [`Host`]: the events every service handles the same way. A
-/// service supplies its host and [`Service::run_ready`] (the Ready protocol plus what
-/// it does around it); its own events (requests, calls) end with [`Service::drive`].
+/// service supplies its host and, when it does more than the host around them,
+/// [`Service::run_ready`] and [`Service::on_tick`]; its own events (requests, calls) end
+/// with [`Service::drive`]. A bare [`Host`] is a service that does nothing more.
 pub trait Service {
     /// The log store.
     type Store: LogStore;
@@ -340,6 +356,12 @@ pub trait Service {
         self.drive()
     }
 
+    /// One tick of logical time (raft's timers).
+    fn on_tick(&mut self) -> Result<(), ServerError> {
+        self.host_mut().replica.tick();
+        self.drive()
+    }
+
     /// The store is durable through Ready `number` (see [`Replica::on_synced`]).
     fn on_synced(&mut self, number: u64) -> Result<(), ServerError> {
         self.host_mut().replica.on_synced(number);
@@ -361,5 +383,24 @@ pub trait Service {
     /// Makes the store durable for a clean stop (see [`Replica::flush`]).
     fn flush(&mut self) -> Result<(), Error> {
         self.host_mut().replica.flush()
+    }
+}
+
+/// A host is the service of a state machine that needs nothing around the Ready protocol
+/// (the shard master).
+impl<S: LogStore, M: StateMachine> Service for Host<S, M> {
+    type Store = S;
+    type Machine = M;
+
+    fn host(&self) -> &Self {
+        self
+    }
+
+    fn host_mut(&mut self) -> &mut Self {
+        self
+    }
+
+    fn into_host(self) -> Self {
+        self
     }
 }

@@ -14,7 +14,7 @@
 //!     ├── append / hard state / snapshot / ONE sync ──► Store<B: Backend>
 //!     │                                                  ├── MemBackend (tests, sim)
 //!     ▼                                                  └── WalBackend<Disk> (files)
-//!   Output { messages, applied, reads, lost }
+//!   Output { messages, applied, reads, leader_term }
 //!     │ Pending::advance: settle against the server's waiters
 //!     ▼
 //!   Settled { messages, applied: [Step + its waiters], reads, failed waiters }
@@ -28,12 +28,13 @@
 //! state are written, the store is synced once, and only then do the messages that
 //! promise durability (votes, append acknowledgements) leave. The driver sends
 //! `Output::messages`, applies `Output::applied` to its state machine in order, serves
-//! `Output::reads` once applied, and fails or retries `Output::lost` proposals.
+//! `Output::reads` once applied, and settles its proposals against what applied.
 //!
 //! A server that answers clients keeps who waits on each proposal in a [`Pending`]:
 //! [`Pending::advance`] runs `advance` and hands the output back as [`Settled`], each
 //! applied [`Step`] with the waiters it settles and the waiters that must be failed
-//! (lost, covered by a snapshot, or orphaned by a step-down).
+//! (displaced, passed over, covered by a snapshot, or orphaned by a step-down). Proposals
+//! are tracked there and nowhere else.
 //!
 //! Both shardkv servers are built on one shell, [`Host`] and [`Service`]: a [`Host`]
 //! holds the replica, its [`Pending`] waiters and a [`StateMachine`], runs the Ready
@@ -56,8 +57,8 @@
 //! - `Output::applied` is in strictly increasing log order, each index at most once per
 //!   process lifetime; a snapshot resets the order to its index.
 //! - A [`Proposal`] commits iff an `Applied::Command` (or `Membership`) with the same
-//!   index and term shows up; `Output::lost` reports the ones that will not (eagerly:
-//!   callers dedupe).
+//!   index and term shows up; [`Pending`] fails the waiters of the ones that may not
+//!   (eagerly: callers dedupe).
 //! - Deterministic: no clock, no unseeded randomness (raft-rs's election timeout range is
 //!   pinned to a single value and the spread is drawn from the configuration's seed),
 //!   sorted outputs.
@@ -85,7 +86,6 @@ mod logger;
 mod membership;
 mod output;
 mod pending;
-mod proposals;
 mod ready;
 mod replica;
 mod snapshot_read;
@@ -100,14 +100,13 @@ pub use backend::{Backend, KeyValues, MemBackend, SnapshotMaker, SnapshotReader}
 pub use config::ReplicaConfig;
 pub use disk::{Disk, DiskFile, OsDisk, OsFile, SyncJob};
 pub use error::{Error, ServerError, SnapshotError, StoreError};
-pub use host::{Host, Replicated, Service, StateMachine};
-pub use image::{decode_image, encode_image};
+pub use host::{Command, Host, Replicated, Service, StateMachine};
+pub use image::{decode_command, decode_image, encode_command, encode_image};
 pub use log_store::{LogStore, SnapshotData};
 pub use logger::{discard_logger, tracing_logger};
 pub use membership::Membership;
 pub use output::{Applied, Output};
-pub use pending::{Fate, Pending, Settled, Step};
-pub use proposals::Proposal;
+pub use pending::{Fate, Pending, Proposal, Settled, Step};
 pub use replica::{EarlySink, Replica, SyncSink};
 pub use store::Store;
 pub use wal::{Background, WalBackend, SEGMENT_BYTES};

@@ -10,7 +10,8 @@
 //! - **A second change while one is pending is silently turned into an empty entry**
 //!   (`propose_conf_change` still returns Ok). `change_membership` answers `Busy` up
 //!   front while a conf entry is unapplied or the configuration is joint; should one
-//!   slip through, the empty entry shows the proposal in `Output::lost`.
+//!   slip through, the empty entry is not reported, so a [`crate::Pending`] settles
+//!   the proposal as lost when the next entry applies.
 //! - **A removed leader keeps leading and drops every proposal.** Asked to remove
 //!   itself, the leader first hands leadership to its most up-to-date other voter and
 //!   answers `NotLeader { hint }` (retry there). If a leader finds itself removed anyway
@@ -37,7 +38,6 @@ use raft::eraftpb::{
 };
 use raft::StateRole;
 
-use crate::proposals::Kind;
 use crate::{Error, Index, LogStore, NodeId, Proposal, Replica};
 
 /// A membership change: voters to add and voters to remove.
@@ -170,7 +170,7 @@ impl<S: LogStore> Replica<S> {
         cc.set_changes(adds.chain(removes).collect::<Vec<_>>().into());
         let before = self.raw.raft.raft_log.last_index();
         self.raw.propose_conf_change(Vec::new(), cc)?;
-        self.tracked_append(before, Kind::Membership)
+        self.appended(before)
     }
 
     /// True while the applied configuration is joint.

@@ -4,10 +4,10 @@
 //!   advance() ──► Output { messages ──► network (in order, any time: persistence is done)
 //!                          applied  ──► state machine (in log order, snapshot first)
 //!                          reads    ──► serve once applied >= index
-//!                          lost     ──► fail or retry those client requests }
+//!                          leader_term ──► proposals of other terms will not commit }
 //! ```
 
-use crate::{Index, NodeId, Proposal, Term};
+use crate::{Index, NodeId, Term};
 
 /// Everything the driver must do after one `Replica::advance`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,19 +21,16 @@ pub struct Output {
     /// `(ctx, read index)` of completed `read_index` calls: a read for `ctx` may be
     /// served once the state machine has applied `read index`.
     pub reads: Vec<(u64, Index)>,
-    /// Proposals known not to commit at their `(index, term)` (overwritten, or
-    /// leadership lost). In rare cases a proposal reported lost on step-down still
-    /// commits later (the new leader kept it): callers must dedupe retried requests.
-    pub lost: Vec<Proposal>,
+    /// The term this replica leads in after the advance; `None` when it does not lead.
+    /// A proposal of any other term may or may not commit (the next leader may hold it):
+    /// [`crate::Pending`] fails its waiter, and callers dedupe retried requests.
+    pub leader_term: Option<Term>,
 }
 
 impl Output {
-    /// True when there is nothing to do.
+    /// True when there is nothing to do (the leader term asks for nothing by itself).
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-            && self.applied.is_empty()
-            && self.reads.is_empty()
-            && self.lost.is_empty()
+        self.messages.is_empty() && self.applied.is_empty() && self.reads.is_empty()
     }
 }
 

@@ -1,23 +1,29 @@
-//! [`Pending`]: the server's side of proposal fate. Who waits on each proposal, and
-//! what one [`Replica::advance`] means for each of them.
+//! [`Pending`]: proposal fate, tracked in one place. Who waits on each proposal, and what
+//! one [`Replica::advance`] means for each of them.
 //!
-//! A server proposes an entry for a *waiter* (a client request, another server's
-//! request, its own internal work), remembers `(index, term) → waiter`, and settles the
-//! waiter when the replica reports what became of that index (`proposals.rs` says how
-//! the replica knows):
+//! raft-rs accepts a proposal by appending it to the leader's log and then says nothing
+//! more about it: the entry either commits at that `(index, term)` or is silently
+//! replaced by another leader's entry. A server proposes an entry for a *waiter* (a
+//! client request, another server's request, its own internal work), remembers
+//! `(index, term) → waiter`, and settles the waiter from what the replica reports:
 //!
 //! - the entry at `index` applied with the same `term`: it is the proposal; the waiter
 //!   gets the state machine's answer ([`Fate::Committed`]);
-//! - another term applied there ([`Fate::Displaced`]), `Output::lost` reported it, a
-//!   snapshot covered the index, or this replica no longer leads: it may or may not
-//!   commit later; the server fails the waiter (`WrongLeader`) and the client retries,
-//!   which its duplicate detection makes safe.
+//! - another term applied there ([`Fate::Displaced`]); a later index applied first (the
+//!   entry was empty: raft-rs turned a conf change it refused into a no-op, or refused
+//!   it at apply); a snapshot covered the index (we never saw what was there); or this
+//!   replica no longer leads in the proposal's term (`Output::leader_term`): it may or
+//!   may not commit later; the server fails the waiter (`WrongLeader`) and the client
+//!   retries, which its duplicate detection makes safe.
+//!
+//! The last rule is eager: the new leader may already hold the entry and commit it
+//! later, so a waiter failed on a step-down may see its entry applied after all.
 //!
 //! [`Pending::advance`] runs the replica's Ready protocol and applies those rules to the
 //! whole [`Output`], in the order a server acts on them:
 //!
 //! ```text
-//!   Replica::advance() ─► Output { messages, applied, reads, lost }
+//!   Replica::advance() ─► Output { messages, applied, reads, leader_term }
 //!                                      │ settle against the waiters
 //!                                      ▼
 //!   Settled { messages   ─► send first (everything they promise is durable)
@@ -25,16 +31,25 @@
 //!                             Command  { fate }     answer (Committed) or fail (Displaced)
 //!                             Snapshot { covered }  fail, once the snapshot is restored
 //!             reads      ─► serve once applied
-//!             failed }   ─► fail: proposals reported lost, then, if this replica no
-//!                           longer leads, every waiter left
+//!             failed }   ─► fail: proposals passed over by the applied entries, then
+//!                           those of a term this replica does not lead in
 //! ```
 //!
-//! Bound: one waiter per proposal the replica tracks, so at most one per uncommitted
-//! entry of the current term.
+//! Bound: one waiter per proposal, so at most one per uncommitted entry of the current
+//! term.
 
 use std::collections::BTreeMap;
 
-use crate::{Applied, Error, Index, LogStore, NodeId, Output, Proposal, Replica, Term};
+use crate::{Applied, Error, Index, LogStore, NodeId, Output, Replica, Term};
+
+/// An accepted proposal: it commits iff the entry applied at `index` has term `term`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Proposal {
+    /// Log index the proposal was appended at.
+    pub index: Index,
+    /// Leader term it was appended in.
+    pub term: Term,
+}
 
 /// Waiters of in-flight proposals, by log index.
 #[derive(Debug)]
@@ -82,12 +97,14 @@ pub enum Step<W> {
         covered: Vec<W>,
     },
     /// A membership change applied at `index` (nothing for the state machine to run;
-    /// it only keeps its applied index in step).
+    /// it only keeps its applied index in step), then settle `fate`.
     Membership {
         /// Log index of the conf change entry.
         index: Index,
         /// Voters after the change, sorted.
         voters: Vec<NodeId>,
+        /// The waiter of a proposal at this index, if any.
+        fate: Option<Fate<W>>,
     },
 }
 
@@ -100,9 +117,9 @@ pub struct Settled<W> {
     pub applied: Vec<Step<W>>,
     /// `(ctx, read index)` of completed `read_index` calls, as in [`Output::reads`].
     pub reads: Vec<(u64, Index)>,
-    /// Waiters to fail after `applied`: those of lost proposals first (in the order
-    /// `Output::lost` reports them), then, when this replica no longer leads, all the
-    /// others in index order.
+    /// Waiters to fail after `applied`: those of proposals the applied entries passed
+    /// over, then those of every term but the one this replica leads in (all of them
+    /// when it does not lead), each group in index order.
     pub failed: Vec<W>,
 }
 
@@ -117,24 +134,24 @@ impl<W> Pending<W> {
 
     /// Runs `replica.advance()` and settles its output against these waiters.
     pub fn advance<S: LogStore>(&mut self, replica: &mut Replica<S>) -> Result<Settled<W>, Error> {
-        let output = replica.advance()?;
-        Ok(self.settle(output, replica.is_leader()))
+        Ok(self.settle(replica.advance()?))
     }
 
-    /// Splits `output` (of a replica that leads after it when `is_leader`) into what a
-    /// server must do, taking every waiter it settles; see the module docs.
-    pub fn settle(&mut self, output: Output, is_leader: bool) -> Settled<W> {
+    /// Splits `output` into what a server must do, taking every waiter it settles; see
+    /// the module docs.
+    pub fn settle(&mut self, output: Output) -> Settled<W> {
         let Output {
             messages,
             applied,
             reads,
-            lost,
+            leader_term,
         } = output;
-        let applied = applied.into_iter().map(|a| self.step(a)).collect();
-        let mut failed: Vec<W> = lost.into_iter().filter_map(|p| self.take_lost(p)).collect();
-        if !is_leader {
-            failed.extend(self.take_all());
-        }
+        let mut failed = Vec::new();
+        let applied = applied
+            .into_iter()
+            .map(|a| self.step(a, &mut failed))
+            .collect();
+        failed.extend(self.take_other_terms(leader_term));
         Settled {
             messages,
             applied,
@@ -143,7 +160,10 @@ impl<W> Pending<W> {
         }
     }
 
-    fn step(&mut self, applied: Applied) -> Step<W> {
+    fn step(&mut self, applied: Applied, passed_over: &mut Vec<W>) -> Step<W> {
+        if let Applied::Command { index, .. } | Applied::Membership { index, .. } = applied {
+            passed_over.extend(self.take_before(index));
+        }
         match applied {
             Applied::Command { index, term, data } => Step::Command {
                 index,
@@ -155,7 +175,15 @@ impl<W> Pending<W> {
                 data,
                 covered: self.take_through(index),
             },
-            Applied::Membership { index, voters, .. } => Step::Membership { index, voters },
+            Applied::Membership {
+                index,
+                term,
+                voters,
+            } => Step::Membership {
+                index,
+                voters,
+                fate: self.take_applied(index, term),
+            },
         }
     }
 
@@ -168,31 +196,29 @@ impl<W> Pending<W> {
         })
     }
 
-    /// Raft reported `proposal` lost: its waiter, if still tracked for that term.
-    pub fn take_lost(&mut self, proposal: Proposal) -> Option<W> {
-        match self.by_index.get(&proposal.index) {
-            Some((term, _)) if *term == proposal.term => {
-                self.by_index.remove(&proposal.index).map(|(_, w)| w)
-            }
-            _ => None,
-        }
-    }
-
-    /// A snapshot covered every index through `index`: their waiters, in index order.
-    pub fn take_through(&mut self, index: Index) -> Vec<W> {
-        let kept = self.by_index.split_off(&(index + 1));
+    /// The waiters of proposals below `index`, which an entry at `index` applied past
+    /// (theirs were empty), in index order.
+    fn take_before(&mut self, index: Index) -> Vec<W> {
+        let kept = self.by_index.split_off(&index);
         std::mem::replace(&mut self.by_index, kept)
             .into_values()
             .map(|(_, w)| w)
             .collect()
     }
 
-    /// Every waiter (leadership lost), in index order.
-    pub fn take_all(&mut self) -> Vec<W> {
-        std::mem::take(&mut self.by_index)
-            .into_values()
-            .map(|(_, w)| w)
-            .collect()
+    /// The waiters of proposals of any term but `leader_term` (all when `None`), in
+    /// index order.
+    pub fn take_other_terms(&mut self, leader_term: Option<Term>) -> Vec<W> {
+        let (kept, other) = std::mem::take(&mut self.by_index)
+            .into_iter()
+            .partition(|(_, (term, _))| Some(*term) == leader_term);
+        self.by_index = kept;
+        other.into_values().map(|(_, w)| w).collect()
+    }
+
+    /// A snapshot covered every index through `index`: their waiters, in index order.
+    pub fn take_through(&mut self, index: Index) -> Vec<W> {
+        self.take_before(index + 1)
     }
 
     /// True when some tracked waiter satisfies `f`.
@@ -219,6 +245,14 @@ mod tests {
         Proposal { index, term }
     }
 
+    fn command(index: Index, term: Term) -> Applied {
+        Applied::Command {
+            index,
+            term,
+            data: vec![index as u8],
+        }
+    }
+
     /// Each way a proposal can end settles its waiter exactly once.
     #[test]
     fn fates() {
@@ -230,37 +264,29 @@ mod tests {
         assert_eq!(pending.take_applied(5, 2), Some(Fate::Committed('a')));
         assert_eq!(pending.take_applied(6, 3), Some(Fate::Displaced('b')));
         assert_eq!(pending.take_applied(6, 3), None);
-        assert_eq!(pending.take_lost(p(7, 1)), None);
-        assert_eq!(pending.take_lost(p(7, 2)), Some('c'));
         assert!(pending.any(|&w| w == 'd'));
         assert_eq!(pending.insert(p(8, 3), 'e'), Some('d'));
         assert_eq!(pending.insert(p(9, 3), 'f'), None);
-        assert_eq!(pending.take_through(8), vec!['e']);
-        assert_eq!(pending.take_all(), vec!['f']);
+        assert_eq!(pending.take_through(8), vec!['c', 'e']);
+        assert_eq!(pending.take_other_terms(Some(3)), vec![]);
+        assert_eq!(pending.take_other_terms(Some(4)), vec!['f']);
         assert!(pending.is_empty());
     }
 
     /// An output is settled in the server's order: applied entries take their waiters
-    /// first, then lost proposals, then (after a step-down) everything left.
+    /// first, then the proposals they passed over, then those of other terms.
     #[test]
     fn settle_orders_fates() {
         let mut pending = Pending::default();
-        for (index, waiter) in [(3, 'a'), (4, 'b'), (5, 'c'), (7, 'd'), (9, 'e')] {
+        for (index, waiter) in [(3, 'a'), (4, 'b'), (5, 'c'), (7, 'd'), (9, 'e'), (11, 'f')] {
             pending.insert(p(index, 2), waiter);
         }
+        pending.insert(p(12, 3), 'g');
         let output = Output {
             messages: vec![(2, vec![1])],
             applied: vec![
-                Applied::Command {
-                    index: 3,
-                    term: 2,
-                    data: vec![7],
-                },
-                Applied::Command {
-                    index: 4,
-                    term: 3,
-                    data: vec![8],
-                },
+                command(3, 2),
+                command(4, 3),
                 Applied::Snapshot {
                     index: 5,
                     term: 3,
@@ -271,11 +297,13 @@ mod tests {
                     term: 3,
                     voters: vec![1, 2],
                 },
+                // 7 was empty (a refused conf change): passed over by 8.
+                command(8, 3),
             ],
             reads: vec![(1, 6)],
-            lost: vec![p(9, 2), p(7, 1)],
+            leader_term: Some(2),
         };
-        let settled = pending.settle(output.clone(), true);
+        let settled = pending.settle(output.clone());
         assert_eq!(settled.messages, output.messages);
         assert_eq!(settled.reads, output.reads);
         assert_eq!(
@@ -283,12 +311,12 @@ mod tests {
             vec![
                 Step::Command {
                     index: 3,
-                    data: vec![7],
+                    data: vec![3],
                     fate: Some(Fate::Committed('a')),
                 },
                 Step::Command {
                     index: 4,
-                    data: vec![8],
+                    data: vec![4],
                     fate: Some(Fate::Displaced('b')),
                 },
                 Step::Snapshot {
@@ -299,14 +327,19 @@ mod tests {
                 Step::Membership {
                     index: 6,
                     voters: vec![1, 2],
+                    fate: None,
+                },
+                Step::Command {
+                    index: 8,
+                    data: vec![8],
+                    fate: None,
                 },
             ]
         );
-        assert_eq!(settled.failed, vec!['e'], "lost at its term only");
-        assert_eq!(pending.len(), 1);
-        pending.insert(p(10, 2), 'f');
-        let settled = pending.settle(Output::default(), false);
-        assert_eq!(settled.failed, vec!['d', 'f'], "a step-down fails the rest");
+        assert_eq!(settled.failed, vec!['d', 'g'], "passed over, other term");
+        assert_eq!(pending.len(), 2);
+        let settled = pending.settle(Output::default());
+        assert_eq!(settled.failed, vec!['e', 'f'], "a step-down fails the rest");
         assert!(pending.is_empty());
     }
 }

@@ -31,7 +31,6 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Message
 use raft::{ReadState, Ready, SnapshotStatus, StateRole};
 
 use crate::membership::sorted_voters;
-use crate::proposals::Kind;
 use crate::{Applied, Error, LogStore, Output, Replica};
 
 /// Ready rounds per `advance`; raft-rs settles in one or two (auto-leave, snapshot reports).
@@ -61,8 +60,7 @@ impl<S: LogStore> Replica<S> {
             }
             self.run_ready(&mut out)?;
         }
-        let leader_term = (self.raw.raft.state == StateRole::Leader).then_some(self.term());
-        self.proposals.on_role(leader_term, &mut out.lost);
+        out.leader_term = (self.raw.raft.state == StateRole::Leader).then_some(self.term());
         Ok(out)
     }
 
@@ -167,7 +165,6 @@ impl<S: LogStore> Replica<S> {
         let data = snapshot.data.to_vec();
         self.raw.mut_store().apply_snapshot(snapshot)?;
         self.stagger_next = true;
-        self.proposals.on_snapshot(meta.index, &mut out.lost);
         self.voters = sorted_voters(meta.get_conf_state());
         self.history =
             crate::membership::ConfHistory::new(meta.index, meta.get_conf_state().clone());
@@ -184,13 +181,8 @@ impl<S: LogStore> Replica<S> {
         for entry in entries {
             let (index, term) = (entry.index, entry.term);
             match entry.get_entry_type() {
-                EntryType::EntryNormal if entry.data.is_empty() => {
-                    self.proposals
-                        .on_applied(index, term, Kind::Empty, &mut out.lost);
-                }
+                EntryType::EntryNormal if entry.data.is_empty() => {}
                 EntryType::EntryNormal => {
-                    self.proposals
-                        .on_applied(index, term, Kind::Command, &mut out.lost);
                     out.applied.push(Applied::Command {
                         index,
                         term,
@@ -206,7 +198,8 @@ impl<S: LogStore> Replica<S> {
     }
 
     /// Applies one committed conf change entry. A change raft-rs refuses at apply time is
-    /// skipped on every replica alike (it is deterministic) and its proposal is lost.
+    /// skipped on every replica alike (it is deterministic); like an empty entry it is not
+    /// reported, so its proposal is settled as lost by the next entry or the step-down.
     fn apply_conf_entry(&mut self, entry: &Entry, out: &mut Output) -> Result<(), Error> {
         let (index, term) = (entry.index, entry.term);
         let decode_error = |error: protobuf::ProtobufError| {
@@ -221,8 +214,6 @@ impl<S: LogStore> Replica<S> {
         };
         match applied {
             Ok(cs) => {
-                self.proposals
-                    .on_applied(index, term, Kind::Membership, &mut out.lost);
                 self.voters = sorted_voters(&cs);
                 self.history.record(index, cs);
                 out.applied.push(Applied::Membership {
@@ -233,8 +224,6 @@ impl<S: LogStore> Replica<S> {
             }
             Err(error) => {
                 tracing::warn!(node = self.id(), index, %error, "conf change refused at apply");
-                self.proposals
-                    .on_applied(index, term, Kind::Empty, &mut out.lost);
             }
         }
         Ok(())

@@ -4,7 +4,7 @@
 //! `change_membership`, `transfer_leader` and `snapshot`; after each, the driver calls
 //! `advance`, which runs raft-rs's Ready protocol against the [`LogStore`] and returns
 //! an [`crate::Output`]: messages to send, committed content to apply, finished reads
-//! and lost proposals. Nothing here reads a clock, touches a socket or draws a random
+//! and whether it still leads. Nothing here reads a clock, touches a socket or draws a random
 //! number, so the simulator and the production runtime drive the same code.
 //!
 //! Restart: `open` on a store that holds state resumes from it. The state machine is
@@ -18,7 +18,6 @@ use raft::{RawNode, StateRole};
 
 use crate::election::{ElectionSpread, Tick};
 use crate::membership::{bootstrap, sorted_voters, ConfHistory};
-use crate::proposals::{Kind, Proposals};
 use crate::{
     tracing_logger, Error, Index, LogStore, Membership, NodeId, Proposal, ReplicaConfig, SyncJob,
     Term,
@@ -28,7 +27,6 @@ use crate::{
 pub struct Replica<S: LogStore> {
     pub(crate) raw: RawNode<S>,
     pub(crate) config: ReplicaConfig,
-    pub(crate) proposals: Proposals,
     pub(crate) history: ConfHistory,
     /// Sorted voters of the applied configuration.
     pub(crate) voters: Vec<NodeId>,
@@ -87,7 +85,6 @@ impl<S: LogStore> std::fmt::Debug for Replica<S> {
             .field("applied", &self.applied_index())
             .field("commit", &self.commit_index())
             .field("voters", &self.voters)
-            .field("pending_proposals", &self.proposals.len())
             .finish()
     }
 }
@@ -124,7 +121,6 @@ impl<S: LogStore> Replica<S> {
         Ok(Self {
             election: ElectionSpread::new(config.election_seed, config.election_ticks_spread),
             raw,
-            proposals: Proposals::default(),
             voters: sorted_voters(&conf_state),
             history: ConfHistory::new(applied, conf_state),
             restored,
@@ -231,8 +227,8 @@ impl<S: LogStore> Replica<S> {
     }
 
     /// Proposes `data` (non-empty) as a command. Ok means appended to this leader's log;
-    /// its fate shows up later as `Applied::Command` at the same index and term, or in
-    /// `Output::lost`.
+    /// it commits iff an `Applied::Command` shows up at the same index and term (a
+    /// [`crate::Pending`] tracks that for a caller that waits on it).
     pub fn propose(&mut self, data: Vec<u8>) -> Result<Proposal, Error> {
         self.check_can_propose()?;
         if data.is_empty() {
@@ -243,7 +239,7 @@ impl<S: LogStore> Replica<S> {
         }
         let before = self.raw.raft.raft_log.last_index();
         self.raw.propose(Vec::new(), data)?;
-        self.tracked_append(before, Kind::Command)
+        self.appended(before)
     }
 
     /// Errors unless this node is a leader able to accept proposals now.
@@ -262,14 +258,17 @@ impl<S: LogStore> Replica<S> {
         Ok(())
     }
 
-    /// Tracks the one entry a successful proposal appended after `before`.
-    pub(crate) fn tracked_append(&mut self, before: Index, kind: Kind) -> Result<Proposal, Error> {
+    /// The one entry a successful proposal appended after `before`.
+    pub(crate) fn appended(&self, before: Index) -> Result<Proposal, Error> {
         let index = self.raw.raft.raft_log.last_index();
         assert!(
             index == before + 1,
             "proposal appended up to {index}, log was at {before}"
         );
-        Ok(self.proposals.track(index, self.term(), kind))
+        Ok(Proposal {
+            index,
+            term: self.term(),
+        })
     }
 
     /// True when [`Replica::read_index`] would be served: this replica leads and has

@@ -280,6 +280,7 @@ fn isolated_leader_proposal_is_lost() {
     cluster.elect(1);
     cluster.isolated.insert(1);
     let doomed = cluster.replica_mut(1).propose(b"doomed".to_vec()).unwrap();
+    cluster.track(1, doomed);
     cluster.advance(1);
     cluster.elect(2);
     let winner = cluster.propose(2, b"winner");

@@ -110,10 +110,7 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
 
 /// The [`Entry`] in log entry `bytes`.
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
-    options()
-        .with_limit(MAX_ENTRY_BYTES)
-        .deserialize(bytes)
-        .map_err(|e| EntryError(e.to_string()))
+    shardkv_raft::decode_command::<crate::GroupState>(bytes).map_err(EntryError)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, State
 
 use crate::calls::Calls;
 use crate::effect::{Effect, RequestId};
-use crate::message::{decode_entry, encode_entry, Entry};
+use crate::message::{encode_entry, Entry};
 use crate::migration::DeleteVerdict;
 use crate::options::{GroupOptions, ServerError};
 use crate::reads::Reads;
@@ -90,16 +90,9 @@ impl StateMachine for Machine {
     type Waiter = Waiter;
     type Answer = Outcome;
     type State = GroupState;
-
-    fn apply(
-        &mut self,
-        state: &mut GroupState,
-        index: Index,
-        data: &[u8],
-    ) -> Result<Outcome, String> {
-        let entry = decode_entry(data).map_err(|error| error.to_string())?;
+    fn apply(&mut self, state: &mut GroupState, index: Index, entry: Entry) -> Outcome {
         self.deleted_since_snapshot |= matches!(entry, Entry::DeleteShard { .. });
-        Ok(state.apply(index, entry))
+        state.apply(index, entry)
     }
 
     /// A deleted shard must leave the persisted state now (6.824 challenge 1), not
@@ -169,6 +162,16 @@ impl<S: LogStore> Service for Server<S> {
         }
         Ok(())
     }
+
+    /// One tick of logical time: Raft timers, then the leader's outgoing calls.
+    fn on_tick(&mut self) -> Result<(), ServerError> {
+        self.host.replica_mut().tick();
+        self.ticks += 1;
+        self.expire_reads();
+        self.drive()?;
+        self.maybe_call();
+        self.drive()
+    }
 }
 
 impl<S: LogStore> Server<S> {
@@ -220,16 +223,6 @@ impl<S: LogStore> Server<S> {
     /// Effects produced since the last call, in order.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.host.machine_mut().effects)
-    }
-
-    /// One tick of logical time: Raft timers, then the leader's outgoing calls.
-    pub fn on_tick(&mut self) -> Result<(), ServerError> {
-        self.host.replica_mut().tick();
-        self.ticks += 1;
-        self.expire_reads();
-        self.drive()?;
-        self.maybe_call();
-        self.drive()
     }
 
     /// A client request, answered by an [`Effect::Reply`] carrying `req_id`.

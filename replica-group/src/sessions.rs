@@ -27,8 +27,5 @@ pub use shardkv_proto::session::DEFAULT_SESSION_TIMEOUT_ENTRIES;
 /// One client's remembered latest mutation on a shard.
 pub type Session = session::Session<Response>;
 
-/// The verdict on an incoming mutation.
-pub type Check = session::Check<Response>;
-
 /// The duplicate table of one shard.
 pub type Sessions = session::Sessions<Response>;

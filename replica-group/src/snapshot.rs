@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize, Serializer};
 use shardkv_proto::{Config, GroupId};
 
+use crate::message::{Entry, MAX_ENTRY_BYTES};
 use crate::phase::Phase;
 use crate::state::GroupState;
 use crate::{Index, SnapshotError};
@@ -55,6 +56,9 @@ struct Image {
 }
 
 impl Replicated for GroupState {
+    type Command = Entry;
+    const MAX_COMMAND_BYTES: u64 = MAX_ENTRY_BYTES;
+
     fn applied_index(&self) -> Index {
         self.applied_index
     }
@@ -94,8 +98,7 @@ impl Replicated for GroupState {
 impl GroupState {
     /// The state encoded in `bytes` by `Replicated::encode_snapshot`.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes)?;
-        check_image(&image).map_err(SnapshotError::Invalid)?;
+        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image)?;
         Ok(GroupState {
             gid: image.gid,
             session_timeout_entries: image.session_timeout_entries,

@@ -5,8 +5,8 @@
 //!   apply(index, request)
 //!     |-- limits (key, value)            -> KeyTooLarge / ValueTooLarge, not remembered
 //!     |-- Get                            -> Value(kv.get(key)), never remembered
-//!     |-- sessions.check(client, seq)    -> Duplicate: original answer / Stale: error
-//!     '-- Put / Append / Delete          -> Done (or ValueTooLarge: Append result too
+//!     '-- sessions.once(client, seq)     -> retry: original answer / older: StaleRequest
+//!           '-- Put / Append / Delete    -> Done (or ValueTooLarge: Append result too
 //!                                           long), remembered in the duplicate table
 //! ```
 //!
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shardkv_proto::kv::{KvError, Op, Reply, Request, Response, MAX_VALUE_BYTES};
 
-use crate::sessions::{Check, Sessions};
+use crate::sessions::Sessions;
 use crate::Index;
 
 /// One shard's keys and values and its duplicate table.
@@ -44,51 +44,45 @@ impl ShardStore {
         if let Op::Get { key } = op {
             return Ok(Reply::Value(self.kv.get(key).cloned()));
         }
-        match self.sessions.check(*client, *seq, index) {
-            Check::New => {}
-            Check::Duplicate(response) => {
-                tracing::debug!(client, seq, "duplicate request");
-                return response;
-            }
-            Check::Stale { last } => {
-                return Err(KvError::StaleRequest {
+        let kv = &mut self.kv;
+        self.sessions
+            .once(*client, *seq, index, || execute(kv, op))
+            .unwrap_or_else(|last| {
+                Err(KvError::StaleRequest {
                     client: *client,
                     seq: *seq,
                     last,
                 })
-            }
-        }
-        let response = self.execute(op);
-        self.sessions.record(*client, *seq, response.clone(), index);
-        response
-    }
-
-    fn execute(&mut self, op: &Op) -> Response {
-        match op {
-            Op::Get { .. } => unreachable!("gets are answered before execute"),
-            Op::Put { key, value } => {
-                self.kv.insert(key.clone(), value.clone());
-            }
-            Op::Append { key, value } => {
-                let current = self.kv.get(key).map_or(0, Vec::len);
-                let len = current + value.len();
-                if len > MAX_VALUE_BYTES {
-                    return Err(KvError::ValueTooLarge {
-                        len,
-                        max: MAX_VALUE_BYTES,
-                    });
-                }
-                self.kv.entry(key.clone()).or_default().extend(value);
-            }
-            Op::Delete { key } => {
-                self.kv.remove(key);
-            }
-        }
-        Ok(Reply::Done)
+            })
     }
 
     /// Total bytes of keys and values (for logs and tests).
     pub fn data_bytes(&self) -> usize {
         self.kv.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
+}
+
+/// Runs the write `op` on a shard's keys and values.
+fn execute(kv: &mut BTreeMap<Vec<u8>, Vec<u8>>, op: &Op) -> Response {
+    match op {
+        Op::Get { .. } => unreachable!("gets are answered before execute"),
+        Op::Put { key, value } => {
+            kv.insert(key.clone(), value.clone());
+        }
+        Op::Append { key, value } => {
+            let current = kv.get(key).map_or(0, Vec::len);
+            let len = current + value.len();
+            if len > MAX_VALUE_BYTES {
+                return Err(KvError::ValueTooLarge {
+                    len,
+                    max: MAX_VALUE_BYTES,
+                });
+            }
+            kv.entry(key.clone()).or_default().extend(value);
+        }
+        Op::Delete { key } => {
+            kv.remove(key);
+        }
+    }
+    Ok(Reply::Done)
 }

@@ -64,7 +64,9 @@ pub mod state;
 
 pub use message::{decode_entry, encode_entry, EntryError};
 pub use rebalance::{is_balanced, rebalance, target_counts};
-pub use server::{Machine, Reply, RequestId, Server, ServerError};
+pub use server::{
+    open, with_replica, Machine, MasterService, Reply, RequestId, Server, ServerError,
+};
 pub use session::DEFAULT_SESSION_TIMEOUT_ENTRIES;
 pub use shardkv_proto::{
     ClientId, Config, ConfigNum, GroupId, MasterError, NodeId, Op, Request, Response, Seq, ShardId,

@@ -17,9 +17,11 @@
 //! [`decode_entry`], both of which bound the size ([`MAX_ENTRY_BYTES`]) and return an
 //! error rather than panicking on input.
 
-use bincode::Options;
 pub use shardkv_proto::master::{MasterError, Op, Request, Response};
 pub use shardkv_proto::Config;
+use shardkv_raft::{decode_command, encode_command};
+
+use crate::ShardMaster;
 
 /// The largest log entry [`decode_entry`] accepts.
 pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
@@ -37,23 +39,12 @@ pub enum EntryError {
     Decode(String),
 }
 
-fn options() -> impl Options {
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .with_limit(MAX_ENTRY_BYTES)
-}
-
 /// `request` as log entry bytes, or [`EntryError::TooLarge`].
 pub fn encode_entry(request: &Request) -> Result<Vec<u8>, EntryError> {
-    options().serialize(request).map_err(|e| match *e {
-        bincode::ErrorKind::SizeLimit => EntryError::TooLarge,
-        other => unreachable!("a request encodes unless too large: {other}"),
-    })
+    encode_command::<ShardMaster>(request).ok_or(EntryError::TooLarge)
 }
 
 /// The [`Request`] in log entry `bytes`.
 pub fn decode_entry(bytes: &[u8]) -> Result<Request, EntryError> {
-    options()
-        .deserialize(bytes)
-        .map_err(|e| EntryError::Decode(e.to_string()))
+    decode_command::<ShardMaster>(bytes).map_err(EntryError::Decode)
 }

@@ -1,7 +1,10 @@
 //! [`Server`]: one shard-master replica, a sans-IO state machine over a Raft [`Replica`].
 //!
-//! The driver (simulator or production runtime) feeds events in and carries effects out;
-//! the server never reads a clock, opens a socket or draws a random number.
+//! The shard master needs nothing of the shared server shell but its state machine: a
+//! [`Server`] is a `shardkv_raft::Host` over [`Machine`], with the [`Service`] events
+//! every server has and the client requests of [`MasterService`]. The driver (simulator
+//! or production runtime) feeds events in and carries effects out; the server never
+//! reads a clock, opens a socket or draws a random number.
 //!
 //! ```text
 //!   on_peer_message(bytes) ─┐                          ┌─► take_messages: (to, bytes)
@@ -16,11 +19,11 @@
 //! leader encodes it as a log entry and proposes it, remembering `(index, term) → req_id`.
 //! When the entry at that index is applied, the answer of [`ShardMaster::apply`] goes to
 //! the request if the applied entry has the proposal's term; if another entry took the
-//! index, or raft reports the proposal lost, or this replica stops leading, the request
+//! index, or a snapshot covers it, or this replica stops leading, the request
 //! gets `WrongLeader` and the client retries (duplicate detection makes the retry safe
 //! even if the first attempt commits after all). Queries go through the log too, so
-//! their answers are linearizable. Who waits on which proposal is kept by the
-//! `shardkv_raft::Host` this server is built on, as in the replica group.
+//! their answers are linearizable. Who waits on which proposal is kept by the host, as in
+//! the replica group.
 //!
 //! After every batch of applied entries, when the replica's persisted log reaches its
 //! snapshot size ([`Replica::maybe_snapshot`]), the server snapshots the whole state at the
@@ -33,7 +36,7 @@
 
 use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
-use crate::message::{decode_entry, encode_entry, EntryError, MAX_ENTRY_BYTES};
+use crate::message::{encode_entry, EntryError, MAX_ENTRY_BYTES};
 use crate::{MasterError, NodeId, Request, Response, ShardMaster};
 
 /// The driver's id for one client request, echoed in its [`Reply`].
@@ -42,7 +45,7 @@ pub type RequestId = u64;
 /// The answer to a client request (raft messages are `Service::take_messages`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    /// The request's id, as given to [`Server::on_request`].
+    /// The request's id, as given to [`MasterService::on_request`].
     pub req_id: RequestId,
     /// The answer.
     pub response: Response,
@@ -68,15 +71,8 @@ impl StateMachine for Machine {
     type Waiter = RequestId;
     type Answer = Response;
     type State = ShardMaster;
-
-    fn apply(
-        &mut self,
-        master: &mut ShardMaster,
-        index: Index,
-        data: &[u8],
-    ) -> Result<Response, String> {
-        let request = decode_entry(data).map_err(|error| error.to_string())?;
-        Ok(master.apply(index, &request))
+    fn apply(&mut self, master: &mut ShardMaster, index: Index, request: Request) -> Response {
+        master.apply(index, &request)
     }
 
     fn answer(&mut self, req_id: RequestId, response: Response) {
@@ -88,72 +84,61 @@ impl StateMachine for Machine {
     }
 }
 
-/// One shard-master replica; see the module docs.
-pub struct Server<S: LogStore> {
-    host: Host<S, Machine>,
+/// One shard-master replica: the shared server shell over the master's state machine
+/// (see the module docs). The [`Service`] methods come with it; [`MasterService`] adds
+/// client requests and their replies.
+pub type Server<S> = Host<S, Machine>;
+
+/// Opens a replica over `store` (restart-safe) with a fresh state machine of `nshards`
+/// shards; a stored snapshot replaces it on the first event.
+pub fn open<S: LogStore>(
+    config: ReplicaConfig,
+    store: S,
+    nshards: usize,
+) -> Result<Server<S>, ServerError> {
+    Ok(with_replica(
+        Replica::open(config, store)?,
+        ShardMaster::new(nshards),
+    ))
 }
 
-impl<S: LogStore> Service for Server<S> {
-    type Store = S;
-    type Machine = Machine;
-
-    fn host(&self) -> &Host<S, Machine> {
-        &self.host
-    }
-
-    fn host_mut(&mut self) -> &mut Host<S, Machine> {
-        &mut self.host
-    }
-
-    fn into_host(self) -> Host<S, Machine> {
-        self.host
-    }
+/// A server over an opened `replica` and a fresh `master` (for custom loggers or session
+/// timeouts).
+pub fn with_replica<S: LogStore>(replica: Replica<S>, master: ShardMaster) -> Server<S> {
+    let machine = Machine {
+        replies: Vec::new(),
+    };
+    Host::new(replica, master, machine)
 }
 
-impl<S: LogStore> Server<S> {
-    /// Opens a replica over `store` (restart-safe) with a fresh state machine of
-    /// `nshards` shards; a stored snapshot replaces it on the first event.
-    pub fn open(config: ReplicaConfig, store: S, nshards: usize) -> Result<Self, ServerError> {
-        let replica = Replica::open(config, store)?;
-        Ok(Self::new(replica, ShardMaster::new(nshards)))
-    }
-
-    /// A server over an opened `replica` and a fresh `master` (for custom loggers or
-    /// session timeouts).
-    pub fn new(replica: Replica<S>, master: ShardMaster) -> Self {
-        let machine = Machine {
-            replies: Vec::new(),
-        };
-        Server {
-            host: Host::new(replica, master, machine),
-        }
-    }
-
+/// What a shard-master replica does beyond every [`Service`]: client requests, and the
+/// replies they get.
+pub trait MasterService {
     /// The state machine as applied so far.
-    pub fn master(&self) -> &ShardMaster {
-        self.host.state()
-    }
-
+    fn master(&self) -> &ShardMaster;
     /// Replies produced since the last call, in order.
-    pub fn take_replies(&mut self) -> Vec<Reply> {
-        std::mem::take(&mut self.host.machine_mut().replies)
-    }
-
-    /// One tick of logical time.
-    pub fn on_tick(&mut self) -> Result<(), ServerError> {
-        self.host.replica_mut().tick();
-        self.drive()
-    }
-
+    fn take_replies(&mut self) -> Vec<Reply>;
     /// A client request, to be answered by a [`Reply`] carrying `req_id`.
-    pub fn on_request(&mut self, req_id: RequestId, request: Request) -> Result<(), ServerError> {
+    fn on_request(&mut self, req_id: RequestId, request: Request) -> Result<(), ServerError>;
+}
+
+impl<S: LogStore> MasterService for Server<S> {
+    fn master(&self) -> &ShardMaster {
+        self.state()
+    }
+
+    fn take_replies(&mut self) -> Vec<Reply> {
+        std::mem::take(&mut self.machine_mut().replies)
+    }
+
+    fn on_request(&mut self, req_id: RequestId, request: Request) -> Result<(), ServerError> {
         match encode_entry(&request) {
-            Ok(data) => self.host.propose(data, req_id),
+            Ok(data) => self.propose(data, req_id),
             Err(EntryError::TooLarge) | Err(EntryError::Decode(_)) => {
                 let error = MasterError::RequestTooLarge {
                     max_bytes: MAX_ENTRY_BYTES,
                 };
-                self.host.machine_mut().reply(req_id, Err(error));
+                self.machine_mut().reply(req_id, Err(error));
                 return Ok(());
             }
         }

@@ -28,8 +28,5 @@ pub type Outcome = Result<ConfigNum, MasterError>;
 /// One client's remembered latest request.
 pub type Session = session::Session<Outcome>;
 
-/// The verdict on an incoming request.
-pub type Check = session::Check<Outcome>;
-
 /// The shard master's duplicate table.
 pub type Sessions = session::Sessions<Outcome>;

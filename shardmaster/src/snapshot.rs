@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shardkv_proto::{ClientId, Config};
 
+use crate::message::{Request, MAX_ENTRY_BYTES};
 use crate::session::{Session, Sessions};
 use crate::{Index, ShardMaster, SnapshotError};
 use shardkv_raft::{decode_image, encode_image, Replicated};
@@ -46,11 +47,14 @@ struct ImageRef<'a> {
 }
 
 impl Replicated for ShardMaster {
+    type Command = Request;
+    const MAX_COMMAND_BYTES: u64 = MAX_ENTRY_BYTES;
+
     fn applied_index(&self) -> Index {
         self.applied_index
     }
 
-    /// An empty entry, a membership change, or an undecodable command.
+    /// A membership change or an undecodable command.
     fn skip(&mut self, index: Index) {
         assert!(
             index > self.applied_index,
@@ -79,8 +83,7 @@ impl Replicated for ShardMaster {
 impl ShardMaster {
     /// The state encoded in `bytes` by `Replicated::encode_snapshot`.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes)?;
-        check_image(&image).map_err(SnapshotError::Invalid)?;
+        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image)?;
         Ok(ShardMaster {
             configs: image.configs,
             session_timeout_entries: image.session_timeout_entries,

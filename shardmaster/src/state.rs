@@ -23,7 +23,7 @@
 use shardkv_proto::{Config, ConfigNum, MasterError, Op, Request, Response};
 
 use crate::ops;
-use crate::session::{Check, Outcome, Sessions, DEFAULT_SESSION_TIMEOUT_ENTRIES};
+use crate::session::{Outcome, Sessions, DEFAULT_SESSION_TIMEOUT_ENTRIES};
 use crate::Index;
 
 /// The shard master's replicated state: every configuration ever made, the duplicate
@@ -78,24 +78,20 @@ impl ShardMaster {
         if let Op::Query { num } = op {
             return Ok(self.query(*num).clone());
         }
-        match self.sessions.check(*client, *seq, index) {
-            Check::New => {}
-            Check::Duplicate(outcome) => {
-                tracing::debug!(client, seq, "duplicate request");
-                return self.answer(outcome);
-            }
-            Check::Stale { last } => {
-                return Err(MasterError::StaleRequest {
-                    client: *client,
-                    seq: *seq,
-                    last,
-                })
-            }
+        let configs = &mut self.configs;
+        let outcome = self.sessions.once(*client, *seq, index, || {
+            let outcome = execute(configs, op);
+            tracing::debug!(client, seq, index, ?outcome, "applied");
+            outcome
+        });
+        match outcome {
+            Ok(outcome) => self.answer(outcome),
+            Err(last) => Err(MasterError::StaleRequest {
+                client: *client,
+                seq: *seq,
+                last,
+            }),
         }
-        let outcome = self.execute(op);
-        tracing::debug!(client, seq, index, ?outcome, "applied");
-        self.sessions.record(*client, *seq, outcome.clone(), index);
-        self.answer(outcome)
     }
 
     /// Moves the applied index to `index` and expires the sessions quiet by then.
@@ -140,26 +136,6 @@ impl ShardMaster {
         self.session_timeout_entries
     }
 
-    fn execute(&mut self, op: &Op) -> Outcome {
-        let latest = self.latest();
-        let next = match op {
-            Op::Join { groups } => ops::join(latest, groups)?,
-            Op::Leave { gids } => ops::leave(latest, gids)?,
-            Op::Move { shard, gid } => ops::move_shard(latest, *shard, *gid)?,
-            Op::Query { .. } => unreachable!("queries are answered before execute"),
-        };
-        assert_eq!(
-            next.num as usize,
-            self.configs.len(),
-            "config {} after {}",
-            next.num,
-            latest.num
-        );
-        let num = next.num;
-        self.configs.push(next);
-        Ok(num)
-    }
-
     fn answer(&self, outcome: Outcome) -> Response {
         outcome.map(|num| {
             let config = &self.configs[num as usize];
@@ -167,4 +143,25 @@ impl ShardMaster {
             config.clone()
         })
     }
+}
+
+/// Runs the configuration change `op`, appending the configuration it makes.
+fn execute(configs: &mut Vec<Config>, op: &Op) -> Outcome {
+    let latest = configs.last().expect("configuration 0 always exists");
+    let next = match op {
+        Op::Join { groups } => ops::join(latest, groups)?,
+        Op::Leave { gids } => ops::leave(latest, gids)?,
+        Op::Move { shard, gid } => ops::move_shard(latest, *shard, *gid)?,
+        Op::Query { .. } => unreachable!("queries are answered before execute"),
+    };
+    assert_eq!(
+        next.num as usize,
+        configs.len(),
+        "config {} after {}",
+        next.num,
+        latest.num
+    );
+    let num = next.num;
+    configs.push(next);
+    Ok(num)
 }

@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use shardkv_raft::{
-    discard_logger, Applied, MemBackend, NodeId, Output, Proposal, Replica, ReplicaConfig, Store,
+    discard_logger, Applied, Fate, MemBackend, NodeId, Output, Pending, Proposal, Replica,
+    ReplicaConfig, Store,
 };
 
 pub type TestReplica = Replica<Store<MemBackend>>;
@@ -23,6 +24,9 @@ pub struct Node {
     pub applied: Vec<Applied>,
     /// Toy state machine: applied commands since the last snapshot install/restart.
     pub commands: Vec<Vec<u8>>,
+    /// Proposals awaiting their fate, each its own waiter.
+    pub pending: Pending<Proposal>,
+    /// Proposals that may not commit (displaced, passed over, orphaned by a step-down).
     pub lost: Vec<Proposal>,
     pub reads: Vec<(u64, u64)>,
 }
@@ -92,6 +96,7 @@ impl Cluster {
             config,
             applied: Vec::new(),
             commands: Vec::new(),
+            pending: Pending::default(),
             lost: Vec::new(),
             reads: Vec::new(),
         };
@@ -121,7 +126,7 @@ impl Cluster {
             .expect("node is up")
     }
 
-    /// Runs `advance` on `id` and records its output.
+    /// Runs `advance` on `id`, settles its proposals and records its output.
     pub fn advance(&mut self, id: NodeId) -> Output {
         let node = self.nodes.get_mut(&id).unwrap();
         let output = node
@@ -141,8 +146,20 @@ impl Cluster {
             }
         }
         node.applied.extend(output.applied.iter().cloned());
-        node.lost.extend(output.lost.iter().copied());
         node.reads.extend(output.reads.iter().copied());
+        let settled = node.pending.settle(output.clone());
+        for step in settled.applied {
+            match step {
+                shardkv_raft::Step::Command { fate, .. }
+                | shardkv_raft::Step::Membership { fate, .. } => {
+                    if let Some(Fate::Displaced(proposal)) = fate {
+                        node.lost.push(proposal);
+                    }
+                }
+                shardkv_raft::Step::Snapshot { covered, .. } => node.lost.extend(covered),
+            }
+        }
+        node.lost.extend(settled.failed);
         output
     }
 
@@ -241,11 +258,19 @@ impl Cluster {
         self.deliver();
     }
 
+    /// Waits on `proposal` (made directly on `id`'s replica): its fate lands in `lost`
+    /// unless it commits.
+    pub fn track(&mut self, id: NodeId, proposal: Proposal) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        node.pending.insert(proposal, proposal);
+    }
+
     pub fn propose(&mut self, id: NodeId, data: &[u8]) -> Proposal {
         let proposal = self
             .replica_mut(id)
             .propose(data.to_vec())
             .expect("propose");
+        self.track(id, proposal);
         self.advance(id);
         self.deliver();
         proposal

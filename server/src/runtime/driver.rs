@@ -133,7 +133,7 @@ async fn serve_events<H: Hosted>(
 impl<H: Hosted> Driver<H> {
     fn tick(&mut self) -> Result<(), Fatal> {
         self.waiting.retain(|_, reply| !reply.is_closed());
-        self.server.on_tick()
+        Ok(self.server.on_tick()?)
     }
 
     /// Handles `first` and every event already waiting behind it (up to

@@ -13,6 +13,7 @@
 
 use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, MAX_REQUEST_BYTES};
 use shardkv_raft::{LogStore, NodeId, Service};
+use shardmaster::MasterService;
 
 /// What the driver must do, with every payload already encoded.
 #[derive(Debug)]
@@ -48,8 +49,6 @@ pub type Fatal = Box<dyn std::error::Error + Send + Sync>;
 /// A sans-IO server as the driver drives it: a [`Service`] (peer messages, sync
 /// completions, batches and flush come from there) whose calls and answers are bytes.
 pub trait Hosted: Service {
-    /// One tick of logical time.
-    fn on_tick(&mut self) -> Result<(), Fatal>;
     /// An encoded request from a caller, answered later by [`Action::Reply`] with
     /// `req_id`; or at once, for a malformed frame, with the returned answer.
     fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal>;
@@ -86,10 +85,6 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 impl<S: LogStore> Hosted for shardmaster::Server<S> {
-    fn on_tick(&mut self) -> Result<(), Fatal> {
-        Ok(shardmaster::Server::on_tick(self)?)
-    }
-
     fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal> {
         match decode_request::<shardmaster::Request>(bytes) {
             Ok(request) => self
@@ -118,10 +113,6 @@ impl<S: LogStore> Hosted for shardmaster::Server<S> {
 }
 
 impl<S: LogStore> Hosted for replica_group::Server<S> {
-    fn on_tick(&mut self) -> Result<(), Fatal> {
-        Ok(replica_group::Server::on_tick(self)?)
-    }
-
     fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal> {
         let outcome = match decode_request::<GroupRequest>(bytes) {
             Ok(GroupRequest::Kv(request)) => self.on_request(req_id, request),

@@ -142,7 +142,7 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
     let config = spec.replica_config();
     let result = match &spec.role {
         Role::Master => {
-            let server = shardmaster::Server::open(config, store, spec.nshards)?;
+            let server = shardmaster::open(config, store, spec.nshards)?;
             driver::run(server, me, &spec.peers, events, shutdown, tracer).await
         }
         Role::Group { gid, masters } => {

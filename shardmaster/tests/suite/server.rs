@@ -3,7 +3,7 @@
 
 use shardkv_raft::{discard_logger, MemBackend, Replica, ReplicaConfig, Store};
 use shardmaster::{
-    MasterError, NodeId, Op, Reply, Request, Response, Server, Service, ShardMaster,
+    MasterError, MasterService, NodeId, Op, Reply, Request, Response, Server, Service, ShardMaster,
 };
 
 use crate::harness::join_op;
@@ -19,7 +19,7 @@ fn config(id: NodeId, threshold: Option<u64>) -> ReplicaConfig {
 fn open(id: NodeId, store: Store<MemBackend>, threshold: Option<u64>) -> TestServer {
     let replica =
         Replica::open_with_logger(config(id, threshold), store, &discard_logger()).expect("opens");
-    Server::new(replica, ShardMaster::new(10))
+    shardmaster::with_replica(replica, ShardMaster::new(10))
 }
 
 struct Cluster {

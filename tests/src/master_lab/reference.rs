@@ -13,7 +13,7 @@
 use labrpc_sim::Persister;
 use shardkv_proto::{Config, ConfigNum, Request};
 use shardkv_raft::{ReplicaConfig, Service};
-use shardmaster::{Reply, Server, ServerError};
+use shardmaster::{MasterService, Reply, Server, ServerError};
 
 use super::lab::{MasterEffect, MasterLab, Peer, ReqId, LAB_NSHARDS};
 use crate::raft_lab::reference::raft_id;
@@ -43,7 +43,7 @@ impl MasterLab for ServerLab {
         let mut config = ReplicaConfig::production(raft_id(me), voters, persister.entropy());
         config.snapshot_bytes_threshold = Some(SNAPSHOT_BYTES_THRESHOLD);
         let store = open_store(&persister, &format!("master replica {me}"));
-        let mut server = Server::open(config, store, LAB_NSHARDS)
+        let mut server = shardmaster::open(config, store, LAB_NSHARDS)
             .unwrap_or_else(|e| panic!("master replica {me}: open server: {e}"));
         let io = NodeIo::default();
         server.send_early_with(io.early_sink());
