@@ -6,7 +6,7 @@ mod fake;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fake::{bad_replies, block_on, masters, ms, policy, FakeCluster, Fault, CLIENT};
+use fake::{bad_replies, masters, ms, policy, FakeCluster, Fault, CLIENT};
 use shardkv_client::{Admin, AdminError, AttemptFailure, MasterError, TransportError};
 use shardkv_proto::master::FIRST_SEQ;
 use shardkv_proto::GroupId;
@@ -31,12 +31,12 @@ fn wrong_leader_hint_is_followed_and_remembered() {
     let fake = fake();
     fake.leader.set(2);
     let mut admin = admin(&fake, None);
-    let config = block_on(fake.clock(), admin.join(group(100))).expect("join");
+    let config = fake.sim().block_on(admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
     assert_eq!(fake.targets(), ["m1", "m3"]);
-    assert_eq!(fake.clock().now(), ms(4));
+    assert_eq!(fake.sim().now(), ms(4));
 
-    let latest = block_on(fake.clock(), admin.query(None)).expect("query");
+    let latest = fake.sim().block_on(admin.query(None)).expect("query");
     assert_eq!(latest, config);
     assert_eq!(fake.targets(), ["m1", "m3", "m3"]);
 }
@@ -49,9 +49,9 @@ fn without_hints_walks_the_list() {
     fake.leader.set(2);
     fake.hints.set(false);
     let mut admin = admin(&fake, None);
-    block_on(fake.clock(), admin.query(None)).expect("query");
+    fake.sim().block_on(admin.query(None)).expect("query");
     assert_eq!(fake.targets(), ["m1", "m2", "m3"]);
-    assert_eq!(fake.clock().now(), ms(6));
+    assert_eq!(fake.sim().now(), ms(6));
 }
 
 /// The client id and the first server come from the transport's random numbers.
@@ -61,7 +61,7 @@ fn client_id_and_first_server_are_random() {
     fake.leader.set(1);
     let mut admin = admin(&fake, None);
     assert_eq!(admin.client_id(), 12345);
-    block_on(fake.clock(), admin.query(None)).expect("query");
+    fake.sim().block_on(admin.query(None)).expect("query");
     assert_eq!(fake.targets(), ["m2"]);
 }
 
@@ -72,13 +72,13 @@ fn timeouts_then_success() {
     let fake = fake();
     fake.inject([Fault::Timeout, Fault::Timeout]);
     let mut admin = admin(&fake, None);
-    let config = block_on(fake.clock(), admin.join(group(100))).expect("join");
+    let config = fake.sim().block_on(admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
     assert_eq!(fake.targets(), ["m1", "m2", "m3", "m1"]);
     let starts: Vec<_> = fake.calls().iter().map(|c| c.at).collect();
     // 1 s timeout, 1 s timeout, 2 ms WrongLeader, 10 ms backoff, then the leader.
     assert_eq!(starts, [ms(0), ms(1000), ms(2000), ms(2012)]);
-    assert_eq!(fake.clock().now(), ms(2014));
+    assert_eq!(fake.sim().now(), ms(2014));
 }
 
 /// Every retry of one operation carries the same (client, seq), so a request whose
@@ -94,13 +94,13 @@ fn retries_keep_client_and_seq() {
         Fault::Timeout,
     ]);
     let mut admin = admin(&fake, None);
-    let config = block_on(fake.clock(), admin.join(group(100))).expect("join");
+    let config = fake.sim().block_on(admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
     assert_eq!(fake.targets(), ["m1", "m2", "m3", "m1", "m2", "m1"]);
     assert_eq!(fake.master_ids(), vec![(CLIENT, FIRST_SEQ); 6]);
     assert_eq!(fake.configs().len(), 2, "the join applied exactly once");
 
-    block_on(fake.clock(), admin.query(None)).expect("query");
+    fake.sim().block_on(admin.query(None)).expect("query");
     assert_eq!(fake.master_ids().last(), Some(&(CLIENT, FIRST_SEQ + 1)));
 }
 
@@ -110,12 +110,12 @@ fn retries_keep_client_and_seq() {
 fn rejected_request_returns_at_once() {
     let fake = fake();
     let mut admin = admin(&fake, None);
-    let result = block_on(fake.clock(), admin.join(group(0)));
+    let result = fake.sim().block_on(admin.join(group(0)));
     assert_eq!(
         result,
         Err(AdminError::Rejected(MasterError::ReservedGroup))
     );
-    let result = block_on(fake.clock(), admin.move_shard(1, 9));
+    let result = fake.sim().block_on(admin.move_shard(1, 9));
     assert_eq!(
         result,
         Err(AdminError::Rejected(MasterError::UnknownGroup { gid: 9 }))
@@ -123,7 +123,7 @@ fn rejected_request_returns_at_once() {
     assert_eq!(fake.targets(), ["m1", "m1"]);
     assert_eq!(fake.configs().len(), 1);
 
-    let config = block_on(fake.clock(), admin.join(group(100))).expect("join");
+    let config = fake.sim().block_on(admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
     assert_eq!(fake.master_ids()[2], (CLIENT, FIRST_SEQ + 2));
 }
@@ -136,7 +136,7 @@ fn deadline_exhaustion_returns_timeout() {
     let fake = fake();
     *fake.always.borrow_mut() = Some(Fault::Timeout);
     let mut admin = admin(&fake, Some(Duration::from_secs(10)));
-    let result = block_on(fake.clock(), admin.leave(vec![100]));
+    let result = fake.sim().block_on(admin.leave(vec![100]));
     assert_eq!(
         result,
         Err(AdminError::Timeout {
@@ -145,12 +145,14 @@ fn deadline_exhaustion_returns_timeout() {
             last_failure: Some(AttemptFailure::Transport(TransportError::Timeout)),
         })
     );
-    assert_eq!(fake.clock().now(), Duration::from_secs(10));
+    assert_eq!(fake.sim().now(), Duration::from_secs(10));
     assert_eq!(fake.calls().len(), 10);
     assert_eq!(fake.calls()[9].at, ms(9070));
 
     *fake.always.borrow_mut() = None;
-    block_on(fake.clock(), admin.query(None)).expect("query after recovery");
+    fake.sim()
+        .block_on(admin.query(None))
+        .expect("query after recovery");
     assert_eq!(fake.master_ids().last(), Some(&(CLIENT, FIRST_SEQ + 1)));
 }
 
@@ -162,7 +164,7 @@ fn deadline_with_fast_failures_backs_off() {
     let fake = fake();
     *fake.always.borrow_mut() = Some(Fault::Unreachable);
     let mut admin = admin(&fake, Some(Duration::from_secs(5)));
-    let result = block_on(fake.clock(), admin.query(None));
+    let result = fake.sim().block_on(admin.query(None));
     let Err(AdminError::Timeout {
         attempts,
         last_failure,
@@ -176,7 +178,7 @@ fn deadline_with_fast_failures_backs_off() {
         last_failure,
         Some(AttemptFailure::Transport(TransportError::Unreachable))
     );
-    assert_eq!(fake.clock().now(), Duration::from_secs(5));
+    assert_eq!(fake.sim().now(), Duration::from_secs(5));
 }
 
 /// A reply that does not decode, or decodes to a malformed configuration, is treated as
@@ -187,7 +189,7 @@ fn bad_replies_are_retried() {
         let fake = fake();
         fake.inject([fault.clone()]);
         let mut admin = admin(&fake, None);
-        let config = block_on(fake.clock(), admin.query(None));
+        let config = fake.sim().block_on(admin.query(None));
         assert_eq!(config.map(|c| c.num), Ok(0), "fault {fault:?}");
         assert_eq!(fake.targets(), ["m1", "m2", "m1"], "fault {fault:?}");
     }
@@ -198,14 +200,21 @@ fn bad_replies_are_retried() {
 fn query_returns_requested_configuration() {
     let fake = fake();
     let mut admin = admin(&fake, None);
-    block_on(fake.clock(), admin.join(group(100))).expect("join 100");
-    block_on(fake.clock(), admin.join(group(200))).expect("join 200");
-    let first = block_on(fake.clock(), admin.query(Some(1))).expect("query 1");
+    fake.sim()
+        .block_on(admin.join(group(100)))
+        .expect("join 100");
+    fake.sim()
+        .block_on(admin.join(group(200)))
+        .expect("join 200");
+    let first = fake.sim().block_on(admin.query(Some(1))).expect("query 1");
     assert_eq!(first.num, 1);
     assert_eq!(first.groups.keys().copied().collect::<Vec<_>>(), [100]);
-    let latest = block_on(fake.clock(), admin.query(Some(99))).expect("query 99");
+    let latest = fake
+        .sim()
+        .block_on(admin.query(Some(99)))
+        .expect("query 99");
     assert_eq!(latest.num, 2);
-    let left = block_on(fake.clock(), admin.leave(vec![100])).expect("leave");
+    let left = fake.sim().block_on(admin.leave(vec![100])).expect("leave");
     assert_eq!(left.shards, vec![200; fake::NSHARDS]);
 }
 
@@ -215,7 +224,7 @@ fn query_returns_requested_configuration() {
 fn no_masters_is_an_error() {
     let fake = fake();
     let mut admin = Admin::new(&fake, Vec::new());
-    let result = block_on(fake.clock(), admin.query(None));
+    let result = fake.sim().block_on(admin.query(None));
     assert_eq!(result, Err(AdminError::NoMasters));
     assert!(fake.calls().is_empty());
 }

@@ -6,9 +6,7 @@ mod fake;
 
 use std::time::Duration;
 
-use fake::{
-    bad_replies, block_on, masters, ms, policy, FakeCluster, Fault, CLIENT, NSHARDS, REPLY_LATENCY,
-};
+use fake::{bad_replies, masters, ms, policy, FakeCluster, Fault, CLIENT, NSHARDS, REPLY_LATENCY};
 use shardkv_client::{AttemptFailure, Client, ClientError, KvError, TransportError};
 use shardkv_proto::kv::{Op, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use shardkv_proto::{key_to_shard, GroupId, Seq, ShardId};
@@ -41,18 +39,16 @@ fn routes_by_shard_to_the_owning_group() {
     fake.push_config([100, 100, 200, 200]);
     let mut client = client(&fake, None);
     let (a, b) = (key_in(0), key_in(3));
-    block_on(fake.clock(), client.put(a.clone(), "x")).expect("put a");
-    block_on(fake.clock(), client.put(b.clone(), "y")).expect("put b");
+    fake.sim()
+        .block_on(client.put(a.clone(), "x"))
+        .expect("put a");
+    fake.sim()
+        .block_on(client.put(b.clone(), "y"))
+        .expect("put b");
     assert_eq!(fake.targets(), ["m1", "g100-1", "g200-1"]);
-    assert_eq!(
-        block_on(fake.clock(), client.get(b)),
-        Ok(Some(b"y".to_vec()))
-    );
-    assert_eq!(
-        block_on(fake.clock(), client.get(a)),
-        Ok(Some(b"x".to_vec()))
-    );
-    assert_eq!(block_on(fake.clock(), client.get("absent")), Ok(None));
+    assert_eq!(fake.sim().block_on(client.get(b)), Ok(Some(b"y".to_vec())));
+    assert_eq!(fake.sim().block_on(client.get(a)), Ok(Some(b"x".to_vec())));
+    assert_eq!(fake.sim().block_on(client.get("absent")), Ok(None));
     assert_eq!(fake.calls().len(), 1, "one configuration query");
     assert_eq!(client.config().map(|c| c.num), Some(1));
 }
@@ -64,12 +60,16 @@ fn wrong_group_requeries_after_config_change() {
     let fake = cluster(100);
     let mut client = client(&fake, None);
     let key = key_in(1);
-    block_on(fake.clock(), client.put(key.clone(), "a")).expect("put");
+    fake.sim()
+        .block_on(client.put(key.clone(), "a"))
+        .expect("put");
     fake.push_config([100, 200, 100, 100]);
-    let start = fake.clock().now();
-    block_on(fake.clock(), client.append(key.clone(), "b")).expect("append");
+    let start = fake.sim().now();
+    fake.sim()
+        .block_on(client.append(key.clone(), "b"))
+        .expect("append");
     assert_eq!(fake.targets()[2..], ["g100-1", "m1", "g200-1"]);
-    assert_eq!(fake.clock().now() - start, REPLY_LATENCY * 3);
+    assert_eq!(fake.sim().now() - start, REPLY_LATENCY * 3);
     assert_eq!(client.config().map(|c| c.num), Some(2));
     assert_eq!(fake.groups().value(&key), Some(b"ab".to_vec()));
 }
@@ -81,13 +81,13 @@ fn wrong_group_without_newer_config_backs_off() {
     let fake = cluster(100);
     fake.groups().with(100, |g| g.installing.set(2));
     let mut client = client(&fake, None);
-    block_on(fake.clock(), client.put("k", "v")).expect("put");
+    fake.sim().block_on(client.put("k", "v")).expect("put");
     assert_eq!(
         fake.targets(),
         ["m1", "g100-1", "m1", "g100-1", "m1", "g100-1"]
     );
     // Six 2 ms calls and two backoffs.
-    assert_eq!(fake.clock().now(), ms(12 + 10 + 20));
+    assert_eq!(fake.sim().now(), ms(12 + 10 + 20));
 }
 
 /// A follower's leader hint is followed at once, and the group's leader is remembered for
@@ -97,15 +97,15 @@ fn follows_group_leader_hints() {
     let fake = cluster(100);
     fake.groups().with(100, |g| g.leader.set(2));
     let mut client = client(&fake, None);
-    block_on(fake.clock(), client.put("k", "v")).expect("put");
-    block_on(fake.clock(), client.get("k")).expect("get");
+    fake.sim().block_on(client.put("k", "v")).expect("put");
+    fake.sim().block_on(client.get("k")).expect("get");
     assert_eq!(fake.targets(), ["m1", "g100-1", "g100-3", "g100-3"]);
 
     fake.groups().with(100, |g| {
         g.leader.set(1);
         g.hints.set(false);
     });
-    block_on(fake.clock(), client.delete("k")).expect("delete");
+    fake.sim().block_on(client.delete("k")).expect("delete");
     assert_eq!(fake.targets()[4..], ["g100-3", "g100-1", "g100-2"]);
     assert_eq!(fake.groups().value(b"k"), None);
 }
@@ -116,9 +116,11 @@ fn follows_group_leader_hints() {
 fn lost_reply_retry_applies_once() {
     let fake = cluster(100);
     let mut client = client(&fake, None);
-    block_on(fake.clock(), client.put("k", "a")).expect("put");
+    fake.sim().block_on(client.put("k", "a")).expect("put");
     fake.inject_group([Fault::LoseReply, Fault::Unreachable]);
-    block_on(fake.clock(), client.append("k", "b")).expect("append");
+    fake.sim()
+        .block_on(client.append("k", "b"))
+        .expect("append");
     assert_eq!(fake.groups().value(b"k"), Some(b"ab".to_vec()));
 
     let calls = fake.kv_calls();
@@ -147,14 +149,14 @@ fn sequence_numbers() {
     let fake = cluster(100);
     let mut client = client(&fake, Some(Duration::from_secs(3)));
     assert_eq!(client.client_id(), CLIENT);
-    block_on(fake.clock(), client.get("k")).expect("get");
-    block_on(fake.clock(), client.put("k", "v")).expect("put");
-    block_on(fake.clock(), client.get("k")).expect("get");
+    fake.sim().block_on(client.get("k")).expect("get");
+    fake.sim().block_on(client.put("k", "v")).expect("put");
+    fake.sim().block_on(client.get("k")).expect("get");
     *fake.always.borrow_mut() = Some(Fault::Timeout);
-    let lost = block_on(fake.clock(), client.append("k", "w"));
+    let lost = fake.sim().block_on(client.append("k", "w"));
     assert!(matches!(lost, Err(ClientError::Timeout { .. })), "{lost:?}");
     *fake.always.borrow_mut() = None;
-    block_on(fake.clock(), client.delete("k")).expect("delete");
+    fake.sim().block_on(client.delete("k")).expect("delete");
     let seqs: Vec<Seq> = fake.kv_ids().iter().map(|&(_, seq)| seq).collect();
     assert_eq!(seqs, [0, 1, 1, 2, 2, 2, 3]);
 }
@@ -166,10 +168,10 @@ fn sequence_numbers() {
 fn timeouts_then_success() {
     let fake = cluster(100);
     let mut client = client(&fake, None);
-    block_on(fake.clock(), client.put("k", "v")).expect("put");
-    let start = fake.clock().now();
+    fake.sim().block_on(client.put("k", "v")).expect("put");
+    let start = fake.sim().now();
     fake.inject_group([Fault::Timeout, Fault::Timeout, Fault::Unreachable]);
-    let value = block_on(fake.clock(), client.get("k")).expect("get");
+    let value = fake.sim().block_on(client.get("k")).expect("get");
     assert_eq!(value, Some(b"v".to_vec()));
     let starts: Vec<_> = fake.kv_calls()[1..].iter().map(|c| c.at - start).collect();
     // 1 s, 1 s, 5 ms unreachable, a 2 ms master query, 10 ms backoff, then the leader.
@@ -182,10 +184,10 @@ fn timeouts_then_success() {
 fn deadline_exhaustion_returns_timeout() {
     let fake = cluster(100);
     let mut client = client(&fake, Some(ms(2500)));
-    block_on(fake.clock(), client.get("warm")).expect("get");
-    let start = fake.clock().now();
+    fake.sim().block_on(client.get("warm")).expect("get");
+    let start = fake.sim().now();
     *fake.always.borrow_mut() = Some(Fault::Timeout);
-    let result = block_on(fake.clock(), client.put("k", "v"));
+    let result = fake.sim().block_on(client.put("k", "v"));
     let expected = ClientError::Timeout {
         deadline: ms(2500),
         attempts: 3,
@@ -193,7 +195,7 @@ fn deadline_exhaustion_returns_timeout() {
     };
     assert_eq!(result, Err(expected.clone()));
     assert!(expected.to_string().contains("may have taken effect"));
-    assert_eq!(fake.clock().now() - start, ms(2500));
+    assert_eq!(fake.sim().now() - start, ms(2500));
 }
 
 /// The deadline covers configuration trouble too: a shard no group owns, or a group
@@ -203,7 +205,7 @@ fn deadline_names_routing_failures() {
     let fake = FakeCluster::new(&[CLIENT, 0]);
     let mut client = client(&fake, Some(ms(200)));
     let key = key_in(2);
-    let result = block_on(fake.clock(), client.put(key.clone(), "v"));
+    let result = fake.sim().block_on(client.put(key.clone(), "v"));
     let Err(ClientError::Timeout { last_failure, .. }) = result else {
         panic!("expected a timeout, got {result:?}");
     };
@@ -215,7 +217,7 @@ fn deadline_names_routing_failures() {
 
     fake.push_config([100; NSHARDS]);
     fake.groups().with(100, |g| g.installing.set(u32::MAX));
-    let result = block_on(fake.clock(), client.put(key, "v"));
+    let result = fake.sim().block_on(client.put(key, "v"));
     let Err(ClientError::Timeout { last_failure, .. }) = result else {
         panic!("expected a timeout, got {result:?}");
     };
@@ -239,17 +241,14 @@ fn oversized_requests_rejected_without_calls() {
         max: MAX_VALUE_BYTES,
     });
     assert_eq!(
-        block_on(fake.clock(), client.get(long_key.clone())),
+        fake.sim().block_on(client.get(long_key.clone())),
         Err(key_error.clone())
     );
-    assert_eq!(
-        block_on(fake.clock(), client.delete(long_key)),
-        Err(key_error)
-    );
+    assert_eq!(fake.sim().block_on(client.delete(long_key)), Err(key_error));
     let put = client.put("k", long_value.clone());
-    assert_eq!(block_on(fake.clock(), put), Err(value_error.clone()));
+    assert_eq!(fake.sim().block_on(put), Err(value_error.clone()));
     let append = client.append("k", long_value);
-    assert_eq!(block_on(fake.clock(), append), Err(value_error));
+    assert_eq!(fake.sim().block_on(append), Err(value_error));
     assert!(fake.targets().is_empty(), "sent {:?}", fake.targets());
     assert!(!Op::Get { key: vec![] }.is_mutation());
 }
@@ -262,8 +261,10 @@ fn group_refusals_are_final() {
     fake.push_config([100; NSHARDS]);
     let mut first = client(&fake, None);
     let mut second = client(&fake, None);
-    block_on(fake.clock(), first.put("k", vec![0; MAX_VALUE_BYTES])).expect("put");
-    let result = block_on(fake.clock(), first.append("k", "x"));
+    fake.sim()
+        .block_on(first.put("k", vec![0; MAX_VALUE_BYTES]))
+        .expect("put");
+    let result = fake.sim().block_on(first.append("k", "x"));
     let too_large = KvError::ValueTooLarge {
         len: MAX_VALUE_BYTES + 1,
         max: MAX_VALUE_BYTES,
@@ -271,7 +272,7 @@ fn group_refusals_are_final() {
     assert_eq!(result, Err(ClientError::Rejected(too_large)));
     assert_eq!(fake.kv_calls().len(), 2);
 
-    let result = block_on(fake.clock(), second.put("k", "v"));
+    let result = fake.sim().block_on(second.put("k", "v"));
     let stale = KvError::StaleRequest {
         client: CLIENT,
         seq: 1,
@@ -290,7 +291,9 @@ fn garbage_replies_are_retried() {
         fake.inject_group([fault.clone()]);
         fake.inject([fault.clone()]);
         let mut client = client(&fake, None);
-        block_on(fake.clock(), client.append("k", "a")).expect("append");
+        fake.sim()
+            .block_on(client.append("k", "a"))
+            .expect("append");
         let targets = ["m1", "m2", "m1", "g100-1", "g100-2", "g100-1"];
         assert_eq!(fake.targets(), targets, "fault {fault:?}");
         assert_eq!(fake.groups().value(b"k"), Some(b"a".to_vec()), "{fault:?}");
@@ -304,7 +307,7 @@ fn no_masters_is_an_error() {
     let fake = cluster(100);
     let mut client = Client::new(&fake, Vec::new());
     assert_eq!(
-        block_on(fake.clock(), client.get("k")),
+        fake.sim().block_on(client.get("k")),
         Err(ClientError::NoMasters)
     );
     assert!(fake.targets().is_empty());

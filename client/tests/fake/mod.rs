@@ -1,9 +1,9 @@
-//! A scripted, in-memory shardkv cluster behind [`Transport`], on a virtual clock, with
-//! a tiny single-threaded `block_on`: a shard master of three replicas and, once a test
-//! scripts a configuration naming them, replica groups of three replicas each.
+//! A scripted, in-memory shardkv cluster behind [`Transport`], on the simulator's virtual
+//! clock and executor (`labrpc_sim::Sim` with no hosts): a shard master of three replicas
+//! and, once a test scripts a configuration naming them, replica groups of three
+//! replicas each.
 //!
-//! Time only moves when every task is blocked: [`block_on`] polls the future, and when
-//! it is pending jumps the clock to the earliest registered timer. Calls cost virtual
+//! Time only moves when every task is blocked (`Sim::block_on`). Calls cost virtual
 //! time ([`REPLY_LATENCY`], [`UNREACHABLE_LATENCY`], or the call's whole timeout), so
 //! tests can assert exact times and attempt counts.
 //!
@@ -20,12 +20,11 @@ pub mod group;
 pub mod master;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::{pin, Pin};
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use labrpc_sim::Sim;
 
 use shardkv_client::{RetryPolicy, Transport, TransportError};
 use shardkv_proto::kv::{self, Reply};
@@ -47,8 +46,6 @@ pub const MASTERS: [&str; 3] = ["m1", "m2", "m3"];
 /// The client id tests hand out first (`FakeCluster::new(&[CLIENT, 0])` also starts the
 /// client at `m1`).
 pub const CLIENT: ClientId = 77;
-/// The most times [`block_on`] polls before it declares a runaway loop.
-const MAX_POLLS: usize = 100_000;
 
 /// `n` milliseconds.
 pub fn ms(n: u64) -> Duration {
@@ -66,57 +63,6 @@ pub fn policy(deadline: Option<Duration>) -> RetryPolicy {
         deadline,
         ..RetryPolicy::default()
     }
-}
-
-/// The virtual clock and its pending timers.
-#[derive(Debug, Default)]
-pub struct Clock {
-    now: Cell<Duration>,
-    timers: RefCell<BTreeSet<Duration>>,
-}
-
-impl Clock {
-    /// The current virtual time.
-    pub fn now(&self) -> Duration {
-        self.now.get()
-    }
-}
-
-/// A future ready once the clock reaches its deadline.
-pub struct Sleep {
-    clock: Rc<Clock>,
-    deadline: Duration,
-}
-
-impl Future for Sleep {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
-        if self.clock.now() >= self.deadline {
-            return Poll::Ready(());
-        }
-        self.clock.timers.borrow_mut().insert(self.deadline);
-        Poll::Pending
-    }
-}
-
-/// Runs `future` to completion on the virtual clock.
-///
-/// # Panics
-/// If the future is pending with no timer left (it would never finish), or after
-/// [`MAX_POLLS`] polls (a retry loop that never ends).
-pub fn block_on<F: Future>(clock: &Clock, future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..MAX_POLLS {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let next = clock.timers.borrow_mut().pop_first();
-        let next = next.expect("future pending with no timer: it can never finish");
-        clock.now.set(clock.now().max(next));
-    }
-    panic!("still pending after {MAX_POLLS} polls at {:?}", clock.now());
 }
 
 /// A fault injected into one call.
@@ -186,7 +132,7 @@ pub struct KvCall {
 /// configurations name.
 #[derive(Debug)]
 pub struct FakeCluster {
-    clock: Rc<Clock>,
+    sim: Sim,
     /// Index of the master leader in [`MASTERS`].
     pub leader: Cell<usize>,
     /// Whether master followers name the leader in `WrongLeader`.
@@ -211,7 +157,7 @@ impl FakeCluster {
     /// `random_u64` yields `random`.
     pub fn new(random: &[u64]) -> Self {
         FakeCluster {
-            clock: Rc::default(),
+            sim: Sim::new(0),
             leader: Cell::new(0),
             hints: Cell::new(true),
             faults: RefCell::default(),
@@ -226,9 +172,10 @@ impl FakeCluster {
         }
     }
 
-    /// The virtual clock.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
+    /// The simulator whose clock and executor the fake runs on: `block_on` a client's
+    /// future, read `now`.
+    pub fn sim(&self) -> &Sim {
+        &self.sim
     }
 
     /// Queues faults for the next calls to the master.
@@ -321,7 +268,7 @@ impl FakeCluster {
         let request: Request =
             bincode::deserialize(call.bytes).expect("the client sent an undecodable request");
         self.calls.borrow_mut().push(Call {
-            at: self.clock.now(),
+            at: self.sim.now(),
             to: call.to.to_string(),
             request: request.clone(),
         });
@@ -349,7 +296,7 @@ impl FakeCluster {
             panic!("a client sent a migration request");
         };
         self.kv_calls.borrow_mut().push(KvCall {
-            at: self.clock.now(),
+            at: self.sim.now(),
             to: call.to.to_string(),
             request: request.clone(),
             bytes: call.bytes.to_vec(),
@@ -418,10 +365,7 @@ impl Transport for FakeCluster {
     }
 
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> {
-        Sleep {
-            clock: self.clock.clone(),
-            deadline: self.clock.now() + d,
-        }
+        self.sim.sleep(d)
     }
 
     fn random_u64(&self) -> u64 {
