@@ -197,21 +197,33 @@ impl<W> Pending<W> {
     }
 
     /// The waiters of proposals below `index`, which an entry at `index` applied past
-    /// (theirs were empty), in index order.
+    /// (theirs were empty), in index order. Cheap when there are none: the applied path
+    /// calls it for every entry.
     fn take_before(&mut self, index: Index) -> Vec<W> {
-        let kept = self.by_index.split_off(&index);
-        std::mem::replace(&mut self.by_index, kept)
-            .into_values()
-            .map(|(_, w)| w)
-            .collect()
+        let mut taken = Vec::new();
+        while let Some(first) = self.by_index.first_entry() {
+            if *first.key() >= index {
+                break;
+            }
+            taken.push(first.remove().1);
+        }
+        taken
     }
 
     /// The waiters of proposals of any term but `leader_term` (all when `None`), in
-    /// index order.
+    /// index order. Without allocating when every proposal is of `leader_term`, as
+    /// while a leader keeps leading.
     pub fn take_other_terms(&mut self, leader_term: Option<Term>) -> Vec<W> {
+        let Some(leader_term) = leader_term else {
+            let all = std::mem::take(&mut self.by_index);
+            return all.into_values().map(|(_, w)| w).collect();
+        };
+        if self.by_index.values().all(|(term, _)| *term == leader_term) {
+            return Vec::new();
+        }
         let (kept, other) = std::mem::take(&mut self.by_index)
             .into_iter()
-            .partition(|(_, (term, _))| Some(*term) == leader_term);
+            .partition(|(_, (term, _))| *term == leader_term);
         self.by_index = kept;
         other.into_values().map(|(_, w)| w).collect()
     }
