@@ -108,6 +108,7 @@
 #![warn(missing_docs)]
 
 pub mod calls;
+pub mod data;
 pub mod effect;
 pub mod message;
 pub mod migration;

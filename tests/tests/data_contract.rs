@@ -1,0 +1,224 @@
+//! The contract of a replica group's data on disk (`replica_group::data::Data`, redb over a
+//! `Disk`), run against both disks it runs on: the operating system's files (`OsDisk`) and
+//! the simulator's (`LabDisk`, whose power failures lose unsynced writes).
+//!
+//! - Reads see the writes not yet committed; a commit carries its applied index.
+//! - Chunks read a shard in key order, within their byte budget, each key once, and
+//!   nothing of another shard; deleting a shard leaves the others alone.
+//! - A view is one point: writes committed after it do not show.
+//! - After a crash or a power failure the data reopens at exactly the state of some
+//!   commit, at or after the last completed checkpoint (the applied index says which).
+//!   Without checkpoints a power failure does lose commits, which shows the check can
+//!   fail.
+
+use std::collections::BTreeMap;
+
+use labrpc_sim::SimDisk;
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use replica_group::data::{Chunk, Data};
+use shardkv_raft::{Disk, OsDisk};
+use shardkv_tests::sim_disk::LabDisk;
+
+/// A small page cache, as the lab suites use.
+const CACHE: usize = 1 << 20;
+
+fn open(disk: &impl Disk) -> Data {
+    Data::open(disk, CACHE).expect("open the data")
+}
+
+/// A fresh data directory of each kind; the OS one lives as long as the returned guard.
+fn disks() -> (tempfile::TempDir, OsDisk, LabDisk) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let os = OsDisk::open(dir.path()).expect("open the directory");
+    (dir, os, LabDisk(SimDisk::new()))
+}
+
+/// Every pair of `shard`, read by chunks of `budget` bytes.
+fn read_shard(data: &Data, shard: usize, budget: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut pairs = Vec::new();
+    let mut after = None;
+    loop {
+        let Chunk { pairs: more, next } = data.chunk(shard, after.as_deref(), budget).unwrap();
+        let bytes: usize = more.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        assert!(
+            more.len() == 1 || bytes <= budget.saturating_add(4 * more.len()),
+            "a chunk of {bytes} bytes over the budget of {budget}"
+        );
+        pairs.extend(more);
+        match next {
+            Some(key) => after = Some(key),
+            None => return pairs,
+        }
+    }
+}
+
+fn reads_writes_and_chunks(disk: &impl Disk) {
+    let mut data = open(disk);
+    assert_eq!(data.applied_index(), 0);
+    data.put(1, b"b", b"2").unwrap();
+    data.put(1, b"a", b"1").unwrap();
+    data.put(2, b"a", b"other shard").unwrap();
+    data.put(u32::MAX as usize, b"z", b"last shard").unwrap();
+    assert_eq!(
+        data.get(1, b"a").unwrap(),
+        Some(b"1".to_vec()),
+        "uncommitted"
+    );
+    data.commit(7).unwrap();
+    assert_eq!(data.applied_index(), 7);
+    data.delete(1, b"b").unwrap();
+    for i in 0..100u32 {
+        data.put(1, format!("k{i:03}").as_bytes(), &[i as u8; 50])
+            .unwrap();
+    }
+    data.commit(8).unwrap();
+    assert_eq!(data.get(1, b"b").unwrap(), None);
+    let whole = read_shard(&data, 1, usize::MAX);
+    assert_eq!(whole.len(), 101);
+    assert!(whole.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
+    for budget in [1, 60, 200, 1000] {
+        assert_eq!(read_shard(&data, 1, budget), whole, "budget {budget}");
+    }
+    assert_eq!(
+        read_shard(&data, u32::MAX as usize, 10),
+        vec![(b"z".to_vec(), b"last shard".to_vec())]
+    );
+    data.put_session(1, 5, b"s5").unwrap();
+    data.put_session(2, 5, b"other").unwrap();
+    data.put_meta("state", b"meta").unwrap();
+    data.commit(9).unwrap();
+    assert_eq!(data.sessions(1).unwrap(), vec![(5, b"s5".to_vec())]);
+    data.delete_shard(1).unwrap();
+    data.commit(10).unwrap();
+    assert!(read_shard(&data, 1, 100).is_empty());
+    assert!(data.sessions(1).unwrap().is_empty());
+    assert_eq!(data.sessions(2).unwrap(), vec![(5, b"other".to_vec())]);
+    assert_eq!(data.get(2, b"a").unwrap(), Some(b"other shard".to_vec()));
+    data.checkpoint().run().unwrap();
+    drop(data);
+    let data = open(disk);
+    assert_eq!(data.applied_index(), 10);
+    assert_eq!(data.meta("state").unwrap(), Some(b"meta".to_vec()));
+    assert_eq!(data.get(2, b"a").unwrap(), Some(b"other shard".to_vec()));
+}
+
+#[test]
+fn reads_writes_and_chunks_on_both_disks() {
+    let (_dir, os, sim) = disks();
+    reads_writes_and_chunks(&os);
+    reads_writes_and_chunks(&sim);
+}
+
+fn a_view_is_one_point(disk: &impl Disk) {
+    let mut data = open(disk);
+    data.put(3, b"k", b"old").unwrap();
+    data.commit(1).unwrap();
+    let view = data.view().unwrap();
+    data.put(3, b"k", b"new").unwrap();
+    data.put(3, b"j", b"added").unwrap();
+    data.commit(2).unwrap();
+    assert_eq!(view.applied_index(), 1);
+    assert_eq!(
+        view.chunk(3, None, 1 << 20).unwrap().pairs,
+        vec![(b"k".to_vec(), b"old".to_vec())]
+    );
+    assert_eq!(data.get(3, b"k").unwrap(), Some(b"new".to_vec()));
+}
+
+#[test]
+fn a_view_is_one_point_on_both_disks() {
+    let (_dir, os, sim) = disks();
+    a_view_is_one_point(&os);
+    a_view_is_one_point(&sim);
+}
+
+/// The data of one shard after each commit, by applied index.
+type History = BTreeMap<u64, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// How a round ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Crash,
+    Power,
+}
+
+/// Rounds of random commits and checkpoints on the simulator's disk, each ended by
+/// `failure` and a reopen that must find the state of a commit at or after the last
+/// checkpoint. With `checkpoints` off, returns how many rounds lost commits.
+fn fail_and_reopen(seed: u64, failure: Failure, checkpoints: bool) -> usize {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let disk = SimDisk::new();
+    let mut history: History = BTreeMap::from([(0, BTreeMap::new())]);
+    let mut durable = 0;
+    let mut lost_rounds = 0;
+    for _round in 0..4 {
+        let mut data = open(&LabDisk(disk.clone()));
+        let applied = data.applied_index();
+        assert!(
+            applied >= durable,
+            "seed {seed}: reopened at {applied}, checkpoint at {durable}"
+        );
+        let mut state = history[&applied].clone();
+        assert_eq!(
+            read_shard(&data, 0, 1 << 20),
+            state.clone().into_iter().collect::<Vec<_>>(),
+            "seed {seed}: state at {applied}"
+        );
+        lost_rounds += usize::from(applied < *history.keys().last().unwrap());
+        history.retain(|&index, _| index <= applied);
+        let mut index = applied;
+        for _ in 0..rng.random_range(1..12) {
+            for _ in 0..rng.random_range(1..20) {
+                let key = format!("k{}", rng.random_range(0..40)).into_bytes();
+                match rng.random_range(0..4) {
+                    0 => {
+                        data.delete(0, &key).unwrap();
+                        state.remove(&key);
+                    }
+                    _ => {
+                        let value = vec![rng.random_range(0..=255u8); rng.random_range(1..3000)];
+                        data.put(0, &key, &value).unwrap();
+                        state.insert(key, value);
+                    }
+                }
+            }
+            index += 1;
+            data.commit(index).unwrap();
+            history.insert(index, state.clone());
+            if checkpoints && rng.random_range(0..3) == 0 {
+                durable = data.checkpoint().run().unwrap();
+                assert_eq!(durable, index);
+            }
+        }
+        match failure {
+            Failure::Crash => disk.crash(),
+            Failure::Power => disk.power_fail(&mut rng),
+        }
+        drop(data);
+    }
+    lost_rounds
+}
+
+#[test]
+fn a_crash_reopens_at_a_commit_after_the_checkpoint() {
+    for seed in 0..20 {
+        fail_and_reopen(seed, Failure::Crash, true);
+    }
+}
+
+#[test]
+fn a_power_failure_reopens_at_a_commit_after_the_checkpoint() {
+    for seed in 0..20 {
+        fail_and_reopen(seed, Failure::Power, true);
+    }
+}
+
+/// The check above can fail: without checkpoints, power failures lose commits.
+#[test]
+fn without_checkpoints_commits_are_lost() {
+    let lost: usize = (0..5)
+        .map(|seed| fail_and_reopen(seed, Failure::Power, false))
+        .sum();
+    assert!(lost > 0, "no power failure lost an uncheckpointed commit");
+}
