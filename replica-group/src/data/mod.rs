@@ -39,7 +39,8 @@ pub use backend::DiskBackend;
 use read::Tables;
 pub use read::{Chunk, DataView};
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, StorageError, Table, TableDefinition,
+    WriteTransaction,
 };
 use shardkv_proto::{ClientId, ShardId};
 use shardkv_raft::Disk;
@@ -180,6 +181,19 @@ impl Data {
         }
     }
 
+    /// Runs `write` on table `definition` of the open write transaction; `action` names
+    /// it in an error.
+    fn write_bytes(
+        &mut self,
+        definition: TableDefinition<&[u8], &[u8]>,
+        action: &'static str,
+        write: impl FnOnce(&mut Table<&[u8], &[u8]>) -> Result<(), StorageError>,
+    ) -> Result<(), DataError> {
+        let txn = self.writing()?;
+        let mut table = txn.open_table(definition).map_err(failed("open a table"))?;
+        write(&mut table).map_err(failed(action))
+    }
+
     /// The value of `key` in `shard`.
     pub fn get(&self, shard: ShardId, key: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
         self.reading(|tables| tables.get(KV, &kv_key(shard, key)))
@@ -187,22 +201,16 @@ impl Data {
 
     /// Sets `key` in `shard` to `value`.
     pub fn put(&mut self, shard: ShardId, key: &[u8], value: &[u8]) -> Result<(), DataError> {
-        let txn = self.writing()?;
-        let mut table = txn.open_table(KV).map_err(failed("open kv"))?;
-        table
-            .insert(kv_key(shard, key).as_slice(), value)
-            .map_err(failed("put"))?;
-        Ok(())
+        self.write_bytes(KV, "put", |table| {
+            table.insert(kv_key(shard, key).as_slice(), value).map(drop)
+        })
     }
 
     /// Removes `key` from `shard`.
     pub fn delete(&mut self, shard: ShardId, key: &[u8]) -> Result<(), DataError> {
-        let txn = self.writing()?;
-        let mut table = txn.open_table(KV).map_err(failed("open kv"))?;
-        table
-            .remove(kv_key(shard, key).as_slice())
-            .map_err(failed("delete"))?;
-        Ok(())
+        self.write_bytes(KV, "delete", |table| {
+            table.remove(kv_key(shard, key).as_slice()).map(drop)
+        })
     }
 
     /// Up to `max_bytes` of `shard`'s pairs after key `after` (from the start when
@@ -218,13 +226,11 @@ impl Data {
 
     /// Removes every key and session of `shard`.
     pub fn delete_shard(&mut self, shard: ShardId) -> Result<(), DataError> {
-        let txn = self.writing()?;
+        let (start, end) = shard_range(shard);
         for definition in [KV, SESSIONS] {
-            let mut table = txn.open_table(definition).map_err(failed("open table"))?;
-            let (start, end) = shard_range(shard);
-            table
-                .retain_in(bounds(&start, false, end.as_deref()), |_, _| false)
-                .map_err(failed("delete a shard"))?;
+            self.write_bytes(definition, "delete a shard", |table| {
+                table.retain_in(bounds(&start, false, end.as_deref()), |_, _| false)
+            })?;
         }
         Ok(())
     }
@@ -236,22 +242,20 @@ impl Data {
         client: ClientId,
         session: &[u8],
     ) -> Result<(), DataError> {
-        let txn = self.writing()?;
-        let mut table = txn.open_table(SESSIONS).map_err(failed("open sessions"))?;
-        table
-            .insert(session_key(shard, client).as_slice(), session)
-            .map_err(failed("put a session"))?;
-        Ok(())
+        self.write_bytes(SESSIONS, "put a session", |table| {
+            table
+                .insert(session_key(shard, client).as_slice(), session)
+                .map(drop)
+        })
     }
 
     /// Removes `client`'s session in `shard`.
     pub fn delete_session(&mut self, shard: ShardId, client: ClientId) -> Result<(), DataError> {
-        let txn = self.writing()?;
-        let mut table = txn.open_table(SESSIONS).map_err(failed("open sessions"))?;
-        table
-            .remove(session_key(shard, client).as_slice())
-            .map_err(failed("delete a session"))?;
-        Ok(())
+        self.write_bytes(SESSIONS, "delete a session", |table| {
+            table
+                .remove(session_key(shard, client).as_slice())
+                .map(drop)
+        })
     }
 
     /// Every session of `shard`, by client.
@@ -269,8 +273,10 @@ impl Data {
         assert_ne!(name, APPLIED, "the applied index is written by commit");
         let txn = self.writing()?;
         let mut table = txn.open_table(META).map_err(failed("open meta"))?;
-        table.insert(name, bytes).map_err(failed("put meta"))?;
-        Ok(())
+        table
+            .insert(name, bytes)
+            .map_err(failed("put meta"))
+            .map(drop)
     }
 
     /// Commits every write since the last commit, with `applied`, the log index they
