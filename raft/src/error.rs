@@ -135,10 +135,13 @@ pub enum SnapshotError {
     /// The bytes decode but break an invariant of the state.
     #[error("snapshot state is invalid: {0}")]
     Invalid(String),
+    /// The state's own storage failed while taking the snapshot in.
+    #[error("storing the snapshot failed: {0}")]
+    Storage(String),
 }
 
 impl SnapshotError {
-    /// Always false: snapshot errors mean corrupt or foreign bytes.
+    /// Always false: snapshot errors mean corrupt or foreign bytes, or a failed disk.
     pub fn is_retryable(&self) -> bool {
         false
     }
@@ -152,6 +155,14 @@ pub enum ServerError {
     /// The replicated log failed (storage failure or raft invariant).
     #[error("replicated log failed: {0}")]
     Raft(#[from] Error),
+    /// The state machine's own storage failed applying, committing or snapshotting.
+    #[error("state machine storage failed at index {index}: {reason}")]
+    State {
+        /// The applied index it failed at.
+        index: Index,
+        /// What failed.
+        reason: String,
+    },
     /// A snapshot handed back by the log does not restore.
     #[error("cannot restore snapshot at index {index}: {source}")]
     Snapshot {

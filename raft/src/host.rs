@@ -32,7 +32,7 @@ use crate::{
 
 /// A state replicated by a log: it moves only by applying (or skipping) the log's
 /// entries in order and by restoring snapshots, and it knows the last index it holds.
-pub trait Replicated: Clone + Send + Sized + 'static {
+pub trait Replicated: Send + Sized + 'static {
     /// The commands its log entries carry (see [`crate::decode_command`]).
     type Command: serde::Serialize + serde::de::DeserializeOwned;
     /// The largest command, encoded, that a log entry may carry.
@@ -43,27 +43,33 @@ pub trait Replicated: Clone + Send + Sized + 'static {
     /// Moves the applied index to `index` without a command (a membership change, an
     /// entry that does not decode), so whatever keeps time by the log (session expiry)
     /// keeps in step.
-    fn skip(&mut self, index: Index);
-    /// The whole state as snapshot bytes (see [`crate::encode_image`]). The host encodes
-    /// a clone, on the store's snapshot thread, so a clone should be cheap.
-    fn encode_snapshot(&self) -> Vec<u8>;
-    /// The state encoded in `bytes`, if it may replace this one (the same service);
-    /// checks every invariant of the decoded state.
-    fn decode_replacement(&self, bytes: &[u8]) -> Result<Self, SnapshotError>;
-
-    /// Replaces this state with the one in `bytes`, the snapshot of the log through
-    /// `index`, which must have applied nothing past `index`; on error this state is
-    /// unchanged.
-    fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
-        let restored = self.decode_replacement(bytes)?;
-        if restored.applied_index() > index {
-            return Err(SnapshotError::Invalid(format!(
-                "snapshot at log index {index} has applied index {}",
-                restored.applied_index()
-            )));
-        }
-        *self = restored;
+    fn skip(&mut self, index: Index) -> Result<(), String>;
+    /// Ends the applies of one Ready: a state that stores its changes commits them here
+    /// as one unit. By default, nothing to do.
+    fn commit(&mut self) -> Result<(), String> {
         Ok(())
+    }
+    /// An encoder of the state as it is now into snapshot bytes (see
+    /// [`crate::encode_image`]). The host runs it on the store's snapshot thread while
+    /// the state goes on applying, so it must not see later changes.
+    fn snapshot(&self) -> Result<SnapshotEncoder, String>;
+    /// Replaces this state with the one in `bytes`, the snapshot of the log through
+    /// `index`; refuses a snapshot that applied past `index` (see [`check_restored`]).
+    /// On a decode or invariant error the state is unchanged.
+    fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError>;
+}
+
+/// Makes a state's snapshot bytes, on any thread: what [`Replicated::snapshot`] returns.
+pub type SnapshotEncoder = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
+/// Refuses a restored state whose applied index `applied` is past `index`, the log
+/// index its snapshot stands for (entries after `index` would apply twice).
+pub fn check_restored(applied: Index, index: Index) -> Result<(), SnapshotError> {
+    match applied > index {
+        true => Err(SnapshotError::Invalid(format!(
+            "snapshot at log index {index} has applied index {applied}"
+        ))),
+        false => Ok(()),
     }
 }
 
@@ -80,15 +86,15 @@ pub trait StateMachine {
     /// The replicated state it applies commands to.
     type State: Replicated;
 
-    /// Applies `command`, committed at `index`, to `state`. (An entry that does not
-    /// decode as a command never gets here: the host logs it and skips it on every
-    /// replica alike.)
+    /// Applies `command`, committed at `index`, to `state`; an error (the state's storage
+    /// failed) stops the server. (An entry that does not decode as a command never gets
+    /// here: the host logs it and skips it on every replica alike.)
     fn apply(
         &mut self,
         state: &mut Self::State,
         index: Index,
         command: Command<Self>,
-    ) -> Self::Answer;
+    ) -> Result<Self::Answer, String>;
     /// True (once) when the state must be snapshotted now rather than when the log next
     /// passes its threshold.
     fn take_must_snapshot(&mut self) -> bool {
@@ -224,21 +230,29 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
         for waiter in settled.failed {
             self.fail(waiter);
         }
+        let applied = self.state.applied_index();
+        self.state.commit().map_err(|reason| ServerError::State {
+            index: applied,
+            reason,
+        })?;
         let must_snapshot = self.machine.take_must_snapshot();
-        let state = &self.state;
-        let encode = |index| {
-            let applied = state.applied_index();
-            assert!(
-                index >= applied,
-                "state machine at {applied} ahead of the log at {index}"
-            );
-            let image = state.clone();
-            SnapshotData::encode_later(move || image.encode_snapshot())
-        };
-        if must_snapshot {
-            self.replica.snapshot_now(encode)?;
-        } else {
-            self.replica.maybe_snapshot(encode)?;
+        if self.replica.snapshot_due(must_snapshot)? {
+            let encoder = self.state.snapshot().map_err(|reason| ServerError::State {
+                index: applied,
+                reason,
+            })?;
+            let encode = |index| {
+                assert!(
+                    index >= applied,
+                    "state machine at {applied} ahead of the log at {index}"
+                );
+                SnapshotData::encode_later(encoder)
+            };
+            if must_snapshot {
+                self.replica.snapshot_now(encode)?;
+            } else {
+                self.replica.maybe_snapshot(encode)?;
+            }
         }
         Ok(settled.reads)
     }
@@ -247,10 +261,16 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
         match step {
             Step::Command { index, data, fate } => {
                 let answer = match decode_command::<M::State>(&data) {
-                    Ok(command) => Some(self.machine.apply(&mut self.state, index, command)),
+                    Ok(command) => Some(
+                        self.machine
+                            .apply(&mut self.state, index, command)
+                            .map_err(|reason| ServerError::State { index, reason })?,
+                    ),
                     Err(error) => {
                         tracing::error!(node = self.id(), index, %error, "undecodable entry");
-                        self.state.skip(index);
+                        self.state
+                            .skip(index)
+                            .map_err(|reason| ServerError::State { index, reason })?;
                         None
                     }
                 };
@@ -276,7 +296,9 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
                 tracing::info!(node = self.id(), index, "restored snapshot");
             }
             Step::Membership { index, fate, .. } => {
-                self.state.skip(index);
+                self.state
+                    .skip(index)
+                    .map_err(|reason| ServerError::State { index, reason })?;
                 // A host proposes commands only; a membership waiter has no answer.
                 if let Some(Fate::Committed(waiter) | Fate::Displaced(waiter)) = fate {
                     self.fail(waiter);

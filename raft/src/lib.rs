@@ -100,7 +100,7 @@ pub use backend::{Backend, KeyValues, MemBackend, SnapshotMaker, SnapshotReader}
 pub use config::ReplicaConfig;
 pub use disk::{Disk, DiskFile, OsDisk, OsFile, SyncJob};
 pub use error::{Error, ServerError, SnapshotError, StoreError};
-pub use host::{Command, Host, Replicated, Service, StateMachine};
+pub use host::{check_restored, Command, Host, Replicated, Service, SnapshotEncoder, StateMachine};
 pub use image::{decode_command, decode_image, encode_command, encode_image};
 pub use log_store::{LogStore, SnapshotData};
 pub use logger::{discard_logger, tracing_logger};

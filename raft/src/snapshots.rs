@@ -69,6 +69,17 @@ impl<S: LogStore> Replica<S> {
         Ok(taken)
     }
 
+    /// True when [`Replica::snapshot_now`] (with `now`) or else
+    /// [`Replica::maybe_snapshot`] would take a snapshot, so a caller whose encoder is
+    /// costly to make builds it only then.
+    pub fn snapshot_due(&self, now: bool) -> Result<bool, Error> {
+        let wanted = match now {
+            true => self.config.snapshot_bytes_threshold.is_some(),
+            false => self.should_snapshot() && !self.raw.store().compaction_pending(),
+        };
+        Ok(wanted && self.applied_index() >= self.raw.store().first_index()?)
+    }
+
     fn snapshot_applied<D: Into<SnapshotData>>(
         &mut self,
         encode: impl FnOnce(Index) -> D,

@@ -1,7 +1,8 @@
 //! Benchmarks of the replica group's state machine: [`GroupState::apply`] of client
 //! entries, and snapshot encoding and decoding.
 //!
-//! - `apply/{get,put,append,delete}`: one committed `Entry::Kv` applied to a group that
+//! - `apply/{get,put,append,delete}`: one committed `Entry::Kv` applied, and committed to
+//!   the group's data (in memory, as one Ready's applies are), to a group that
 //!   serves every shard and holds 10,000 keys of 8 bytes with 256-byte values, keys taken
 //!   in a fixed shuffled order. Requests come from 64 clients in turn, so each shard's
 //!   duplicate table holds up to 64 sessions. Only the applies are timed: the entries are
@@ -9,8 +10,9 @@
 //!   restore every value with untimed Puts, so every op sees the same state shape. With
 //!   the lab's 10 shards and the default 256 (every apply scans each shard for expired
 //!   sessions, so the shard count matters).
-//! - `snapshot/{encode,decode}`: the whole state of a group serving the default 256 shards
-//!   and holding 10,000 or 100,000 such keys; throughput in snapshot bytes. Dropping the
+//! - `snapshot/{encode,restore}`: the whole state of a group serving the default 256 shards
+//!   and holding 10,000 or 100,000 such keys, read out of its data and encoded, and
+//!   restored into another group's data; throughput in snapshot bytes. Dropping the
 //!   result is not timed.
 //!
 //! Run with `cargo bench -p replica-group --bench state_machine`.
@@ -25,6 +27,7 @@ use criterion::{
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
+use replica_group::data::Data;
 use replica_group::{Entry, GroupState, Op, Outcome, Phase, Replicated, Request};
 use shardkv_proto::{Config, GroupId, DEFAULT_NSHARDS, LAB_NSHARDS};
 
@@ -126,7 +129,7 @@ impl Fixture {
     /// A state of `nshards` shards that adopted [`owner_of_all`] and holds `keys` keys.
     fn new(nshards: usize, keys: usize) -> Self {
         let mut fixture = Fixture {
-            state: GroupState::new(GID, nshards),
+            state: GroupState::new(GID, nshards, Data::in_memory()).expect("a new state"),
             next_index: 1,
             requests: 0,
         };
@@ -141,7 +144,7 @@ impl Fixture {
         );
         fixture.put_all(keys);
         assert_eq!(
-            fixture.state.data_bytes(),
+            fixture.state.data_bytes().expect("the data reads"),
             keys * (KEY_BYTES + VALUE_BYTES),
             "{keys} keys stored"
         );
@@ -151,7 +154,7 @@ impl Fixture {
     fn apply(&mut self, entry: Entry) -> Outcome {
         let index = self.next_index;
         self.next_index += 1;
-        self.state.apply(index, entry)
+        apply_one(&mut self.state, index, entry)
     }
 
     /// The next client request: request `n` is client `n % CLIENTS`'s, numbered so each
@@ -174,6 +177,13 @@ impl Fixture {
             assert!(is_ok(&outcome), "put of key {i} answered {outcome:?}");
         }
     }
+}
+
+/// Applies `entry` at `index` and commits it.
+fn apply_one(state: &mut GroupState, index: u64, entry: Entry) -> Outcome {
+    let outcome = state.apply(index, entry).expect("the data takes the entry");
+    state.commit().expect("the data commits");
+    outcome
 }
 
 fn is_ok(outcome: &Outcome) -> bool {
@@ -202,7 +212,11 @@ fn timed_applies(
         let mut ok = 0;
         let start = Instant::now();
         for (index, entry) in (first..).zip(entries) {
-            ok += usize::from(is_ok(&black_box(fixture.state.apply(index, entry))));
+            ok += usize::from(is_ok(&black_box(apply_one(
+                &mut fixture.state,
+                index,
+                entry,
+            ))));
         }
         total += start.elapsed();
         assert_eq!(ok, n, "every {kind:?} succeeded");
@@ -242,18 +256,27 @@ fn snapshot(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     for keys in SNAPSHOT_KEYS {
         let state = Fixture::new(DEFAULT_NSHARDS, keys).state;
-        let bytes = state.encode_snapshot();
-        let decoded = GroupState::decode_snapshot(&bytes).expect("snapshot decodes");
-        assert_eq!(decoded, state, "snapshot round-trips");
-        drop(decoded);
+        let bytes = state.encode_snapshot().expect("the data reads");
+        let index = state.applied_index();
+        let mut other =
+            GroupState::new(GID, DEFAULT_NSHARDS, Data::in_memory()).expect("a new state");
+        other.restore(&bytes, index).expect("snapshot restores");
+        assert_eq!(
+            other.encode_snapshot().expect("the data reads"),
+            bytes,
+            "snapshot round-trips"
+        );
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         let param = format!("keys={keys}");
         group.bench_function(BenchmarkId::new("encode", &param), |b| {
-            b.iter_with_large_drop(|| black_box(&state).encode_snapshot())
+            b.iter_with_large_drop(|| black_box(&state).encode_snapshot().expect("the data reads"))
         });
-        group.bench_function(BenchmarkId::new("decode", &param), |b| {
-            b.iter_with_large_drop(|| {
-                GroupState::decode_snapshot(black_box(&bytes)).expect("snapshot decodes")
+        group.bench_function(BenchmarkId::new("restore", &param), |b| {
+            b.iter(|| {
+                other
+                    .restore(black_box(&bytes), index)
+                    .expect("snapshot restores");
+                other.commit().expect("the data commits");
             })
         });
     }

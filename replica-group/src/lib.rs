@@ -75,6 +75,8 @@
 //!   are in `shardkv_proto::kv`.
 //! - [`sessions`], [`store`]: the per-shard duplicate table (a
 //!   `shardkv_proto::session::Sessions`, as the shard master's) and key/value semantics.
+//! - [`data`]: every shard's keys, values and sessions on disk (redb over a
+//!   `shardkv_raft::Disk` file), committed once per Ready with the applied index.
 //! - [`phase`]: the per-shard migration phases and their asserted transitions.
 //! - [`state`], [`migration`], [`snapshot`]: the replicated state, `apply`, snapshots.
 //! - [`reads`]: linearizable Gets without a log entry.

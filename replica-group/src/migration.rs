@@ -16,10 +16,11 @@ use std::collections::BTreeMap;
 use shardkv_proto::kv::{DupEntry, KvError, MigrationReply, MigrationResponse};
 use shardkv_proto::{ClientId, Config, ConfigNum, ShardId, NO_GROUP};
 
+use crate::data::DataError;
 use crate::phase::Phase;
 use crate::sessions::Sessions;
 use crate::state::GroupState;
-use crate::store::ShardStore;
+use crate::store::{encode_session, ShardStore};
 use crate::Index;
 
 /// What a replica does with another group's `DeleteShard`.
@@ -35,11 +36,11 @@ pub enum DeleteVerdict {
 impl GroupState {
     /// Adopts `next` if it is the configuration after the current one and every shard is
     /// stable; otherwise ignores it.
-    pub(crate) fn adopt(&mut self, next: Config) {
+    pub(crate) fn adopt(&mut self, next: Config) -> Result<(), DataError> {
         let current = self.config.num;
         if next.num != current + 1 {
             tracing::debug!(gid = self.gid, current, next = next.num, "config ignored");
-            return;
+            return Ok(());
         }
         if let Err(reason) = self.check_next(&next) {
             tracing::error!(
@@ -48,15 +49,19 @@ impl GroupState {
                 reason,
                 "bad config ignored"
             );
-            return;
+            return Ok(());
         }
         if !self.is_stable() {
             tracing::warn!(gid = self.gid, current, "config while migrating, ignored");
-            return;
+            return Ok(());
         }
         for shard in 0..self.shards.len() {
             let phase = self.take_phase(shard);
             let next_phase = self.next_phase(shard, phase, &next);
+            if matches!(next_phase, Phase::Absent) {
+                // Lost to nobody: the data goes (a no-op for a shard never held).
+                self.data.delete_shard(shard)?;
+            }
             self.set_phase(shard, next_phase);
         }
         tracing::info!(gid = self.gid, config = next.num, "config adopted");
@@ -68,6 +73,7 @@ impl GroupState {
             self.config.num,
             self.prev.num
         );
+        Ok(())
     }
 
     fn check_next(&self, next: &Config) -> Result<(), String> {
@@ -121,16 +127,23 @@ impl GroupState {
         shard: ShardId,
         kv: BTreeMap<Vec<u8>, Vec<u8>>,
         sessions: BTreeMap<ClientId, DupEntry>,
-    ) {
+    ) -> Result<(), DataError> {
         let pulling = matches!(self.phase(shard), Some(Phase::Pulling { .. }));
         if config_num != self.config.num || !pulling {
             tracing::debug!(gid = self.gid, shard, config_num, "install ignored");
-            return;
+            return Ok(());
         }
         let store = ShardStore {
-            kv,
             sessions: Sessions::import(sessions, index),
         };
+        self.data.delete_shard(shard)?;
+        for (key, value) in &kv {
+            self.data.put(shard, key, value)?;
+        }
+        for (client, session) in store.sessions.sessions() {
+            self.data
+                .put_session(shard, *client, &encode_session(session))?;
+        }
         let phase = self.take_phase(shard);
         self.set_phase(shard, phase.into_acking(shard, store));
         tracing::info!(
@@ -139,19 +152,25 @@ impl GroupState {
             config = config_num,
             "shard installed"
         );
+        Ok(())
     }
 
     /// Deletes `shard` if offered in `config_num`; answers the `DeleteShard` either way.
-    pub(crate) fn delete(&mut self, config_num: ConfigNum, shard: ShardId) -> MigrationResponse {
-        match self.delete_verdict(config_num, shard) {
+    pub(crate) fn delete(
+        &mut self,
+        config_num: ConfigNum,
+        shard: ShardId,
+    ) -> Result<MigrationResponse, DataError> {
+        Ok(match self.delete_verdict(config_num, shard) {
             DeleteVerdict::Answer(answer) => answer,
             DeleteVerdict::Propose => {
                 let phase = self.take_phase(shard);
                 self.set_phase(shard, phase.into_absent(shard));
+                self.data.delete_shard(shard)?;
                 tracing::info!(gid = self.gid, shard, config = config_num, "shard deleted");
                 Ok(MigrationReply::Deleted { config_num, shard })
             }
-        }
+        })
     }
 
     /// Marks `shard` acknowledged if it is acking in `config_num`.
@@ -167,20 +186,25 @@ impl GroupState {
 
     /// The answer to `PullShard { config_num, shard }` from the applied state: the data
     /// when the shard is offered for exactly that configuration, `NotReady` otherwise.
-    pub fn pull_answer(&self, config_num: ConfigNum, shard: ShardId) -> MigrationResponse {
+    pub fn pull_answer(
+        &self,
+        config_num: ConfigNum,
+        shard: ShardId,
+    ) -> Result<MigrationResponse, DataError> {
         let current = self.config.num;
-        match self.phase(shard) {
+        Ok(match self.phase(shard) {
             None => Err(self.out_of_range(shard)),
             Some(Phase::Offering { store, .. }) if current == config_num => {
+                let kv = self.data.chunk(shard, None, usize::MAX)?.pairs;
                 Ok(MigrationReply::ShardData {
                     config_num,
                     shard,
-                    kv: store.kv.clone(),
+                    kv: kv.into_iter().collect(),
                     sessions: store.sessions.export(),
                 })
             }
             Some(_) => Ok(MigrationReply::NotReady { current }),
-        }
+        })
     }
 
     /// What to do with `DeleteShard { config_num, shard }` from the applied state.

@@ -29,6 +29,7 @@ use shardkv_raft::{Index, LogStore, Service};
 
 use crate::effect::RequestId;
 use crate::server::Server;
+use crate::ServerError;
 
 /// A Get not answered this many ticks after it was asked about fails with
 /// `WrongLeader` (raft-rs drops reads silently, e.g. when leadership moves).
@@ -76,7 +77,7 @@ impl<S: LogStore> Server<S> {
     /// After a Ready: notes the read indexes raft-rs confirmed, answers every Get whose
     /// read index has applied, and fails the Gets whose read state cannot come any more
     /// (leadership lost: raft-rs forgot them).
-    pub(crate) fn settle_reads(&mut self, confirmed: Vec<(u64, Index)>) {
+    pub(crate) fn settle_reads(&mut self, confirmed: Vec<(u64, Index)>) -> Result<(), ServerError> {
         for (ctx, index) in confirmed {
             if let Some((asked_at, gets)) = self.reads.asked.remove(&ctx) {
                 self.reads.confirmed.push((index, asked_at, gets));
@@ -97,10 +98,17 @@ impl<S: LogStore> Server<S> {
         self.reads.confirmed = waiting;
         for (_, _, gets) in due {
             for (req_id, key) in gets {
-                let answer = self.state().read(&key);
+                let answer = self
+                    .state()
+                    .read(&key)
+                    .map_err(|error| ServerError::State {
+                        index: applied,
+                        reason: error.to_string(),
+                    })?;
                 self.reply(req_id, answer);
             }
         }
+        Ok(())
     }
 
     /// On a tick: fails the Gets asked about more than [`READ_TIMEOUT_TICKS`] ago.

@@ -35,6 +35,7 @@ use shardkv_proto::{ConfigNum, NodeId, ShardId};
 use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
 use crate::calls::Calls;
+use crate::data::Data;
 use crate::effect::{Effect, RequestId};
 use crate::message::{encode_entry, Entry};
 use crate::migration::DeleteVerdict;
@@ -90,9 +91,14 @@ impl StateMachine for Machine {
     type Waiter = Waiter;
     type Answer = Outcome;
     type State = GroupState;
-    fn apply(&mut self, state: &mut GroupState, index: Index, entry: Entry) -> Outcome {
+    fn apply(
+        &mut self,
+        state: &mut GroupState,
+        index: Index,
+        entry: Entry,
+    ) -> Result<Outcome, String> {
         self.deleted_since_snapshot |= matches!(entry, Entry::DeleteShard { .. });
-        state.apply(index, entry)
+        state.apply(index, entry).map_err(|error| error.to_string())
     }
 
     /// A deleted shard must leave the persisted state now (6.824 challenge 1), not
@@ -156,7 +162,7 @@ impl<S: LogStore> Service for Server<S> {
     fn run_ready(&mut self) -> Result<(), ServerError> {
         self.ask_reads();
         let confirmed = self.host.run_ready()?;
-        self.settle_reads(confirmed);
+        self.settle_reads(confirmed)?;
         if !self.replica().is_leader() {
             self.calls.clear();
         }
@@ -180,16 +186,21 @@ impl<S: LogStore> Server<S> {
     pub fn open(
         config: ReplicaConfig,
         store: S,
+        data: Data,
         options: GroupOptions,
     ) -> Result<Self, ServerError> {
-        Ok(Self::new(Replica::open(config, store)?, options))
+        Self::new(Replica::open(config, store)?, data, options)
     }
 
-    /// A server over an opened `replica` (for custom loggers).
+    /// A server over an opened `replica` (for custom loggers) and its `data`.
     ///
     /// # Panics
     /// If the options are unusable: gid 0, no shards, no masters, zero ticks or timeout.
-    pub fn new(replica: Replica<S>, options: GroupOptions) -> Self {
+    pub fn new(
+        replica: Replica<S>,
+        data: Data,
+        options: GroupOptions,
+    ) -> Result<Self, ServerError> {
         assert!(!options.masters.is_empty(), "no shard master addresses");
         assert!(
             options.poll_ticks > 0 && options.call_timeout_ticks > 0,
@@ -201,18 +212,23 @@ impl<S: LogStore> Server<S> {
             options.gid,
             options.nshards,
             options.session_timeout_entries,
-        );
+            data,
+        )
+        .map_err(|error| ServerError::State {
+            index: 0,
+            reason: error.to_string(),
+        })?;
         let machine = Machine {
             effects: Vec::new(),
             deleted_since_snapshot: false,
         };
-        Server {
+        Ok(Server {
             host: Host::new(replica, state, machine),
             options,
             calls: Calls::default(),
             ticks: 0,
             reads: Reads::default(),
-        }
+        })
     }
 
     /// The state machine as applied so far.
@@ -255,6 +271,10 @@ impl<S: LogStore> Server<S> {
         match request {
             MigrationRequest::PullShard { config_num, shard } => {
                 let answer = self.state().pull_answer(config_num, shard);
+                let answer = answer.map_err(|error| ServerError::State {
+                    index: self.state().applied_index,
+                    reason: error.to_string(),
+                })?;
                 self.answer_group(req_id, answer);
                 Ok(())
             }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use shardkv_proto::kv::{KvError, MigrationResponse, Reply, Response};
 use shardkv_proto::{Config, GroupId, ShardId};
 
+use crate::data::{Data, DataError};
 use crate::message::Entry;
 use crate::phase::Phase;
 use crate::sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
@@ -41,7 +42,7 @@ pub enum Outcome {
 }
 
 /// The replicated state of one replica group; see the module docs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct GroupState {
     pub(crate) gid: GroupId,
     pub(crate) session_timeout_entries: u64,
@@ -55,6 +56,8 @@ pub struct GroupState {
     /// applying.
     pub(crate) shards: Vec<Arc<Phase>>,
     pub(crate) applied_index: Index,
+    /// Every shard's keys and values and its sessions, on disk.
+    pub(crate) data: Data,
 }
 
 /// How many times per session timeout the sessions are scanned for expiry.
@@ -62,41 +65,50 @@ const EXPIRY_SCANS_PER_TIMEOUT: u64 = 16;
 
 impl GroupState {
     /// A fresh state for group `gid` in a cluster of `nshards` shards, in configuration 0
-    /// (owning nothing), with the default session timeout.
+    /// (owning nothing), with the default session timeout, over `data` (emptied: the log
+    /// replays into it from the start or from a snapshot).
     ///
     /// # Panics
     /// If `gid` is `NO_GROUP` or `nshards` is 0.
-    pub fn new(gid: GroupId, nshards: usize) -> Self {
-        Self::with_session_timeout(gid, nshards, DEFAULT_SESSION_TIMEOUT_ENTRIES)
+    pub fn new(gid: GroupId, nshards: usize, data: Data) -> Result<Self, DataError> {
+        Self::with_session_timeout(gid, nshards, DEFAULT_SESSION_TIMEOUT_ENTRIES, data)
     }
 
     /// Like [`GroupState::new`], sessions expiring after `timeout_entries` log entries of
     /// silence. Every replica of the group must use the same value.
-    pub fn with_session_timeout(gid: GroupId, nshards: usize, timeout_entries: u64) -> Self {
+    pub fn with_session_timeout(
+        gid: GroupId,
+        nshards: usize,
+        timeout_entries: u64,
+        mut data: Data,
+    ) -> Result<Self, DataError> {
+        data.clear()?;
+        data.commit(0)?;
         assert!(gid != shardkv_proto::NO_GROUP, "group id 0 is reserved");
         assert!(timeout_entries > 0, "session timeout of 0 entries");
         let config = Config::initial(nshards);
-        GroupState {
+        Ok(GroupState {
             gid,
             session_timeout_entries: timeout_entries,
             prev: config.clone(),
             config,
             shards: (0..nshards).map(|_| Arc::new(Phase::Absent)).collect(),
             applied_index: 0,
-        }
+            data,
+        })
     }
 
     /// Applies the committed `entry` at log `index`; returns the answer for whoever
-    /// proposed it.
+    /// proposed it. An error is the data's: fatal for the node.
     ///
     /// # Panics
     /// If `index` is not past the last applied index.
-    pub fn apply(&mut self, index: Index, entry: Entry) -> Outcome {
-        self.advance_to(index);
-        match entry {
-            Entry::Kv(request) => Outcome::Kv(self.apply_kv(index, &request)),
+    pub fn apply(&mut self, index: Index, entry: Entry) -> Result<Outcome, DataError> {
+        self.advance_to(index)?;
+        Ok(match entry {
+            Entry::Kv(request) => Outcome::Kv(self.apply_kv(index, &request)?),
             Entry::Config(next) => {
-                self.adopt(next);
+                self.adopt(next)?;
                 Outcome::Internal
             }
             Entry::InstallShard {
@@ -105,20 +117,20 @@ impl GroupState {
                 kv,
                 sessions,
             } => {
-                self.install(index, config_num, shard, kv, sessions);
+                self.install(index, config_num, shard, kv, sessions)?;
                 Outcome::Internal
             }
             Entry::DeleteShard { config_num, shard } => {
-                Outcome::Migration(self.delete(config_num, shard))
+                Outcome::Migration(self.delete(config_num, shard)?)
             }
             Entry::ShardAcked { config_num, shard } => {
                 self.acked(config_num, shard);
                 Outcome::Internal
             }
-        }
+        })
     }
 
-    pub(crate) fn advance_to(&mut self, index: Index) {
+    pub(crate) fn advance_to(&mut self, index: Index) -> Result<(), DataError> {
         assert!(
             index > self.applied_index,
             "apply at index {index} after index {}",
@@ -132,7 +144,7 @@ impl GroupState {
         // every replica, and after a snapshot restore), at most 1/16 late.
         let stride = (timeout / EXPIRY_SCANS_PER_TIMEOUT).max(1);
         if index / stride == previous / stride {
-            return;
+            return Ok(());
         }
         for shard in 0..self.shards.len() {
             // Checked first so that a scan copies only the shards whose sessions expire.
@@ -142,22 +154,31 @@ impl GroupState {
             if !expiring {
                 continue;
             }
-            if let Some(store) = self.phase_mut(shard).served_store_mut() {
-                for (client, last_index) in store.sessions.expire(index, timeout) {
-                    tracing::debug!(client, last_index, index, "session expired");
-                }
+            let expired = match self.phase_mut(shard).served_store_mut() {
+                Some(store) => store.sessions.expire(index, timeout),
+                None => Vec::new(),
+            };
+            for (client, last_index) in expired {
+                tracing::debug!(client, last_index, index, "session expired");
+                self.data.delete_session(shard, client)?;
             }
         }
+        Ok(())
     }
 
-    fn apply_kv(&mut self, index: Index, request: &shardkv_proto::kv::Request) -> Response {
+    fn apply_kv(
+        &mut self,
+        index: Index,
+        request: &shardkv_proto::kv::Request,
+    ) -> Result<Response, DataError> {
         let shard = self.config.shard_of_key(request.op.key());
         if !self.shards[shard].serves() {
-            return Err(KvError::WrongGroup);
+            return Ok(Err(KvError::WrongGroup));
         }
-        match self.phase_mut(shard).served_store_mut() {
-            Some(store) => store.apply(index, request),
-            None => Err(KvError::WrongGroup),
+        let shards = &mut self.shards;
+        match Arc::make_mut(&mut shards[shard]).served_store_mut() {
+            Some(store) => store.apply(&mut self.data, shard, index, request),
+            None => Ok(Err(KvError::WrongGroup)),
         }
     }
 
@@ -181,12 +202,12 @@ impl GroupState {
     /// Answers a Get for `key` from the state as applied so far, without a log entry:
     /// the value, or `WrongGroup` when the key's shard is not served here now. The
     /// caller makes it linearizable (see `reads.rs`).
-    pub fn read(&self, key: &[u8]) -> Response {
+    pub fn read(&self, key: &[u8]) -> Result<Response, DataError> {
         let shard = self.config.shard_of_key(key);
-        match self.shards[shard].served_store() {
-            Some(store) => Ok(Reply::Value(store.kv.get(key).cloned())),
-            None => Err(KvError::WrongGroup),
-        }
+        Ok(match self.shards[shard].serves() {
+            true => Ok(Reply::Value(self.data.get(shard, key)?)),
+            false => Err(KvError::WrongGroup),
+        })
     }
 
     /// This group's id.
@@ -243,10 +264,28 @@ impl GroupState {
     }
 
     /// Bytes of keys and values held, frozen shards included (what challenge 1 bounds).
-    pub fn data_bytes(&self) -> usize {
-        self.shards()
-            .filter_map(Phase::store)
-            .map(|store| store.data_bytes())
-            .sum()
+    pub fn data_bytes(&self) -> Result<usize, DataError> {
+        let mut bytes = 0;
+        for shard in 0..self.shards.len() {
+            let mut after = None;
+            loop {
+                let chunk = self.data.chunk(shard, after.as_deref(), usize::MAX)?;
+                bytes += chunk
+                    .pairs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+                match chunk.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The data under the state.
+    pub fn data(&self) -> &Data {
+        &self.data
     }
 }

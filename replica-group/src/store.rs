@@ -1,10 +1,12 @@
-//! [`ShardStore`]: the data of one shard (its keys and values) and its duplicate table,
-//! and the key/value semantics applied to them.
+//! [`ShardStore`]: one shard's duplicate table, and the key/value semantics applied to
+//! the shard's keys and values, which live in the group's [`Data`] under the shard's
+//! prefix. Each session change is written to the data too, so the table travels and
+//! persists with the keys.
 //!
 //! ```text
 //!   apply(index, request)
 //!     |-- limits (key, value)            -> KeyTooLarge / ValueTooLarge, not remembered
-//!     |-- Get                            -> Value(kv.get(key)), never remembered
+//!     |-- Get                            -> Value(data.get(key)), never remembered
 //!     '-- sessions.once(client, seq)     -> retry: original answer / older: StaleRequest
 //!           '-- Put / Append / Delete    -> Done (or ValueTooLarge: Append result too
 //!                                           long), remembered in the duplicate table
@@ -16,73 +18,88 @@
 //!
 //! Invariants: no stored key passes `MAX_KEY_BYTES`, no stored value `MAX_VALUE_BYTES`.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use shardkv_proto::kv::{KvError, Op, Reply, Request, Response, MAX_VALUE_BYTES};
+use shardkv_proto::ShardId;
 
-use crate::sessions::Sessions;
+use crate::data::{Data, DataError};
+use crate::sessions::{Session, Sessions};
 use crate::Index;
 
-/// One shard's keys and values and its duplicate table.
+/// One shard's duplicate table (its keys and values are in the group's [`Data`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardStore {
-    /// The shard's keys and values.
-    #[serde(with = "shardkv_proto::bytes_map")]
-    pub kv: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The shard's duplicate table.
     pub sessions: Sessions,
 }
 
 impl ShardStore {
-    /// Applies the committed `request` (whose key is in this shard) at log `index`.
-    pub fn apply(&mut self, index: Index, request: &Request) -> Response {
+    /// Applies the committed `request` (whose key is in `shard`) at log `index` to the
+    /// shard's keys in `data`.
+    pub fn apply(
+        &mut self,
+        data: &mut Data,
+        shard: ShardId,
+        index: Index,
+        request: &Request,
+    ) -> Result<Response, DataError> {
         let Request { client, seq, op } = request;
         // Limits were checked before proposing; an entry that passes them anyway (an
         // older server, a corrupt log) is refused identically on every replica.
-        op.check_limits()?;
-        if let Op::Get { key } = op {
-            return Ok(Reply::Value(self.kv.get(key).cloned()));
+        if let Err(error) = op.check_limits() {
+            return Ok(Err(error));
         }
-        let kv = &mut self.kv;
-        self.sessions
-            .once(*client, *seq, index, || execute(kv, op))
-            .unwrap_or_else(|last| {
-                Err(KvError::StaleRequest {
-                    client: *client,
-                    seq: *seq,
-                    last,
-                })
+        if let Op::Get { key } = op {
+            return Ok(Ok(Reply::Value(data.get(shard, key)?)));
+        }
+        // A failed write stops the node (the caller's error is fatal), so what the
+        // table remembers for it is never used.
+        let mut failed = None;
+        let answer = self.sessions.once(*client, *seq, index, || {
+            execute(data, shard, op).unwrap_or_else(|error| {
+                failed = Some(error);
+                Ok(Reply::Done)
             })
-    }
-
-    /// Total bytes of keys and values (for logs and tests).
-    pub fn data_bytes(&self) -> usize {
-        self.kv.iter().map(|(k, v)| k.len() + v.len()).sum()
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        if let Some(session) = self.sessions.sessions().get(client) {
+            data.put_session(shard, *client, &encode_session(session))?;
+        }
+        Ok(answer.unwrap_or_else(|last| {
+            Err(KvError::StaleRequest {
+                client: *client,
+                seq: *seq,
+                last,
+            })
+        }))
     }
 }
 
-/// Runs the write `op` on a shard's keys and values.
-fn execute(kv: &mut BTreeMap<Vec<u8>, Vec<u8>>, op: &Op) -> Response {
+/// A session as the data stores it.
+pub(crate) fn encode_session(session: &Session) -> Vec<u8> {
+    bincode::serialize(session).expect("a session always encodes")
+}
+
+/// Runs the write `op` on `shard`'s keys in `data`.
+fn execute(data: &mut Data, shard: ShardId, op: &Op) -> Result<Response, DataError> {
     match op {
         Op::Get { .. } => unreachable!("gets are answered before execute"),
-        Op::Put { key, value } => {
-            kv.insert(key.clone(), value.clone());
-        }
+        Op::Put { key, value } => data.put(shard, key, value)?,
         Op::Append { key, value } => {
-            let current = kv.get(key).map_or(0, Vec::len);
-            let len = current + value.len();
+            let mut current = data.get(shard, key)?.unwrap_or_default();
+            let len = current.len() + value.len();
             if len > MAX_VALUE_BYTES {
-                return Err(KvError::ValueTooLarge {
+                return Ok(Err(KvError::ValueTooLarge {
                     len,
                     max: MAX_VALUE_BYTES,
-                });
+                }));
             }
-            kv.entry(key.clone()).or_default().extend(value);
+            current.extend_from_slice(value);
+            data.put(shard, key, &current)?;
         }
-        Op::Delete { key } => {
-            kv.remove(key);
-        }
+        Op::Delete { key } => data.delete(shard, key)?,
     }
-    Ok(Reply::Done)
+    Ok(Ok(Reply::Done))
 }

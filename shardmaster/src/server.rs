@@ -71,8 +71,13 @@ impl StateMachine for Machine {
     type Waiter = RequestId;
     type Answer = Response;
     type State = ShardMaster;
-    fn apply(&mut self, master: &mut ShardMaster, index: Index, request: Request) -> Response {
-        master.apply(index, &request)
+    fn apply(
+        &mut self,
+        master: &mut ShardMaster,
+        index: Index,
+        request: Request,
+    ) -> Result<Response, String> {
+        Ok(master.apply(index, &request))
     }
 
     fn answer(&mut self, req_id: RequestId, response: Response) {

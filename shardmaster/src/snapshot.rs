@@ -19,7 +19,7 @@ use shardkv_proto::{ClientId, Config};
 use crate::message::{Request, MAX_ENTRY_BYTES};
 use crate::session::{Session, Sessions};
 use crate::{Index, ShardMaster, SnapshotError};
-use shardkv_raft::{decode_image, encode_image, Replicated};
+use shardkv_raft::{check_restored, decode_image, encode_image, Replicated, SnapshotEncoder};
 
 /// The snapshot format's version; bump on any change to the encoded layout.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -55,16 +55,33 @@ impl Replicated for ShardMaster {
     }
 
     /// A membership change or an undecodable command.
-    fn skip(&mut self, index: Index) {
+    fn skip(&mut self, index: Index) -> Result<(), String> {
         assert!(
             index > self.applied_index,
             "skip at index {index} after index {}",
             self.applied_index
         );
         self.advance_to(index);
+        Ok(())
     }
 
-    fn encode_snapshot(&self) -> Vec<u8> {
+    /// Encodes a copy of the state (configurations are small next to the log).
+    fn snapshot(&self) -> Result<SnapshotEncoder, String> {
+        let image = self.clone();
+        Ok(Box::new(move || image.encode_snapshot()))
+    }
+
+    fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
+        let restored = Self::decode_snapshot(bytes)?;
+        check_restored(restored.applied_index, index)?;
+        *self = restored;
+        Ok(())
+    }
+}
+
+impl ShardMaster {
+    /// The state as snapshot bytes.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
         let image = ImageRef {
             configs: &self.configs,
             session_timeout_entries: self.session_timeout_entries,
@@ -75,12 +92,6 @@ impl Replicated for ShardMaster {
         encode_image(SNAPSHOT_VERSION, &image)
     }
 
-    fn decode_replacement(&self, bytes: &[u8]) -> Result<Self, SnapshotError> {
-        Self::decode_snapshot(bytes)
-    }
-}
-
-impl ShardMaster {
     /// The state encoded in `bytes` by `Replicated::encode_snapshot`.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
         let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image)?;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use labrpc_sim::{Persister, SimDisk, SimFile};
+use replica_group::data::Data;
 use shardkv_raft::{Background, Disk, DiskFile, EarlySink, Store, SyncJob, SyncSink, WalBackend};
 
 /// Polls a snapshot waits for before it is written, in the reference replicas: a few
@@ -85,6 +86,17 @@ impl DiskFile for LabFile {
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
     }
+}
+
+/// The page cache of a reference group replica's data: small, as the lab's data is.
+pub const LAB_CACHE_BYTES: usize = 1 << 20;
+
+/// Opens the data a reference group replica keeps on `persister`'s disk, as a real node
+/// opens it in its data directory. `name` says whose it is in a panic: the disk cannot
+/// fail, so an error here is a bug.
+pub fn open_data(persister: &Persister, name: &str) -> Data {
+    Data::open(&LabDisk(persister.disk()), LAB_CACHE_BYTES)
+        .unwrap_or_else(|error| panic!("{name}: open the data: {error}"))
 }
 
 /// Opens the log store a reference replica keeps on `persister`'s disk, as a real node

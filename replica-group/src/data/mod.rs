@@ -50,6 +50,9 @@ use crate::Index;
 /// The database's file name on its disk.
 pub const DATA_FILE: &str = "state.redb";
 
+/// The page cache a node gives its data unless told otherwise.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -135,6 +138,20 @@ impl Data {
             Err(error) => return Err(failed("open")(error)),
         };
         let backend = DiskBackend::new(file, disk.describe(DATA_FILE));
+        Self::with_backend(backend, cache_bytes)
+    }
+
+    /// A database in memory only, gone when dropped (unit tests and benchmarks of the
+    /// state machine).
+    pub fn in_memory() -> Self {
+        Self::with_backend(redb::backends::InMemoryBackend::new(), 1 << 20)
+            .expect("an in-memory database opens")
+    }
+
+    fn with_backend(
+        backend: impl redb::StorageBackend,
+        cache_bytes: usize,
+    ) -> Result<Self, DataError> {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
             .create_with_backend(backend)
@@ -235,6 +252,21 @@ impl Data {
         Ok(())
     }
 
+    /// Removes everything (to take a whole state from elsewhere); the next
+    /// [`Data::commit`] may then carry any applied index.
+    pub fn clear(&mut self) -> Result<(), DataError> {
+        for definition in [KV, SESSIONS] {
+            self.write_bytes(definition, "clear", |table| table.retain(|_, _| false))?;
+        }
+        {
+            let txn = self.writing()?;
+            let mut meta = txn.open_table(META).map_err(failed("open meta"))?;
+            meta.retain(|_, _| false).map_err(failed("clear meta"))?;
+        }
+        self.applied = 0;
+        Ok(())
+    }
+
     /// Stores `session` (the caller's encoding) for `client` in `shard`.
     pub fn put_session(
         &mut self,
@@ -290,6 +322,9 @@ impl Data {
             "commit at applied index {applied} after {}",
             self.applied
         );
+        if self.write.is_none() && applied == self.applied {
+            return Ok(());
+        }
         let txn = self.writing()?;
         {
             let mut table = txn.open_table(META).map_err(failed("open meta"))?;

@@ -1,6 +1,7 @@
 //! Scenario tests of [`replica_group::Server`]: groups A and B of three replicas each
 //! and a scripted shard master; configuration 2 moves shards 0 and 1 from A to B.
 
+use replica_group::data::Data;
 use replica_group::Service;
 use replica_group::{
     Effect, GroupState, KvError, MigrationReply, MigrationRequest, Op, Phase, Reply, Request,
@@ -173,7 +174,7 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
             Ok(Reply::Done)
         );
     }
-    let bytes_before = w.groups[&A][0].state().data_bytes();
+    let bytes_before = w.groups[&A][0].state().data_bytes().expect("reads");
     assert!(bytes_before >= 20 * 300, "A holds {bytes_before} bytes");
     w.published = 2;
     w.run_until("migration done", |w| {
@@ -186,8 +187,8 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
     for id in 1..=3 {
         let store = w.groups[&A][id - 1].replica().store();
         let stored = store.latest_snapshot().expect("A's snapshot reads back");
-        let snapshot =
-            GroupState::decode_snapshot(stored.get_data()).expect("A's snapshot decodes");
+        let snapshot = GroupState::decode_snapshot(stored.get_data(), Data::in_memory())
+            .expect("A's snapshot decodes");
         assert_eq!(
             snapshot.config().num,
             2,
@@ -199,8 +200,8 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
             "replica {id} snapshot keeps shard 0"
         );
         assert!(
-            snapshot.data_bytes() < 1000,
-            "replica {id}: {}",
+            snapshot.data_bytes().expect("reads") < 1000,
+            "replica {id}: {:?}",
             snapshot.data_bytes()
         );
     }
@@ -218,7 +219,10 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
         w.tick_all();
     }
     for gid in [A, B] {
-        let states: Vec<&GroupState> = w.groups[&gid].iter().map(|s| s.state()).collect();
+        let states: Vec<Vec<u8>> = w.groups[&gid]
+            .iter()
+            .map(|s| s.state().encode_snapshot().expect("reads"))
+            .collect();
         assert_eq!(states[0], states[1], "group {gid} replicas 1 and 2 differ");
         assert_eq!(states[1], states[2], "group {gid} replicas 2 and 3 differ");
     }
@@ -384,7 +388,7 @@ fn same_events_same_states() {
             .flatten()
             .map(|s| {
                 (
-                    s.state().clone(),
+                    s.state().encode_snapshot().expect("reads"),
                     s.replica().commit_index(),
                     s.replica().term(),
                 )

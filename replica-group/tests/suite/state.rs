@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use replica_group::data::Data;
 use replica_group::{
-    Entry, GroupState, KvError, MigrationReply, Op, Outcome, Phase, Reply, Request, Response,
+    Entry, GroupState, KvError, MigrationReply, Op, Outcome, Phase, Replicated, Reply, Request,
+    Response,
 };
 use shardkv_proto::kv::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use shardkv_proto::{key_to_shard, Config, GroupId, ShardId};
@@ -20,7 +22,8 @@ pub struct Driver {
 impl Driver {
     pub fn new(gid: GroupId, timeout: u64) -> Self {
         Driver {
-            state: GroupState::with_session_timeout(gid, NSHARDS, timeout),
+            state: GroupState::with_session_timeout(gid, NSHARDS, timeout, Data::in_memory())
+                .expect("a new state"),
             next_index: 1,
         }
     }
@@ -28,7 +31,9 @@ impl Driver {
     pub fn apply(&mut self, entry: Entry) -> Outcome {
         let index = self.next_index;
         self.next_index += 1;
-        self.state.apply(index, entry)
+        let outcome = self.state.apply(index, entry).expect("the data takes it");
+        self.state.commit().expect("the data commits");
+        outcome
     }
 
     pub fn kv(&mut self, client: u64, seq: u64, op: Op) -> Response {
@@ -255,11 +260,13 @@ fn shard_moves_with_its_duplicate_table() {
     b.apply(Entry::Config(config(2, owners)));
     assert_eq!(*b.state.shard(2), Phase::Pulling { from: 100 });
     assert_eq!(b.kv(9, 1, append(&k, b"x")), Err(KvError::WrongGroup));
-    let Ok(MigrationReply::ShardData { kv, sessions, .. }) = a.state.pull_answer(2, 2) else {
+    let Ok(MigrationReply::ShardData { kv, sessions, .. }) =
+        a.state.pull_answer(2, 2).expect("reads")
+    else {
         panic!("old owner does not offer the shard");
     };
     assert_eq!(
-        b.state.pull_answer(2, 2),
+        b.state.pull_answer(2, 2).expect("reads"),
         Ok(MigrationReply::NotReady { current: 2 })
     );
     b.apply(Entry::InstallShard {

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use replica_group::data::Data;
 use replica_group::Service;
 use replica_group::{
     CallId, Effect, GroupOptions, GroupRequest, GroupResponse, MigrationRequest, Phase, Reply,
@@ -30,7 +31,7 @@ fn open(gid: GroupId, id: NodeId, store: Store<MemBackend>, threshold: Option<u6
     let replica = Replica::open_with_logger(raft, store, &discard_logger()).expect("opens");
     let mut options = GroupOptions::new(gid, NSHARDS, vec![MASTER.to_string()]);
     options.session_timeout_entries = 10_000;
-    Server::new(replica, options)
+    Server::new(replica, Data::in_memory(), options).expect("opens")
 }
 
 /// The world; see the module docs.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use replica_group::data::{Data, DEFAULT_CACHE_BYTES};
 use replica_group::GroupOptions;
 use shardkv_proto::{GroupId, DEFAULT_NSHARDS, NO_GROUP};
 use shardkv_raft::{Background, NodeId, OsDisk, ReplicaConfig, Store, WalBackend};
@@ -115,9 +116,15 @@ impl NodeSpec {
 /// same process.
 pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
     let data_dir = spec.data_dir.clone();
-    let backend = tokio::task::spawn_blocking(move || {
+    let group = matches!(spec.role, Role::Group { .. });
+    let (backend, data) = tokio::task::spawn_blocking(move || {
         let disk = open_data_dir(&data_dir, DATA_DIR_LOCK_WAIT)?;
-        WalBackend::open(disk, Background::Threads).map_err(Fatal::from)
+        let data = match group {
+            true => Some(Data::open(&disk, DEFAULT_CACHE_BYTES)?),
+            false => None,
+        };
+        let backend = WalBackend::open(disk, Background::Threads)?;
+        Ok::<_, Fatal>((backend, data))
     })
     .await
     .map_err(|error| format!("opening the data directory failed: {error}"))??;
@@ -147,7 +154,8 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
         }
         Role::Group { gid, masters } => {
             let options = GroupOptions::new(*gid, spec.nshards, masters.clone());
-            let server = replica_group::Server::open(config, store, options)?;
+            let data = data.ok_or("a group replica opened without its data")?;
+            let server = replica_group::Server::open(config, store, data, options)?;
             driver::run(server, me, &spec.peers, events, shutdown, tracer).await
         }
     };

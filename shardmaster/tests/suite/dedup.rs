@@ -99,9 +99,9 @@ fn skipped_entries_advance_expiry() {
     master
         .apply(1, &request(7, 1, join_op(&[1])))
         .expect("join");
-    master.skip(4);
+    master.skip(4).expect("skips");
     assert_eq!(master.sessions().sessions().len(), 1);
-    master.skip(5);
+    master.skip(5).expect("skips");
     assert!(master.sessions().sessions().is_empty());
     assert_eq!(master.applied_index(), 5);
 }

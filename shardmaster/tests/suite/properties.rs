@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use shardmaster::Replicated;
 use shardmaster::{is_balanced, rebalance, Config, GroupId, Op, Request, ShardMaster};
 
 use crate::harness::{moved, servers};

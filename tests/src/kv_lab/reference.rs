@@ -19,7 +19,7 @@ use shardkv_raft::{LogStore, ReplicaConfig, Service};
 
 use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
 use crate::raft_lab::reference::raft_id;
-use crate::sim_disk::{open_store, NodeIo, SimStore};
+use crate::sim_disk::{open_data, open_store, NodeIo, SimStore};
 
 /// `replica_group::Server` behind the lab interface.
 pub struct GroupLab {
@@ -49,8 +49,9 @@ impl KvLab for GroupLab {
         let mut config = ReplicaConfig::production(raft_id(start.me), voters, entropy);
         config.snapshot_bytes_threshold = start.maxraftstate;
         let store = open_store(&start.persister, &name);
+        let data = open_data(&start.persister, &name);
         let options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
-        let mut server = Server::open(config, store, options)
+        let mut server = Server::open(config, store, data, options)
             .unwrap_or_else(|e| panic!("{name}: open server: {e}"));
         let io = NodeIo::default();
         server.send_early_with(io.early_sink());
