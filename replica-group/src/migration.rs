@@ -20,7 +20,7 @@ use crate::data::DataError;
 use crate::phase::Phase;
 use crate::sessions::Sessions;
 use crate::state::GroupState;
-use crate::store::{encode_session, ShardStore};
+use crate::store::ShardStore;
 use crate::Index;
 
 /// What a replica does with another group's `DeleteShard`.
@@ -139,10 +139,6 @@ impl GroupState {
         self.data.delete_shard(shard)?;
         for (key, value) in &kv {
             self.data.put(shard, key, value)?;
-        }
-        for (client, session) in store.sessions.sessions() {
-            self.data
-                .put_session(shard, *client, &encode_session(session))?;
         }
         let phase = self.take_phase(shard);
         self.set_phase(shard, phase.into_acking(shard, store));

@@ -19,7 +19,6 @@ use crate::data::{Data, DataError};
 use crate::message::{Entry, MAX_ENTRY_BYTES};
 use crate::phase::Phase;
 use crate::state::GroupState;
-use crate::store::encode_session;
 use crate::{Index, SnapshotError};
 use shardkv_raft::{check_restored, decode_image, encode_image, Replicated, SnapshotEncoder};
 
@@ -133,17 +132,9 @@ impl GroupState {
     /// Takes `image` in: its data replaces everything in the data.
     fn replace(&mut self, image: Image) -> Result<(), DataError> {
         self.data.clear()?;
-        for (shard, (phase, data)) in image.shards.iter().zip(&image.data).enumerate() {
+        for (shard, data) in image.data.iter().enumerate() {
             for (key, value) in &data.0 {
                 self.data.put(shard, key, value)?;
-            }
-            for (client, session) in phase
-                .store()
-                .into_iter()
-                .flat_map(|s| s.sessions.sessions())
-            {
-                self.data
-                    .put_session(shard, *client, &encode_session(session))?;
             }
         }
         self.session_timeout_entries = image.session_timeout_entries;

@@ -160,7 +160,6 @@ impl GroupState {
             };
             for (client, last_index) in expired {
                 tracing::debug!(client, last_index, index, "session expired");
-                self.data.delete_session(shard, client)?;
             }
         }
         Ok(())

@@ -1,7 +1,6 @@
 //! [`ShardStore`]: one shard's duplicate table, and the key/value semantics applied to
 //! the shard's keys and values, which live in the group's [`Data`] under the shard's
-//! prefix. Each session change is written to the data too, so the table travels and
-//! persists with the keys.
+//! prefix. The table is in memory and in snapshots, as the shard's phase is.
 //!
 //! ```text
 //!   apply(index, request)
@@ -23,7 +22,7 @@ use shardkv_proto::kv::{KvError, Op, Reply, Request, Response, MAX_VALUE_BYTES};
 use shardkv_proto::ShardId;
 
 use crate::data::{Data, DataError};
-use crate::sessions::{Session, Sessions};
+use crate::sessions::Sessions;
 use crate::Index;
 
 /// One shard's duplicate table (its keys and values are in the group's [`Data`]).
@@ -64,9 +63,6 @@ impl ShardStore {
         if let Some(error) = failed {
             return Err(error);
         }
-        if let Some(session) = self.sessions.sessions().get(client) {
-            data.put_session(shard, *client, &encode_session(session))?;
-        }
         Ok(answer.unwrap_or_else(|last| {
             Err(KvError::StaleRequest {
                 client: *client,
@@ -75,11 +71,6 @@ impl ShardStore {
             })
         }))
     }
-}
-
-/// A session as the data stores it.
-pub(crate) fn encode_session(session: &Session) -> Vec<u8> {
-    bincode::serialize(session).expect("a session always encodes")
 }
 
 /// Runs the write `op` on `shard`'s keys in `data`.

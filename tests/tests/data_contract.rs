@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use labrpc_sim::SimDisk;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use replica_group::data::{Chunk, Data};
+use replica_group::data::{Chunk, Data, FLUSH_BYTES};
 use shardkv_raft::{Disk, OsDisk};
 use shardkv_tests::sim_disk::LabDisk;
 
@@ -67,6 +67,9 @@ fn reads_writes_and_chunks(disk: &impl Disk) {
     );
     data.commit(7).unwrap();
     assert_eq!(data.applied_index(), 7);
+    // A view flushes: what follows is held in memory over what the database holds, and
+    // every read merges the two.
+    drop(data.view().unwrap());
     data.delete(1, b"b").unwrap();
     for i in 0..100u32 {
         data.put(1, format!("k{i:03}").as_bytes(), &[i as u8; 50])
@@ -89,13 +92,19 @@ fn reads_writes_and_chunks(disk: &impl Disk) {
     data.put_meta("state", b"meta").unwrap();
     data.commit(9).unwrap();
     assert_eq!(data.sessions(1).unwrap(), vec![(5, b"s5".to_vec())]);
+    drop(data.view().unwrap());
     data.delete_shard(1).unwrap();
     data.commit(10).unwrap();
     assert!(read_shard(&data, 1, 100).is_empty());
+    assert_eq!(
+        data.get(1, b"k000").unwrap(),
+        None,
+        "dropped, not yet flushed"
+    );
     assert!(data.sessions(1).unwrap().is_empty());
     assert_eq!(data.sessions(2).unwrap(), vec![(5, b"other".to_vec())]);
     assert_eq!(data.get(2, b"a").unwrap(), Some(b"other shard".to_vec()));
-    data.checkpoint().run().unwrap();
+    data.checkpoint().unwrap().run().unwrap();
     drop(data);
     let data = open(disk);
     assert_eq!(data.applied_index(), 10);
@@ -131,6 +140,51 @@ fn a_view_is_one_point_on_both_disks() {
     let (_dir, os, sim) = disks();
     a_view_is_one_point(&os);
     a_view_is_one_point(&sim);
+}
+
+/// Commits past `FLUSH_BYTES` flush on their own; reads then merge what the database
+/// holds with what is held since, deletions included, on both disks.
+fn size_flushes_merge(disk: &impl Disk) {
+    let mut data = open(disk);
+    let mut model = BTreeMap::new();
+    let value = vec![7u8; 64 << 10];
+    let mut index = 0;
+    for i in 0..(2 * FLUSH_BYTES / value.len()) {
+        let key = format!("k{:04}", i % 50).into_bytes();
+        if i % 7 == 3 {
+            data.delete(0, &key).unwrap();
+            model.remove(&key);
+        } else {
+            let value = [&value[..], &i.to_be_bytes()[..]].concat();
+            data.put(0, &key, &value).unwrap();
+            model.insert(key, value);
+        }
+        index += 1;
+        data.commit(index).unwrap();
+        let want: Vec<_> = model.clone().into_iter().collect();
+        if i % 20 == 0 {
+            assert_eq!(
+                read_shard(&data, 0, 200 << 10),
+                want,
+                "after commit {index}"
+            );
+        }
+    }
+    data.checkpoint().unwrap().run().unwrap();
+    drop(data);
+    let data = open(disk);
+    assert_eq!(data.applied_index(), index);
+    assert_eq!(
+        read_shard(&data, 0, 1 << 20),
+        model.into_iter().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn size_flushes_merge_on_both_disks() {
+    let (_dir, os, sim) = disks();
+    size_flushes_merge(&os);
+    size_flushes_merge(&sim);
 }
 
 /// The data of one shard after each commit, by applied index.
@@ -187,7 +241,7 @@ fn fail_and_reopen(seed: u64, failure: Failure, checkpoints: bool) -> usize {
             data.commit(index).unwrap();
             history.insert(index, state.clone());
             if checkpoints && rng.random_range(0..3) == 0 {
-                durable = data.checkpoint().run().unwrap();
+                durable = data.checkpoint().unwrap().run().unwrap();
                 assert_eq!(durable, index);
             }
         }

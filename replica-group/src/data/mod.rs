@@ -16,31 +16,37 @@
 //!
 //! # Durability
 //!
-//! Writes go into one open redb write transaction; [`Data::commit`] commits it, with the
-//! applied index it brings the data to, **without syncing** (redb's `Durability::None`):
-//! the raft log is the write-ahead log. A [`Checkpoint`] (a durable commit, with redb's
-//! two-phase commit and quick repair, so reopening needs no scan) makes every commit
-//! before it durable; it may run on another thread. After a crash or a power failure the
-//! database opens at a commit at or after the last checkpoint (redb keeps non-durable
-//! commits only in memory, so in practice at the checkpoint), and [`Data::applied_index`]
-//! says which: the log replays from there.
+//! Writes are held in memory ([`pending`](self)) and reads see them at once.
+//! [`Data::commit`] ends the writes of one Ready with the applied index they bring the
+//! data to; once enough is held (`FLUSH_BYTES`) the next commit flushes everything as
+//! one redb transaction carrying that applied index, **without syncing** (redb's
+//! `Durability::None`): the raft log is the write-ahead log, and writing many Readies in
+//! one transaction rewrites each B-tree leaf once instead of once per Ready. A
+//! [`Checkpoint`] (a flush, then a durable commit with redb's two-phase commit and quick
+//! repair, so reopening needs no scan) makes every commit before it durable; it may run
+//! on another thread. After a crash or a power failure the database opens at a flush at
+//! or after the last checkpoint (redb keeps non-durable commits only in memory, so in
+//! practice at the checkpoint), and [`Data::applied_index`] says which: the log replays
+//! from there.
 //!
-//! Reads ([`Data::get`], [`Data::chunk`]) see the open transaction's writes. A
-//! [`DataView`] is one consistent point (a redb read transaction) that later writes do
-//! not change, for streaming a state out in chunks while applying goes on.
+//! A [`DataView`] (a flush, then a redb read transaction) is one consistent point that
+//! later writes do not change, for streaming a state out in chunks while applying goes
+//! on.
 
 mod backend;
+mod pending;
 mod read;
 
+use std::cell::RefCell;
 use std::ops::Bound;
 use std::sync::Arc;
 
 pub use backend::DiskBackend;
-use read::Tables;
+pub use pending::FLUSH_BYTES;
+use pending::{Held, Keyed, Pending};
 pub use read::{Chunk, DataView};
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, StorageError, Table, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
 };
 use shardkv_proto::{ClientId, ShardId};
 use shardkv_raft::Disk;
@@ -71,17 +77,23 @@ fn failed<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> DataError
 /// The replica group's data on disk; see the module docs.
 pub struct Data {
     db: Arc<Database>,
-    /// The open write transaction, begun by the first write since the last commit.
-    write: Option<WriteTransaction>,
+    /// Writes held since the last flush.
+    pending: Pending,
+    /// Writes were held since the last commit.
+    uncommitted: bool,
     /// The applied index of the last commit.
     applied: Index,
+    /// The applied index of the last flush (what the database holds).
+    flushed: Index,
+    /// A read transaction at the last flush, kept until the next one.
+    reader: RefCell<Option<ReadTransaction>>,
 }
 
 impl std::fmt::Debug for Data {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Data")
             .field("applied", &self.applied)
-            .field("writing", &self.write.is_some())
+            .field("pending", &self.pending)
             .finish()
     }
 }
@@ -158,13 +170,17 @@ impl Data {
             .map_err(failed("open the database"))?;
         let mut data = Data {
             db: Arc::new(db),
-            write: None,
+            pending: Pending::default(),
+            uncommitted: false,
             applied: 0,
+            flushed: 0,
+            reader: RefCell::new(None),
         };
         data.applied = match data.meta(APPLIED)? {
             None => 0,
             Some(bytes) => decode_index(&bytes)?,
         };
+        data.flushed = data.applied;
         Ok(data)
     }
 
@@ -173,61 +189,43 @@ impl Data {
         self.applied
     }
 
-    fn writing(&mut self) -> Result<&WriteTransaction, DataError> {
-        if self.write.is_none() {
-            let mut txn = self.db.begin_write().map_err(failed("begin a write"))?;
-            txn.set_durability(Durability::None)
-                .map_err(failed("set durability"))?;
-            self.write = Some(txn);
-        }
-        Ok(self.write.as_ref().expect("just begun"))
-    }
-
-    /// Reads with `read` from the open write transaction if there is one, else from a
-    /// read transaction (the last commit).
+    /// Reads with `read` from the last flush.
     fn reading<T>(
         &self,
-        read: impl FnOnce(&Tables<'_>) -> Result<T, DataError>,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, DataError>,
     ) -> Result<T, DataError> {
-        match &self.write {
-            Some(txn) => read(&Tables::Write(txn)),
-            None => {
-                let txn = self.db.begin_read().map_err(failed("begin a read"))?;
-                read(&Tables::Read(&txn))
-            }
+        let mut reader = self.reader.borrow_mut();
+        if reader.is_none() {
+            *reader = Some(self.db.begin_read().map_err(failed("begin a read"))?);
         }
+        read(reader.as_ref().expect("just begun"))
     }
 
-    /// Runs `write` on table `definition` of the open write transaction; `action` names
-    /// it in an error.
-    fn write_bytes(
-        &mut self,
-        definition: TableDefinition<&[u8], &[u8]>,
-        action: &'static str,
-        write: impl FnOnce(&mut Table<&[u8], &[u8]>) -> Result<(), StorageError>,
-    ) -> Result<(), DataError> {
-        let txn = self.writing()?;
-        let mut table = txn.open_table(definition).map_err(failed("open a table"))?;
-        write(&mut table).map_err(failed(action))
+    fn held(&mut self) -> &mut Pending {
+        self.uncommitted = true;
+        &mut self.pending
     }
 
     /// The value of `key` in `shard`.
     pub fn get(&self, shard: ShardId, key: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
-        self.reading(|tables| tables.get(KV, &kv_key(shard, key)))
+        let key = kv_key(shard, key);
+        match self.pending.get(Keyed::Kv, shard, &key) {
+            Held::Value(value) => Ok(value.cloned()),
+            Held::Unknown { hidden: true } => Ok(None),
+            Held::Unknown { hidden: false } => self.reading(|txn| read::get(txn, &key)),
+        }
     }
 
     /// Sets `key` in `shard` to `value`.
     pub fn put(&mut self, shard: ShardId, key: &[u8], value: &[u8]) -> Result<(), DataError> {
-        self.write_bytes(KV, "put", |table| {
-            table.insert(kv_key(shard, key).as_slice(), value).map(drop)
-        })
+        self.held().put(Keyed::Kv, kv_key(shard, key), value);
+        Ok(())
     }
 
     /// Removes `key` from `shard`.
     pub fn delete(&mut self, shard: ShardId, key: &[u8]) -> Result<(), DataError> {
-        self.write_bytes(KV, "delete", |table| {
-            table.remove(kv_key(shard, key).as_slice()).map(drop)
-        })
+        self.held().delete(Keyed::Kv, kv_key(shard, key));
+        Ok(())
     }
 
     /// Up to `max_bytes` of `shard`'s pairs after key `after` (from the start when
@@ -238,31 +236,20 @@ impl Data {
         after: Option<&[u8]>,
         max_bytes: usize,
     ) -> Result<Chunk, DataError> {
-        self.reading(|tables| tables.chunk(shard, after, max_bytes))
+        let hidden = self.pending.hides(shard);
+        self.reading(|txn| read::chunk(txn, Some((&self.pending, hidden)), shard, after, max_bytes))
     }
 
     /// Removes every key and session of `shard`.
     pub fn delete_shard(&mut self, shard: ShardId) -> Result<(), DataError> {
-        let (start, end) = shard_range(shard);
-        for definition in [KV, SESSIONS] {
-            self.write_bytes(definition, "delete a shard", |table| {
-                table.retain_in(bounds(&start, false, end.as_deref()), |_, _| false)
-            })?;
-        }
+        self.held().drop_shard(shard);
         Ok(())
     }
 
     /// Removes everything (to take a whole state from elsewhere); the next
     /// [`Data::commit`] may then carry any applied index.
     pub fn clear(&mut self) -> Result<(), DataError> {
-        for definition in [KV, SESSIONS] {
-            self.write_bytes(definition, "clear", |table| table.retain(|_, _| false))?;
-        }
-        {
-            let txn = self.writing()?;
-            let mut meta = txn.open_table(META).map_err(failed("open meta"))?;
-            meta.retain(|_, _| false).map_err(failed("clear meta"))?;
-        }
+        self.held().clear();
         self.applied = 0;
         Ok(())
     }
@@ -274,45 +261,44 @@ impl Data {
         client: ClientId,
         session: &[u8],
     ) -> Result<(), DataError> {
-        self.write_bytes(SESSIONS, "put a session", |table| {
-            table
-                .insert(session_key(shard, client).as_slice(), session)
-                .map(drop)
-        })
+        self.held()
+            .put(Keyed::Sessions, session_key(shard, client), session);
+        Ok(())
     }
 
     /// Removes `client`'s session in `shard`.
     pub fn delete_session(&mut self, shard: ShardId, client: ClientId) -> Result<(), DataError> {
-        self.write_bytes(SESSIONS, "delete a session", |table| {
-            table
-                .remove(session_key(shard, client).as_slice())
-                .map(drop)
-        })
+        self.held()
+            .delete(Keyed::Sessions, session_key(shard, client));
+        Ok(())
     }
 
     /// Every session of `shard`, by client.
     pub fn sessions(&self, shard: ShardId) -> Result<Vec<(ClientId, Vec<u8>)>, DataError> {
-        self.reading(|tables| tables.sessions(shard))
+        let hidden = self.pending.hides(shard);
+        self.reading(|txn| read::sessions(txn, Some((&self.pending, hidden)), shard))
     }
 
     /// The caller's bytes stored under `name`.
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, DataError> {
-        self.reading(|tables| tables.meta(name))
+        match self.pending.meta(name) {
+            Ok(bytes) => Ok(Some(bytes.clone())),
+            Err(true) => Ok(None),
+            Err(false) => self.reading(|txn| read::meta(txn, name)),
+        }
     }
 
     /// Stores `bytes` under `name` (not `"applied"`, which [`Data::commit`] writes).
     pub fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<(), DataError> {
         assert_ne!(name, APPLIED, "the applied index is written by commit");
-        let txn = self.writing()?;
-        let mut table = txn.open_table(META).map_err(failed("open meta"))?;
-        table
-            .insert(name, bytes)
-            .map_err(failed("put meta"))
-            .map(drop)
+        self.held().put_meta(name, bytes);
+        Ok(())
     }
 
-    /// Commits every write since the last commit, with `applied`, the log index they
-    /// bring the data to, atomically; not durable until a [`Checkpoint`] runs.
+    /// Ends the writes that bring the data to `applied`, the log index they come from:
+    /// from here on they are one unit, held until the next flush (which writes them with
+    /// the applied index, atomically). A flush happens once enough is held; none is
+    /// durable until a [`Checkpoint`] runs.
     ///
     /// # Panics
     /// If `applied` is below the applied index of the last commit.
@@ -322,41 +308,57 @@ impl Data {
             "commit at applied index {applied} after {}",
             self.applied
         );
-        if self.write.is_none() && applied == self.applied {
+        self.applied = applied;
+        self.uncommitted = false;
+        if self.pending.is_full() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything held, with the applied index, as one (non-durable) redb commit.
+    fn flush(&mut self) -> Result<(), DataError> {
+        assert!(!self.uncommitted, "flush with uncommitted writes");
+        if self.pending.is_empty() && self.applied == self.flushed {
             return Ok(());
         }
-        let txn = self.writing()?;
+        let mut txn = self.db.begin_write().map_err(failed("begin a write"))?;
+        txn.set_durability(Durability::None)
+            .map_err(failed("set durability"))?;
+        self.pending.flush_into(&txn)?;
         {
             let mut table = txn.open_table(META).map_err(failed("open meta"))?;
             table
-                .insert(APPLIED, applied.to_be_bytes().as_slice())
+                .insert(APPLIED, self.applied.to_be_bytes().as_slice())
                 .map_err(failed("put the applied index"))?;
         }
-        let txn = self.write.take().expect("writing");
         txn.commit().map_err(failed("commit"))?;
-        self.applied = applied;
+        self.pending = Pending::default();
+        self.flushed = self.applied;
+        *self.reader.get_mut() = None;
         Ok(())
     }
 
     /// The work that makes every commit so far durable, to run on any thread (commits
-    /// made meanwhile may be covered too); see [`Checkpoint`].
+    /// flushed meanwhile may be covered too); see [`Checkpoint`]. Flushes first.
     ///
     /// # Panics
     /// If writes are not committed: a checkpoint covers commits only.
-    pub fn checkpoint(&self) -> Checkpoint {
-        assert!(self.write.is_none(), "checkpoint with uncommitted writes");
-        Checkpoint {
+    pub fn checkpoint(&mut self) -> Result<Checkpoint, DataError> {
+        self.flush()?;
+        Ok(Checkpoint {
             db: Arc::clone(&self.db),
             applied: self.applied,
-        }
+        })
     }
 
-    /// One consistent point of the committed data, unchanged by later writes.
+    /// One consistent point of the committed data, unchanged by later writes. Flushes
+    /// first.
     ///
     /// # Panics
     /// If writes are not committed: a view shows commits only.
-    pub fn view(&self) -> Result<DataView, DataError> {
-        assert!(self.write.is_none(), "view with uncommitted writes");
+    pub fn view(&mut self) -> Result<DataView, DataError> {
+        self.flush()?;
         let txn = self.db.begin_read().map_err(failed("begin a read"))?;
         Ok(DataView {
             txn,

@@ -1,9 +1,12 @@
-//! Reading a [`super::Data`]: from its open write transaction or a read transaction
-//! ([`Tables`]), and at one consistent point ([`DataView`]).
+//! Reading a [`super::Data`]: from a redb read transaction, merged with the writes held
+//! since the last flush, and at one consistent point ([`DataView`]).
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use std::iter::Peekable;
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError};
 use shardkv_proto::{ClientId, ShardId};
 
+use super::pending::{Keyed, Pending};
 use super::{bounds, failed, kv_key, shard_range, DataError, KV, META, SESSIONS};
 use crate::Index;
 
@@ -18,7 +21,7 @@ pub struct Chunk {
     pub next: Option<Vec<u8>>,
 }
 
-/// One consistent point of a [`Data`]; see the module docs.
+/// One consistent point of a [`super::Data`]; see the module docs.
 pub struct DataView {
     pub(super) txn: ReadTransaction,
     pub(super) applied: Index,
@@ -30,108 +33,186 @@ impl DataView {
         self.applied
     }
 
-    /// As [`Data::chunk`], at this view's point.
+    /// As [`super::Data::chunk`], at this view's point.
     pub fn chunk(
         &self,
         shard: ShardId,
         after: Option<&[u8]>,
         max_bytes: usize,
     ) -> Result<Chunk, DataError> {
-        Tables::Read(&self.txn).chunk(shard, after, max_bytes)
+        chunk(&self.txn, None, shard, after, max_bytes)
     }
 
-    /// As [`Data::sessions`], at this view's point.
+    /// As [`super::Data::sessions`], at this view's point.
     pub fn sessions(&self, shard: ShardId) -> Result<Vec<(ClientId, Vec<u8>)>, DataError> {
-        Tables::Read(&self.txn).sessions(shard)
+        sessions(&self.txn, None, shard)
     }
 }
 
-/// The transaction reads go through.
-pub(super) enum Tables<'t> {
-    Write(&'t WriteTransaction),
-    Read(&'t ReadTransaction),
+/// Held writes over a read, and whether they hide what the database holds of the shard.
+pub(super) type Over<'p> = Option<(&'p Pending, bool)>;
+
+/// Opens `definition` in `txn`, `None` when it was never written.
+fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    definition: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, DataError> {
+    match txn.open_table(definition) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(error) => Err(failed("open table")(error)),
+    }
 }
 
-/// Runs `$body` with `$table` bound to `$definition` opened in `$tables` (a write
-/// transaction's table and a read transaction's are different types); a table never
-/// written reads as empty.
-macro_rules! with_table {
-    ($tables:expr, $definition:expr, $empty:expr, |$table:ident| $body:expr) => {
-        match $tables {
-            Tables::Write(txn) => {
-                let $table = txn.open_table($definition).map_err(failed("open table"))?;
-                $body
-            }
-            Tables::Read(txn) => match txn.open_table($definition) {
-                Ok($table) => $body,
-                Err(redb::TableError::TableDoesNotExist(_)) => Ok($empty),
-                Err(error) => Err(failed("open table")(error)),
-            },
-        }
+/// The value of full key `key` in the key table.
+pub(super) fn get(txn: &ReadTransaction, key: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
+    let Some(table) = open(txn, KV)? else {
+        return Ok(None);
     };
+    let value = table.get(key).map_err(failed("get"))?;
+    Ok(value.map(|value| value.value().to_vec()))
 }
 
-impl Tables<'_> {
-    pub(super) fn get(
-        &self,
-        definition: TableDefinition<&[u8], &[u8]>,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, DataError> {
-        with_table!(self, definition, None, |table| {
-            let value = table.get(key).map_err(failed("get"))?;
-            Ok(value.map(|value| value.value().to_vec()))
-        })
-    }
+/// The value of meta `name`.
+pub(super) fn meta(txn: &ReadTransaction, name: &str) -> Result<Option<Vec<u8>>, DataError> {
+    let Some(table) = open(txn, META)? else {
+        return Ok(None);
+    };
+    let value = table.get(name).map_err(failed("get meta"))?;
+    Ok(value.map(|value| value.value().to_vec()))
+}
 
-    pub(super) fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, DataError> {
-        with_table!(self, META, None, |table| {
-            let value = table.get(name).map_err(failed("get meta"))?;
-            Ok(value.map(|value| value.value().to_vec()))
-        })
-    }
-
-    pub(super) fn chunk(
-        &self,
-        shard: ShardId,
-        after: Option<&[u8]>,
-        max_bytes: usize,
-    ) -> Result<Chunk, DataError> {
-        let (first, end) = shard_range(shard);
-        let start = after.map_or(first, |key| kv_key(shard, key));
-        let range = bounds(&start, after.is_some(), end.as_deref());
-        with_table!(self, KV, Chunk::default(), |table| {
-            let pairs = table.range(range).map_err(failed("scan"))?;
-            let mut chunk = Chunk::default();
-            let mut bytes: usize = 0;
-            for pair in pairs {
-                let (key, value) = pair.map_err(failed("scan"))?;
-                let (key, value) = (key.value(), value.value());
-                let size = key.len() + value.len();
-                if !chunk.pairs.is_empty() && bytes.saturating_add(size) > max_bytes {
-                    chunk.next = chunk.pairs.last().map(|(key, _)| key.clone());
-                    break;
+/// Every `(full key, value)` of `table` from `start` (after it when `exclusive`) to
+/// `end`, the database's merged with the held writes, in key order, until `visit` says
+/// stop.
+fn scan(
+    txn: &ReadTransaction,
+    over: Over<'_>,
+    keyed: Keyed,
+    (start, exclusive, end): (Vec<u8>, bool, Option<Vec<u8>>),
+    mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), DataError> {
+    let definition = match keyed {
+        Keyed::Kv => KV,
+        Keyed::Sessions => SESSIONS,
+    };
+    let hidden = over.is_some_and(|(_, hidden)| hidden);
+    let table = if hidden { None } else { open(txn, definition)? };
+    let stored = match &table {
+        Some(table) => Some(
+            table
+                .range(bounds(&start, exclusive, end.as_deref()))
+                .map_err(failed("scan"))?,
+        ),
+        None => None,
+    };
+    let mut stored = stored.into_iter().flatten().peekable();
+    let held = over.map(|(pending, _)| pending.range(keyed, start.clone(), exclusive, end.clone()));
+    let mut held = held.into_iter().flatten().peekable();
+    loop {
+        let stored_key = peek_stored(&mut stored)?;
+        let next = match (stored_key, held.peek()) {
+            (None, None) => return Ok(()),
+            (Some(key), Some((held_key, _))) if *held_key <= key.as_slice() => {
+                if *held_key == key.as_slice() {
+                    stored.next();
                 }
-                bytes += size;
-                chunk.pairs.push((key[4..].to_vec(), value.to_vec()));
+                Merged::Held(held.next().expect("peeked"))
             }
-            Ok(chunk)
-        })
+            (Some(_), _) => Merged::Stored(stored.next().expect("peeked").map_err(failed("scan"))?),
+            (None, Some(_)) => Merged::Held(held.next().expect("peeked")),
+        };
+        let go_on = match next {
+            Merged::Held((key, Some(value))) => visit(key, value),
+            Merged::Held((_, None)) => true,
+            Merged::Stored((key, value)) => visit(key.value(), value.value()),
+        };
+        if !go_on {
+            return Ok(());
+        }
     }
+}
 
-    pub(super) fn sessions(&self, shard: ShardId) -> Result<Vec<(ClientId, Vec<u8>)>, DataError> {
-        let (start, end) = shard_range(shard);
-        let range = bounds(&start, false, end.as_deref());
-        with_table!(self, SESSIONS, Vec::new(), |table| {
-            let pairs = table.range(range).map_err(failed("scan sessions"))?;
-            let mut sessions = Vec::new();
-            for pair in pairs {
-                let (key, value) = pair.map_err(failed("scan sessions"))?;
-                let client: [u8; 8] = key.value()[4..]
-                    .try_into()
-                    .map_err(|_| DataError("a session key of the wrong length".into()))?;
-                sessions.push((ClientId::from_be_bytes(client), value.value().to_vec()));
+type StoredPair<'a> = (
+    redb::AccessGuard<'a, &'static [u8]>,
+    redb::AccessGuard<'a, &'static [u8]>,
+);
+
+enum Merged<'p, 'a> {
+    Held((&'p [u8], Option<&'p Vec<u8>>)),
+    Stored(StoredPair<'a>),
+}
+
+/// The key of the next stored pair, if any (an error is the scan's).
+fn peek_stored<'a, I>(stored: &mut Peekable<I>) -> Result<Option<Vec<u8>>, DataError>
+where
+    I: Iterator<Item = Result<StoredPair<'a>, redb::StorageError>>,
+{
+    match stored.peek() {
+        None => Ok(None),
+        Some(Ok((key, _))) => Ok(Some(key.value().to_vec())),
+        Some(Err(_)) => match stored.next() {
+            Some(Err(error)) => Err(failed("scan")(error)),
+            _ => unreachable!("peeked an error"),
+        },
+    }
+}
+
+/// As [`super::Data::chunk`], over `over`.
+pub(super) fn chunk(
+    txn: &ReadTransaction,
+    over: Over<'_>,
+    shard: ShardId,
+    after: Option<&[u8]>,
+    max_bytes: usize,
+) -> Result<Chunk, DataError> {
+    let (first, end) = shard_range(shard);
+    let start = after.map_or(first, |key| kv_key(shard, key));
+    let mut chunk = Chunk::default();
+    let mut bytes: usize = 0;
+    scan(
+        txn,
+        over,
+        Keyed::Kv,
+        (start, after.is_some(), end),
+        |key, value| {
+            let size = key.len() + value.len();
+            if !chunk.pairs.is_empty() && bytes.saturating_add(size) > max_bytes {
+                chunk.next = chunk.pairs.last().map(|(key, _)| key.clone());
+                return false;
             }
-            Ok(sessions)
-        })
+            bytes += size;
+            chunk.pairs.push((key[4..].to_vec(), value.to_vec()));
+            true
+        },
+    )?;
+    Ok(chunk)
+}
+
+/// As [`super::Data::sessions`], over `over`.
+pub(super) fn sessions(
+    txn: &ReadTransaction,
+    over: Over<'_>,
+    shard: ShardId,
+) -> Result<Vec<(ClientId, Vec<u8>)>, DataError> {
+    let (start, end) = shard_range(shard);
+    let mut sessions = Vec::new();
+    let mut bad = None;
+    scan(
+        txn,
+        over,
+        Keyed::Sessions,
+        (start, false, end),
+        |key, value| {
+            match <[u8; 8]>::try_from(&key[4..]) {
+                Ok(client) => sessions.push((ClientId::from_be_bytes(client), value.to_vec())),
+                Err(_) => bad = Some(key.len()),
+            }
+            bad.is_none()
+        },
+    )?;
+    match bad {
+        Some(len) => Err(DataError(format!("a session key of {len} bytes"))),
+        None => Ok(sessions),
     }
 }
