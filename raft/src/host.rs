@@ -49,6 +49,12 @@ pub trait Replicated: Send + Sized + 'static {
     fn commit(&mut self) -> Result<(), String> {
         Ok(())
     }
+    /// Makes the state durable through its applied index, for a state that keeps its own
+    /// storage (the host calls it before each snapshot and on a clean stop). By default,
+    /// nothing to do.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// An encoder of the state as it is now into snapshot bytes (see
     /// [`crate::encode_image`]). The host runs it on the store's snapshot thread while
     /// the state goes on applying, so it must not see later changes.
@@ -236,7 +242,16 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
             reason,
         })?;
         let must_snapshot = self.machine.take_must_snapshot();
-        if self.replica.snapshot_due(must_snapshot)? {
+        // A state ahead of the log (its storage held entries the log is still replaying
+        // after a restart) waits: a snapshot must not hold more than its index.
+        let caught_up = applied <= self.replica.applied_index();
+        if caught_up && self.replica.snapshot_due(must_snapshot)? {
+            self.state
+                .checkpoint()
+                .map_err(|reason| ServerError::State {
+                    index: applied,
+                    reason,
+                })?;
             let encoder = self.state.snapshot().map_err(|reason| ServerError::State {
                 index: applied,
                 reason,
@@ -259,6 +274,16 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
 
     fn apply(&mut self, step: Step<M::Waiter>) -> Result<(), ServerError> {
         match step {
+            Step::Command { index, fate, .. } | Step::Membership { index, fate, .. }
+                if index <= self.state.applied_index() =>
+            {
+                // The state's own storage holds this entry already (a restart replays the
+                // log from its snapshot): not again. No client waits on it after a restart;
+                // a waiter, if any, retries.
+                if let Some(Fate::Committed(waiter) | Fate::Displaced(waiter)) = fate {
+                    self.fail(waiter);
+                }
+            }
             Step::Command { index, data, fate } => {
                 let answer = match decode_command::<M::State>(&data) {
                     Ok(command) => Some(
@@ -402,9 +427,15 @@ pub trait Service {
         self.host_mut().replica.sync_with(sink);
     }
 
-    /// Makes the store durable for a clean stop (see [`Replica::flush`]).
-    fn flush(&mut self) -> Result<(), Error> {
-        self.host_mut().replica.flush()
+    /// Makes the store durable for a clean stop (see [`Replica::flush`]), and the state
+    /// too ([`Replicated::checkpoint`]), so a restart replays little.
+    fn flush(&mut self) -> Result<(), ServerError> {
+        let host = self.host_mut();
+        host.replica.flush()?;
+        let index = host.state.applied_index();
+        host.state
+            .checkpoint()
+            .map_err(|reason| ServerError::State { index, reason })
     }
 }
 

@@ -208,7 +208,7 @@ impl<S: LogStore> Server<S> {
             options.poll_ticks,
             options.call_timeout_ticks
         );
-        let state = GroupState::with_session_timeout(
+        let state = GroupState::open(
             options.gid,
             options.nshards,
             options.session_timeout_entries,

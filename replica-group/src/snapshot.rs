@@ -29,6 +29,9 @@ pub const SNAPSHOT_VERSION: u32 = 2;
 /// corrupt length prefix).
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 34;
 
+/// The group's metadata in its data's meta table: an [`Image`] with no keys.
+const META_NAME: &str = "group";
+
 /// A shard's keys and values in an [`Image`] (empty for a shard without data).
 #[derive(Serialize, Deserialize, Default)]
 struct ShardData(#[serde(with = "shardkv_proto::bytes_map")] BTreeMap<Vec<u8>, Vec<u8>>);
@@ -57,11 +60,27 @@ impl Replicated for GroupState {
         self.advance_to(index).map_err(|error| error.to_string())
     }
 
-    /// Commits the Ready's changes to the data, with the applied index.
+    /// Commits the Ready's changes to the data, with the applied index; flushes them
+    /// with the group's metadata once the data holds enough.
     fn commit(&mut self) -> Result<(), String> {
-        self.data
-            .commit(self.applied_index)
-            .map_err(|error| error.to_string())
+        let flush = |state: &mut Self| -> Result<(), DataError> {
+            state.data.commit(state.applied_index)?;
+            if state.data.wants_flush() {
+                state.save_meta()?;
+                state.data.flush()?;
+            }
+            Ok(())
+        };
+        flush(self).map_err(|error| error.to_string())
+    }
+
+    /// Makes the data durable through the applied index, metadata included.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        let run = |state: &mut Self| -> Result<Index, DataError> {
+            state.save_meta()?;
+            state.data.checkpoint()?.run()
+        };
+        run(self).map(drop).map_err(|error| error.to_string())
     }
 
     /// Reads every shard's data now; encoding runs later.
@@ -70,8 +89,18 @@ impl Replicated for GroupState {
         Ok(Box::new(move || encode_image(SNAPSHOT_VERSION, &image)))
     }
 
-    /// Only a snapshot of this group.
+    /// Only a snapshot of this group; nothing to do when the data already holds the
+    /// state through `index` (a restart whose data was checkpointed at or after it).
     fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
+        if self.applied_index >= index {
+            tracing::info!(
+                gid = self.gid,
+                index,
+                applied = self.applied_index,
+                "the data holds the snapshot's state already"
+            );
+            return Ok(());
+        }
         let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image)?;
         if image.gid != self.gid {
             return Err(SnapshotError::Invalid(format!(
@@ -107,6 +136,68 @@ impl GroupState {
         state.replace(image).map_err(storage)?;
         state.data.commit(state.applied_index).map_err(storage)?;
         Ok(state)
+    }
+
+    /// Resumes the state `data` holds (as of its applied index: the log replays from
+    /// there), or a fresh one, as [`GroupState::with_session_timeout`], when it holds
+    /// none.
+    pub fn open(
+        gid: GroupId,
+        nshards: usize,
+        timeout_entries: u64,
+        data: Data,
+    ) -> Result<Self, DataError> {
+        let Some(bytes) = data.meta(META_NAME)? else {
+            return Self::with_session_timeout(gid, nshards, timeout_entries, data);
+        };
+        let stored = |reason: String| DataError(format!("the stored group state: {reason}"));
+        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, &bytes, check_image)
+            .map_err(|error| stored(error.to_string()))?;
+        let found = (image.gid, image.shards.len(), image.session_timeout_entries);
+        if found != (gid, nshards, timeout_entries) {
+            return Err(stored(format!(
+                "group, shards, session timeout {found:?}; this replica has {:?}",
+                (gid, nshards, timeout_entries)
+            )));
+        }
+        if image.applied_index != data.applied_index() {
+            return Err(stored(format!(
+                "applied index {}, the data's {}",
+                image.applied_index,
+                data.applied_index()
+            )));
+        }
+        tracing::info!(
+            gid,
+            applied = image.applied_index,
+            "group state resumed from its data"
+        );
+        Ok(GroupState {
+            gid,
+            session_timeout_entries: timeout_entries,
+            config: image.config,
+            prev: image.prev,
+            shards: image.shards.into_iter().map(Arc::new).collect(),
+            applied_index: image.applied_index,
+            data,
+        })
+    }
+
+    /// Writes the group's metadata (configurations, phases with their duplicate tables,
+    /// the applied index) into the data and commits it, so the next flush holds it.
+    fn save_meta(&mut self) -> Result<(), DataError> {
+        let image = Image {
+            gid: self.gid,
+            session_timeout_entries: self.session_timeout_entries,
+            config: self.config.clone(),
+            prev: self.prev.clone(),
+            shards: self.shards().cloned().collect(),
+            data: self.shards.iter().map(|_| ShardData::default()).collect(),
+            applied_index: self.applied_index,
+        };
+        self.data
+            .put_meta(META_NAME, &encode_image(SNAPSHOT_VERSION, &image))?;
+        self.data.commit(self.applied_index)
     }
 
     fn image(&self) -> Result<Image, DataError> {

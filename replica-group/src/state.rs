@@ -65,8 +65,8 @@ const EXPIRY_SCANS_PER_TIMEOUT: u64 = 16;
 
 impl GroupState {
     /// A fresh state for group `gid` in a cluster of `nshards` shards, in configuration 0
-    /// (owning nothing), with the default session timeout, over `data` (emptied: the log
-    /// replays into it from the start or from a snapshot).
+    /// (owning nothing), with the default session timeout, over `data` (emptied; to
+    /// resume what a data holds, [`GroupState::open`]).
     ///
     /// # Panics
     /// If `gid` is `NO_GROUP` or `nshards` is 0.

@@ -142,7 +142,7 @@ fn a_view_is_one_point_on_both_disks() {
     a_view_is_one_point(&sim);
 }
 
-/// Commits past `FLUSH_BYTES` flush on their own; reads then merge what the database
+/// Commits past `FLUSH_BYTES` want a flush; reads then merge what the database
 /// holds with what is held since, deletions included, on both disks.
 fn size_flushes_merge(disk: &impl Disk) {
     let mut data = open(disk);
@@ -161,6 +161,9 @@ fn size_flushes_merge(disk: &impl Disk) {
         }
         index += 1;
         data.commit(index).unwrap();
+        if data.wants_flush() {
+            data.flush().unwrap();
+        }
         let want: Vec<_> = model.clone().into_iter().collect();
         if i % 20 == 0 {
             assert_eq!(

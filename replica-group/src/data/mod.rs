@@ -18,9 +18,9 @@
 //!
 //! Writes are held in memory ([`pending`](self)) and reads see them at once.
 //! [`Data::commit`] ends the writes of one Ready with the applied index they bring the
-//! data to; once enough is held (`FLUSH_BYTES`) the next commit flushes everything as
-//! one redb transaction carrying that applied index, **without syncing** (redb's
-//! `Durability::None`): the raft log is the write-ahead log, and writing many Readies in
+//! data to; once enough is held (`FLUSH_BYTES`, [`Data::wants_flush`]) the owner
+//! [`Data::flush`]es everything as one redb transaction carrying that applied index,
+//! **without syncing** (redb's `Durability::None`): the raft log is the write-ahead log, and writing many Readies in
 //! one transaction rewrites each B-tree leaf once instead of once per Ready. A
 //! [`Checkpoint`] (a flush, then a durable commit with redb's two-phase commit and quick
 //! repair, so reopening needs no scan) makes every commit before it durable; it may run
@@ -296,9 +296,9 @@ impl Data {
     }
 
     /// Ends the writes that bring the data to `applied`, the log index they come from:
-    /// from here on they are one unit, held until the next flush (which writes them with
-    /// the applied index, atomically). A flush happens once enough is held; none is
-    /// durable until a [`Checkpoint`] runs.
+    /// from here on they are one unit, held until the next [`Data::flush`] (which writes
+    /// them with the applied index, atomically). None is durable until a [`Checkpoint`]
+    /// runs.
     ///
     /// # Panics
     /// If `applied` is below the applied index of the last commit.
@@ -310,14 +310,20 @@ impl Data {
         );
         self.applied = applied;
         self.uncommitted = false;
-        if self.pending.is_full() {
-            self.flush()?;
-        }
         Ok(())
     }
 
-    /// Writes everything held, with the applied index, as one (non-durable) redb commit.
-    fn flush(&mut self) -> Result<(), DataError> {
+    /// True once enough writes are held that the owner should [`Data::flush`] them.
+    pub fn wants_flush(&self) -> bool {
+        self.pending.is_full()
+    }
+
+    /// Writes everything held, with the applied index of the last commit, as one
+    /// (non-durable) redb commit.
+    ///
+    /// # Panics
+    /// If writes are not committed.
+    pub fn flush(&mut self) -> Result<(), DataError> {
         assert!(!self.uncommitted, "flush with uncommitted writes");
         if self.pending.is_empty() && self.applied == self.flushed {
             return Ok(());

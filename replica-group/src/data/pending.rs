@@ -19,7 +19,7 @@ use shardkv_proto::ShardId;
 
 use super::{bounds, failed, shard_range, DataError, KV, META, SESSIONS};
 
-/// Held writes past this many bytes are flushed at the next commit.
+/// Past this many held bytes, [`super::Data::wants_flush`].
 pub const FLUSH_BYTES: usize = 16 << 20;
 
 /// The keyed tables (`meta` is keyed by name and held apart).

@@ -301,3 +301,52 @@ fn shard_moves_with_its_duplicate_table() {
     assert!(matches!(*b.state.shard(2), Phase::Serving(_)));
     assert!(b.state.is_stable() && a.state.is_stable());
 }
+
+/// A state resumes from its data at the last checkpoint: configurations, phases,
+/// duplicate tables and keys as of the checkpoint's applied index, and nothing applied
+/// after it (the log replays that part).
+#[test]
+fn a_state_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let disk = shardkv_raft::OsDisk::open(dir.path()).expect("the directory opens");
+    let open = || {
+        let data = Data::open(&disk, 1 << 20).expect("the data opens");
+        GroupState::open(100, NSHARDS, 50, data).expect("the state opens")
+    };
+    let mut d = Driver {
+        state: open(),
+        next_index: 1,
+    };
+    d.apply(Entry::Config(config(1, [100; NSHARDS])));
+    let k = key_in(3);
+    for seq in 1..=5 {
+        assert_eq!(d.kv(7, seq, append(&k, b"x")), Ok(Reply::Done));
+    }
+    d.state.checkpoint().expect("checkpoints");
+    let at_checkpoint = d.state.applied_index();
+    assert_eq!(d.kv(7, 6, append(&k, b"y")), Ok(Reply::Done));
+    drop(d);
+
+    let mut state = open();
+    assert_eq!(state.applied_index(), at_checkpoint);
+    assert_eq!(state.config().num, 1);
+    assert!(state
+        .shards()
+        .all(|phase| matches!(phase, Phase::Serving(_))));
+    assert_eq!(
+        state.read(&k),
+        Ok(Ok(Reply::Value(Some(b"xxxxx".to_vec()))))
+    );
+    // The duplicate table came back too: a retry of seq 5 is not applied again.
+    let retry = Entry::Kv(Request {
+        client: 7,
+        seq: 5,
+        op: append(&k, b"x"),
+    });
+    let outcome = state.apply(at_checkpoint + 1, retry).expect("applies");
+    assert_eq!(outcome, Outcome::Kv(Ok(Reply::Done)));
+    assert_eq!(
+        state.read(&k),
+        Ok(Ok(Reply::Value(Some(b"xxxxx".to_vec()))))
+    );
+}
