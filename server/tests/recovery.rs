@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    keep_on_failure, master_leader, read_back, shardkv, shardkv_until_ok, start_cluster, stderr,
-    stdout, LibraryWriter, Node, SETTLE,
+    join, keep_on_failure, master_leader, policy, read_back, shardkv, shardkv_until_ok,
+    start_cluster, stderr, stdout, LibraryWriter, Node, Service, SETTLE,
 };
 
 /// The shard master's leader is killed with SIGKILL mid-workload: the groups keep
@@ -177,6 +177,48 @@ fn whole_group_restart(stop: impl Fn(&mut Node) -> Option<String>) {
         &[("after-restart".into(), "yes".into())],
     ));
     drop(groups);
+    drop(masters_service);
+    keep_on_failure(dir, &failures);
+}
+
+/// A group whose replicas have a 1 MiB page cache takes 24 MiB of values (past the
+/// size at which its data flushes, and past three log snapshots, each a checkpoint of
+/// the data), loses every replica to SIGKILL, and after the restart reads every value
+/// back.
+#[test]
+fn a_small_cache_group_killed_whole_keeps_everything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let masters_service = Service::start(dir.path(), None, 3, &[]);
+    let masters = masters_service.addresses();
+    let mut group = Service::start_with(dir.path(), Some(100), 3, &masters, &["--cache-mb", "1"]);
+    join(&masters, &[("100", &group)]);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut client = shardkv_client::Client::connect(masters.clone(), policy());
+    let mut acked = Vec::new();
+    let mut failures = Vec::new();
+    for i in 0..3000 {
+        let key = format!("big-{i}");
+        let value = format!("{i:08}").repeat(1024);
+        match runtime.block_on(client.put(key.as_str(), value.as_str())) {
+            Ok(()) => acked.push((key, value)),
+            Err(error) => failures.push(format!("put {key}: {error}")),
+        }
+    }
+    for node in &mut group.nodes {
+        node.kill();
+    }
+    for node in &mut group.nodes {
+        node.restart();
+    }
+    failures.extend(read_back(&masters, &acked));
+    if acked.len() != 3000 {
+        failures.push(format!("{} of 3000 puts acknowledged", acked.len()));
+    }
+    drop(group);
     drop(masters_service);
     keep_on_failure(dir, &failures);
 }

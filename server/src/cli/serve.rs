@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// The shard masters, comma-separated in NodeId order (role group only).
     #[arg(long, value_delimiter = ',')]
     pub masters: Vec<String>,
+    /// A group replica's page cache for its keys and values, in MiB (the writes it holds
+    /// between flushes, up to 16 MiB, come on top).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub cache_mb: u64,
 }
 
 /// Parses `N=ADDR`.
@@ -86,13 +90,20 @@ impl ServeArgs {
         };
         let mut peers: BTreeMap<NodeId, String> = self.peers.iter().cloned().collect();
         peers.entry(self.id).or_insert_with(|| self.listen.clone());
-        Ok(NodeSpec::new(
+        let mut spec = NodeSpec::new(
             role,
             self.id,
             self.listen.clone(),
             peers,
             self.data_dir.clone(),
-        ))
+        );
+        spec.cache_bytes = usize::try_from(self.cache_mb << 20).map_err(|_| {
+            format!(
+                "--cache-mb {} is more than this machine addresses",
+                self.cache_mb
+            )
+        })?;
+        Ok(spec)
     }
 }
 

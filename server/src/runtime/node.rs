@@ -62,6 +62,9 @@ pub struct NodeSpec {
     pub data_dir: PathBuf,
     /// The cluster's shard count (the same on every node).
     pub nshards: usize,
+    /// A group replica's page cache for its data (redb's cache; the data's held writes
+    /// come on top, up to the flush size).
+    pub cache_bytes: usize,
 }
 
 impl NodeSpec {
@@ -80,6 +83,7 @@ impl NodeSpec {
             peers,
             data_dir,
             nshards: DEFAULT_NSHARDS,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 
@@ -117,10 +121,11 @@ impl NodeSpec {
 pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result<(), Fatal> {
     let data_dir = spec.data_dir.clone();
     let group = matches!(spec.role, Role::Group { .. });
+    let cache_bytes = spec.cache_bytes;
     let (backend, data) = tokio::task::spawn_blocking(move || {
         let disk = open_data_dir(&data_dir, DATA_DIR_LOCK_WAIT)?;
         let data = match group {
-            true => Some(Data::open(&disk, DEFAULT_CACHE_BYTES)?),
+            true => Some(Data::open(&disk, cache_bytes)?),
             false => None,
         };
         let backend = WalBackend::open(disk, Background::Threads)?;

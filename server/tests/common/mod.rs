@@ -139,6 +139,17 @@ pub struct Service {
 impl Service {
     /// Starts `replicas` replicas of a master (`gid` None) or of group `gid`.
     pub fn start(dir: &Path, gid: Option<u64>, replicas: usize, masters: &[String]) -> Self {
+        Self::start_with(dir, gid, replicas, masters, &[])
+    }
+
+    /// As [`Service::start`], each replica given `extra` options too.
+    pub fn start_with(
+        dir: &Path,
+        gid: Option<u64>,
+        replicas: usize,
+        masters: &[String],
+        extra: &[&str],
+    ) -> Self {
         let addresses: Vec<String> = (0..replicas).map(|_| free_address()).collect();
         let peers: Vec<String> = addresses
             .iter()
@@ -172,6 +183,7 @@ impl Service {
                         masters.join(","),
                     ]),
                 }
+                args.extend(extra.iter().map(|option| option.to_string()));
                 Node::start(
                     args,
                     address.clone(),
