@@ -22,7 +22,9 @@
 //!
 //! When a configuration moves a shard from group A to group B, B *pulls* it: B's leader
 //! sends [`MigrationRequest::PullShard`] to A's replicas until one answers with
-//! [`MigrationReply::ShardData`], installs the data through B's own log, then tells A
+//! [`MigrationReply::ShardData`], installs the data through B's own log chunk by chunk
+//! (each at most [`MIGRATION_CHUNK_BYTES`], the next asked after the last key
+//! installed), then tells A
 //! with [`MigrationRequest::DeleteShard`] that A may delete its copy; A deletes it
 //! through A's log and answers [`MigrationReply::Deleted`]. Both requests name the
 //! configuration that moved the shard, so a late or repeated message about an older move
@@ -241,6 +243,10 @@ impl KvError {
 /// [`crate::session::Sessions::export`] / [`crate::session::Sessions::import`].
 pub type DupEntry = crate::session::DupEntry<Response>;
 
+/// The most bytes of keys and values one chunk of a moving shard carries (one pair may
+/// be larger alone).
+pub const MIGRATION_CHUNK_BYTES: usize = 1 << 20;
+
 /// A request from one replica group to another, about one shard that changes owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MigrationRequest {
@@ -257,6 +263,9 @@ pub enum MigrationRequest {
         config_num: ConfigNum,
         /// The shard.
         shard: ShardId,
+        /// The last key already received (the shard travels in chunks of at most
+        /// [`MIGRATION_CHUNK_BYTES`]); `None` for the first chunk.
+        after: Option<Vec<u8>>,
     },
     /// "I have durably installed `shard` for configuration `config_num`: delete yours."
     ///
@@ -277,17 +286,23 @@ pub enum MigrationRequest {
 /// A successful answer to a [`MigrationRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MigrationReply {
-    /// The answer to a PullShard: the shard's data and duplicate table as they stood when
-    /// configuration `config_num` was adopted. The receiver installs both through its log.
+    /// The answer to a PullShard: the next chunk of the shard's data, as it stood when
+    /// configuration `config_num` was adopted (frozen since), and with the last chunk the
+    /// shard's duplicate table. The receiver installs each chunk through its log.
     ShardData {
         /// The configuration that moved the shard (as asked).
         config_num: ConfigNum,
         /// The shard (as asked).
         shard: ShardId,
-        /// Every key and value of the shard.
+        /// The last key already received (as asked).
+        after: Option<Vec<u8>>,
+        /// The keys and values after `after`, in key order, up to
+        /// [`MIGRATION_CHUNK_BYTES`] (at least one pair when any is left).
         #[serde(with = "crate::bytes_map")]
         kv: BTreeMap<Vec<u8>, Vec<u8>>,
-        /// The shard's duplicate table.
+        /// The last key of this chunk when more follow; `None` for the last chunk.
+        next: Option<Vec<u8>>,
+        /// The shard's duplicate table, with the last chunk (empty before it).
         sessions: BTreeMap<ClientId, DupEntry>,
     },
     /// The answering replica cannot act on the request yet: it has not applied

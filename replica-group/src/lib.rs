@@ -35,9 +35,9 @@
 //!
 //! ```text
 //!   new owner B (config n)                         old owner A (config n)
-//!   Pulling ── PullShard{n, s} ──────────────────► Offering: answer from applied state
-//!           ◄─────────────── ShardData{n, s, kv, sessions}
-//!   log: InstallShard ─► Acking (served)
+//!   Pulling ── PullShard{n, s, after} ───────────► Offering: answer from applied state
+//!           ◄─────── ShardData{n, s, after, kv chunk, next, sessions with the last}
+//!   log: InstallShard (one per chunk; after the last) ─► Acking (served)
 //!           ── DeleteShard{n, s} ────────────────► log: DeleteShard ─► Absent
 //!           ◄──────────────────────── Deleted{n, s}
 //!   log: ShardAcked ─► Serving
@@ -96,9 +96,9 @@
 //!
 //! - Gets are answered by the leader only (ReadIndex, no leases); a Get from a fresh
 //!   leader that has not yet committed in its term goes through the log.
-//! - A shard travels in one message and one log entry (no chunking): a shard's size is
-//!   bounded by memory and [`message::MAX_ENTRY_BYTES`], and a large shard makes a large
-//!   Raft append.
+//! - A shard travels in chunks of at most `MIGRATION_CHUNK_BYTES` (1 MiB, plus one pair),
+//!   one call and one log entry each, the next asked for at the next poll after the last
+//!   applied: a large shard moves at one chunk per poll interval.
 //! - A shard that becomes unowned (every group left) is dropped by its last owner; the
 //!   next owner starts it empty.
 //! - Session expiry is by log index; a client silent past the timeout that retries an old

@@ -42,22 +42,28 @@ pub enum Entry {
     /// from a deposed leader). Adopting sets each shard's phase: gained shards start
     /// pulling, lost shards freeze for their new owner.
     Config(Config),
-    /// Install a pulled shard.
+    /// Install one chunk of a pulled shard.
     ///
-    /// Proposed by the leader when the previous owner answered `PullShard` with the
-    /// shard's data. Applied only while the shard is still `Pulling` in configuration
-    /// `config_num`; the data and duplicate table become this group's and the shard is
-    /// served from here on. The entry makes the install durable on a quorum before the
-    /// old owner is told to delete its copy.
+    /// Proposed by the leader when the previous owner answered `PullShard` with a chunk.
+    /// Applied only while the shard is still `Pulling` in configuration `config_num` and
+    /// has received exactly the keys through `after` (a repeat or a stale chunk is
+    /// ignored); the keys are written, not yet served. The last chunk (`next` is `None`)
+    /// brings the duplicate table, and the shard is served from there on. The entries
+    /// make the install durable on a quorum before the old owner is told to delete its
+    /// copy.
     InstallShard {
         /// The configuration that moved the shard.
         config_num: ConfigNum,
         /// The shard.
         shard: ShardId,
-        /// Its keys and values.
+        /// The last key installed before this chunk; `None` for the first.
+        after: Option<Vec<u8>>,
+        /// The chunk's keys and values.
         #[serde(with = "shardkv_proto::bytes_map")]
         kv: BTreeMap<Vec<u8>, Vec<u8>>,
-        /// Its duplicate table.
+        /// The chunk's last key when more follow; `None` for the last chunk.
+        next: Option<Vec<u8>>,
+        /// The duplicate table, with the last chunk.
         sessions: BTreeMap<ClientId, DupEntry>,
     },
     /// Delete a shard given away: the new owner has installed it.

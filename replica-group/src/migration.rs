@@ -2,7 +2,9 @@
 //! shard, deleting a given-away one, and the answers to other groups' requests.
 //!
 //! Every transition here happens when an entry applies, so every replica makes it at the
-//! same log index. The read-only answers ([`GroupState::pull_answer`],
+//! same log index. A pulled shard arrives in chunks, each through the log, in order: the
+//! `Pulling` phase keeps the last key installed. The read-only answers
+//! ([`GroupState::pull_answer`],
 //! [`GroupState::delete_verdict`]) are what a replica tells another group from its
 //! applied state; see the crate docs for the protocol and why they are safe.
 //!
@@ -13,7 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use shardkv_proto::kv::{DupEntry, KvError, MigrationReply, MigrationResponse};
+use shardkv_proto::kv::{
+    DupEntry, KvError, MigrationReply, MigrationResponse, MIGRATION_CHUNK_BYTES,
+};
 use shardkv_proto::{ClientId, Config, ConfigNum, ShardId, NO_GROUP};
 
 use crate::data::DataError;
@@ -22,6 +26,19 @@ use crate::sessions::Sessions;
 use crate::state::GroupState;
 use crate::store::ShardStore;
 use crate::Index;
+
+/// One chunk of a pulled shard, as an `Entry::InstallShard` carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// The last key installed before it; `None` for the first chunk.
+    pub after: Option<Vec<u8>>,
+    /// Its keys and values.
+    pub kv: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Its last key when more follow; `None` for the last chunk.
+    pub next: Option<Vec<u8>>,
+    /// The duplicate table, with the last chunk.
+    pub sessions: BTreeMap<ClientId, DupEntry>,
+}
 
 /// What a replica does with another group's `DeleteShard`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,36 +136,85 @@ impl GroupState {
         }
     }
 
-    /// Installs pulled data for `shard` at `index`, if it is still pulling in `config_num`.
+    /// Installs a pulled chunk of `shard` at `index`, if the shard is still pulling in
+    /// `config_num` and has received exactly the keys before the chunk; the last chunk
+    /// makes it served.
     pub(crate) fn install(
         &mut self,
         index: Index,
         config_num: ConfigNum,
         shard: ShardId,
-        kv: BTreeMap<Vec<u8>, Vec<u8>>,
-        sessions: BTreeMap<ClientId, DupEntry>,
+        chunk: Pulled,
     ) -> Result<(), DataError> {
-        let pulling = matches!(self.phase(shard), Some(Phase::Pulling { .. }));
-        if config_num != self.config.num || !pulling {
-            tracing::debug!(gid = self.gid, shard, config_num, "install ignored");
+        let received = match self.phase(shard) {
+            Some(Phase::Pulling { received, .. }) => received,
+            _ => {
+                tracing::debug!(gid = self.gid, shard, config_num, "install ignored");
+                return Ok(());
+            }
+        };
+        if config_num != self.config.num || *received != chunk.after {
+            tracing::debug!(gid = self.gid, shard, config_num, "stale chunk ignored");
             return Ok(());
         }
-        let store = ShardStore {
-            sessions: Sessions::import(sessions, index),
-        };
-        self.data.delete_shard(shard)?;
-        for (key, value) in &kv {
+        if let Err(reason) = self.check_chunk(shard, &chunk) {
+            tracing::error!(
+                gid = self.gid,
+                shard,
+                config_num,
+                reason,
+                "bad chunk ignored"
+            );
+            return Ok(());
+        }
+        if chunk.after.is_none() {
+            self.data.delete_shard(shard)?;
+        }
+        for (key, value) in &chunk.kv {
             self.data.put(shard, key, value)?;
         }
-        let phase = self.take_phase(shard);
-        self.set_phase(shard, phase.into_acking(shard, store));
-        tracing::info!(
-            gid = self.gid,
-            shard,
-            config = config_num,
-            "shard installed"
-        );
+        match chunk.next {
+            Some(next) => {
+                if let Phase::Pulling { received, .. } = self.phase_mut(shard) {
+                    *received = Some(next);
+                }
+            }
+            None => {
+                let store = ShardStore {
+                    sessions: Sessions::import(chunk.sessions, index),
+                };
+                let phase = self.take_phase(shard);
+                self.set_phase(shard, phase.into_acking(shard, store));
+                tracing::info!(
+                    gid = self.gid,
+                    shard,
+                    config = config_num,
+                    "shard installed"
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// A chunk's keys are the shard's, in order after `after`, and `next` is its last.
+    fn check_chunk(&self, shard: ShardId, chunk: &Pulled) -> Result<(), String> {
+        let first = chunk.kv.keys().next();
+        if let (Some(after), Some(first)) = (&chunk.after, first) {
+            if first <= after {
+                return Err("a key at or before the chunk's start".into());
+            }
+        }
+        if chunk.next.is_some() && chunk.next.as_ref() != chunk.kv.keys().next_back() {
+            return Err("more follow, but not after this chunk's last key".into());
+        }
+        match chunk
+            .kv
+            .keys()
+            .find(|key| self.config.shard_of_key(key) != shard)
+        {
+            Some(_) => Err("a key of another shard".into()),
+            None => Ok(()),
+        }
     }
 
     /// Deletes `shard` if offered in `config_num`; answers the `DeleteShard` either way.
@@ -186,17 +252,26 @@ impl GroupState {
         &self,
         config_num: ConfigNum,
         shard: ShardId,
+        after: Option<Vec<u8>>,
     ) -> Result<MigrationResponse, DataError> {
         let current = self.config.num;
         Ok(match self.phase(shard) {
             None => Err(self.out_of_range(shard)),
             Some(Phase::Offering { store, .. }) if current == config_num => {
-                let kv = self.data.chunk(shard, None, usize::MAX)?.pairs;
+                let chunk = self
+                    .data
+                    .chunk(shard, after.as_deref(), MIGRATION_CHUNK_BYTES)?;
+                let sessions = match chunk.next {
+                    None => store.sessions.export(),
+                    Some(_) => BTreeMap::new(),
+                };
                 Ok(MigrationReply::ShardData {
                     config_num,
                     shard,
-                    kv: kv.into_iter().collect(),
-                    sessions: store.sessions.export(),
+                    after,
+                    kv: chunk.pairs.into_iter().collect(),
+                    next: chunk.next,
+                    sessions,
                 })
             }
             Some(_) => Ok(MigrationReply::NotReady { current }),

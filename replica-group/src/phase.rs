@@ -17,7 +17,7 @@
 //! | phase      | owned in current config | data held        | served |
 //! |------------|-------------------------|------------------|--------|
 //! | `Absent`   | no                      | no               | no     |
-//! | `Pulling`  | yes                     | no (at `from`)   | no     |
+//! | `Pulling`  | yes                     | arriving         | no     |
 //! | `Acking`   | yes                     | yes              | yes    |
 //! | `Serving`  | yes                     | yes              | yes    |
 //! | `Offering` | no (owned by `to`)      | yes, frozen      | no     |
@@ -46,10 +46,13 @@ pub enum Phase {
     /// Ours, data held, no migration pending: served.
     Serving(ShardStore),
     /// Ours since the current configuration; the data is still at group `from`, the
-    /// owner in the previous configuration. Not served until installed.
+    /// owner in the previous configuration, and arrives in chunks. Not served until
+    /// installed.
     Pulling {
         /// The previous owner, to pull from.
         from: GroupId,
+        /// The last key installed so far (`None`: no chunk yet).
+        received: Option<Vec<u8>>,
     },
     /// Installed from group `from` and served; `from` has yet to confirm it deleted its
     /// copy, so this group keeps sending it `DeleteShard`.
@@ -101,6 +104,12 @@ impl Phase {
         }
     }
 
+    /// True when the group may hold keys of the shard: every phase but `Absent` (a
+    /// pulling shard holds the chunks installed so far).
+    pub fn holds_keys(&self) -> bool {
+        !matches!(self, Phase::Absent)
+    }
+
     /// The data, only when served.
     pub fn served_store(&self) -> Option<&ShardStore> {
         match self {
@@ -126,13 +135,16 @@ impl Phase {
     /// Gained from group `from`: wait for its data.
     pub fn into_pulling(self, shard: ShardId, from: GroupId) -> Phase {
         self.expect(shard, "Absent", matches!(self, Phase::Absent));
-        Phase::Pulling { from }
+        Phase::Pulling {
+            from,
+            received: None,
+        }
     }
 
     /// The pulled data arrived (through the log): serve it, and acknowledge to `from`.
     pub fn into_acking(self, shard: ShardId, store: ShardStore) -> Phase {
         match self {
-            Phase::Pulling { from } => Phase::Acking { from, store },
+            Phase::Pulling { from, .. } => Phase::Acking { from, store },
             other => other.fail(shard, "Pulling"),
         }
     }

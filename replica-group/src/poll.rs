@@ -4,12 +4,13 @@
 //! ```text
 //!   every poll_ticks, on the leader:
 //!     stable, no master call ──► Call master: Query { num: current + 1 }
-//!     each Pulling shard     ──► Call prev owner: PullShard { current, shard }
+//!     each Pulling shard     ──► Call prev owner: PullShard { current, shard, after }
 //!     each Acking shard      ──► Call prev owner: DeleteShard { current, shard }
 //!
 //!   on_response(call_id, bytes):
 //!     config current + 1     ──► propose Entry::Config
-//!     ShardData (as asked)   ──► propose Entry::InstallShard
+//!     ShardData (as asked)   ──► propose Entry::InstallShard (one chunk; the next is
+//!                                asked after it applied)
 //!     Deleted (as asked)     ──► propose Entry::ShardAcked
 //!     anything else / None   ──► move the target's cursor; retry at the next poll
 //! ```
@@ -84,7 +85,12 @@ impl<S: LogStore> Server<S> {
     fn call_group(&mut self, purpose: Purpose) {
         let (shard, request) = match purpose {
             Purpose::Pull { config_num, shard } => {
-                (shard, MigrationRequest::PullShard { config_num, shard })
+                let request = MigrationRequest::PullShard {
+                    config_num,
+                    shard,
+                    after: self.received(shard).cloned(),
+                };
+                (shard, request)
             }
             Purpose::Ack { config_num, shard } => {
                 (shard, MigrationRequest::DeleteShard { config_num, shard })
@@ -136,6 +142,14 @@ impl<S: LogStore> Server<S> {
             self.call_failed(purpose.target(), None);
         }
         self.drive()
+    }
+
+    /// The last key of `shard` installed so far, while it is pulling.
+    fn received(&self, shard: ShardId) -> Option<&Vec<u8>> {
+        match self.state().phase(shard) {
+            Some(Phase::Pulling { received, .. }) => received.as_ref(),
+            _ => None,
+        }
     }
 
     /// The servers of `shard`'s owner in the previous configuration (whom its pulls and
@@ -210,14 +224,20 @@ impl<S: LogStore> Server<S> {
                 Ok(MigrationReply::ShardData {
                     config_num: got_num,
                     shard: got_shard,
+                    after,
                     kv,
+                    next,
                     sessions,
                 }),
-            ) if (got_num, got_shard) == (config_num, shard) => {
+            ) if (got_num, got_shard) == (config_num, shard)
+                && after.as_ref() == self.received(shard) =>
+            {
                 let entry = Entry::InstallShard {
                     config_num,
                     shard,
+                    after,
                     kv,
+                    next,
                     sessions,
                 };
                 self.propose_task(Task::Install(config_num, shard), entry);

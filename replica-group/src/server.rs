@@ -269,8 +269,12 @@ impl<S: LogStore> Server<S> {
         request: MigrationRequest,
     ) -> Result<(), ServerError> {
         match request {
-            MigrationRequest::PullShard { config_num, shard } => {
-                let answer = self.state().pull_answer(config_num, shard);
+            MigrationRequest::PullShard {
+                config_num,
+                shard,
+                after,
+            } => {
+                let answer = self.state().pull_answer(config_num, shard, after);
                 let answer = answer.map_err(|error| ServerError::State {
                     index: self.state().applied_index,
                     reason: error.to_string(),

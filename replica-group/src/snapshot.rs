@@ -203,9 +203,9 @@ impl GroupState {
     fn image(&self) -> Result<Image, DataError> {
         let mut data = Vec::with_capacity(self.shards.len());
         for (shard, phase) in self.shards().enumerate() {
-            let pairs = match phase.store() {
-                Some(_) => self.data.chunk(shard, None, usize::MAX)?.pairs,
-                None => Vec::new(),
+            let pairs = match phase.holds_keys() {
+                true => self.data.chunk(shard, None, usize::MAX)?.pairs,
+                false => Vec::new(),
             };
             data.push(ShardData(pairs.into_iter().collect()));
         }
@@ -253,7 +253,7 @@ fn check_image(image: &Image) -> Result<(), String> {
     }
     let stray = image.shards.iter().zip(&image.data);
     if let Some(shard) = stray.enumerate().find_map(|(shard, (phase, data))| {
-        (phase.store().is_none() && !data.0.is_empty()).then_some(shard)
+        (!phase.holds_keys() && !data.0.is_empty()).then_some(shard)
     }) {
         return Err(format!("shard {shard} has data but no phase holding it"));
     }
@@ -265,7 +265,7 @@ fn check_image(image: &Image) -> Result<(), String> {
         let ok = match phase {
             Phase::Absent => !owned,
             Phase::Serving(_) => owned,
-            Phase::Pulling { from } | Phase::Acking { from, .. } => {
+            Phase::Pulling { from, .. } | Phase::Acking { from, .. } => {
                 owned && prev.shards[shard] == *from
             }
             Phase::Offering { to, .. } => prev.shards[shard] == gid && config.shards[shard] == *to,

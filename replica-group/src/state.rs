@@ -26,6 +26,7 @@ use shardkv_proto::{Config, GroupId, ShardId};
 
 use crate::data::{Data, DataError};
 use crate::message::Entry;
+use crate::migration::Pulled;
 use crate::phase::Phase;
 use crate::sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
 use crate::Index;
@@ -114,10 +115,18 @@ impl GroupState {
             Entry::InstallShard {
                 config_num,
                 shard,
+                after,
                 kv,
+                next,
                 sessions,
             } => {
-                self.install(index, config_num, shard, kv, sessions)?;
+                let chunk = Pulled {
+                    after,
+                    kv,
+                    next,
+                    sessions,
+                };
+                self.install(index, config_num, shard, chunk)?;
                 Outcome::Internal
             }
             Entry::DeleteShard { config_num, shard } => {

@@ -74,7 +74,7 @@ fn shards_move_with_data_and_duplicates() {
     assert!(w
         .phases(B, 0)
         .iter()
-        .all(|p| matches!(p, Phase::Pulling { from: A })));
+        .all(|p| matches!(p, Phase::Pulling { from: A, .. })));
     assert_eq!(
         w.call_group(A, kv(7, 3, append(&k0, b"y"))),
         Err(KvError::WrongGroup)
@@ -275,10 +275,12 @@ fn refusals_before_the_log() {
     let out_of_range = MigrationRequest::PullShard {
         config_num: 1,
         shard: NSHARDS,
+        after: None,
     };
     let premature = MigrationRequest::PullShard {
         config_num: 2,
         shard: 0,
+        after: None,
     };
     w.server(A, follower)
         .on_migration_request(10, out_of_range)

@@ -25,7 +25,10 @@ fn migrating_state() -> GroupState {
     owners[9] = 100;
     d.apply(Entry::Config(config(2, owners)));
     assert!(matches!(*d.state.shard(1), Phase::Offering { .. }));
-    assert!(matches!(*d.state.shard(9), Phase::Pulling { from: 200 }));
+    assert!(matches!(
+        *d.state.shard(9),
+        Phase::Pulling { from: 200, .. }
+    ));
     d.state
 }
 

@@ -8,7 +8,7 @@ use replica_group::{
     Entry, GroupState, KvError, MigrationReply, Op, Outcome, Phase, Replicated, Reply, Request,
     Response,
 };
-use shardkv_proto::kv::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use shardkv_proto::kv::{MAX_KEY_BYTES, MAX_VALUE_BYTES, MIGRATION_CHUNK_BYTES};
 use shardkv_proto::{key_to_shard, Config, GroupId, ShardId};
 
 pub const NSHARDS: usize = 10;
@@ -258,21 +258,31 @@ fn shard_moves_with_its_duplicate_table() {
     owners[2] = 200;
     a.apply(Entry::Config(config(2, owners)));
     b.apply(Entry::Config(config(2, owners)));
-    assert_eq!(*b.state.shard(2), Phase::Pulling { from: 100 });
+    assert_eq!(
+        *b.state.shard(2),
+        Phase::Pulling {
+            from: 100,
+            received: None
+        }
+    );
     assert_eq!(b.kv(9, 1, append(&k, b"x")), Err(KvError::WrongGroup));
-    let Ok(MigrationReply::ShardData { kv, sessions, .. }) =
-        a.state.pull_answer(2, 2).expect("reads")
+    let Ok(MigrationReply::ShardData {
+        kv, next, sessions, ..
+    }) = a.state.pull_answer(2, 2, None).expect("reads")
     else {
         panic!("old owner does not offer the shard");
     };
     assert_eq!(
-        b.state.pull_answer(2, 2).expect("reads"),
+        b.state.pull_answer(2, 2, None).expect("reads"),
         Ok(MigrationReply::NotReady { current: 2 })
     );
+    assert_eq!(next, None, "one chunk");
     b.apply(Entry::InstallShard {
         config_num: 2,
         shard: 2,
+        after: None,
         kv,
+        next,
         sessions,
     });
     assert!(matches!(*b.state.shard(2), Phase::Acking { from: 100, .. }));
@@ -349,4 +359,80 @@ fn a_state_resumes_from_its_checkpoint() {
         state.read(&k),
         Ok(Ok(Reply::Value(Some(b"xxxxx".to_vec()))))
     );
+}
+
+/// A shard larger than a chunk moves in chunks of at most `MIGRATION_CHUNK_BYTES` (plus
+/// one pair), each installed after the last key the new owner holds; a repeated chunk is
+/// ignored, the shard is served only after the last one, and every key arrives.
+#[test]
+fn a_large_shard_moves_in_chunks() {
+    let mut a = owner_of_all(10_000);
+    let mut b = Driver::new(200, 10_000);
+    let mut owners = [100; NSHARDS];
+    b.apply(Entry::Config(config(1, owners)));
+    let keys: Vec<Vec<u8>> = (0..20_000u32)
+        .map(|i| i.to_be_bytes().to_vec())
+        .filter(|key| key_to_shard(key, NSHARDS) == 2)
+        .take(300)
+        .collect();
+    let value = vec![b'v'; 8 << 10];
+    for (seq, key) in (1..).zip(&keys) {
+        assert_eq!(a.kv(5, seq, put(key, &value)), Ok(Reply::Done));
+    }
+    owners[2] = 200;
+    a.apply(Entry::Config(config(2, owners)));
+    b.apply(Entry::Config(config(2, owners)));
+
+    let mut after = None;
+    let mut chunks = 0;
+    loop {
+        let answer = a.state.pull_answer(2, 2, after.clone()).expect("reads");
+        let Ok(MigrationReply::ShardData {
+            kv, next, sessions, ..
+        }) = answer
+        else {
+            panic!("old owner does not offer the shard: {answer:?}");
+        };
+        let bytes: usize = kv.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(
+            bytes <= MIGRATION_CHUNK_BYTES + (8 << 10) + 4,
+            "a chunk of {bytes} bytes"
+        );
+        assert_eq!(
+            sessions.is_empty(),
+            next.is_some(),
+            "sessions with the last chunk"
+        );
+        let entry = Entry::InstallShard {
+            config_num: 2,
+            shard: 2,
+            after: after.clone(),
+            kv,
+            next: next.clone(),
+            sessions,
+        };
+        b.apply(entry.clone());
+        chunks += 1;
+        if next.is_none() {
+            break;
+        }
+        assert!(
+            matches!(*b.state.shard(2), Phase::Pulling { .. }),
+            "not served yet"
+        );
+        assert_eq!(b.kv(5, 1, append(&keys[0], b"x")), Err(KvError::WrongGroup));
+        b.apply(entry);
+        after = next;
+    }
+    assert!(chunks >= 3, "{chunks} chunks");
+    assert!(matches!(*b.state.shard(2), Phase::Acking { from: 100, .. }));
+    for key in &keys {
+        assert_eq!(b.get(key).as_deref(), Some(&value[..]), "key {key:?}");
+    }
+    assert_eq!(
+        b.kv(5, 300, put(&keys[0], b"y")),
+        Ok(Reply::Done),
+        "a retry, not applied"
+    );
+    assert_eq!(b.get(&keys[0]).as_deref(), Some(&value[..]));
 }
