@@ -7,6 +7,9 @@
 //!     each Pulling shard     ──► Call prev owner: PullShard { current, shard, after }
 //!     each Acking shard      ──► Call prev owner: DeleteShard { current, shard }
 //!
+//!   after each Ready, on the leader:
+//!     a Pulling shard's chunk applied since last asked ──► PullShard for the next one
+//!
 //!   on_response(call_id, bytes):
 //!     config current + 1     ──► propose Entry::Config
 //!     ShardData (as asked)   ──► propose Entry::InstallShard (one chunk; the next is
@@ -66,6 +69,36 @@ impl<S: LogStore> Server<S> {
             };
             self.call_group(purpose);
         }
+    }
+
+    /// On the leader, after a Ready: asks at once for the next chunk of every pulling
+    /// shard whose last chunk has applied since it was last asked, so a large shard moves
+    /// at one round trip and one log entry per chunk rather than one per poll interval.
+    /// A failed call falls back to the poll.
+    pub(crate) fn ask_next_chunks(&mut self) {
+        if !self.replica().is_leader() {
+            return;
+        }
+        let current = self.state().config().num;
+        for shard in 0..self.state().nshards() {
+            let Some(received) = self.received(shard) else {
+                continue;
+            };
+            if self.chunk_asked.get(&shard) == Some(received)
+                || self.calls.busy(Target::Shard(shard))
+            {
+                continue;
+            }
+            let received = received.clone();
+            self.chunk_asked.insert(shard, received);
+            self.call_group(Purpose::Pull {
+                config_num: current,
+                shard,
+            });
+        }
+        let state = self.host.state();
+        self.chunk_asked
+            .retain(|&shard, _| matches!(state.phase(shard), Some(Phase::Pulling { .. })));
     }
 
     fn call_master(&mut self, num: ConfigNum) {

@@ -30,6 +30,8 @@
 //! [`StateMachine`] ([`Machine`]) and its own events. The host snapshots when the log
 //! passed its threshold, and at once after a `DeleteShard` applied.
 
+use std::collections::BTreeMap;
+
 use shardkv_proto::kv::{KvError, MigrationRequest, MigrationResponse, Op, Request, Response};
 use shardkv_proto::{ConfigNum, NodeId, ShardId};
 use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
@@ -138,6 +140,9 @@ pub struct Server<S: LogStore> {
     pub(crate) ticks: u64,
     /// Gets answered by ReadIndex (`reads.rs`).
     pub(crate) reads: Reads,
+    /// Per pulling shard, the last key installed when its next chunk was last asked for
+    /// at once (`poll.rs`): one such call per chunk applied, the rest at poll time.
+    pub(crate) chunk_asked: BTreeMap<ShardId, Vec<u8>>,
 }
 
 impl<S: LogStore> Service for Server<S> {
@@ -166,6 +171,7 @@ impl<S: LogStore> Service for Server<S> {
         if !self.replica().is_leader() {
             self.calls.clear();
         }
+        self.ask_next_chunks();
         Ok(())
     }
 
@@ -228,6 +234,7 @@ impl<S: LogStore> Server<S> {
             calls: Calls::default(),
             ticks: 0,
             reads: Reads::default(),
+            chunk_asked: BTreeMap::new(),
         })
     }
 

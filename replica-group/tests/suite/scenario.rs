@@ -457,3 +457,39 @@ fn a_batch_shares_one_sync() {
     }
     assert_eq!(w.get(A, &key_in(0)), Some(b"xxxx".to_vec()));
 }
+
+/// A shard of 4 MiB moves from A to B in chunks, each asked for as soon as the one
+/// before it applied: the move takes fewer ticks than one poll interval per chunk, and
+/// every value arrives.
+#[test]
+fn a_large_shard_moves_chunk_after_chunk() {
+    let mut w = start(None);
+    let keys: Vec<Vec<u8>> = (0..100_000u32)
+        .map(|i| [key_in(0), i.to_be_bytes().to_vec()].concat())
+        .filter(|key| shardkv_proto::key_to_shard(key, NSHARDS) == 0)
+        .take(128)
+        .collect();
+    let value = vec![b'v'; 32 << 10];
+    for (seq, key) in (1..).zip(&keys) {
+        assert_eq!(
+            w.call_group(A, kv(3, seq, put(key, &value))),
+            Ok(Reply::Done)
+        );
+    }
+    w.published = 2;
+    let mut ticks = 0;
+    while !(w.settled_at(A, 2) && w.settled_at(B, 2)) {
+        w.tick_all();
+        ticks += 1;
+        assert!(ticks < 2_000, "the move never ends");
+    }
+    let chunks = keys.len() * value.len() / shardkv_proto::kv::MIGRATION_CHUNK_BYTES;
+    let poll_ticks = replica_group::GroupOptions::new(B, NSHARDS, vec![]).poll_ticks;
+    assert!(
+        ticks < chunks as u64 * poll_ticks,
+        "{ticks} ticks for {chunks} chunks at one poll of {poll_ticks} ticks each"
+    );
+    for key in &keys {
+        assert_eq!(w.get(B, key).as_deref(), Some(&value[..]));
+    }
+}
