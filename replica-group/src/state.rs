@@ -291,9 +291,4 @@ impl GroupState {
         }
         Ok(bytes)
     }
-
-    /// The data under the state.
-    pub fn data(&self) -> &Data {
-        &self.data
-    }
 }

@@ -265,13 +265,6 @@ impl Data {
         Ok(())
     }
 
-    /// Removes `client`'s session in `shard`.
-    pub fn delete_session(&mut self, shard: ShardId, client: ClientId) -> Result<(), DataError> {
-        self.held()
-            .delete(Keyed::Sessions, session_key(shard, client));
-        Ok(())
-    }
-
     /// Every session of `shard`, by client.
     pub fn sessions(&self, shard: ShardId) -> Result<Vec<(ClientId, Vec<u8>)>, DataError> {
         let hidden = self.pending.hides(shard);
@@ -353,7 +346,6 @@ impl Data {
         self.flush()?;
         Ok(Checkpoint {
             db: Arc::clone(&self.db),
-            applied: self.applied,
         })
     }
 
@@ -375,24 +367,18 @@ impl Data {
 /// A durable commit of a [`Data`]; see the module docs.
 pub struct Checkpoint {
     db: Arc<Database>,
-    applied: Index,
 }
 
 impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Checkpoint(at least {})", self.applied)
+        f.write_str("Checkpoint")
     }
 }
 
 impl Checkpoint {
-    /// The applied index of the last commit when the checkpoint was taken: once it runs,
-    /// the data is durable through at least this index.
-    pub fn applied(&self) -> Index {
-        self.applied
-    }
-
     /// Makes the commits durable (waiting for a write in progress to commit); returns
-    /// the applied index now durable (at least [`Checkpoint::applied`]).
+    /// the applied index now durable (at least that of the last commit before
+    /// [`Data::checkpoint`]).
     pub fn run(self) -> Result<Index, DataError> {
         let mut txn = self
             .db
