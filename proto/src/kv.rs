@@ -281,6 +281,27 @@ pub enum MigrationRequest {
         /// The shard.
         shard: ShardId,
     },
+    /// "I am a replica of your group whose log is behind your compacted log: give me
+    /// the state, at index `index` or later."
+    ///
+    /// A follower's catch-up (see `docs/architecture.md`). The first call (`view: None`)
+    /// opens a read view of the answering replica's data at its applied index (at least
+    /// `index`) and is answered with [`MigrationReply::StateMeta`]; each later call asks
+    /// for the next chunk of that view, named by its applied index, after key `after`,
+    /// and is answered with [`MigrationReply::StateChunk`]. The state at an applied index
+    /// is the same on every replica, so a view is named by that index alone. A replica
+    /// that applied less than `index`, or holds no view at `view`, answers
+    /// [`MigrationReply::StateUnavailable`].
+    PullState {
+        /// The lowest applied index whose state the asker can use (its leader's snapshot).
+        index: u64,
+        /// The applied index of the view the chunks come from, once the first call
+        /// opened it.
+        view: Option<u64>,
+        /// The last key (as stored: shard prefix included) already received; `None` for
+        /// the first chunk.
+        after: Option<Vec<u8>>,
+    },
 }
 
 /// A successful answer to a [`MigrationRequest`].
@@ -319,6 +340,36 @@ pub enum MigrationReply {
         config_num: ConfigNum,
         /// The shard (as asked).
         shard: ShardId,
+    },
+    /// The answer to a PullState without a view: the view opened, named by the applied
+    /// index it stands at, and the group's metadata there (configurations, phases,
+    /// duplicate tables: everything but the keys).
+    StateMeta {
+        /// The applied index the view stands at.
+        view: u64,
+        /// The group's metadata at `view`, as the group encodes it.
+        #[serde(with = "serde_bytes")]
+        meta: Vec<u8>,
+    },
+    /// The answer to a PullState with a view: the next stored pairs after `after`, in
+    /// key order, at most the group's chunk size (at least one pair when any is left).
+    StateChunk {
+        /// The view (as asked).
+        view: u64,
+        /// The last key already received (as asked).
+        after: Option<Vec<u8>>,
+        /// Stored keys (shard prefix included) and values.
+        #[serde(with = "crate::bytes_map")]
+        pairs: BTreeMap<Vec<u8>, Vec<u8>>,
+        /// True when this is the view's last chunk.
+        last: bool,
+    },
+    /// The answer to a PullState this replica cannot serve: it has applied only
+    /// `applied` (less than asked), or the view is gone (expired, evicted, or the
+    /// replica restarted). The asker starts over, here or elsewhere.
+    StateUnavailable {
+        /// The answering replica's applied index.
+        applied: u64,
     },
 }
 

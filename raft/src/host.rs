@@ -27,7 +27,7 @@
 
 use crate::{
     decode_command, EarlySink, Error, Fate, Index, LogStore, NodeId, Pending, Replica,
-    ReplicaConfig, ServerError, SnapshotData, SnapshotError, Step, SyncSink,
+    ReplicaConfig, ServerError, SnapshotData, SnapshotError, SnapshotOffer, Step, SyncSink,
 };
 
 /// A state replicated by a log: it moves only by applying (or skipping) the log's
@@ -186,11 +186,38 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
         self.replica.into_store()
     }
 
+    /// Consumes the host, returning its log store and its state (to simulate a restart
+    /// of a state that keeps its own storage).
+    pub fn into_parts(self) -> (S, M::State) {
+        (self.replica.into_store(), self.state)
+    }
+
     /// Feeds a raft message from a peer; bytes that do not decode are logged and dropped.
     pub fn step(&mut self, bytes: &[u8]) {
-        if let Err(error) = self.replica.step(bytes) {
-            tracing::warn!(node = self.id(), %error, "dropped peer message");
+        self.step_unless(bytes, |_| false);
+    }
+
+    /// Like [`Host::step`], except that a leader's snapshot for which `hold` answers true
+    /// is returned instead of stepped (see [`Replica::step_unless`]).
+    pub fn step_unless(
+        &mut self,
+        bytes: &[u8],
+        hold: impl FnOnce(&SnapshotOffer) -> bool,
+    ) -> Option<SnapshotOffer> {
+        match self.replica.step_unless(bytes, hold) {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(node = self.id(), %error, "dropped peer message");
+                None
+            }
         }
+    }
+
+    /// The replicated state, for a state that moves ahead by data it fetched from
+    /// another replica rather than by the log (a follower's catch-up): it may only move
+    /// to a point the group committed. Entries it then holds already are skipped.
+    pub fn state_mut(&mut self) -> &mut M::State {
+        &mut self.state
     }
 
     /// Proposes `data` for `waiter`; a refusal (not the leader, busy) fails the waiter at
@@ -256,17 +283,13 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
                 index: applied,
                 reason,
             })?;
-            let encode = |index| {
-                assert!(
-                    index >= applied,
-                    "state machine at {applied} ahead of the log at {index}"
-                );
-                SnapshotData::encode_later(encoder)
-            };
+            // At the state's applied index, which lags raft's by the empty entries of new
+            // leaders: the snapshot stands for exactly what the state holds.
+            let encode = |_| SnapshotData::encode_later(encoder);
             if must_snapshot {
-                self.replica.snapshot_now(encode)?;
+                self.replica.snapshot_now_at(applied, encode)?;
             } else {
-                self.replica.maybe_snapshot(encode)?;
+                self.replica.maybe_snapshot_at(applied, encode)?;
             }
         }
         Ok(settled.reads)

@@ -107,7 +107,7 @@ pub use logger::{discard_logger, tracing_logger};
 pub use membership::Membership;
 pub use output::{Applied, Output};
 pub use pending::{Fate, Pending, Proposal, Settled, Step};
-pub use replica::{EarlySink, Replica, SyncSink};
+pub use replica::{EarlySink, Replica, SnapshotOffer, SyncSink};
 pub use store::Store;
 pub use wal::{Background, WalBackend, SEGMENT_BYTES};
 

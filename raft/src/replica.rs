@@ -13,7 +13,7 @@
 //! (`Config.applied`) that the snapshot index is applied, so nothing before it replays.
 
 use protobuf::Message as _;
-use raft::eraftpb::{Message, Snapshot};
+use raft::eraftpb::{Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 
 use crate::election::{ElectionSpread, Tick};
@@ -71,6 +71,20 @@ impl SyncProgress {
     pub(crate) fn outstanding(&self) -> bool {
         self.asked > self.done
     }
+}
+
+/// A leader's snapshot message, as [`Replica::step_unless`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotOffer {
+    /// The leader that sent it.
+    pub from: NodeId,
+    /// The log index the snapshot stands for.
+    pub index: Index,
+    /// The term of that index.
+    pub term: Term,
+    /// True when this replica's log holds that entry already ([`Replica::has_entry`]):
+    /// raft-rs then fast-forwards instead of installing the snapshot.
+    pub in_log: bool,
 }
 
 /// A driver's way to send a raft message at once: `(to, encoded message)`.
@@ -210,8 +224,32 @@ impl<S: LogStore> Replica<S> {
     /// raft-rs also refuses responses from nodes outside the configuration; drivers may
     /// log and ignore step errors.
     pub fn step(&mut self, message: &[u8]) -> Result<(), Error> {
+        self.step_unless(message, |_| false).map(drop)
+    }
+
+    /// Like [`Replica::step`], except that a snapshot from the leader for which `hold`
+    /// answers true is not stepped but returned: a state machine that must fetch the
+    /// state the snapshot stands for (its bytes are only a marker) steps it once it has
+    /// (see `replica_group`'s catch-up).
+    pub fn step_unless(
+        &mut self,
+        message: &[u8],
+        hold: impl FnOnce(&SnapshotOffer) -> bool,
+    ) -> Result<Option<SnapshotOffer>, Error> {
         let message =
             Message::parse_from_bytes(message).map_err(|error| Error::Decode(error.to_string()))?;
+        if message.get_msg_type() == MessageType::MsgSnapshot && message.to == self.id() {
+            let meta = message.get_snapshot().get_metadata();
+            let offer = SnapshotOffer {
+                from: message.from,
+                index: meta.index,
+                term: meta.term,
+                in_log: self.has_entry(meta.index, meta.term),
+            };
+            if hold(&offer) {
+                return Ok(Some(offer));
+            }
+        }
         if message.to != self.id() {
             return Err(Error::Decode(format!(
                 "message for node {} delivered to node {}",
@@ -223,7 +261,13 @@ impl<S: LogStore> Replica<S> {
             return Err(Error::Decode("message from node 0".into()));
         }
         self.raw.step(message)?;
-        Ok(())
+        Ok(None)
+    }
+
+    /// True when this replica's log holds entry `index` of `term` (so a snapshot through
+    /// it needs no state from elsewhere: raft-rs fast-forwards to it).
+    pub fn has_entry(&self, index: Index, term: Term) -> bool {
+        self.raw.raft.raft_log.match_term(index, term)
     }
 
     /// Proposes `data` (non-empty) as a command. Ok means appended to this leader's log;

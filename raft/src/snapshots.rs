@@ -41,10 +41,22 @@ impl<S: LogStore> Replica<S> {
         &mut self,
         encode: impl FnOnce(Index) -> D,
     ) -> Result<Option<Index>, Error> {
+        self.maybe_snapshot_at(self.applied_index(), encode)
+    }
+
+    /// [`Replica::maybe_snapshot`] at `index` (at most the applied index) rather than
+    /// the applied index: for a state machine that knows the last index its state holds,
+    /// which lags raft's applied index by the empty entries a new leader appends (they
+    /// never reach it).
+    pub fn maybe_snapshot_at<D: Into<SnapshotData>>(
+        &mut self,
+        index: Index,
+        encode: impl FnOnce(Index) -> D,
+    ) -> Result<Option<Index>, Error> {
         if !self.should_snapshot() || self.raw.store().compaction_pending() {
             return Ok(None);
         }
-        let taken = self.snapshot_applied(encode)?;
+        let taken = self.snapshot_applied(index, encode)?;
         // The offset from the other replicas is set; the period stays the threshold's.
         self.stagger_next &= taken.is_none();
         Ok(taken)
@@ -60,10 +72,19 @@ impl<S: LogStore> Replica<S> {
         &mut self,
         encode: impl FnOnce(Index) -> D,
     ) -> Result<Option<Index>, Error> {
+        self.snapshot_now_at(self.applied_index(), encode)
+    }
+
+    /// [`Replica::snapshot_now`] at `index` (see [`Replica::maybe_snapshot_at`]).
+    pub fn snapshot_now_at<D: Into<SnapshotData>>(
+        &mut self,
+        index: Index,
+        encode: impl FnOnce(Index) -> D,
+    ) -> Result<Option<Index>, Error> {
         if self.config.snapshot_bytes_threshold.is_none() {
             return Ok(None);
         }
-        let taken = self.snapshot_applied(encode)?;
+        let taken = self.snapshot_applied(index, encode)?;
         // Every replica applies the same entry, so this snapshot lines them up again.
         self.stagger_next |= taken.is_some();
         Ok(taken)
@@ -82,9 +103,9 @@ impl<S: LogStore> Replica<S> {
 
     fn snapshot_applied<D: Into<SnapshotData>>(
         &mut self,
+        index: Index,
         encode: impl FnOnce(Index) -> D,
     ) -> Result<Option<Index>, Error> {
-        let index = self.applied_index();
         if index < self.raw.store().first_index()? {
             return Ok(None);
         }

@@ -1,5 +1,5 @@
 //! Benchmarks of the replica group's state machine: [`GroupState::apply`] of client
-//! entries, and snapshot encoding and decoding.
+//! entries, and reading the whole state out for a follower's catch-up.
 //!
 //! - `apply/{get,put,append,delete}`: one committed `Entry::Kv` applied, and committed to
 //!   the group's data (in memory, as one Ready's applies are), to a group that
@@ -10,10 +10,9 @@
 //!   restore every value with untimed Puts, so every op sees the same state shape. With
 //!   the lab's 10 shards and the default 256 (every apply scans each shard for expired
 //!   sessions, so the shard count matters).
-//! - `snapshot/{encode,restore}`: the whole state of a group serving the default 256 shards
-//!   and holding 10,000 or 100,000 such keys, read out of its data and encoded, and
-//!   restored into another group's data; throughput in snapshot bytes. Dropping the
-//!   result is not timed.
+//! - `catch_up/copy`: the whole state of a group serving the default 256 shards and
+//!   holding 10,000 or 100,000 such keys, read from one view in 1 MiB chunks and staged
+//!   into another replica's data, then switched to; throughput in stored bytes.
 //!
 //! Run with `cargo bench -p replica-group --bench state_machine`.
 
@@ -29,6 +28,7 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use replica_group::data::Data;
 use replica_group::{Entry, GroupState, Op, Outcome, Phase, Replicated, Request};
+use shardkv_proto::kv::MIGRATION_CHUNK_BYTES;
 use shardkv_proto::{Config, GroupId, DEFAULT_NSHARDS, LAB_NSHARDS};
 
 /// The benchmarked group.
@@ -39,7 +39,7 @@ const KEY_BYTES: usize = 8;
 const VALUE_BYTES: usize = 256;
 /// The key space of the apply benchmarks.
 const APPLY_KEYS: usize = 10_000;
-/// The key counts of the snapshot benchmarks.
+/// The key counts of the catch-up benchmarks.
 const SNAPSHOT_KEYS: [usize; 2] = [10_000, 100_000];
 /// Clients taking turns to send requests.
 const CLIENTS: u64 = 64;
@@ -250,38 +250,42 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
-fn snapshot(c: &mut Criterion) {
-    let mut group = c.benchmark_group("snapshot");
+fn catch_up(c: &mut Criterion) {
+    let mut group = c.benchmark_group("catch_up");
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     for keys in SNAPSHOT_KEYS {
-        let state = Fixture::new(DEFAULT_NSHARDS, keys).state;
-        let bytes = state.encode_snapshot().expect("the data reads");
-        let index = state.applied_index();
-        let mut other =
-            GroupState::new(GID, DEFAULT_NSHARDS, Data::in_memory()).expect("a new state");
-        other.restore(&bytes, index).expect("snapshot restores");
-        assert_eq!(
-            other.encode_snapshot().expect("the data reads"),
-            bytes,
-            "snapshot round-trips"
-        );
-        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        let mut state = Fixture::new(DEFAULT_NSHARDS, keys).state;
+        let bytes = state.stored_bytes().expect("the data reads");
+        let mut other = Data::in_memory();
+        group.throughput(Throughput::Bytes(bytes));
         let param = format!("keys={keys}");
-        group.bench_function(BenchmarkId::new("encode", &param), |b| {
-            b.iter_with_large_drop(|| black_box(&state).encode_snapshot().expect("the data reads"))
-        });
-        group.bench_function(BenchmarkId::new("restore", &param), |b| {
+        group.bench_function(BenchmarkId::new("copy", &param), |b| {
             b.iter(|| {
+                let (view, meta) = state.view().expect("a view");
+                other.stage_begin().expect("stages");
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let chunk = view
+                        .stored_chunk(after.as_deref(), MIGRATION_CHUNK_BYTES)
+                        .expect("reads");
+                    other.stage(&chunk.pairs).expect("stages");
+                    match chunk.next {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+                let applied = view.applied_index();
                 other
-                    .restore(black_box(&bytes), index)
-                    .expect("snapshot restores");
-                other.commit().expect("the data commits");
+                    .stage_finish(&[("group", &meta)], applied)
+                    .expect("switches");
+                black_box(other.applied_index())
             })
         });
+        assert_eq!(other.stored_bytes().expect("reads"), bytes, "copied whole");
     }
     group.finish();
 }
 
-criterion_group!(benches, apply, snapshot);
+criterion_group!(benches, apply, catch_up);
 criterion_main!(benches);

@@ -7,10 +7,11 @@
 //! - pull each `Pulling` shard from its previous owner (at most one call per shard);
 //! - tell each `Acking` shard's previous owner to delete it (at most one call per shard).
 //!
-//! So at most `1 + nshards` calls are in flight. A call is forgotten when its answer
-//! arrives, when it is older than the call timeout (a driver that never answers only
-//! delays the work), or when this replica stops leading (a new leader starts over; the
-//! log makes repeated work harmless). Which server of a group (or which master) is asked
+//! So at most `1 + nshards` calls are in flight, plus, on a follower behind the compacted
+//! log, one catch-up call to a replica of its own group (`catch_up.rs`). A call is
+//! forgotten when its answer arrives, when it is older than the call timeout (a driver
+//! that never answers only delays the work), or, for a leader's call, when this replica
+//! stops leading (a new leader starts over; the log makes repeated work harmless). Which server of a group (or which master) is asked
 //! next is a cursor per target that moves on after every failure, and jumps to the
 //! leader a `WrongLeader { hint }` names (`NodeId` `i + 1` is address `i`), by the same
 //! rule as the client library ([`shardkv_proto::leader::next_server`]): a hint of 0,
@@ -45,6 +46,8 @@ pub enum Purpose {
         /// The shard.
         shard: ShardId,
     },
+    /// A `PullState` to a replica of this group (a follower's catch-up).
+    CatchUp,
 }
 
 /// Which server of a target to ask next.
@@ -54,6 +57,8 @@ pub enum Target {
     Master,
     /// The previous owner of a shard (pulls and acks go to the same group).
     Shard(ShardId),
+    /// This group's replicas.
+    Peers,
 }
 
 impl Purpose {
@@ -62,6 +67,7 @@ impl Purpose {
         match self {
             Purpose::Master { .. } => Target::Master,
             Purpose::Pull { shard, .. } | Purpose::Ack { shard, .. } => Target::Shard(*shard),
+            Purpose::CatchUp => Target::Peers,
         }
     }
 }
@@ -105,9 +111,10 @@ impl Calls {
         self.in_flight.retain(|_, (_, deadline)| *deadline > now);
     }
 
-    /// Forgets every call (leadership lost).
-    pub fn clear(&mut self) {
-        self.in_flight.clear();
+    /// Forgets every call a leader makes (leadership lost); a catch-up's call stays.
+    pub fn clear_leader_calls(&mut self) {
+        self.in_flight
+            .retain(|_, (purpose, _)| *purpose == Purpose::CatchUp);
     }
 
     /// The position of the next server of `target` to ask, among `len` servers.

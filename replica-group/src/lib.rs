@@ -110,6 +110,7 @@
 #![warn(missing_docs)]
 
 pub mod calls;
+mod catch_up;
 pub mod data;
 pub mod effect;
 pub mod message;

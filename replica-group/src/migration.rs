@@ -15,9 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use shardkv_proto::kv::{
-    DupEntry, KvError, MigrationReply, MigrationResponse, MIGRATION_CHUNK_BYTES,
-};
+use shardkv_proto::kv::{DupEntry, KvError, MigrationReply, MigrationResponse};
 use shardkv_proto::{ClientId, Config, ConfigNum, ShardId, NO_GROUP};
 
 use crate::data::DataError;
@@ -246,21 +244,21 @@ impl GroupState {
         self.set_phase(shard, phase.into_serving(shard));
     }
 
-    /// The answer to `PullShard { config_num, shard }` from the applied state: the data
-    /// when the shard is offered for exactly that configuration, `NotReady` otherwise.
+    /// The answer to `PullShard { config_num, shard }` from the applied state: the next
+    /// chunk (at most `chunk_bytes`, one pair more alone) when the shard is offered for
+    /// exactly that configuration, `NotReady` otherwise.
     pub fn pull_answer(
         &self,
         config_num: ConfigNum,
         shard: ShardId,
         after: Option<Vec<u8>>,
+        chunk_bytes: usize,
     ) -> Result<MigrationResponse, DataError> {
         let current = self.config.num;
         Ok(match self.phase(shard) {
             None => Err(self.out_of_range(shard)),
             Some(Phase::Offering { store, .. }) if current == config_num => {
-                let chunk = self
-                    .data
-                    .chunk(shard, after.as_deref(), MIGRATION_CHUNK_BYTES)?;
+                let chunk = self.data.chunk(shard, after.as_deref(), chunk_bytes)?;
                 let sessions = match chunk.next {
                     None => store.sessions.export(),
                     Some(_) => BTreeMap::new(),

@@ -4,7 +4,10 @@
 //! Every replica of a group must use the same options: the session timeout is part of the
 //! replicated state machine's semantics, and the shard count fixes key routing.
 
-use shardkv_proto::GroupId;
+use std::collections::BTreeMap;
+
+use shardkv_proto::kv::MIGRATION_CHUNK_BYTES;
+use shardkv_proto::{GroupId, NodeId};
 
 use crate::sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
 
@@ -17,6 +20,13 @@ pub struct GroupOptions {
     pub nshards: usize,
     /// The shard masters' addresses (`NodeId` `i + 1` is `masters[i]`).
     pub masters: Vec<String>,
+    /// This group's replicas' addresses by raft id, where a follower that fell behind
+    /// the compacted log copies the state from (`catch_up.rs`). Empty: such a follower
+    /// waits for the log instead (it may wait forever).
+    pub peers: BTreeMap<NodeId, String>,
+    /// The most bytes of keys and values one answer of a shard move or a catch-up
+    /// carries (one pair may be larger alone; default [`MIGRATION_CHUNK_BYTES`]).
+    pub chunk_bytes: usize,
     /// Sessions expire after this many log entries of silence, checked every 1/16 of
     /// it (so up to 1/16 late; default
     /// [`DEFAULT_SESSION_TIMEOUT_ENTRIES`]).
@@ -35,6 +45,8 @@ impl GroupOptions {
             gid,
             nshards,
             masters,
+            peers: BTreeMap::new(),
+            chunk_bytes: MIGRATION_CHUNK_BYTES,
             session_timeout_entries: DEFAULT_SESSION_TIMEOUT_ENTRIES,
             poll_ticks: 5,
             call_timeout_ticks: 20,

@@ -44,7 +44,6 @@ impl<S: LogStore> Server<S> {
         if !self.replica().is_leader() {
             return;
         }
-        self.calls.expire(self.ticks);
         if !self.ticks.is_multiple_of(self.options.poll_ticks) {
             return;
         }
@@ -128,7 +127,9 @@ impl<S: LogStore> Server<S> {
             Purpose::Ack { config_num, shard } => {
                 (shard, MigrationRequest::DeleteShard { config_num, shard })
             }
-            Purpose::Master { .. } => unreachable!("masters are called by call_master"),
+            Purpose::Master { .. } | Purpose::CatchUp => {
+                unreachable!("masters and peers are called elsewhere")
+            }
         };
         let Some(servers) = self.previous_owner(shard) else {
             let from = self.state().prev_config().shards[shard];
@@ -147,7 +148,7 @@ impl<S: LogStore> Server<S> {
         self.start_call(purpose, to, bytes);
     }
 
-    fn start_call(&mut self, purpose: Purpose, to: String, bytes: Vec<u8>) {
+    pub(crate) fn start_call(&mut self, purpose: Purpose, to: String, bytes: Vec<u8>) {
         let timeout = self.options.call_timeout_ticks;
         let call_id = self.calls.start(purpose, self.ticks, timeout);
         tracing::debug!(gid = self.options.gid, call_id, ?purpose, to, "call");
@@ -166,6 +167,10 @@ impl<S: LogStore> Server<S> {
         let Some(purpose) = self.calls.finish(call_id) else {
             return Ok(());
         };
+        if purpose == Purpose::CatchUp {
+            self.on_state_reply(reply)?;
+            return self.drive();
+        }
         let done = match (purpose, reply) {
             (_, None) => false,
             (Purpose::Master { num }, Some(bytes)) => self.on_master_reply(num, &bytes),
@@ -198,6 +203,7 @@ impl<S: LogStore> Server<S> {
         let len = match target {
             Target::Master => self.options.masters.len(),
             Target::Shard(shard) => self.previous_owner(shard).map_or(0, <[String]>::len),
+            Target::Peers => self.options.peers.len(),
         };
         self.calls.failed(target, len, hint);
     }

@@ -37,6 +37,7 @@ use shardkv_proto::{ConfigNum, NodeId, ShardId};
 use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
 use crate::calls::Calls;
+use crate::catch_up::{CatchUp, Views};
 use crate::data::Data;
 use crate::effect::{Effect, RequestId};
 use crate::message::{encode_entry, Entry};
@@ -84,7 +85,7 @@ impl Machine {
         self.push(Effect::Reply { req_id, response });
     }
 
-    fn answer_group(&mut self, req_id: RequestId, response: MigrationResponse) {
+    pub(crate) fn answer_group(&mut self, req_id: RequestId, response: MigrationResponse) {
         self.push(Effect::MigrationReply { req_id, response });
     }
 }
@@ -143,6 +144,10 @@ pub struct Server<S: LogStore> {
     /// Per pulling shard, the last key installed when its next chunk was last asked for
     /// at once (`poll.rs`): one such call per chunk applied, the rest at poll time.
     pub(crate) chunk_asked: BTreeMap<ShardId, Vec<u8>>,
+    /// This replica's copy of another's state, while it is behind the compacted log.
+    pub(crate) catch_up: Option<CatchUp>,
+    /// The views other replicas' catch-ups copy from.
+    pub(crate) views: Views,
 }
 
 impl<S: LogStore> Service for Server<S> {
@@ -169,19 +174,30 @@ impl<S: LogStore> Service for Server<S> {
         let confirmed = self.host.run_ready()?;
         self.settle_reads(confirmed)?;
         if !self.replica().is_leader() {
-            self.calls.clear();
+            self.calls.clear_leader_calls();
         }
         self.ask_next_chunks();
         Ok(())
     }
 
-    /// One tick of logical time: Raft timers, then the leader's outgoing calls.
+    /// A raft message from a peer; a leader's snapshot may start a catch-up
+    /// (`catch_up.rs`).
+    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+        self.step_peer_message(bytes)?;
+        self.drive()
+    }
+
+    /// One tick of logical time: Raft timers, then the leader's outgoing calls, and a
+    /// catch-up's call when one is due.
     fn on_tick(&mut self) -> Result<(), ServerError> {
         self.host.replica_mut().tick();
         self.ticks += 1;
         self.expire_reads();
+        self.calls.expire(self.ticks);
+        self.expire_views();
         self.drive()?;
         self.maybe_call();
+        self.ask_state();
         self.drive()
     }
 }
@@ -235,6 +251,8 @@ impl<S: LogStore> Server<S> {
             ticks: 0,
             reads: Reads::default(),
             chunk_asked: BTreeMap::new(),
+            catch_up: None,
+            views: Views::default(),
         })
     }
 
@@ -281,7 +299,10 @@ impl<S: LogStore> Server<S> {
                 shard,
                 after,
             } => {
-                let answer = self.state().pull_answer(config_num, shard, after);
+                let chunk_bytes = self.options.chunk_bytes;
+                let answer = self
+                    .state()
+                    .pull_answer(config_num, shard, after, chunk_bytes);
                 let answer = answer.map_err(|error| ServerError::State {
                     index: self.state().applied_index,
                     reason: error.to_string(),
@@ -301,6 +322,9 @@ impl<S: LogStore> Server<S> {
                     }
                 }
                 self.drive()
+            }
+            MigrationRequest::PullState { index, view, after } => {
+                self.serve_state(req_id, index, view, after)
             }
         }
     }

@@ -1,10 +1,19 @@
-//! The group's whole replicated state as bytes, for log compaction and restart.
+//! The group's state as the log sees it: a checkpoint of the data, and the raft snapshot
+//! that stands for it.
 //!
-//! A snapshot holds both configurations, every shard's phase with its data and duplicate
-//! table, the session timeout and the applied index; session expiry indexes are rebuilt
-//! on decode (by the duplicate table's own deserialization). A deleted shard is simply absent from the image, so once a snapshot follows
-//! a deletion (and compaction drops the log before it) the shard's bytes are gone from the
-//! disk too (6.824 challenge 1).
+//! The keys and values, and the group's metadata ([`Image`]: both configurations, every
+//! shard's phase with its duplicate table, the session timeout, the applied index), live
+//! in the group's [`Data`]. Log compaction encodes none of it: the host checkpoints the
+//! data (durable through the applied index, [`Replicated::checkpoint`]) and only then
+//! compacts the log through that index, with a raft snapshot whose bytes are a
+//! [`Marker`] (the group and the index). Restart opens the data where its last
+//! checkpoint left it, at or past the marker, and replays the log from there. A
+//! follower whose log is behind the leader's compacted log copies another replica's data
+//! instead (`catch_up.rs`), then steps the marker into raft.
+//!
+//! A deleted shard is removed from the data and, with the next compaction (at once after
+//! a deletion, see `Machine::take_must_snapshot`), from the log: its bytes leave the disk
+//! (6.824 challenge 1).
 //!
 //! Decoding checks the invariants of [`GroupState`] and refuses, rather than trusts,
 //! bytes that break them.
@@ -15,27 +24,24 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use shardkv_proto::{Config, GroupId};
 
-use crate::data::{Data, DataError};
+use crate::data::{Data, DataError, DataView};
 use crate::message::{Entry, MAX_ENTRY_BYTES};
 use crate::phase::Phase;
 use crate::state::GroupState;
 use crate::{Index, SnapshotError};
-use shardkv_raft::{check_restored, decode_image, encode_image, Replicated, SnapshotEncoder};
+use shardkv_raft::{decode_image, encode_image, Replicated, SnapshotEncoder};
 
-/// The snapshot format version this code writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// The format version of the group's metadata and of its snapshot marker.
+pub const SNAPSHOT_VERSION: u32 = 3;
 
-/// The largest snapshot [`GroupState::decode_snapshot`] accepts (bounds allocation on a
-/// corrupt length prefix).
-pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 34;
+/// The largest metadata [`GroupState::open`] and a catch-up accept (bounds allocation on
+/// a corrupt length prefix): configurations and duplicate tables, never keys.
+pub const MAX_META_BYTES: u64 = 1 << 30;
 
-/// The group's metadata in its data's meta table: an [`Image`] with no keys.
-const META_NAME: &str = "group";
+/// The group's metadata in its data's meta table: an [`Image`].
+pub(crate) const META_NAME: &str = "group";
 
-/// A shard's keys and values in an [`Image`] (empty for a shard without data).
-#[derive(Serialize, Deserialize, Default)]
-struct ShardData(#[serde(with = "shardkv_proto::bytes_map")] BTreeMap<Vec<u8>, Vec<u8>>);
-
+/// The group's metadata; see the module docs.
 #[derive(Serialize, Deserialize)]
 struct Image {
     gid: GroupId,
@@ -43,8 +49,13 @@ struct Image {
     config: Config,
     prev: Config,
     shards: Vec<Phase>,
-    data: Vec<ShardData>,
     applied_index: Index,
+}
+
+/// A raft snapshot's bytes: which group's data it stands for, through its log index.
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    gid: GroupId,
 }
 
 impl Replicated for GroupState {
@@ -83,59 +94,46 @@ impl Replicated for GroupState {
         run(self).map(drop).map_err(|error| error.to_string())
     }
 
-    /// Reads every shard's data now; encoding runs later.
+    /// The marker: the data, checkpointed through the applied index, is the state.
     fn snapshot(&self) -> Result<SnapshotEncoder, String> {
-        let image = self.image().map_err(|error| error.to_string())?;
-        Ok(Box::new(move || encode_image(SNAPSHOT_VERSION, &image)))
+        let marker = Marker { gid: self.gid };
+        Ok(Box::new(move || encode_image(SNAPSHOT_VERSION, &marker)))
     }
 
-    /// Only a snapshot of this group; nothing to do when the data already holds the
-    /// state through `index` (a restart whose data was checkpointed at or after it).
+    /// Checks that the data holds the state through `index` (it was checkpointed there
+    /// before the log was compacted, or copied from another replica before the marker
+    /// was stepped into raft); there is nothing to load.
     fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
-        if self.applied_index >= index {
-            tracing::info!(
-                gid = self.gid,
-                index,
-                applied = self.applied_index,
-                "the data holds the snapshot's state already"
-            );
-            return Ok(());
-        }
-        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image)?;
-        if image.gid != self.gid {
+        let marker: Marker = decode_image(SNAPSHOT_VERSION, 1 << 10, bytes, |_| Ok(()))?;
+        if marker.gid != self.gid {
             return Err(SnapshotError::Invalid(format!(
                 "snapshot of group {}, this is group {}",
-                image.gid, self.gid
+                marker.gid, self.gid
             )));
         }
-        check_restored(image.applied_index, index)?;
-        self.replace(image)
-            .map_err(|error| SnapshotError::Storage(error.to_string()))
+        if self.applied_index < index {
+            return Err(SnapshotError::Storage(format!(
+                "the log is compacted through index {index} but the data holds only \
+                 through {}: its checkpoint was lost",
+                self.applied_index
+            )));
+        }
+        Ok(())
     }
 }
 
 impl GroupState {
-    /// The state as snapshot bytes.
-    pub fn encode_snapshot(&self) -> Result<Vec<u8>, DataError> {
-        Ok(encode_image(SNAPSHOT_VERSION, &self.image()?))
-    }
-
-    /// The state encoded in `bytes` by [`GroupState::encode_snapshot`], over `data`
-    /// (emptied first).
-    pub fn decode_snapshot(bytes: &[u8], data: Data) -> Result<Self, SnapshotError> {
-        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image)?;
-        let storage = |error: DataError| SnapshotError::Storage(error.to_string());
-        let nshards = image.shards.len();
-        let mut state = GroupState::with_session_timeout(
-            image.gid,
-            nshards,
-            image.session_timeout_entries,
-            data,
-        )
-        .map_err(storage)?;
-        state.replace(image).map_err(storage)?;
-        state.data.commit(state.applied_index).map_err(storage)?;
-        Ok(state)
+    /// The whole state, metadata and every key, as bytes: for comparing replicas in
+    /// tests and tools. It reads every key into memory: not for large data.
+    pub fn dump(&self) -> Result<Vec<u8>, DataError> {
+        let mut keys = BTreeMap::new();
+        for (shard, phase) in self.shards().enumerate() {
+            if phase.holds_keys() {
+                let chunk = self.data.chunk(shard, None, usize::MAX)?;
+                keys.insert(shard, chunk.pairs);
+            }
+        }
+        Ok(encode_image(SNAPSHOT_VERSION, &(self.image(), keys)))
     }
 
     /// Resumes the state `data` holds (as of its applied index: the log replays from
@@ -151,22 +149,12 @@ impl GroupState {
             return Self::with_session_timeout(gid, nshards, timeout_entries, data);
         };
         let stored = |reason: String| DataError(format!("the stored group state: {reason}"));
-        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, &bytes, check_image)
-            .map_err(|error| stored(error.to_string()))?;
-        let found = (image.gid, image.shards.len(), image.session_timeout_entries);
-        if found != (gid, nshards, timeout_entries) {
-            return Err(stored(format!(
-                "group, shards, session timeout {found:?}; this replica has {:?}",
-                (gid, nshards, timeout_entries)
-            )));
-        }
-        if image.applied_index != data.applied_index() {
-            return Err(stored(format!(
-                "applied index {}, the data's {}",
-                image.applied_index,
-                data.applied_index()
-            )));
-        }
+        let image = check_meta(
+            &bytes,
+            (gid, nshards, timeout_entries),
+            data.applied_index(),
+        )
+        .map_err(stored)?;
         tracing::info!(
             gid,
             applied = image.applied_index,
@@ -183,58 +171,91 @@ impl GroupState {
         })
     }
 
+    /// The data, the state dropped (to open it again, [`GroupState::open`]).
+    pub fn into_data(self) -> Data {
+        self.data
+    }
+
+    /// One consistent point of the state, for another replica's catch-up: a view of
+    /// the data and the metadata there.
+    pub fn view(&mut self) -> Result<(DataView, Vec<u8>), DataError> {
+        self.save_meta()?;
+        let view = self.data.view()?;
+        let meta = view
+            .meta(META_NAME)?
+            .ok_or_else(|| DataError("a view without the group's metadata".into()))?;
+        Ok((view, meta))
+    }
+
+    /// The data, to stage another replica's state in ([`Data::stage_begin`],
+    /// [`Data::stage`]; [`GroupState::switch_to_staged`] ends it).
+    pub(crate) fn data_mut(&mut self) -> &mut Data {
+        &mut self.data
+    }
+
+    /// Switches to the staged data, at `applied` with the metadata `meta` (from another
+    /// replica's [`GroupState::view`]), durably; refuses metadata that does not decode,
+    /// breaks an invariant or is another group's, leaving everything as it was.
+    pub(crate) fn switch_to_staged(&mut self, meta: &[u8], applied: Index) -> Result<(), String> {
+        let expected = (self.gid, self.shards.len(), self.session_timeout_entries);
+        let image = check_meta(meta, expected, applied)?;
+        self.data
+            .stage_finish(&[(META_NAME, meta)], applied)
+            .map_err(|error| error.to_string())?;
+        self.load(image);
+        Ok(())
+    }
+
     /// Writes the group's metadata (configurations, phases with their duplicate tables,
     /// the applied index) into the data and commits it, so the next flush holds it.
     fn save_meta(&mut self) -> Result<(), DataError> {
-        let image = Image {
-            gid: self.gid,
-            session_timeout_entries: self.session_timeout_entries,
-            config: self.config.clone(),
-            prev: self.prev.clone(),
-            shards: self.shards().cloned().collect(),
-            data: self.shards.iter().map(|_| ShardData::default()).collect(),
-            applied_index: self.applied_index,
-        };
-        self.data
-            .put_meta(META_NAME, &encode_image(SNAPSHOT_VERSION, &image))?;
+        let meta = encode_image(SNAPSHOT_VERSION, &self.image());
+        self.data.put_meta(META_NAME, &meta)?;
         self.data.commit(self.applied_index)
     }
 
-    fn image(&self) -> Result<Image, DataError> {
-        let mut data = Vec::with_capacity(self.shards.len());
-        for (shard, phase) in self.shards().enumerate() {
-            let pairs = match phase.holds_keys() {
-                true => self.data.chunk(shard, None, usize::MAX)?.pairs,
-                false => Vec::new(),
-            };
-            data.push(ShardData(pairs.into_iter().collect()));
-        }
-        Ok(Image {
+    fn image(&self) -> Image {
+        Image {
             gid: self.gid,
             session_timeout_entries: self.session_timeout_entries,
             config: self.config.clone(),
             prev: self.prev.clone(),
             shards: self.shards().cloned().collect(),
-            data,
             applied_index: self.applied_index,
-        })
+        }
     }
 
-    /// Takes `image` in: its data replaces everything in the data.
-    fn replace(&mut self, image: Image) -> Result<(), DataError> {
-        self.data.clear()?;
-        for (shard, data) in image.data.iter().enumerate() {
-            for (key, value) in &data.0 {
-                self.data.put(shard, key, value)?;
-            }
-        }
-        self.session_timeout_entries = image.session_timeout_entries;
+    /// Takes the metadata of `image` (checked) in; the data already holds its keys.
+    fn load(&mut self, image: Image) {
         self.config = image.config;
         self.prev = image.prev;
         self.shards = image.shards.into_iter().map(Arc::new).collect();
         self.applied_index = image.applied_index;
-        Ok(())
     }
+}
+
+/// The metadata in `bytes`, checked: it decodes, keeps the invariants, is of this group
+/// (`(gid, nshards, session timeout)` as `expected`) and stands at `applied`.
+fn check_meta(
+    bytes: &[u8],
+    expected: (GroupId, usize, u64),
+    applied: Index,
+) -> Result<Image, String> {
+    let image: Image = decode_image(SNAPSHOT_VERSION, MAX_META_BYTES, bytes, check_image)
+        .map_err(|error| error.to_string())?;
+    let found = (image.gid, image.shards.len(), image.session_timeout_entries);
+    if found != expected {
+        return Err(format!(
+            "group, shards, session timeout {found:?}; this replica has {expected:?}"
+        ));
+    }
+    if image.applied_index != applied {
+        return Err(format!(
+            "applied index {}, the data's {applied}",
+            image.applied_index
+        ));
+    }
+    Ok(image)
 }
 
 fn check_image(image: &Image) -> Result<(), String> {
@@ -247,15 +268,6 @@ fn check_image(image: &Image) -> Result<(), String> {
     let n = image.shards.len();
     if config.nshards() != n || prev.nshards() != n {
         return Err(format!("{n} phases for {} shards", config.nshards()));
-    }
-    if image.data.len() != n {
-        return Err(format!("data of {} shards for {n}", image.data.len()));
-    }
-    let stray = image.shards.iter().zip(&image.data);
-    if let Some(shard) = stray.enumerate().find_map(|(shard, (phase, data))| {
-        (!phase.holds_keys() && !data.0.is_empty()).then_some(shard)
-    }) {
-        return Err(format!("shard {shard} has data but no phase holding it"));
     }
     if image.session_timeout_entries == 0 {
         return Err("session timeout of 0 entries".into());

@@ -271,6 +271,12 @@ impl GroupState {
         self.shards.len()
     }
 
+    /// Bytes of keys and values the data's database holds (see [`Data::stored_bytes`]):
+    /// what the disk keeps of the state besides the log.
+    pub fn stored_bytes(&self) -> Result<u64, DataError> {
+        self.data.stored_bytes()
+    }
+
     /// Bytes of keys and values held, frozen shards included (what challenge 1 bounds).
     pub fn data_bytes(&self) -> Result<usize, DataError> {
         let mut bytes = 0;

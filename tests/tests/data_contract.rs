@@ -6,6 +6,9 @@
 //! - Chunks read a shard in key order, within their byte budget, each key once, and
 //!   nothing of another shard; deleting a shard leaves the others alone.
 //! - A view is one point: writes committed after it do not show.
+//! - A whole state staged from a view switches in at once: a crash or a power failure
+//!   before the switch leaves the data as it was, after it the data stands at the view,
+//!   durably, with the view's keys and metadata only.
 //! - After a crash or a power failure the data reopens at exactly the state of some
 //!   commit, at or after the last completed checkpoint (the applied index says which).
 //!   Without checkpoints a power failure does lose commits, which shows the check can
@@ -87,12 +90,12 @@ fn reads_writes_and_chunks(disk: &impl Disk) {
         read_shard(&data, u32::MAX as usize, 10),
         vec![(b"z".to_vec(), b"last shard".to_vec())]
     );
-    data.put_session(1, 5, b"s5").unwrap();
-    data.put_session(2, 5, b"other").unwrap();
     data.put_meta("state", b"meta").unwrap();
     data.commit(9).unwrap();
-    assert_eq!(data.sessions(1).unwrap(), vec![(5, b"s5".to_vec())]);
+    assert_eq!(data.meta("state").unwrap(), Some(b"meta".to_vec()));
     drop(data.view().unwrap());
+    let stored = data.stored_bytes().unwrap();
+    assert!(stored >= 100 * 54, "{stored} bytes stored");
     data.delete_shard(1).unwrap();
     data.commit(10).unwrap();
     assert!(read_shard(&data, 1, 100).is_empty());
@@ -101,10 +104,10 @@ fn reads_writes_and_chunks(disk: &impl Disk) {
         None,
         "dropped, not yet flushed"
     );
-    assert!(data.sessions(1).unwrap().is_empty());
-    assert_eq!(data.sessions(2).unwrap(), vec![(5, b"other".to_vec())]);
     assert_eq!(data.get(2, b"a").unwrap(), Some(b"other shard".to_vec()));
     data.checkpoint().unwrap().run().unwrap();
+    let stored = data.stored_bytes().unwrap();
+    assert!(stored < 100, "{stored} bytes stored after the drop");
     drop(data);
     let data = open(disk);
     assert_eq!(data.applied_index(), 10);
@@ -278,4 +281,90 @@ fn without_checkpoints_commits_are_lost() {
         .map(|seed| fail_and_reopen(seed, Failure::Power, false))
         .sum();
     assert!(lost > 0, "no power failure lost an uncheckpointed commit");
+}
+
+/// Stages `from`'s view into `to` in chunks of `budget` bytes, checking each chunk's
+/// budget; returns the view's applied index and metadata.
+fn stage_view(from: &mut Data, to: &mut Data, budget: usize) -> (u64, Vec<u8>) {
+    let view = from.view().unwrap();
+    to.stage_begin().unwrap();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let chunk = view.stored_chunk(after.as_deref(), budget).unwrap();
+        assert!(
+            chunk.pairs.len() == 1
+                || chunk
+                    .pairs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+                    <= budget
+        );
+        to.stage(&chunk.pairs).unwrap();
+        match chunk.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    (view.applied_index(), view.meta("state").unwrap().unwrap())
+}
+
+fn staging_switches_at_once(disk: &impl Disk, sim: Option<&SimDisk>) {
+    let mut source = Data::in_memory();
+    for i in 0..200u32 {
+        source
+            .put(
+                (i % 3) as usize,
+                format!("k{i:03}").as_bytes(),
+                &[i as u8; 40],
+            )
+            .unwrap();
+    }
+    source.put_meta("state", b"the source's").unwrap();
+    source.commit(50).unwrap();
+    let mut data = open(disk);
+    data.put(0, b"mine", b"before").unwrap();
+    data.put_meta("state", b"mine").unwrap();
+    data.commit(5).unwrap();
+    data.checkpoint().unwrap().run().unwrap();
+    let (applied, meta) = stage_view(&mut source, &mut data, 500);
+    // The live data goes on meanwhile, untouched by the staging.
+    assert_eq!(data.get(0, b"mine").unwrap(), Some(b"before".to_vec()));
+    assert_eq!(data.get(0, b"k000").unwrap(), None);
+    if let Some(sim) = sim {
+        // Staged and not switched: a power failure keeps the data as it was.
+        sim.power_fail(&mut Xoshiro256PlusPlus::seed_from_u64(7));
+        drop(data);
+        data = open(disk);
+        assert_eq!(data.applied_index(), 5);
+        assert_eq!(data.get(0, b"mine").unwrap(), Some(b"before".to_vec()));
+        assert_eq!(data.get(0, b"k000").unwrap(), None);
+        stage_view(&mut source, &mut data, 500);
+    }
+    data.stage_finish(&[("state", &meta)], applied).unwrap();
+    let check = |data: &Data| {
+        assert_eq!(data.applied_index(), 50);
+        assert_eq!(data.meta("state").unwrap(), Some(b"the source's".to_vec()));
+        assert_eq!(data.get(0, b"mine").unwrap(), None, "only the view's keys");
+        for shard in 0..3 {
+            assert_eq!(
+                read_shard(data, shard, 1 << 20),
+                read_shard(&source, shard, 1 << 20),
+                "shard {shard}"
+            );
+        }
+    };
+    check(&data);
+    if let Some(sim) = sim {
+        sim.power_fail(&mut Xoshiro256PlusPlus::seed_from_u64(8));
+    }
+    drop(data);
+    check(&open(disk));
+}
+
+#[test]
+fn staging_switches_at_once_on_both_disks() {
+    let (_dir, os, sim) = disks();
+    staging_switches_at_once(&os, None);
+    staging_switches_at_once(&sim, Some(&sim.0));
 }

@@ -1,5 +1,6 @@
-//! [`Data`]: a replica group's keys, values and duplicate tables on disk, in one redb
-//! database ([`DATA_FILE`]) over a `shardkv_raft::Disk` file.
+//! [`Data`]: a replica group's keys and values on disk, with the group's metadata
+//! (configurations, phases, duplicate tables), in one redb database ([`DATA_FILE`]) over a
+//! `shardkv_raft::Disk` file.
 //!
 //! redb runs over [`DiskBackend`], so real nodes (the operating system's files) and the
 //! simulator (its disk, which loses unsynced writes as a power failure does) run the same
@@ -7,12 +8,12 @@
 //!
 //! ```text
 //!   table "kv"        shard (u32, big-endian) ++ key   ─► value
-//!   table "sessions"  shard (u32, big-endian) ++ client (u64, big-endian) ─► session bytes
 //!   table "meta"      "applied" ─► u64 (big-endian); other names ─► the caller's bytes
+//!   table "staged_kv" a follower's catch-up in progress (see below)
 //! ```
 //!
-//! A shard's keys and sessions are contiguous ranges, so a shard is read in order
-//! ([`Data::chunk`]) and dropped as one range ([`Data::delete_shard`]).
+//! A shard's keys are a contiguous range, so a shard is read in order ([`Data::chunk`])
+//! and dropped as one range ([`Data::delete_shard`]).
 //!
 //! # Durability
 //!
@@ -31,6 +32,15 @@
 //! A [`DataView`] (a flush, then a redb read transaction) is one consistent point that
 //! later writes do not change, for streaming a state out in chunks while applying goes
 //! on.
+//!
+//! # Taking a whole state from another replica
+//!
+//! A follower catching up copies another replica's view chunk by chunk into the table
+//! `staged_kv` ([`Data::stage_begin`], [`Data::stage`]: non-durable commits, beside the
+//! live tables, which go on as before), then switches to it in one durable commit
+//! ([`Data::stage_finish`]: the staged table becomes `kv`, with the view's metadata and
+//! applied index). A crash before that commit leaves the data as it was (a staged table
+//! left over is dropped by the next catch-up); after it, the data stands at the view.
 
 mod backend;
 mod pending;
@@ -42,12 +52,12 @@ use std::sync::Arc;
 
 pub use backend::DiskBackend;
 pub use pending::FLUSH_BYTES;
-use pending::{Held, Keyed, Pending};
+use pending::{Held, Pending};
 pub use read::{Chunk, DataView};
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
 };
-use shardkv_proto::{ClientId, ShardId};
+use shardkv_proto::ShardId;
 use shardkv_raft::Disk;
 
 use crate::Index;
@@ -59,7 +69,7 @@ pub const DATA_FILE: &str = "state.redb";
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
-const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+const STAGED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("staged_kv");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const APPLIED: &str = "applied";
 
@@ -108,12 +118,7 @@ fn kv_key(shard: ShardId, key: &[u8]) -> Vec<u8> {
     [&prefix(shard)[..], key].concat()
 }
 
-fn session_key(shard: ShardId, client: ClientId) -> Vec<u8> {
-    [&prefix(shard)[..], &client.to_be_bytes()[..]].concat()
-}
-
-/// `shard`'s first key and the key after its last (`None` for the last possible shard)
-/// in every table.
+/// `shard`'s first key and the key after its last (`None` for the last possible shard).
 fn shard_range(shard: ShardId) -> (Vec<u8>, Option<Vec<u8>>) {
     let start = prefix(shard).to_vec();
     let end = u32::from_be_bytes(prefix(shard))
@@ -208,7 +213,7 @@ impl Data {
     /// The value of `key` in `shard`.
     pub fn get(&self, shard: ShardId, key: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
         let key = kv_key(shard, key);
-        match self.pending.get(Keyed::Kv, shard, &key) {
+        match self.pending.get(shard, &key) {
             Held::Value(value) => Ok(value.cloned()),
             Held::Unknown { hidden: true } => Ok(None),
             Held::Unknown { hidden: false } => self.reading(|txn| read::get(txn, &key)),
@@ -217,13 +222,13 @@ impl Data {
 
     /// Sets `key` in `shard` to `value`.
     pub fn put(&mut self, shard: ShardId, key: &[u8], value: &[u8]) -> Result<(), DataError> {
-        self.held().put(Keyed::Kv, kv_key(shard, key), value);
+        self.held().put(kv_key(shard, key), value);
         Ok(())
     }
 
     /// Removes `key` from `shard`.
     pub fn delete(&mut self, shard: ShardId, key: &[u8]) -> Result<(), DataError> {
-        self.held().delete(Keyed::Kv, kv_key(shard, key));
+        self.held().delete(kv_key(shard, key));
         Ok(())
     }
 
@@ -239,7 +244,7 @@ impl Data {
         self.reading(|txn| read::chunk(txn, Some((&self.pending, hidden)), shard, after, max_bytes))
     }
 
-    /// Removes every key and session of `shard`.
+    /// Removes every key of `shard`.
     pub fn delete_shard(&mut self, shard: ShardId) -> Result<(), DataError> {
         self.held().drop_shard(shard);
         Ok(())
@@ -251,24 +256,6 @@ impl Data {
         self.held().clear();
         self.applied = 0;
         Ok(())
-    }
-
-    /// Stores `session` (the caller's encoding) for `client` in `shard`.
-    pub fn put_session(
-        &mut self,
-        shard: ShardId,
-        client: ClientId,
-        session: &[u8],
-    ) -> Result<(), DataError> {
-        self.held()
-            .put(Keyed::Sessions, session_key(shard, client), session);
-        Ok(())
-    }
-
-    /// Every session of `shard`, by client.
-    pub fn sessions(&self, shard: ShardId) -> Result<Vec<(ClientId, Vec<u8>)>, DataError> {
-        let hidden = self.pending.hides(shard);
-        self.reading(|txn| read::sessions(txn, Some((&self.pending, hidden)), shard))
     }
 
     /// The caller's bytes stored under `name`.
@@ -361,6 +348,91 @@ impl Data {
             txn,
             applied: self.applied,
         })
+    }
+    /// The bytes of keys and values the database holds as of the last flush (its live
+    /// data, not the file's size: freed pages are reused, not returned). Writes held for
+    /// the next flush are not counted: the raft log holds them.
+    pub fn stored_bytes(&self) -> Result<u64, DataError> {
+        let stored = self.reading(|txn| {
+            let Some(table) = read::open(txn, KV)? else {
+                return Ok(0);
+            };
+            let stats = redb::ReadableTableMetadata::stats(&table).map_err(failed("stats"))?;
+            Ok(stats.stored_bytes())
+        })?;
+        Ok(stored)
+    }
+
+    /// Starts taking a whole state from elsewhere: an empty staged table (a staged table
+    /// left by an earlier catch-up is dropped). See the module docs.
+    pub fn stage_begin(&mut self) -> Result<(), DataError> {
+        let txn = self.begin_stage()?;
+        txn.delete_table(STAGED)
+            .map_err(failed("drop the staged table"))?;
+        txn.open_table(STAGED)
+            .map_err(failed("create the staged table"))?;
+        txn.commit().map_err(failed("commit the staged table"))
+    }
+
+    /// Adds stored pairs (keys as [`DataView::stored_chunk`] gives them) to the staged
+    /// table, as one non-durable commit.
+    pub fn stage(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), DataError> {
+        let txn = self.begin_stage()?;
+        {
+            let mut table = txn
+                .open_table(STAGED)
+                .map_err(failed("open the staged table"))?;
+            for (key, value) in pairs {
+                table
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(failed("stage"))?;
+            }
+        }
+        txn.commit().map_err(failed("commit staged pairs"))
+    }
+
+    /// Switches to the staged state in one durable commit: the staged table becomes the
+    /// key table, `meta` (names and bytes) replaces the metadata, and `applied` is the
+    /// applied index. Whatever was held or stored before is gone; on return the data
+    /// stands durably at `applied`.
+    pub fn stage_finish(
+        &mut self,
+        meta: &[(&str, &[u8])],
+        applied: Index,
+    ) -> Result<(), DataError> {
+        *self.reader.get_mut() = None;
+        let mut txn = self.db.begin_write().map_err(failed("begin the switch"))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(failed("set durability"))?;
+        txn.delete_table(KV).map_err(failed("drop the key table"))?;
+        txn.rename_table(STAGED, KV)
+            .map_err(failed("rename the staged table"))?;
+        txn.delete_table(META)
+            .map_err(failed("drop the metadata"))?;
+        {
+            let mut table = txn.open_table(META).map_err(failed("open meta"))?;
+            for (name, bytes) in meta {
+                assert_ne!(*name, APPLIED, "the applied index is written by the switch");
+                table.insert(*name, *bytes).map_err(failed("put meta"))?;
+            }
+            table
+                .insert(APPLIED, applied.to_be_bytes().as_slice())
+                .map_err(failed("put the applied index"))?;
+        }
+        txn.commit().map_err(failed("commit the switch"))?;
+        self.pending = Pending::default();
+        self.uncommitted = false;
+        self.applied = applied;
+        self.flushed = applied;
+        Ok(())
+    }
+
+    /// A non-durable write transaction for the staged table.
+    fn begin_stage(&self) -> Result<redb::WriteTransaction, DataError> {
+        let mut txn = self.db.begin_write().map_err(failed("begin staging"))?;
+        txn.set_durability(Durability::None)
+            .map_err(failed("set durability"))?;
+        Ok(txn)
     }
 }
 

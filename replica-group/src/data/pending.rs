@@ -17,23 +17,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use redb::{StorageError, Table, WriteTransaction};
 use shardkv_proto::ShardId;
 
-use super::{bounds, failed, shard_range, DataError, KV, META, SESSIONS};
+use super::{bounds, failed, shard_range, DataError, KV, META};
 
 /// Past this many held bytes, [`super::Data::wants_flush`].
 pub const FLUSH_BYTES: usize = 16 << 20;
-
-/// The keyed tables (`meta` is keyed by name and held apart).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Keyed {
-    Kv,
-    Sessions,
-}
 
 /// The held writes; see the module docs.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     /// The latest held value of each key written (`None`: deleted).
-    latest: BTreeMap<(Keyed, Vec<u8>), Option<Vec<u8>>>,
+    latest: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Held values of `meta`.
     meta: BTreeMap<String, Vec<u8>>,
     /// Shards dropped since the flush: what the database holds of them is gone.
@@ -62,19 +55,19 @@ impl Pending {
         self.bytes >= FLUSH_BYTES
     }
 
-    pub(super) fn put(&mut self, table: Keyed, key: Vec<u8>, value: &[u8]) {
+    pub(super) fn put(&mut self, key: Vec<u8>, value: &[u8]) {
         self.bytes += key.len() + value.len() + 48;
-        self.latest.insert((table, key), Some(value.to_vec()));
+        self.latest.insert(key, Some(value.to_vec()));
     }
 
-    pub(super) fn delete(&mut self, table: Keyed, key: Vec<u8>) {
+    pub(super) fn delete(&mut self, key: Vec<u8>) {
         self.bytes += key.len() + 48;
-        self.latest.insert((table, key), None);
+        self.latest.insert(key, None);
     }
 
     pub(super) fn drop_shard(&mut self, shard: ShardId) {
         let (start, end) = shard_range(shard);
-        self.latest.retain(|(_, key), _| {
+        self.latest.retain(|key, _| {
             key.as_slice() < start.as_slice() || end.as_ref().is_some_and(|end| key >= end)
         });
         self.dropped.insert(shard);
@@ -93,9 +86,9 @@ impl Pending {
         };
     }
 
-    /// What is held of `key` (in `shard`) in `table`.
-    pub(super) fn get(&self, table: Keyed, shard: ShardId, key: &[u8]) -> Held<'_> {
-        match self.latest.get(&(table, key.to_vec())) {
+    /// What is held of full key `key` (in `shard`).
+    pub(super) fn get(&self, shard: ShardId, key: &[u8]) -> Held<'_> {
+        match self.latest.get(key) {
             Some(value) => Held::Value(value.as_ref()),
             None => Held::Unknown {
                 hidden: self.hides(shard),
@@ -114,50 +107,42 @@ impl Pending {
         self.cleared || self.dropped.contains(&shard)
     }
 
-    /// The held values of `table` from `start` (after it, when `exclusive`) to `end`,
-    /// in key order.
+    /// The held values from `start` (after it, when `exclusive`) to `end`, in key order.
     pub(super) fn range(
         &self,
-        table: Keyed,
         start: Vec<u8>,
         exclusive: bool,
         end: Option<Vec<u8>>,
     ) -> impl Iterator<Item = (&[u8], Option<&Vec<u8>>)> + '_ {
         self.latest
-            .range((table, start.clone())..)
-            .skip_while(move |((_, key), _)| exclusive && *key == start)
-            .take_while(move |((t, key), _)| {
-                *t == table && end.as_ref().is_none_or(|end| key < end)
-            })
-            .map(|((_, key), value)| (key.as_slice(), value.as_ref()))
+            .range(start.clone()..)
+            .skip_while(move |(key, _)| exclusive && **key == start)
+            .take_while(move |(key, _)| end.as_ref().is_none_or(|end| *key < end))
+            .map(|(key, value)| (key.as_slice(), value.as_ref()))
     }
 
     /// Writes everything held into `txn`: the clear and the drops first, then every
     /// held key in key order (see the module docs).
     pub(super) fn flush_into(&self, txn: &WriteTransaction) -> Result<(), DataError> {
         let mut kv = txn.open_table(KV).map_err(failed("open kv"))?;
-        let mut sessions = txn.open_table(SESSIONS).map_err(failed("open sessions"))?;
         let mut meta = txn.open_table(META).map_err(failed("open meta"))?;
         let flush = failed("flush");
         if self.cleared {
             kv.retain(|_, _| false).map_err(&flush)?;
-            sessions.retain(|_, _| false).map_err(&flush)?;
             meta.retain(|_, _| false).map_err(&flush)?;
         }
         for &shard in &self.dropped {
             let (start, end) = shard_range(shard);
             drop_range(&mut kv, &start, end.as_deref()).map_err(&flush)?;
-            drop_range(&mut sessions, &start, end.as_deref()).map_err(&flush)?;
         }
         for (name, bytes) in &self.meta {
             meta.insert(name.as_str(), bytes.as_slice())
                 .map_err(&flush)?;
         }
-        for ((keyed, key), value) in &self.latest {
-            let table = pick(*keyed, &mut kv, &mut sessions);
+        for (key, value) in &self.latest {
             match value {
-                Some(value) => table.insert(key.as_slice(), value.as_slice()).map(drop),
-                None => table.remove(key.as_slice()).map(drop),
+                Some(value) => kv.insert(key.as_slice(), value.as_slice()).map(drop),
+                None => kv.remove(key.as_slice()).map(drop),
             }
             .map_err(&flush)?;
         }
@@ -166,18 +151,6 @@ impl Pending {
 }
 
 type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
-
-/// The table of `keyed`.
-fn pick<'a, 't>(
-    keyed: Keyed,
-    kv: &'a mut BytesTable<'t>,
-    sessions: &'a mut BytesTable<'t>,
-) -> &'a mut BytesTable<'t> {
-    match keyed {
-        Keyed::Kv => kv,
-        Keyed::Sessions => sessions,
-    }
-}
 
 fn drop_range(
     table: &mut BytesTable<'_>,

@@ -4,10 +4,10 @@
 use std::iter::Peekable;
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError};
-use shardkv_proto::{ClientId, ShardId};
+use shardkv_proto::ShardId;
 
-use super::pending::{Keyed, Pending};
-use super::{bounds, failed, kv_key, shard_range, DataError, KV, META, SESSIONS};
+use super::pending::Pending;
+use super::{bounds, failed, kv_key, shard_range, DataError, KV, META};
 use crate::Index;
 
 /// Up to a byte budget of one shard's `(key, value)` pairs, in key order, and where the
@@ -43,9 +43,24 @@ impl DataView {
         chunk(&self.txn, None, shard, after, max_bytes)
     }
 
-    /// As [`super::Data::sessions`], at this view's point.
-    pub fn sessions(&self, shard: ShardId) -> Result<Vec<(ClientId, Vec<u8>)>, DataError> {
-        sessions(&self.txn, None, shard)
+    /// Up to `max_bytes` of every stored pair after stored key `after` (from the first
+    /// when `None`), keys as stored (shard prefix included): what a follower's catch-up
+    /// copies ([`super::Data::stage`]). At least one pair when any is left; `next` is
+    /// the last key when more follow.
+    pub fn stored_chunk(&self, after: Option<&[u8]>, max_bytes: usize) -> Result<Chunk, DataError> {
+        let start = after.map_or_else(Vec::new, <[u8]>::to_vec);
+        take_chunk(
+            &self.txn,
+            None,
+            (start, after.is_some(), None),
+            max_bytes,
+            |key| key.to_vec(),
+        )
+    }
+
+    /// As [`super::Data::meta`], at this view's point.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, DataError> {
+        meta(&self.txn, name)
     }
 }
 
@@ -53,7 +68,7 @@ impl DataView {
 pub(super) type Over<'p> = Option<(&'p Pending, bool)>;
 
 /// Opens `definition` in `txn`, `None` when it was never written.
-fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+pub(super) fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &ReadTransaction,
     definition: TableDefinition<K, V>,
 ) -> Result<Option<redb::ReadOnlyTable<K, V>>, DataError> {
@@ -82,22 +97,21 @@ pub(super) fn meta(txn: &ReadTransaction, name: &str) -> Result<Option<Vec<u8>>,
     Ok(value.map(|value| value.value().to_vec()))
 }
 
-/// Every `(full key, value)` of `table` from `start` (after it when `exclusive`) to
-/// `end`, the database's merged with the held writes, in key order, until `visit` says
-/// stop.
+/// A key range: from the first key (after it when `exclusive`) to the last (excluded;
+/// `None`: to the end).
+type Range = (Vec<u8>, bool, Option<Vec<u8>>);
+
+/// Every `(full key, value)` of the key table from `start` (after it when `exclusive`)
+/// to `end`, the database's merged with the held writes, in key order, until `visit`
+/// says stop.
 fn scan(
     txn: &ReadTransaction,
     over: Over<'_>,
-    keyed: Keyed,
-    (start, exclusive, end): (Vec<u8>, bool, Option<Vec<u8>>),
+    (start, exclusive, end): Range,
     mut visit: impl FnMut(&[u8], &[u8]) -> bool,
 ) -> Result<(), DataError> {
-    let definition = match keyed {
-        Keyed::Kv => KV,
-        Keyed::Sessions => SESSIONS,
-    };
     let hidden = over.is_some_and(|(_, hidden)| hidden);
-    let table = if hidden { None } else { open(txn, definition)? };
+    let table = if hidden { None } else { open(txn, KV)? };
     let stored = match &table {
         Some(table) => Some(
             table
@@ -107,7 +121,7 @@ fn scan(
         None => None,
     };
     let mut stored = stored.into_iter().flatten().peekable();
-    let held = over.map(|(pending, _)| pending.range(keyed, start.clone(), exclusive, end.clone()));
+    let held = over.map(|(pending, _)| pending.range(start.clone(), exclusive, end.clone()));
     let mut held = held.into_iter().flatten().peekable();
     loop {
         let stored_key = peek_stored(&mut stored)?;
@@ -168,51 +182,31 @@ pub(super) fn chunk(
 ) -> Result<Chunk, DataError> {
     let (first, end) = shard_range(shard);
     let start = after.map_or(first, |key| kv_key(shard, key));
-    let mut chunk = Chunk::default();
-    let mut bytes: usize = 0;
-    scan(
-        txn,
-        over,
-        Keyed::Kv,
-        (start, after.is_some(), end),
-        |key, value| {
-            let size = key.len() + value.len();
-            if !chunk.pairs.is_empty() && bytes.saturating_add(size) > max_bytes {
-                chunk.next = chunk.pairs.last().map(|(key, _)| key.clone());
-                return false;
-            }
-            bytes += size;
-            chunk.pairs.push((key[4..].to_vec(), value.to_vec()));
-            true
-        },
-    )?;
-    Ok(chunk)
+    take_chunk(txn, over, (start, after.is_some(), end), max_bytes, |key| {
+        key[4..].to_vec()
+    })
 }
 
-/// As [`super::Data::sessions`], over `over`.
-pub(super) fn sessions(
+/// Up to `max_bytes` of the pairs in `range` (at least one when any), their keys as
+/// `name` gives them.
+fn take_chunk(
     txn: &ReadTransaction,
     over: Over<'_>,
-    shard: ShardId,
-) -> Result<Vec<(ClientId, Vec<u8>)>, DataError> {
-    let (start, end) = shard_range(shard);
-    let mut sessions = Vec::new();
-    let mut bad = None;
-    scan(
-        txn,
-        over,
-        Keyed::Sessions,
-        (start, false, end),
-        |key, value| {
-            match <[u8; 8]>::try_from(&key[4..]) {
-                Ok(client) => sessions.push((ClientId::from_be_bytes(client), value.to_vec())),
-                Err(_) => bad = Some(key.len()),
-            }
-            bad.is_none()
-        },
-    )?;
-    match bad {
-        Some(len) => Err(DataError(format!("a session key of {len} bytes"))),
-        None => Ok(sessions),
-    }
+    range: Range,
+    max_bytes: usize,
+    name: impl Fn(&[u8]) -> Vec<u8>,
+) -> Result<Chunk, DataError> {
+    let mut chunk = Chunk::default();
+    let mut bytes: usize = 0;
+    scan(txn, over, range, |key, value| {
+        let size = key.len() + value.len();
+        if !chunk.pairs.is_empty() && bytes.saturating_add(size) > max_bytes {
+            chunk.next = chunk.pairs.last().map(|(key, _)| key.clone());
+            return false;
+        }
+        bytes += size;
+        chunk.pairs.push((name(key), value.to_vec()));
+        true
+    })?;
+    Ok(chunk)
 }

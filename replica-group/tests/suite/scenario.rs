@@ -1,13 +1,11 @@
 //! Scenario tests of [`replica_group::Server`]: groups A and B of three replicas each
 //! and a scripted shard master; configuration 2 moves shards 0 and 1 from A to B.
 
-use replica_group::data::Data;
 use replica_group::Service;
-use replica_group::{
-    Effect, GroupState, KvError, MigrationReply, MigrationRequest, Op, Phase, Reply, Request,
-};
+use replica_group::{Effect, KvError, MigrationReply, MigrationRequest, Op, Phase, Reply, Request};
 use shardkv_proto::master;
 use shardkv_proto::GroupId;
+use shardkv_raft::LogStore;
 
 use crate::state::{key_in, NSHARDS};
 use crate::world::{World, A, B, MASTER};
@@ -156,8 +154,9 @@ fn old_owner_deletes_only_after_ack() {
     assert_eq!(w.get(B, &k0), Some(b"kept".to_vec()));
 }
 
-/// With a small log threshold, the deletion reaches the old owner's snapshot, and
-/// replicas restarted from their stores (snapshot + log) rebuild the same state.
+/// With a small log threshold, the deletion leaves the old owner's data and its log is
+/// compacted past the move, and replicas restarted from their data and log rebuild the
+/// same state.
 #[test]
 fn deletion_reaches_snapshot_and_restart_rebuilds() {
     let mut w = start(Some(4096));
@@ -185,25 +184,17 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
         assert_eq!(w.call_group(A, kv(3, seq, op)), Ok(Reply::Done));
     }
     for id in 1..=3 {
-        let store = w.groups[&A][id - 1].replica().store();
-        let stored = store.latest_snapshot().expect("A's snapshot reads back");
-        let snapshot = GroupState::decode_snapshot(stored.get_data(), Data::in_memory())
-            .expect("A's snapshot decodes");
-        assert_eq!(
-            snapshot.config().num,
-            2,
-            "replica {id} snapshot predates the move"
-        );
-        assert_eq!(
-            *snapshot.shard(0),
-            Phase::Absent,
-            "replica {id} snapshot keeps shard 0"
-        );
+        let server = &w.groups[&A][id - 1];
+        let store = server.replica().store();
         assert!(
-            snapshot.data_bytes().expect("reads") < 1000,
-            "replica {id}: {:?}",
-            snapshot.data_bytes()
+            store.raft_state_bytes() < 4096 + 1000,
+            "replica {id}: the log before the move was compacted away"
         );
+        assert_eq!(*server.state().shard(0), Phase::Absent, "replica {id}");
+        let held = server.state().data_bytes().expect("reads");
+        assert!(held < 1000, "replica {id} holds {held} bytes");
+        let stored = server.state().stored_bytes().expect("reads");
+        assert!(stored < 1000, "replica {id}'s data stores {stored} bytes");
     }
     for (gid, id) in [(A, 1), (B, 2), (B, 3)] {
         assert!(
@@ -221,7 +212,7 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
     for gid in [A, B] {
         let states: Vec<Vec<u8>> = w.groups[&gid]
             .iter()
-            .map(|s| s.state().encode_snapshot().expect("reads"))
+            .map(|s| s.state().dump().expect("reads"))
             .collect();
         assert_eq!(states[0], states[1], "group {gid} replicas 1 and 2 differ");
         assert_eq!(states[1], states[2], "group {gid} replicas 2 and 3 differ");
@@ -390,7 +381,7 @@ fn same_events_same_states() {
             .flatten()
             .map(|s| {
                 (
-                    s.state().encode_snapshot().expect("reads"),
+                    s.state().dump().expect("reads"),
                     s.replica().commit_index(),
                     s.replica().term(),
                 )

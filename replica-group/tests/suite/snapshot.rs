@@ -1,9 +1,10 @@
-//! Snapshot tests: a state with shards in every phase survives encode/decode exactly, and
-//! corrupt, foreign-version or foreign-group bytes are refused with a typed error.
+//! Snapshot tests: the raft snapshot is a marker of the group's checkpointed data. A
+//! marker restores only over data that holds its index, of its own group; a state
+//! resumes from its data's metadata exactly.
 
 use replica_group::data::Data;
 use replica_group::Replicated;
-use replica_group::{Entry, GroupState, Op, Phase, Reply, SnapshotError};
+use replica_group::{Entry, GroupState, Op, Phase, SnapshotError};
 
 use crate::state::{config, key_in, Driver, NSHARDS};
 
@@ -32,94 +33,62 @@ fn migrating_state() -> GroupState {
     d.state
 }
 
-fn encode(state: &GroupState) -> Vec<u8> {
-    state.encode_snapshot().expect("the data reads")
+fn marker(state: &GroupState) -> Vec<u8> {
+    state.snapshot().expect("a marker")()
 }
 
-/// Encode then decode gives back the same state, expiry indexes included.
+/// A checkpointed state reopens from its data with every phase, duplicate table and
+/// key, and the marker of its applied index restores over it (nothing to load).
 #[test]
-fn round_trip() {
-    let state = migrating_state();
-    let bytes = encode(&state);
-    let decoded = GroupState::decode_snapshot(&bytes, Data::in_memory()).expect("decodes");
-    assert_eq!(encode(&decoded), bytes);
-    assert_eq!(decoded.applied_index(), state.applied_index());
-    assert_eq!(decoded.config(), state.config());
-    assert!(
-        decoded.shards().eq(state.shards()),
-        "every phase and duplicate table"
+fn a_checkpointed_state_reopens_and_takes_its_marker() {
+    let mut state = migrating_state();
+    state.checkpoint().expect("checkpoints");
+    let (dump, index, bytes) = (
+        state.dump().expect("reads"),
+        state.applied_index(),
+        marker(&state),
     );
+    let (gid, timeout) = (state.gid(), state.session_timeout_entries());
+    let mut reopened = GroupState::open(gid, NSHARDS, timeout, state.into_data()).expect("reopens");
+    assert_eq!(reopened.dump().expect("reads"), dump);
+    reopened.restore(&bytes, index).expect("restores");
+    reopened
+        .restore(&bytes, index - 1)
+        .expect("an older marker too");
+    assert_eq!(reopened.dump().expect("reads"), dump);
 }
 
-/// The encoder a replica runs on the snapshot thread reads the state when it is made:
-/// applying more to the state, in a shard it holds and in the configuration, leaves the
-/// encoder's bytes as they were.
+/// Truncated bytes, another format version, another group's marker and a marker past
+/// what the data holds (its checkpoint was lost) are refused, the state unchanged.
 #[test]
-fn an_encoder_encodes_the_state_as_it_was_made() {
-    let mut d = Driver::new(100, 50);
-    d.apply(Entry::Config(config(1, [100; NSHARDS])));
-    let put = |value: &[u8]| Op::Put {
-        key: key_in(0),
-        value: value.to_vec(),
-    };
-    assert_eq!(d.kv(4, 1, put(b"before")), Ok(replica_group::Reply::Done));
-    let encoder = d.state.snapshot().expect("the data reads");
-    let bytes = encode(&d.state);
-
-    assert_eq!(d.kv(4, 2, put(b"after")), Ok(replica_group::Reply::Done));
-    let mut owners = [100; NSHARDS];
-    owners[0] = 200;
-    d.apply(Entry::Config(config(2, owners)));
-    assert!(matches!(*d.state.shard(0), Phase::Offering { .. }));
-
-    assert_eq!(encoder(), bytes, "the encoder kept the state as it was");
-    let restored = GroupState::decode_snapshot(&bytes, Data::in_memory()).expect("decodes");
-    assert!(matches!(*restored.shard(0), Phase::Serving(_)));
-    assert_eq!(
-        restored.read(&key_in(0)),
-        Ok(Ok(Reply::Value(Some(b"before".to_vec()))))
-    );
-    assert_ne!(encode(&d.state), bytes, "the state moved on");
-}
-
-/// Truncated bytes, another format version and another group's snapshot are refused,
-/// and a refused restore leaves the state unchanged.
-#[test]
-fn bad_bytes_are_refused() {
+fn bad_markers_are_refused() {
     let state = migrating_state();
-    let bytes = encode(&state);
-    let decode = |bytes: &[u8]| GroupState::decode_snapshot(bytes, Data::in_memory()).map(drop);
+    let bytes = marker(&state);
+    let index = state.applied_index();
+    let fresh = |gid| GroupState::new(gid, NSHARDS, Data::in_memory()).expect("a new state");
+    let mut same_group = fresh(state.gid());
+    let before = same_group.dump().expect("reads");
     assert!(matches!(
-        decode(&bytes[..bytes.len() / 2]),
+        same_group.restore(&bytes[..bytes.len() / 2], 0),
         Err(SnapshotError::Decode(_))
     ));
     let mut other_version = bytes.clone();
     other_version[0] = 99;
     assert_eq!(
-        decode(&other_version),
+        same_group.restore(&other_version, 0),
         Err(SnapshotError::Version {
             found: 99,
-            expected: 2
+            expected: 3
         })
     );
-    let fresh = |gid| GroupState::new(gid, NSHARDS, Data::in_memory()).expect("a new state");
-    let mut other_group = fresh(200);
-    let before = encode(&other_group);
-    let index = state.applied_index();
     assert!(matches!(
-        other_group.restore(&bytes, index),
+        fresh(200).restore(&bytes, 0),
         Err(SnapshotError::Invalid(_))
     ));
-    assert_eq!(encode(&other_group), before);
-    // A snapshot "through" an index below what it applied would apply entries twice.
-    let mut same_group = fresh(state.gid());
-    let before = encode(&same_group);
     assert!(matches!(
-        same_group.restore(&bytes, index - 1),
-        Err(SnapshotError::Invalid(_))
+        same_group.restore(&bytes, index),
+        Err(SnapshotError::Storage(_))
     ));
-    assert_eq!(encode(&same_group), before);
-    same_group.restore(&bytes, index).expect("restores");
-    assert_eq!(encode(&same_group), bytes);
+    assert_eq!(same_group.dump().expect("reads"), before);
     assert!(!SnapshotError::Decode(String::new()).is_retryable());
 }

@@ -268,12 +268,17 @@ fn shard_moves_with_its_duplicate_table() {
     assert_eq!(b.kv(9, 1, append(&k, b"x")), Err(KvError::WrongGroup));
     let Ok(MigrationReply::ShardData {
         kv, next, sessions, ..
-    }) = a.state.pull_answer(2, 2, None).expect("reads")
+    }) = a
+        .state
+        .pull_answer(2, 2, None, MIGRATION_CHUNK_BYTES)
+        .expect("reads")
     else {
         panic!("old owner does not offer the shard");
     };
     assert_eq!(
-        b.state.pull_answer(2, 2, None).expect("reads"),
+        b.state
+            .pull_answer(2, 2, None, MIGRATION_CHUNK_BYTES)
+            .expect("reads"),
         Ok(MigrationReply::NotReady { current: 2 })
     );
     assert_eq!(next, None, "one chunk");
@@ -386,7 +391,10 @@ fn a_large_shard_moves_in_chunks() {
     let mut after = None;
     let mut chunks = 0;
     loop {
-        let answer = a.state.pull_answer(2, 2, after.clone()).expect("reads");
+        let answer = a
+            .state
+            .pull_answer(2, 2, after.clone(), MIGRATION_CHUNK_BYTES)
+            .expect("reads");
         let Ok(MigrationReply::ShardData {
             kv, next, sessions, ..
         }) = answer

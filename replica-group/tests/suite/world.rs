@@ -25,13 +25,26 @@ pub const B: GroupId = 200;
 /// The scripted shard master's address.
 pub const MASTER: &str = "master-0";
 
-fn open(gid: GroupId, id: NodeId, store: Store<MemBackend>, threshold: Option<u64>) -> TestServer {
+fn open(
+    gid: GroupId,
+    id: NodeId,
+    store: Store<MemBackend>,
+    data: Data,
+    threshold: Option<u64>,
+) -> TestServer {
     let mut raft = ReplicaConfig::new(id, vec![1, 2, 3]);
     raft.snapshot_bytes_threshold = threshold;
     let replica = Replica::open_with_logger(raft, store, &discard_logger()).expect("opens");
     let mut options = GroupOptions::new(gid, NSHARDS, vec![MASTER.to_string()]);
+    options.peers = (1..=3)
+        .map(|id| (id, format!("g{gid}-{}", id - 1)))
+        .collect();
     options.session_timeout_entries = 10_000;
-    Server::new(replica, Data::in_memory(), options).expect("opens")
+    Server::new(replica, data, options).expect("opens")
+}
+
+fn fresh_store() -> Store<MemBackend> {
+    Store::open(MemBackend::new()).expect("store")
 }
 
 /// The world; see the module docs.
@@ -62,14 +75,7 @@ impl World {
             .into_iter()
             .map(|gid| {
                 let servers = (1..=3)
-                    .map(|id| {
-                        open(
-                            gid,
-                            id,
-                            Store::open(MemBackend::new()).expect("store"),
-                            threshold,
-                        )
-                    })
+                    .map(|id| open(gid, id, fresh_store(), Data::in_memory(), threshold))
                     .collect();
                 (gid, servers)
             })
@@ -182,6 +188,7 @@ impl World {
         let dropped = match request {
             MigrationRequest::PullShard { .. } => self.drop_pulls,
             MigrationRequest::DeleteShard { .. } => self.drop_deletes,
+            MigrationRequest::PullState { .. } => false,
         };
         if dropped {
             self.server(gid, from)
@@ -293,18 +300,17 @@ impl World {
         }
     }
 
-    /// Crashes replica `id` of `gid` and reopens it over the same store.
+    /// Stops replica `id` of `gid` cleanly (its data checkpointed) and reopens it over
+    /// the same store and data. (The data lives in memory here; crashes and power
+    /// failures, which lose what was not checkpointed, are the kv lab's, on the
+    /// simulator's disk.)
     pub fn restart(&mut self, gid: GroupId, id: NodeId) {
         let threshold = self.threshold;
-        let fresh = open(
-            gid,
-            id,
-            Store::open(MemBackend::new()).expect("store"),
-            threshold,
-        );
-        let old = std::mem::replace(self.server(gid, id), fresh);
-        let store = old.into_host().into_store();
-        *self.server(gid, id) = open(gid, id, store, threshold);
+        let fresh = open(gid, id, fresh_store(), Data::in_memory(), threshold);
+        let mut old = std::mem::replace(self.server(gid, id), fresh);
+        old.flush().expect("a clean stop");
+        let (store, state) = old.into_host().into_parts();
+        *self.server(gid, id) = open(gid, id, store, state.into_data(), threshold);
     }
 }
 

@@ -158,7 +158,8 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
             driver::run(server, me, &spec.peers, events, shutdown, tracer).await
         }
         Role::Group { gid, masters } => {
-            let options = GroupOptions::new(*gid, spec.nshards, masters.clone());
+            let mut options = GroupOptions::new(*gid, spec.nshards, masters.clone());
+            options.peers = spec.peers.clone();
             let data = data.ok_or("a group replica opened without its data")?;
             let server = replica_group::Server::open(config, store, data, options)?;
             driver::run(server, me, &spec.peers, events, shutdown, tracer).await

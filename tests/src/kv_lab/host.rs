@@ -150,6 +150,11 @@ fn describe_migration_reply(reply: &shardkv_proto::kv::MigrationReply) -> String
         } => format!("data config {config_num} shard {shard}: {} keys", kv.len()),
         NotReady { current } => format!("not ready (at {current})"),
         Deleted { config_num, shard } => format!("deleted config {config_num} shard {shard}"),
+        StateMeta { view, meta } => format!("state view {view}: {} bytes of metadata", meta.len()),
+        StateChunk {
+            view, pairs, last, ..
+        } => format!("state view {view}: {} keys, last {last}", pairs.len()),
+        StateUnavailable { applied } => format!("state unavailable (applied {applied})"),
     }
 }
 

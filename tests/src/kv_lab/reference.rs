@@ -17,7 +17,12 @@ use shardkv_proto::kv::{MigrationRequest, Request};
 use shardkv_proto::{ConfigNum, ShardId};
 use shardkv_raft::{LogStore, ReplicaConfig, Service};
 
+use super::cluster::server_address;
 use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
+
+/// The lab's chunk size for shard moves and catch-ups: small, so the lab's few
+/// kilobytes per shard travel in several chunks and every path of a chunked copy runs.
+pub const LAB_CHUNK_BYTES: usize = 1 << 10;
 use crate::raft_lab::reference::raft_id;
 use crate::sim_disk::{open_data, open_store, NodeIo, SimStore};
 
@@ -50,7 +55,11 @@ impl KvLab for GroupLab {
         config.snapshot_bytes_threshold = start.maxraftstate;
         let store = open_store(&start.persister, &name);
         let data = open_data(&start.persister, &name);
-        let options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
+        let mut options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
+        options.peers = (start.peers.iter())
+            .map(|&peer| (raft_id(peer), server_address(start.gid, peer)))
+            .collect();
+        options.chunk_bytes = LAB_CHUNK_BYTES;
         let mut server = Server::open(config, store, data, options)
             .unwrap_or_else(|e| panic!("{name}: open server: {e}"));
         let io = NodeIo::default();
@@ -120,11 +129,14 @@ impl KvLab for GroupLab {
         self.server.replica().is_leader()
     }
 
-    /// The store's own count: the log lives in a write-ahead log on the simulated disk,
-    /// whose files also hold superseded records until a segment is cleaned.
+    /// The log store's own count (the log lives in a write-ahead log on the simulated
+    /// disk, whose files also hold superseded records until a segment is cleaned) plus
+    /// the bytes of keys and values the group's data stores.
     fn persisted_bytes(&self, _persister: &labrpc_sim::Persister) -> usize {
         let store = self.server.replica().store();
-        (store.raft_state_bytes() + store.snapshot_bytes()) as usize
+        let data = self.server.state().stored_bytes();
+        let data = data.unwrap_or_else(|error| panic!("{}: {error}", self.name));
+        (store.raft_state_bytes() + store.snapshot_bytes() + data) as usize
     }
 
     fn serving(&self) -> (ConfigNum, Vec<ShardId>) {
