@@ -298,7 +298,7 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
     fn apply(&mut self, step: Step<M::Waiter>) -> Result<(), ServerError> {
         match step {
             Step::Command { index, fate, .. } | Step::Membership { index, fate, .. }
-                if index <= self.state.applied_index() =>
+                if index <= self.state.applied_index() && !reapply_replayed() =>
             {
                 // The state's own storage holds this entry already (a restart replays the
                 // log from its snapshot): not again. No client waits on it after a restart;
@@ -479,4 +479,12 @@ impl<S: LogStore, M: StateMachine> Service for Host<S, M> {
     fn into_host(self) -> Self {
         self
     }
+}
+
+/// The `ReapplyReplayed` mutant ([`crate::mutants`]) is on.
+fn reapply_replayed() -> bool {
+    #[cfg(feature = "mutants")]
+    return crate::mutants::active(crate::mutants::Mutation::ReapplyReplayed);
+    #[cfg(not(feature = "mutants"))]
+    false
 }

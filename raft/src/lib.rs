@@ -84,6 +84,8 @@ mod image;
 mod log_store;
 mod logger;
 mod membership;
+#[cfg(feature = "mutants")]
+pub mod mutants;
 mod output;
 mod pending;
 mod ready;

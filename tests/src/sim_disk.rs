@@ -91,11 +91,11 @@ impl DiskFile for LabFile {
 /// The page cache of a reference group replica's data: small, as the lab's data is.
 pub const LAB_CACHE_BYTES: usize = 1 << 20;
 
-/// Opens the data a reference group replica keeps on `persister`'s disk, as a real node
-/// opens it in its data directory. `name` says whose it is in a panic: the disk cannot
-/// fail, so an error here is a bug.
-pub fn open_data(persister: &Persister, name: &str) -> Data {
-    Data::open(&LabDisk(persister.disk()), LAB_CACHE_BYTES)
+/// Opens the data a reference group replica keeps on `disk` (its persister's, or a
+/// mutant's wrapper of it), as a real node opens it in its data directory. `name` says
+/// whose it is in a panic: the disk cannot fail, so an error here is a bug.
+pub fn open_data(disk: &impl Disk, name: &str) -> Data {
+    Data::open(disk, LAB_CACHE_BYTES)
         .unwrap_or_else(|error| panic!("{name}: open the data: {error}"))
 }
 

@@ -11,6 +11,8 @@
 //!    issued after every Put and Delete of its key had returned appears exactly once in
 //!    it; no append at all appears twice. (Written values are unique in every scenario.)
 //! 3. **One owner per shard per configuration** ([`super::ownership`]).
+//! 4. **Replicas agree**: those of a group at one log index hold one state
+//!    ([`super::agreement`]).
 
 use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
@@ -50,7 +52,8 @@ impl<L: KvLab> KvCluster<L> {
             if c.ownership.samples() == 0 {
                 return Err("the ownership monitor never sampled a replica".to_string());
             }
-            c.ownership.violation().map_or(Ok(()), Err)
+            c.ownership.violation().map_or(Ok(()), Err)?;
+            c.agreement.violation().map_or(Ok(()), Err)
         })
     }
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use labrpc_sim::{Persister, Sim, SimNode};
 use shardkv_proto::GroupId;
 
+use super::agreement::Agreement;
 use super::clerk::KvClerk;
 use super::host::KvHost;
 use super::lab::{KvLab, KvStart, Peer};
@@ -56,6 +57,8 @@ pub struct KvCluster<L: KvLab> {
     pub history: History,
     /// What the replicas said they serve, checked as it is recorded.
     pub ownership: Ownership,
+    /// Whether replicas at one log index hold one state.
+    pub agreement: Agreement,
     admin: Rc<RefCell<Option<Clerk>>>,
     clerks: Rc<RefCell<usize>>,
     _lab: std::marker::PhantomData<fn() -> L>,
@@ -70,6 +73,7 @@ impl<L: KvLab> Clone for KvCluster<L> {
             groups: self.groups.clone(),
             history: self.history.clone(),
             ownership: self.ownership.clone(),
+            agreement: self.agreement.clone(),
             admin: self.admin.clone(),
             clerks: self.clerks.clone(),
             _lab: std::marker::PhantomData,
@@ -106,6 +110,7 @@ impl<L: KvLab> KvCluster<L> {
             groups: Rc::new(groups),
             history: History::new(),
             ownership: Ownership::default(),
+            agreement: Agreement::default(),
             admin: Rc::new(RefCell::new(Some(admin))),
             clerks: Rc::new(RefCell::new(0)),
             _lab: std::marker::PhantomData,

@@ -149,4 +149,12 @@ pub trait KvLab: Sized + 'static {
     fn persisted_bytes(&self, persister: &Persister) -> usize {
         persister.raft_state_size() + persister.snapshot_size()
     }
+
+    /// A digest of this replica's whole replicated state (shards, their data and
+    /// duplicate tables, configurations) and the log index it stands at, which the
+    /// harness compares across the group's replicas: at one index they must agree. The
+    /// default gives none, and is not checked.
+    fn state_digest(&self) -> Option<(u64, u64)> {
+        None
+    }
 }

@@ -37,6 +37,7 @@
 //! Grading another implementation: implement [`KvLab`] and run
 //! [`lab_scenarios::<YourServer>()`](lab_scenarios) through [`crate::scenario::run_seeds`].
 
+pub mod agreement;
 pub mod challenge;
 pub mod checks;
 pub mod clerk;

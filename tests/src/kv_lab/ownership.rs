@@ -109,10 +109,12 @@ impl Ownership {
     }
 }
 
-/// Samples the cluster every [`SAMPLE_MS`] until the run ends (the task is dropped).
+/// Samples the cluster every [`SAMPLE_MS`] until the run ends (the task is dropped):
+/// ownership, and whether replicas agree ([`super::agreement`]).
 pub async fn monitor<L: KvLab>(c: KvCluster<L>) {
     loop {
         c.ownership.sample(&c, c.sim.now());
+        c.agreement.sample(&c, c.sim.now());
         c.sleep_ms(SAMPLE_MS).await;
     }
 }

@@ -15,7 +15,7 @@
 use replica_group::{Effect, GroupOptions, Phase, Server, ServerError};
 use shardkv_proto::kv::{MigrationRequest, Request};
 use shardkv_proto::{ConfigNum, ShardId};
-use shardkv_raft::{LogStore, ReplicaConfig, Service};
+use shardkv_raft::{Disk, LogStore, ReplicaConfig, Replicated, Service};
 
 use super::cluster::server_address;
 use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
@@ -24,7 +24,7 @@ use super::lab::{CallId, KvEffect, KvLab, KvStart, Peer, ReqId, LAB_NSHARDS};
 /// kilobytes per shard travel in several chunks and every path of a chunked copy runs.
 pub const LAB_CHUNK_BYTES: usize = 1 << 10;
 use crate::raft_lab::reference::raft_id;
-use crate::sim_disk::{open_data, open_store, NodeIo, SimStore};
+use crate::sim_disk::{open_data, open_store, LabDisk, NodeIo, SimStore};
 
 /// `replica_group::Server` behind the lab interface.
 pub struct GroupLab {
@@ -44,17 +44,23 @@ impl GroupLab {
     pub fn server(&self) -> &Server<SimStore> {
         &self.server
     }
-}
 
-impl KvLab for GroupLab {
-    fn make(start: KvStart) -> Self {
+    /// The server, for mutants that change what the reference does.
+    pub fn server_mut(&mut self) -> &mut Server<SimStore> {
+        &mut self.server
+    }
+
+    /// Makes a replica as [`KvLab::make`] does, its data on `wrap` of the simulated
+    /// disk (for mutants whose disk drops a duty).
+    pub fn make_with_data_disk<D: Disk>(start: KvStart, wrap: impl FnOnce(LabDisk) -> D) -> Self {
         let name = format!("group {} replica {}", start.gid, start.me);
         let voters = start.peers.iter().map(|&p| raft_id(p)).collect();
         let entropy = start.persister.entropy();
         let mut config = ReplicaConfig::production(raft_id(start.me), voters, entropy);
         config.snapshot_bytes_threshold = start.maxraftstate;
         let store = open_store(&start.persister, &name);
-        let data = open_data(&start.persister, &name);
+        let disk = wrap(LabDisk(start.persister.disk()));
+        let data = open_data(&disk, &name);
         let mut options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
         options.peers = (start.peers.iter())
             .map(|&peer| (raft_id(peer), server_address(start.gid, peer)))
@@ -66,6 +72,12 @@ impl KvLab for GroupLab {
         server.send_early_with(io.early_sink());
         server.sync_with(io.sync_sink());
         GroupLab { name, server, io }
+    }
+}
+
+impl KvLab for GroupLab {
+    fn make(start: KvStart) -> Self {
+        Self::make_with_data_disk(start, |disk| disk)
     }
 
     fn on_peer_message(&mut self, _from: Peer, bytes: Vec<u8>) {
@@ -137,6 +149,16 @@ impl KvLab for GroupLab {
         let data = self.server.state().stored_bytes();
         let data = data.unwrap_or_else(|error| panic!("{}: {error}", self.name));
         (store.raft_state_bytes() + store.snapshot_bytes() + data) as usize
+    }
+
+    fn state_digest(&self) -> Option<(u64, u64)> {
+        use std::hash::{Hash, Hasher};
+        let state = self.server.state();
+        let dump = state.dump();
+        let dump = dump.unwrap_or_else(|error| panic!("{}: {error}", self.name));
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        dump.hash(&mut hasher);
+        Some((state.applied_index(), hasher.finish()))
     }
 
     fn serving(&self) -> (ConfigNum, Vec<ShardId>) {
