@@ -56,6 +56,8 @@ scenario_tests!(
     power_fail_one_replica,
     power_fail_minority,
     power_fail_whole_group,
+    power_fail_during_migration,
+    power_fail_during_catch_up,
 );
 
 /// Same seed, same run: two runs of an unreliable scenario with one seed have equal

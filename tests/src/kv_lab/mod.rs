@@ -81,6 +81,7 @@ pub fn lab_scenarios<L: KvLab>() -> Vec<Scenario> {
         challenge::challenge2_unaffected, challenge::challenge2_partial,
         ours::partition_in_group, ours::master_majority_down, ours::all_groups_crash,
         power::power_fail_one_replica, power::power_fail_minority, power::power_fail_whole_group,
+        power::power_fail_during_migration, power::power_fail_during_catch_up,
     ]
 }
 
