@@ -49,11 +49,18 @@ pub trait Replicated: Send + Sized + 'static {
     fn commit(&mut self) -> Result<(), String> {
         Ok(())
     }
-    /// Makes the state durable through its applied index, for a state that keeps its own
-    /// storage (the host calls it before each snapshot and on a clean stop). By default,
-    /// nothing to do.
-    fn checkpoint(&mut self) -> Result<(), String> {
+    /// Starts making the state durable through its applied index, for a state that
+    /// keeps its own storage: the host calls it when the log is due for compaction and
+    /// compacts through that index once [`Replicated::durable_index`] reached it; with
+    /// `wait` (a clean stop), returns once it has. By default, nothing to do.
+    fn checkpoint(&mut self, wait: bool) -> Result<(), String> {
+        let _ = wait;
         Ok(())
+    }
+    /// The last index the state's own storage holds durably. By default the applied
+    /// index: a state without storage of its own is made durable by its snapshot.
+    fn durable_index(&self) -> Index {
+        self.applied_index()
     }
     /// An encoder of the state as it is now into snapshot bytes (see
     /// [`crate::encode_image`]). The host runs it on the store's snapshot thread while
@@ -125,6 +132,12 @@ pub struct Host<S: LogStore, M: StateMachine> {
     /// Inside [`Service::batch`]: events only feed raft-rs; the Ready protocol runs once
     /// at the end.
     deferred: bool,
+    /// The machine asked for a snapshot now ([`StateMachine::take_must_snapshot`]), not
+    /// yet started.
+    must_snapshot: bool,
+    /// The checkpoint under way: the index the log is compacted through once the state
+    /// holds it durably, and whether that compaction was asked for now.
+    checkpointing: Option<(Index, bool)>,
 }
 
 impl<S: LogStore, M: StateMachine> Host<S, M> {
@@ -148,6 +161,8 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
             machine,
             messages: Vec::new(),
             deferred: false,
+            must_snapshot: false,
+            checkpointing: None,
         }
     }
 
@@ -268,31 +283,48 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
             index: applied,
             reason,
         })?;
-        let must_snapshot = self.machine.take_must_snapshot();
-        // A state ahead of the log (its storage held entries the log is still replaying
-        // after a restart) waits: a snapshot must not hold more than its index.
-        let caught_up = applied <= self.replica.applied_index();
-        if caught_up && self.replica.snapshot_due(must_snapshot)? {
-            self.state
-                .checkpoint()
-                .map_err(|reason| ServerError::State {
-                    index: applied,
-                    reason,
-                })?;
-            let encoder = self.state.snapshot().map_err(|reason| ServerError::State {
-                index: applied,
-                reason,
-            })?;
-            // At the state's applied index, which lags raft's by the empty entries of new
-            // leaders: the snapshot stands for exactly what the state holds.
-            let encode = |_| SnapshotData::encode_later(encoder);
-            if must_snapshot {
-                self.replica.snapshot_now_at(applied, encode)?;
-            } else {
-                self.replica.maybe_snapshot_at(applied, encode)?;
-            }
-        }
+        self.must_snapshot |= self.machine.take_must_snapshot();
+        self.compact(applied)?;
         Ok(settled.reads)
+    }
+
+    /// Log compaction by checkpoint: when the log is due for it (or the machine asked),
+    /// starts a checkpoint of the state at `applied`; once the state holds that index
+    /// durably, compacts the log through it, with the state's snapshot bytes (a state
+    /// without storage of its own is durable at once, and its bytes hold it all).
+    fn compact(&mut self, applied: Index) -> Result<(), ServerError> {
+        let failed = |reason| ServerError::State {
+            index: applied,
+            reason,
+        };
+        // A state ahead of the log (its storage held entries the log is still replaying
+        // after a restart, or it copied a later state) waits: a snapshot must stand for
+        // exactly what the state holds at its index.
+        let caught_up = applied <= self.replica.applied_index();
+        if self.checkpointing.is_none()
+            && caught_up
+            && self.replica.snapshot_due(self.must_snapshot)?
+        {
+            let now = std::mem::take(&mut self.must_snapshot);
+            self.state.checkpoint(false).map_err(failed)?;
+            self.checkpointing = Some((applied, now));
+        }
+        let Some((index, now)) = self.checkpointing else {
+            return Ok(());
+        };
+        if self.state.durable_index() < index {
+            return Ok(());
+        }
+        self.checkpointing = None;
+        let encoder = self.state.snapshot().map_err(failed)?;
+        // At the state's index, which lags raft's by the empty entries of new leaders:
+        // the snapshot stands for exactly what the state holds.
+        let encode = |_| SnapshotData::encode_later(encoder);
+        match now {
+            true => self.replica.snapshot_now_at(index, encode)?,
+            false => self.replica.maybe_snapshot_at(index, encode)?,
+        };
+        Ok(())
     }
 
     fn apply(&mut self, step: Step<M::Waiter>) -> Result<(), ServerError> {
@@ -457,7 +489,7 @@ pub trait Service {
         host.replica.flush()?;
         let index = host.state.applied_index();
         host.state
-            .checkpoint()
+            .checkpoint(true)
             .map_err(|reason| ServerError::State { index, reason })
     }
 }

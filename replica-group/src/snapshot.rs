@@ -72,11 +72,14 @@ impl Replicated for GroupState {
     }
 
     /// Commits the Ready's changes to the data, with the applied index; flushes them
-    /// with the group's metadata once the data holds enough.
+    /// with the group's metadata once the data holds enough, and starts a checkpoint
+    /// asked for while a flush was under way once it has ended.
     fn commit(&mut self) -> Result<(), String> {
         let flush = |state: &mut Self| -> Result<(), DataError> {
             state.data.commit(state.applied_index)?;
-            if state.data.wants_flush() {
+            if state.checkpoint_wanted && !state.data.is_busy() {
+                state.start_checkpoint(false)?;
+            } else if state.data.wants_flush() {
                 state.save_meta()?;
                 state.data.flush()?;
             }
@@ -85,13 +88,16 @@ impl Replicated for GroupState {
         flush(self).map_err(|error| error.to_string())
     }
 
-    /// Makes the data durable through the applied index, metadata included.
-    fn checkpoint(&mut self) -> Result<(), String> {
-        let run = |state: &mut Self| -> Result<Index, DataError> {
-            state.save_meta()?;
-            state.data.checkpoint()?.run()
-        };
-        run(self).map(drop).map_err(|error| error.to_string())
+    /// Starts making the data durable through the applied index, metadata included (on
+    /// the data's background, see `data/background.rs`; once the flush under way, if
+    /// any, has ended).
+    fn checkpoint(&mut self, wait: bool) -> Result<(), String> {
+        self.start_checkpoint(wait)
+            .map_err(|error| error.to_string())
+    }
+
+    fn durable_index(&self) -> Index {
+        self.data.durable_index()
     }
 
     /// The marker: the data, checkpointed through the applied index, is the state.
@@ -168,6 +174,7 @@ impl GroupState {
             shards: image.shards.into_iter().map(Arc::new).collect(),
             applied_index: image.applied_index,
             data,
+            checkpoint_wanted: false,
         })
     }
 
@@ -203,6 +210,14 @@ impl GroupState {
             .stage_finish(&[(META_NAME, meta)], applied)
             .map_err(|error| error.to_string())?;
         self.load(image);
+        Ok(())
+    }
+
+    /// A checkpoint through the applied index, metadata included, now if the data is
+    /// not busy with a flush (or, with `wait`, after it), else once it is not.
+    fn start_checkpoint(&mut self, wait: bool) -> Result<(), DataError> {
+        self.save_meta()?;
+        self.checkpoint_wanted = !self.data.checkpoint(wait)?;
         Ok(())
     }
 

@@ -59,6 +59,9 @@ pub struct GroupState {
     pub(crate) applied_index: Index,
     /// Every shard's keys and values and its sessions, on disk.
     pub(crate) data: Data,
+    /// A checkpoint was asked for while the data was busy with a flush: it starts, with
+    /// fresh metadata, once that flush ends.
+    pub(crate) checkpoint_wanted: bool,
 }
 
 /// How many times per session timeout the sessions are scanned for expiry.
@@ -96,6 +99,7 @@ impl GroupState {
             shards: (0..nshards).map(|_| Arc::new(Phase::Absent)).collect(),
             applied_index: 0,
             data,
+            checkpoint_wanted: false,
         })
     }
 

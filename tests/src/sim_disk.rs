@@ -92,10 +92,14 @@ impl DiskFile for LabFile {
 pub const LAB_CACHE_BYTES: usize = 1 << 20;
 
 /// Opens the data a reference group replica keeps on `disk` (its persister's, or a
-/// mutant's wrapper of it), as a real node opens it in its data directory. `name` says
-/// whose it is in a panic: the disk cannot fail, so an error here is a bug.
+/// mutant's wrapper of it), as a real node opens it in its data directory (its flushes
+/// and checkpoints deferred by [`SNAPSHOT_POLLS`] instead of run on a thread). `name`
+/// says whose it is in a panic: the disk cannot fail, so an error here is a bug.
 pub fn open_data(disk: &impl Disk, name: &str) -> Data {
-    Data::open(disk, LAB_CACHE_BYTES)
+    let background = Background::Deferred {
+        polls: SNAPSHOT_POLLS,
+    };
+    Data::open(disk, LAB_CACHE_BYTES, background)
         .unwrap_or_else(|error| panic!("{name}: open the data: {error}"))
 }
 

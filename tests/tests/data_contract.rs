@@ -20,14 +20,15 @@ use labrpc_sim::SimDisk;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use replica_group::data::{Chunk, Data, FLUSH_BYTES};
-use shardkv_raft::{Disk, OsDisk};
+use shardkv_raft::{Background, Disk, OsDisk};
 use shardkv_tests::sim_disk::LabDisk;
 
 /// A small page cache, as the lab suites use.
 const CACHE: usize = 1 << 20;
 
+/// Opens the data on `disk`, its flushes and checkpoints run in place.
 fn open(disk: &impl Disk) -> Data {
-    Data::open(disk, CACHE).expect("open the data")
+    Data::open(disk, CACHE, Background::Deferred { polls: 0 }).expect("open the data")
 }
 
 /// A fresh data directory of each kind; the OS one lives as long as the returned guard.
@@ -105,7 +106,7 @@ fn reads_writes_and_chunks(disk: &impl Disk) {
         "dropped, not yet flushed"
     );
     assert_eq!(data.get(2, b"a").unwrap(), Some(b"other shard".to_vec()));
-    data.checkpoint().unwrap().run().unwrap();
+    assert!(data.checkpoint(true).unwrap());
     let stored = data.stored_bytes().unwrap();
     assert!(stored < 100, "{stored} bytes stored after the drop");
     drop(data);
@@ -176,7 +177,7 @@ fn size_flushes_merge(disk: &impl Disk) {
             );
         }
     }
-    data.checkpoint().unwrap().run().unwrap();
+    assert!(data.checkpoint(true).unwrap());
     drop(data);
     let data = open(disk);
     assert_eq!(data.applied_index(), index);
@@ -247,7 +248,8 @@ fn fail_and_reopen(seed: u64, failure: Failure, checkpoints: bool) -> usize {
             data.commit(index).unwrap();
             history.insert(index, state.clone());
             if checkpoints && rng.random_range(0..3) == 0 {
-                durable = data.checkpoint().unwrap().run().unwrap();
+                data.checkpoint(true).unwrap();
+                durable = data.durable_index();
                 assert_eq!(durable, index);
             }
         }
@@ -309,7 +311,10 @@ fn stage_view(from: &mut Data, to: &mut Data, budget: usize) -> (u64, Vec<u8>) {
     (view.applied_index(), view.meta("state").unwrap().unwrap())
 }
 
-fn staging_switches_at_once(disk: &impl Disk, sim: Option<&SimDisk>) {
+/// `background`: how the staging data runs its flushes; a flush of its own writes is
+/// still under way when the copy ends (deferred, or on its thread), and must not land
+/// over the switched state.
+fn staging_switches_at_once(disk: &impl Disk, sim: Option<&SimDisk>, background: Background) {
     let mut source = Data::in_memory();
     for i in 0..200u32 {
         source
@@ -322,24 +327,33 @@ fn staging_switches_at_once(disk: &impl Disk, sim: Option<&SimDisk>) {
     }
     source.put_meta("state", b"the source's").unwrap();
     source.commit(50).unwrap();
-    let mut data = open(disk);
+    let mut data = Data::open(disk, CACHE, background).unwrap();
     data.put(0, b"mine", b"before").unwrap();
     data.put_meta("state", b"mine").unwrap();
     data.commit(5).unwrap();
-    data.checkpoint().unwrap().run().unwrap();
+    assert!(data.checkpoint(true).unwrap());
     let (applied, meta) = stage_view(&mut source, &mut data, 500);
+    // Writes of the old state, being flushed when the switch comes; the key is in the
+    // copy too, with another value.
+    let old_writes = |data: &mut Data| {
+        data.put(0, b"k000", b"old state").unwrap();
+        data.commit(6).unwrap();
+        data.flush().unwrap();
+    };
+    old_writes(&mut data);
     // The live data goes on meanwhile, untouched by the staging.
     assert_eq!(data.get(0, b"mine").unwrap(), Some(b"before".to_vec()));
-    assert_eq!(data.get(0, b"k000").unwrap(), None);
+    assert_eq!(data.get(0, b"k000").unwrap(), Some(b"old state".to_vec()));
     if let Some(sim) = sim {
         // Staged and not switched: a power failure keeps the data as it was.
         sim.power_fail(&mut Xoshiro256PlusPlus::seed_from_u64(7));
         drop(data);
-        data = open(disk);
+        data = Data::open(disk, CACHE, background).unwrap();
         assert_eq!(data.applied_index(), 5);
         assert_eq!(data.get(0, b"mine").unwrap(), Some(b"before".to_vec()));
         assert_eq!(data.get(0, b"k000").unwrap(), None);
         stage_view(&mut source, &mut data, 500);
+        old_writes(&mut data);
     }
     data.stage_finish(&[("state", &meta)], applied).unwrap();
     let check = |data: &Data| {
@@ -364,7 +378,102 @@ fn staging_switches_at_once(disk: &impl Disk, sim: Option<&SimDisk>) {
 
 #[test]
 fn staging_switches_at_once_on_both_disks() {
-    let (_dir, os, sim) = disks();
-    staging_switches_at_once(&os, None);
-    staging_switches_at_once(&sim, Some(&sim.0));
+    for background in [
+        Background::Deferred { polls: 0 },
+        Background::Deferred { polls: 50 },
+        Background::Threads,
+    ] {
+        let (_dir, os, sim) = disks();
+        staging_switches_at_once(&os, None, background);
+        staging_switches_at_once(&sim, Some(&sim.0), background);
+    }
+}
+
+/// Random writes, shard drops, commits, flushes and checkpoints, with the flushes and
+/// checkpoints running in the background (deferred by `polls` polls, or on threads):
+/// every read, of one key or of a shard by chunks, and the metadata, matches a model at
+/// every step, while jobs are under way too; the durable index only grows, and never
+/// passes the applied index.
+fn background_jobs_keep_reads_whole(disk: &impl Disk, background: Background, seed: u64) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut data = Data::open(disk, CACHE, background).unwrap();
+    let mut model: BTreeMap<(usize, Vec<u8>), Vec<u8>> = BTreeMap::new();
+    let mut meta = None;
+    let mut durable = data.durable_index();
+    for index in 1..=400u64 {
+        for _ in 0..rng.random_range(1..8) {
+            let shard = rng.random_range(0..3usize);
+            let key = format!("k{}", rng.random_range(0..30)).into_bytes();
+            match rng.random_range(0..20) {
+                0 => {
+                    data.delete_shard(shard).unwrap();
+                    model.retain(|(s, _), _| *s != shard);
+                }
+                1..=4 => {
+                    data.delete(shard, &key).unwrap();
+                    model.remove(&(shard, key));
+                }
+                5 => {
+                    let bytes = index.to_be_bytes().to_vec();
+                    data.put_meta("state", &bytes).unwrap();
+                    meta = Some(bytes);
+                }
+                _ => {
+                    let value = vec![rng.random_range(0..=255u8); rng.random_range(1..400)];
+                    data.put(shard, &key, &value).unwrap();
+                    model.insert((shard, key), value);
+                }
+            }
+        }
+        data.commit(index).unwrap();
+        match rng.random_range(0..10) {
+            0 => data.flush().unwrap(),
+            1 => drop(data.checkpoint(false).unwrap()),
+            2 if rng.random_range(0..5) == 0 => assert!(data.checkpoint(true).unwrap()),
+            _ => {}
+        }
+        assert!(data.durable_index() >= durable && data.durable_index() <= index);
+        durable = data.durable_index();
+        for shard in 0..3 {
+            let want: Vec<_> = (model.iter())
+                .filter(|((s, _), _)| *s == shard)
+                .map(|((_, k), v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(
+                read_shard(&data, shard, 700),
+                want,
+                "seed {seed} index {index}"
+            );
+            for (key, value) in want.iter().take(3) {
+                assert_eq!(data.get(shard, key).unwrap().as_ref(), Some(value));
+            }
+        }
+        assert_eq!(data.get(1, b"absent").unwrap(), None);
+        assert_eq!(
+            data.meta("state").unwrap(),
+            meta,
+            "seed {seed} index {index}"
+        );
+    }
+    assert!(data.checkpoint(true).unwrap());
+    assert_eq!(data.durable_index(), 400);
+    drop(data);
+    let data = open(disk);
+    assert_eq!(data.applied_index(), 400);
+    for shard in 0..3 {
+        let want: Vec<_> = (model.iter())
+            .filter(|((s, _), _)| *s == shard)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(read_shard(&data, shard, 1 << 20), want);
+    }
+}
+
+#[test]
+fn background_jobs_keep_reads_whole_on_both_disks() {
+    for seed in 0..4 {
+        let (_dir, os, sim) = disks();
+        background_jobs_keep_reads_whole(&os, Background::Threads, seed);
+        background_jobs_keep_reads_whole(&sim, Background::Deferred { polls: 3 }, seed);
+    }
 }

@@ -230,12 +230,17 @@ fn assert_caught(mutant: RunMutant, name: &str, seed: u64, expected: &[&str]) {
 
 #[test]
 fn catch_up_chunks_from_the_live_state_are_caught() {
-    assert_caught(live_chunks, "unreliable3", 4, &["hold different states"]);
+    assert_caught(
+        live_chunks,
+        "partition_in_group",
+        1,
+        &["hold different states"],
+    );
 }
 
 #[test]
 fn replays_applied_again_are_caught() {
-    assert_caught(reapplied_replays, "unreliable3", 3, &["apply at index"]);
+    assert_caught(reapplied_replays, "unreliable3", 2, &["apply at index"]);
 }
 
 #[test]
@@ -255,7 +260,11 @@ fn find_kv_mutant_seeds() {
         (
             "live chunks",
             live_chunks,
-            &["unreliable3", "challenge1_delete", "partition_in_group"],
+            &[
+                "partition_in_group",
+                "unreliable3",
+                "power_fail_during_catch_up",
+            ],
         ),
         (
             "reapplied replays",

@@ -23,11 +23,14 @@
 //! [`Data::flush`]es everything as one redb transaction carrying that applied index,
 //! **without syncing** (redb's `Durability::None`): the raft log is the write-ahead log,
 //! and writing many Readies in one transaction rewrites each B-tree leaf once instead of
-//! once per Ready. A [`Checkpoint`] (a flush, then a durable commit) makes every commit
-//! before it durable; it may run on another thread. After a crash or a power failure the database opens at a flush at
-//! or after the last checkpoint (redb keeps non-durable commits only in memory, so in
-//! practice at the checkpoint), and [`Data::applied_index`] says which: the log replays
-//! from there.
+//! once per Ready. A checkpoint ([`Data::checkpoint`]: a flush, then a durable commit)
+//! makes every commit before it durable; [`Data::durable_index`] says when it has.
+//! Flushes and checkpoints run in the background ([`background`](self): on a thread on a
+//! real node, after a number of polls in the simulator), one at a time, while the writes
+//! they carry stay readable: reads go through the held writes, then the flushing ones,
+//! then the database. After a crash or a power failure the database opens at its last
+//! durable commit (redb keeps non-durable commits only in memory), and
+//! [`Data::applied_index`] says where the log must replay from.
 //!
 //! A [`DataView`] (a flush, then a redb read transaction) is one consistent point that
 //! later writes do not change, for streaming a state out in chunks while applying goes
@@ -43,6 +46,7 @@
 //! left over is dropped by the next catch-up); after it, the data stands at the view.
 
 mod backend;
+mod background;
 mod pending;
 mod read;
 
@@ -51,14 +55,13 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 pub use backend::DiskBackend;
+use background::{Job, Running};
 pub use pending::FLUSH_BYTES;
 use pending::{Held, Pending};
 pub use read::{Chunk, DataView};
-use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition};
 use shardkv_proto::ShardId;
-use shardkv_raft::Disk;
+use shardkv_raft::{Background, Disk};
 
 use crate::Index;
 
@@ -86,15 +89,23 @@ fn failed<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> DataError
 /// The replica group's data on disk; see the module docs.
 pub struct Data {
     db: Arc<Database>,
-    /// Writes held since the last flush.
+    /// How flushes and checkpoints run ([`background`](self)).
+    background: Background,
+    /// Writes held since the last flush started.
     pending: Pending,
+    /// The writes of the flush under way, readable until it has committed.
+    flushing: Option<Arc<Pending>>,
+    /// The flush or checkpoint under way, and whether it is a checkpoint.
+    running: Option<(Running, bool)>,
     /// Writes were held since the last commit.
     uncommitted: bool,
     /// The applied index of the last commit.
     applied: Index,
-    /// The applied index of the last flush (what the database holds).
+    /// The applied index the database holds (the last job that committed).
     flushed: Index,
-    /// A read transaction at the last flush, kept until the next one.
+    /// The applied index durable on disk (the last checkpoint that committed).
+    durable: Index,
+    /// A read transaction of the database, kept until the next job commits.
     reader: RefCell<Option<ReadTransaction>>,
 }
 
@@ -142,8 +153,13 @@ fn bounds<'k>(
 
 impl Data {
     /// Opens (or creates) the database in [`DATA_FILE`] on `disk`, with a page cache of
-    /// `cache_bytes`; after a crash redb rolls back to its last durable commit.
-    pub fn open<D: Disk>(disk: &D, cache_bytes: usize) -> Result<Self, DataError> {
+    /// `cache_bytes`, its flushes and checkpoints run as `background` says; after a crash
+    /// redb rolls back to its last durable commit.
+    pub fn open<D: Disk>(
+        disk: &D,
+        cache_bytes: usize,
+        background: Background,
+    ) -> Result<Self, DataError> {
         let file = match disk.open(DATA_FILE) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -154,19 +170,21 @@ impl Data {
             Err(error) => return Err(failed("open")(error)),
         };
         let backend = DiskBackend::new(file, disk.describe(DATA_FILE));
-        Self::with_backend(backend, cache_bytes)
+        Self::with_backend(backend, cache_bytes, background)
     }
 
-    /// A database in memory only, gone when dropped (unit tests and benchmarks of the
-    /// state machine).
+    /// A database in memory only, gone when dropped, its flushes run in place (unit tests
+    /// and benchmarks of the state machine).
     pub fn in_memory() -> Self {
-        Self::with_backend(redb::backends::InMemoryBackend::new(), 1 << 20)
+        let backend = redb::backends::InMemoryBackend::new();
+        Self::with_backend(backend, 1 << 20, Background::Deferred { polls: 0 })
             .expect("an in-memory database opens")
     }
 
     fn with_backend(
         backend: impl redb::StorageBackend,
         cache_bytes: usize,
+        background: Background,
     ) -> Result<Self, DataError> {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
@@ -174,10 +192,14 @@ impl Data {
             .map_err(failed("open the database"))?;
         let mut data = Data {
             db: Arc::new(db),
+            background,
             pending: Pending::default(),
+            flushing: None,
+            running: None,
             uncommitted: false,
             applied: 0,
             flushed: 0,
+            durable: 0,
             reader: RefCell::new(None),
         };
         data.applied = match data.meta(APPLIED)? {
@@ -185,6 +207,7 @@ impl Data {
             Some(bytes) => decode_index(&bytes)?,
         };
         data.flushed = data.applied;
+        data.durable = data.applied;
         Ok(data)
     }
 
@@ -193,7 +216,25 @@ impl Data {
         self.applied
     }
 
-    /// Reads with `read` from the last flush.
+    /// The applied index durable on disk: of the last checkpoint that has committed, or
+    /// what the database held when opened.
+    pub fn durable_index(&self) -> Index {
+        self.durable
+    }
+
+    /// The held writes over the database, newest first, for reads of `shard`: the
+    /// flushing ones only when the newest do not hide the shard. With whether the
+    /// database's keys of the shard are hidden.
+    fn layers(&self, shard: ShardId) -> read::Layers<'_> {
+        let flushing = self.flushing.as_deref();
+        let below = flushing.filter(|_| !self.pending.hides(shard));
+        read::Layers {
+            held: [Some(&self.pending), below],
+            db_hidden: self.pending.hides(shard) || below.is_some_and(|f| f.hides(shard)),
+        }
+    }
+
+    /// Reads with `read` from the database.
     fn reading<T>(
         &self,
         read: impl FnOnce(&ReadTransaction) -> Result<T, DataError>,
@@ -213,11 +254,15 @@ impl Data {
     /// The value of `key` in `shard`.
     pub fn get(&self, shard: ShardId, key: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
         let key = kv_key(shard, key);
-        match self.pending.get(shard, &key) {
-            Held::Value(value) => Ok(value.cloned()),
-            Held::Unknown { hidden: true } => Ok(None),
-            Held::Unknown { hidden: false } => self.reading(|txn| read::get(txn, &key)),
+        let held = self.layers(shard).held;
+        for layer in held.into_iter().flatten() {
+            match layer.get(shard, &key) {
+                Held::Value(value) => return Ok(value.cloned()),
+                Held::Unknown { hidden: true } => return Ok(None),
+                Held::Unknown { hidden: false } => {}
+            }
         }
+        self.reading(|txn| read::get(txn, &key))
     }
 
     /// Sets `key` in `shard` to `value`.
@@ -240,8 +285,8 @@ impl Data {
         after: Option<&[u8]>,
         max_bytes: usize,
     ) -> Result<Chunk, DataError> {
-        let hidden = self.pending.hides(shard);
-        self.reading(|txn| read::chunk(txn, Some((&self.pending, hidden)), shard, after, max_bytes))
+        let layers = self.layers(shard);
+        self.reading(|txn| read::chunk(txn, Some(&layers), shard, after, max_bytes))
     }
 
     /// Removes every key of `shard`.
@@ -260,11 +305,15 @@ impl Data {
 
     /// The caller's bytes stored under `name`.
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, DataError> {
-        match self.pending.meta(name) {
-            Ok(bytes) => Ok(Some(bytes.clone())),
-            Err(true) => Ok(None),
-            Err(false) => self.reading(|txn| read::meta(txn, name)),
+        let flushing = self.flushing.as_deref();
+        for layer in [Some(&self.pending), flushing].into_iter().flatten() {
+            match layer.meta(name) {
+                Ok(bytes) => return Ok(Some(bytes.clone())),
+                Err(true) => return Ok(None),
+                Err(false) => {}
+            }
         }
+        self.reading(|txn| read::meta(txn, name))
     }
 
     /// Stores `bytes` under `name` (not `"applied"`, which [`Data::commit`] writes).
@@ -275,9 +324,10 @@ impl Data {
     }
 
     /// Ends the writes that bring the data to `applied`, the log index they come from:
-    /// from here on they are one unit, held until the next [`Data::flush`] (which writes
-    /// them with the applied index, atomically). None is durable until a [`Checkpoint`]
-    /// runs.
+    /// from here on they are one unit, held until a flush writes them with the applied
+    /// index, atomically. None is durable until a checkpoint after it has committed
+    /// ([`Data::durable_index`]). Also finishes the flush or checkpoint under way when it
+    /// is done ([`background`](self)).
     ///
     /// # Panics
     /// If `applied` is below the applied index of the last commit.
@@ -289,66 +339,124 @@ impl Data {
         );
         self.applied = applied;
         self.uncommitted = false;
-        Ok(())
+        self.poll()
     }
 
-    /// True once enough writes are held that the owner should [`Data::flush`] them.
+    /// True once enough writes are held that the owner should [`Data::flush`] them:
+    /// [`FLUSH_BYTES`] with no job under way, or twice that (the flush then waits for
+    /// the job: memory stays bounded when the disk falls behind).
     pub fn wants_flush(&self) -> bool {
-        self.pending.is_full()
+        match self.running {
+            None => self.pending.is_full(),
+            Some(_) => self.pending.is_over_full(),
+        }
     }
 
-    /// Writes everything held, with the applied index of the last commit, as one
-    /// (non-durable) redb commit.
+    /// Starts writing everything held, with the applied index of the last commit, as
+    /// one non-durable redb commit (see [`background`](self)); a flush or checkpoint
+    /// under way is waited for first.
     ///
     /// # Panics
     /// If writes are not committed.
     pub fn flush(&mut self) -> Result<(), DataError> {
-        assert!(!self.uncommitted, "flush with uncommitted writes");
+        self.finish_running()?;
         if self.pending.is_empty() && self.applied == self.flushed {
             return Ok(());
         }
-        let mut txn = self.db.begin_write().map_err(failed("begin a write"))?;
-        txn.set_durability(Durability::None)
-            .map_err(failed("set durability"))?;
-        self.pending.flush_into(&txn)?;
-        {
-            let mut table = txn.open_table(META).map_err(failed("open meta"))?;
-            table
-                .insert(APPLIED, self.applied.to_be_bytes().as_slice())
-                .map_err(failed("put the applied index"))?;
-        }
-        txn.commit().map_err(failed("commit"))?;
-        self.pending = Pending::default();
-        self.flushed = self.applied;
-        *self.reader.get_mut() = None;
-        Ok(())
+        self.start(false)
     }
 
-    /// The work that makes every commit so far durable, to run on any thread (commits
-    /// flushed meanwhile may be covered too); see [`Checkpoint`]. Flushes first.
+    /// Makes every commit so far durable: starts a checkpoint (a flush, then a durable
+    /// commit) unless a flush or checkpoint is under way, and with `wait` waits for that
+    /// one first and then for the checkpoint. Returns whether the checkpoint started (or,
+    /// with `wait`, finished); [`Data::durable_index`] says when it has committed.
     ///
     /// # Panics
     /// If writes are not committed: a checkpoint covers commits only.
-    pub fn checkpoint(&mut self) -> Result<Checkpoint, DataError> {
-        self.flush()?;
-        Ok(Checkpoint {
-            db: Arc::clone(&self.db),
-        })
+    pub fn checkpoint(&mut self, wait: bool) -> Result<bool, DataError> {
+        assert!(!self.uncommitted, "checkpoint with uncommitted writes");
+        if wait {
+            self.finish_running()?;
+        }
+        if self.running.is_some() {
+            return Ok(false);
+        }
+        if self.durable < self.applied || !self.pending.is_empty() {
+            self.start(true)?;
+        }
+        if wait {
+            self.finish_running()?;
+        }
+        Ok(true)
+    }
+
+    /// True while a flush or checkpoint is under way.
+    pub fn is_busy(&self) -> bool {
+        self.running.is_some()
     }
 
     /// One consistent point of the committed data, unchanged by later writes. Flushes
-    /// first.
+    /// first, and waits for it.
     ///
     /// # Panics
     /// If writes are not committed: a view shows commits only.
     pub fn view(&mut self) -> Result<DataView, DataError> {
         self.flush()?;
+        self.finish_running()?;
         let txn = self.db.begin_read().map_err(failed("begin a read"))?;
         Ok(DataView {
             txn,
             applied: self.applied,
         })
     }
+
+    /// Starts a job committing everything held (durably or not).
+    fn start(&mut self, durable: bool) -> Result<(), DataError> {
+        assert!(!self.uncommitted, "a flush with uncommitted writes");
+        assert!(self.running.is_none(), "a second job");
+        let held = Arc::new(std::mem::take(&mut self.pending));
+        self.flushing = Some(Arc::clone(&held));
+        let job = Job {
+            db: Arc::clone(&self.db),
+            held,
+            applied: self.applied,
+            durable,
+        };
+        self.running = Some((Running::start(job, self.background)?, durable));
+        self.poll()
+    }
+
+    /// Ends the job under way if it is done.
+    fn poll(&mut self) -> Result<(), DataError> {
+        let Some((running, durable)) = self.running.take() else {
+            return Ok(());
+        };
+        match running.poll() {
+            Err(running) => self.running = Some((running, durable)),
+            Ok(result) => self.finished(result?, durable),
+        }
+        Ok(())
+    }
+
+    /// Waits for the job under way, if any.
+    fn finish_running(&mut self) -> Result<(), DataError> {
+        if let Some((running, durable)) = self.running.take() {
+            let index = running.finish()?;
+            self.finished(index, durable);
+        }
+        Ok(())
+    }
+
+    /// A job committed the database through `index`.
+    fn finished(&mut self, index: Index, durable: bool) {
+        self.flushing = None;
+        self.flushed = index;
+        if durable {
+            self.durable = index;
+        }
+        *self.reader.get_mut() = None;
+    }
+
     /// The bytes of keys and values the database holds as of the last flush (its live
     /// data, not the file's size: freed pages are reused, not returned). Writes held for
     /// the next flush are not counted: the raft log holds them.
@@ -400,6 +508,8 @@ impl Data {
         meta: &[(&str, &[u8])],
         applied: Index,
     ) -> Result<(), DataError> {
+        // A flush still to commit would write the old state's writes over the new one.
+        self.finish_running()?;
         *self.reader.get_mut() = None;
         let mut txn = self.db.begin_write().map_err(failed("begin the switch"))?;
         txn.set_durability(Durability::Immediate)
@@ -424,6 +534,7 @@ impl Data {
         self.uncommitted = false;
         self.applied = applied;
         self.flushed = applied;
+        self.durable = applied;
         Ok(())
     }
 
@@ -433,47 +544,6 @@ impl Data {
         txn.set_durability(Durability::None)
             .map_err(failed("set durability"))?;
         Ok(txn)
-    }
-}
-
-/// A durable commit of a [`Data`]; see the module docs.
-pub struct Checkpoint {
-    db: Arc<Database>,
-}
-
-impl std::fmt::Debug for Checkpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Checkpoint")
-    }
-}
-
-impl Checkpoint {
-    /// Makes the commits durable (waiting for a write in progress to commit); returns
-    /// the applied index now durable (at least that of the last commit before
-    /// [`Data::checkpoint`]).
-    pub fn run(self) -> Result<Index, DataError> {
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(failed("begin a checkpoint"))?;
-        // redb's default durable commit: one fsync, checksums to detect a torn one. Quick
-        // repair (which needs two-phase commit) would spare a reopen after a crash its
-        // scan of the tree (about 5 s per GB, measured) but cost every checkpoint 20% of
-        // the lab suites' time; the scan is within the restart bound at 1 GB.
-        txn.set_durability(Durability::Immediate)
-            .map_err(failed("set durability"))?;
-        let applied = {
-            let table = txn.open_table(META).map_err(failed("open meta"))?;
-            let bytes = table
-                .get(APPLIED)
-                .map_err(failed("read the applied index"))?;
-            match bytes {
-                None => 0,
-                Some(bytes) => decode_index(bytes.value())?,
-            }
-        };
-        txn.commit().map_err(failed("checkpoint"))?;
-        Ok(applied)
     }
 }
 

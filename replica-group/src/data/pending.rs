@@ -55,6 +55,11 @@ impl Pending {
         self.bytes >= FLUSH_BYTES
     }
 
+    /// True once twice as much is held: a flush must wait for the one under way.
+    pub(super) fn is_over_full(&self) -> bool {
+        self.bytes >= 2 * FLUSH_BYTES
+    }
+
     pub(super) fn put(&mut self, key: Vec<u8>, value: &[u8]) {
         self.bytes += key.len() + value.len() + 48;
         self.latest.insert(key, Some(value.to_vec()));

@@ -64,8 +64,16 @@ impl DataView {
     }
 }
 
-/// Held writes over a read, and whether they hide what the database holds of the shard.
-pub(super) type Over<'p> = Option<(&'p Pending, bool)>;
+/// The held writes over a read of one shard, newest first (the flushing ones only when
+/// the newest do not hide the shard), and whether they hide what the database holds of
+/// it.
+pub(super) struct Layers<'p> {
+    pub(super) held: [Option<&'p Pending>; 2],
+    pub(super) db_hidden: bool,
+}
+
+/// Held writes over a read (`None`: the database alone, as a view reads).
+pub(super) type Over<'p> = Option<&'p Layers<'p>>;
 
 /// Opens `definition` in `txn`, `None` when it was never written.
 pub(super) fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -104,13 +112,13 @@ type Range = (Vec<u8>, bool, Option<Vec<u8>>);
 /// Every `(full key, value)` of the key table from `start` (after it when `exclusive`)
 /// to `end`, the database's merged with the held writes, in key order, until `visit`
 /// says stop.
-fn scan(
+fn scan<'p>(
     txn: &ReadTransaction,
-    over: Over<'_>,
+    over: Over<'p>,
     (start, exclusive, end): Range,
     mut visit: impl FnMut(&[u8], &[u8]) -> bool,
 ) -> Result<(), DataError> {
-    let hidden = over.is_some_and(|(_, hidden)| hidden);
+    let hidden = over.is_some_and(|layers| layers.db_hidden);
     let table = if hidden { None } else { open(txn, KV)? };
     let stored = match &table {
         Some(table) => Some(
@@ -121,8 +129,16 @@ fn scan(
         None => None,
     };
     let mut stored = stored.into_iter().flatten().peekable();
-    let held = over.map(|(pending, _)| pending.range(start.clone(), exclusive, end.clone()));
-    let mut held = held.into_iter().flatten().peekable();
+    let [newest, flushing] = over.map_or([None, None], |layers| layers.held);
+    let range = |layer: Option<&'p Pending>| {
+        let range = layer.map(|pending| pending.range(start.clone(), exclusive, end.clone()));
+        range.into_iter().flatten().peekable()
+    };
+    let mut held = Newest {
+        newest: range(newest),
+        older: range(flushing),
+    }
+    .peekable();
     loop {
         let stored_key = peek_stored(&mut stored)?;
         let next = match (stored_key, held.peek()) {
@@ -143,6 +159,31 @@ fn scan(
         };
         if !go_on {
             return Ok(());
+        }
+    }
+}
+
+/// Two layers of held writes merged in key order, the newer's write of a key winning.
+struct Newest<I: Iterator> {
+    newest: Peekable<I>,
+    older: Peekable<I>,
+}
+
+impl<'p, I> Iterator for Newest<I>
+where
+    I: Iterator<Item = (&'p [u8], Option<&'p Vec<u8>>)>,
+{
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        match (self.newest.peek(), self.older.peek()) {
+            (Some((new, _)), Some((old, _))) if new == old => {
+                self.older.next();
+                self.newest.next()
+            }
+            (Some((new, _)), Some((old, _))) if old < new => self.older.next(),
+            (Some(_), _) => self.newest.next(),
+            (None, _) => self.older.next(),
         }
     }
 }

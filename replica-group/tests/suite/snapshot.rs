@@ -42,7 +42,7 @@ fn marker(state: &GroupState) -> Vec<u8> {
 #[test]
 fn a_checkpointed_state_reopens_and_takes_its_marker() {
     let mut state = migrating_state();
-    state.checkpoint().expect("checkpoints");
+    state.checkpoint(true).expect("checkpoints");
     let (dump, index, bytes) = (
         state.dump().expect("reads"),
         state.applied_index(),

@@ -325,7 +325,8 @@ fn a_state_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let disk = shardkv_raft::OsDisk::open(dir.path()).expect("the directory opens");
     let open = || {
-        let data = Data::open(&disk, 1 << 20).expect("the data opens");
+        let background = shardkv_raft::Background::Threads;
+        let data = Data::open(&disk, 1 << 20, background).expect("the data opens");
         GroupState::open(100, NSHARDS, 50, data).expect("the state opens")
     };
     let mut d = Driver {
@@ -337,7 +338,7 @@ fn a_state_resumes_from_its_checkpoint() {
     for seq in 1..=5 {
         assert_eq!(d.kv(7, seq, append(&k, b"x")), Ok(Reply::Done));
     }
-    d.state.checkpoint().expect("checkpoints");
+    d.state.checkpoint(true).expect("checkpoints");
     let at_checkpoint = d.state.applied_index();
     assert_eq!(d.kv(7, 6, append(&k, b"y")), Ok(Reply::Done));
     drop(d);

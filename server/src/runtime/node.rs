@@ -125,7 +125,7 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
     let (backend, data) = tokio::task::spawn_blocking(move || {
         let disk = open_data_dir(&data_dir, DATA_DIR_LOCK_WAIT)?;
         let data = match group {
-            true => Some(Data::open(&disk, cache_bytes)?),
+            true => Some(Data::open(&disk, cache_bytes, Background::Threads)?),
             false => None,
         };
         let backend = WalBackend::open(disk, Background::Threads)?;
