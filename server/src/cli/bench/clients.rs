@@ -54,14 +54,24 @@ pub(super) fn run(
     })
 }
 
-/// Writes every key once, `clients` at a time.
-pub(super) fn load(masters: &[String], shape: &Shape, clients: u32) -> Result<(), String> {
+/// Clients that load the keys, and the connections to each node they share: many
+/// requests in flight on each connection, which the replicas take in batches (one raft
+/// Ready and one sync for all that arrived together).
+const LOAD_CLIENTS: u64 = 256;
+const LOAD_CONNS: usize = 8;
+
+/// Writes every key once, [`LOAD_CLIENTS`] at a time over [`LOAD_CONNS`] connections.
+pub(super) fn load(masters: &[String], shape: &Shape) -> Result<(), String> {
     let runtime = current_thread()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let tasks: Vec<_> = (0..u64::from(clients))
-            .map(|c| {
-                let mut client = Client::connect(masters.to_vec(), policy());
+        let transports: Vec<TarpcTransport> =
+            (0..LOAD_CONNS).map(|_| TarpcTransport::new()).collect();
+        let clients = LOAD_CLIENTS.min(shape.keys);
+        let tasks: Vec<_> = (0..clients)
+            .zip(transports.iter().cycle())
+            .map(|(c, transport)| {
+                let mut client = Client::with_policy(transport.clone(), masters.to_vec(), policy());
                 let shape = shape.clone();
                 tokio::task::spawn_local(async move {
                     for n in (c..shape.keys).step_by(clients as usize) {

@@ -5,8 +5,12 @@
 //!   --masters given ──► that cluster
 //!   no --masters ─────► a local cluster (Layout + Cluster, as `shardkv local`) in a
 //!                       temporary directory: 3 masters, --groups groups of --replicas
+//!   --processes ──────► the local cluster as one `shardkv serve` process per replica;
+//!                       each one's peak memory and disk are reported
 //!   load ─────────────► every key written once, not measured (the cluster is warm:
-//!                       leaders elected, shards owned, keys present)
+//!                       leaders elected, shards owned, keys present), by 256 clients
+//!                       over 8 shared connections (requests batched per connection
+//!                       and per raft Ready); its rate is reported
 //!   run ──────────────► --clients clients on --threads threads, each a loop of one
 //!                       operation at a time on a uniformly random key, until --duration;
 //!                       they share --conns connections to each node (default: their own)
@@ -38,10 +42,12 @@ use super::parse_duration;
 use crate::runtime::timeline;
 use breakdown::Breakdown;
 use clients::{load, thread_plan, Shape};
+use processes::Processes;
 use report::Report;
 
 mod breakdown;
 mod clients;
+mod processes;
 mod report;
 
 /// The operation a benchmark runs, on keys that were each written once beforehand.
@@ -111,6 +117,14 @@ pub struct BenchArgs {
     /// Local cluster only: keep its data here instead of a temporary directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Local cluster only: run each replica as its own `shardkv serve` process (as a
+    /// deployment does) and report each one's peak resident memory and bytes on disk.
+    #[arg(long)]
+    pub processes: bool,
+    /// Local cluster only: each group replica's page cache for its data, MiB (as
+    /// `serve --cache-mb`).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub cache_mb: u64,
     /// Print the result as one line of JSON.
     #[arg(long)]
     pub json: bool,
@@ -155,6 +169,9 @@ fn check(args: &BenchArgs) -> Result<(), String> {
         ));
     }
     if args.timeline {
+        if args.processes {
+            return Err("--timeline follows replicas in this process: not with --processes".into());
+        }
         if args.masters.is_some() {
             return Err("--timeline needs the local cluster (no --masters)".into());
         }
@@ -180,7 +197,14 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let layout = runtime.block_on(Layout::free(args.groups, args.replicas, data_dir))?;
     let _guard = runtime.enter();
-    let cluster = Cluster::start(layout.specs());
+    let mut specs = layout.specs();
+    for spec in &mut specs {
+        spec.cache_bytes = usize::try_from(args.cache_mb << 20).unwrap_or(usize::MAX);
+    }
+    let cluster = match args.processes {
+        true => Local::Processes(Processes::start(&specs, args.cache_mb)?),
+        false => Local::InProcess(Cluster::start(specs)),
+    };
     let policy = RetryPolicy {
         deadline: Some(Duration::from_secs(30)),
         ..RetryPolicy::default()
@@ -188,19 +212,38 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
     let joined =
         runtime.block_on(tokio::task::LocalSet::new().run_until(join_missing(&layout, policy)));
     let label = format!(
-        "local: {} group(s) of {} replicas, 3 masters",
-        args.groups, args.replicas
+        "local: {} group(s) of {} replicas, 3 masters{}",
+        args.groups,
+        args.replicas,
+        match args.processes {
+            true => ", a process each",
+            false => "",
+        }
     );
-    let report = joined
+    let mut report = joined
         .map_err(|message| format!("cannot join the groups: {message}"))
         .and_then(|()| measure(args, &layout.masters, &label, &labels(&layout)));
-    let stopped = runtime.block_on(cluster.stop());
+    let stopped = match cluster {
+        Local::InProcess(cluster) => runtime.block_on(cluster.stop()),
+        Local::Processes(processes) => {
+            if let Ok(report) = &mut report {
+                report.replicas = Some(processes.usage());
+            }
+            processes.stop()
+        }
+    };
     drop(temp);
     match (report, stopped) {
         (Ok(report), stopped) => Ok((report, stopped.err())),
         (Err(message), Ok(())) => Err(message),
         (Err(message), Err(stop_failed)) => Err(format!("{message}; {stop_failed}")),
     }
+}
+
+/// The local cluster, in this process or one process per replica.
+enum Local {
+    InProcess(Cluster),
+    Processes(Processes),
 }
 
 /// Each group's replicas as `--timeline` knows them: by the labels they record their
@@ -237,7 +280,9 @@ fn measure(
     if !args.json {
         eprintln!("loading {} keys ...", args.keys);
     }
-    load(masters, &shape, args.clients.min(64))?;
+    let loading = Instant::now();
+    load(masters, &shape)?;
+    let load_seconds = loading.elapsed().as_secs_f64();
     if !args.json {
         eprintln!(
             "running {} {} clients for {:?} ...",
@@ -255,6 +300,7 @@ fn measure(
     let measured = clients::run(masters, &shape, plan, args.duration)?;
     let elapsed = started.elapsed();
     let mut report = Report::new(args, cluster, conns, measured, elapsed);
+    report.load_seconds = load_seconds;
     if args.timeline {
         let write = args.op != BenchOp::Get;
         report.timeline = Some(Breakdown::of(timeline::finish(), write, groups));

@@ -5,6 +5,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::breakdown::Breakdown;
+use super::processes::Usage;
 use super::BenchArgs;
 
 /// What one thread of clients measured.
@@ -58,8 +59,13 @@ pub struct Report {
     errors: u64,
     first_error: Option<String>,
     latency_ms: Latency,
+    /// How long writing every key once took, before the measured run.
+    pub(super) load_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) timeline: Option<Breakdown>,
+    /// With `--processes`: each replica's memory and disk after the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) replicas: Option<Vec<Usage>>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -103,7 +109,9 @@ impl Report {
                 p99: ms(h.value_at_quantile(0.99)),
                 max: ms(h.max()),
             },
+            load_seconds: 0.0,
             timeline: None,
+            replicas: None,
         }
     }
 
@@ -134,8 +142,19 @@ impl Report {
             "  latency ms   p50 {:.3}   p90 {:.3}   p99 {:.3}   max {:.3}",
             l.p50, l.p90, l.p99, l.max
         );
+        println!(
+            "  loaded in {:.1} s ({:.0} keys/s)",
+            self.load_seconds,
+            self.keys as f64 / self.load_seconds.max(1e-9)
+        );
         if let Some(error) = &self.first_error {
             println!("  first error: {error}");
+        }
+        for usage in self.replicas.iter().flatten() {
+            println!(
+                "  {:<14} peak rss {:>8.1} MiB   rss {:>8.1} MiB   disk {:>8.1} MiB",
+                usage.name, usage.peak_rss_mib, usage.rss_mib, usage.disk_mib
+            );
         }
         if let Some(timeline) = &self.timeline {
             timeline.print();
