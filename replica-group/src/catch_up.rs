@@ -280,11 +280,24 @@ impl<S: LogStore> Server<S> {
         Ok(())
     }
 
-    /// The copy is complete: switch the data to it, then step the held snapshot.
+    /// The copy is complete: switch the data to it, then step the held snapshot. A copy
+    /// the log overtook meanwhile (the state applied through the view's index or past
+    /// it) is dropped: switching would move the state back, and the entries between
+    /// would never apply again.
     fn switch(&mut self, view: Index, meta: Vec<u8>) -> Result<(), ServerError> {
         let Some(catch_up) = self.catch_up.take() else {
             return Ok(());
         };
+        let applied = self.state().applied_index();
+        if applied >= view {
+            tracing::info!(
+                gid = self.options.gid,
+                applied,
+                view,
+                "the log overtook the copy: dropped"
+            );
+            return Ok(());
+        }
         if let Err(reason) = self.host.state_mut().switch_to_staged(&meta, view) {
             tracing::error!(gid = self.options.gid, %reason, "catch-up refused");
             self.catch_up = Some(catch_up);
