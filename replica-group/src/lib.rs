@@ -60,8 +60,8 @@
 //!
 //! **Deletion is safe and durable** (6.824 challenge 1). The old owner deletes only on
 //! the new owner's `DeleteShard`, sent after the install entry *applied* (so a quorum of
-//! the new owner has it), and deletes through its own log, so every replica deletes and
-//! the next snapshot no longer holds the shard. The new owner keeps acknowledging
+//! the new owner has it), and deletes through its own log, so every replica deletes the
+//! shard from its data, and the log holding it is compacted away at once after. The new owner keeps acknowledging
 //! (phase `Acking`) until the old owner answers `Deleted`, and neither group adopts
 //! another configuration before its shards are stable; so the old owner cannot move past
 //! `n` with a frozen shard left behind, and "I am past `n`" implies "deleted".
@@ -78,7 +78,8 @@
 //! - [`data`]: every shard's keys, values and sessions on disk (redb over a
 //!   `shardkv_raft::Disk` file), committed once per Ready with the applied index.
 //! - [`phase`]: the per-shard migration phases and their asserted transitions.
-//! - [`state`], [`migration`], [`snapshot`]: the replicated state, `apply`, snapshots.
+//! - [`state`], [`migration`], [`snapshot`]: the replicated state, `apply`, checkpoints
+//!   and the marker snapshot; `catch_up.rs`: a follower copying another replica's data.
 //! - [`reads`]: linearizable Gets without a log entry.
 //! - [`server`], [`poll`](crate::Server::on_response), [`calls`], [`effect`],
 //!   [`options`]: the sans-IO replica around the log. The shell (proposal waiters,
