@@ -1,6 +1,6 @@
 //! Writing held writes into the database off the driver's thread.
 //!
-//! A flush of 16 MiB of held writes rewrites thousands of B-tree pages, and a durable
+//! A flush of 32 MiB of held writes rewrites thousands of B-tree pages, and a durable
 //! commit waits for an `fsync` of all of them: tens to hundreds of milliseconds that the
 //! replica's driver must not stand still for. So [`super::Data`] hands each one to a
 //! [`Job`] that runs as the store's [`Background`] says: on a thread of its own (real

@@ -19,8 +19,11 @@ use shardkv_proto::ShardId;
 
 use super::{bounds, failed, shard_range, DataError, KV, META};
 
-/// Past this many held bytes, [`super::Data::wants_flush`].
-pub const FLUSH_BYTES: usize = 16 << 20;
+/// Past this many held bytes, [`super::Data::wants_flush`]. A node checkpoints (a flush
+/// that is durable) at about the same amount of raft log, so on a node most flushes are
+/// checkpoints; a non-durable flush also grows redb's file, which cannot reuse the pages
+/// it frees before the next durable commit.
+pub const FLUSH_BYTES: usize = 32 << 20;
 
 /// The held writes; see the module docs.
 #[derive(Debug, Default)]

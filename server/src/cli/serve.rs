@@ -46,7 +46,8 @@ pub struct ServeArgs {
     #[arg(long, value_delimiter = ',')]
     pub masters: Vec<String>,
     /// A group replica's page cache for its keys and values, in MiB (the writes it holds
-    /// between flushes, up to 16 MiB, come on top).
+    /// between flushes, up to 64 MiB, and its raft log since the last checkpoint, about
+    /// 32 MiB, come on top).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub cache_mb: u64,
 }

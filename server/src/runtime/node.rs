@@ -24,13 +24,19 @@ const EVENT_QUEUE: usize = 4096;
 /// process just before).
 const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
 
-/// Snapshot the state machine once the persisted raft log reaches this size and
-/// [`SNAPSHOT_LOG_MULTIPLE`] times the last snapshot's.
-const SNAPSHOT_BYTES_THRESHOLD: u64 = 8 << 20;
+/// Compact the log once the persisted raft log reaches this size (and
+/// [`SNAPSHOT_LOG_MULTIPLE`] times the last snapshot's). A group replica's compaction is
+/// a checkpoint of its data: one durable redb commit of everything applied since the last
+/// one, so this sets how many writes one commit carries. With random keys over 1 GB,
+/// 32 MiB puts about twice as many writes in each rewritten B-tree page as 8 MiB did and
+/// lifts put x 64 by about a fifth; 64 MiB adds a little more but costs about 130 MiB of
+/// resident memory and doubles the data file (`docs/performance.md`, 2026-12-07).
+const SNAPSHOT_BYTES_THRESHOLD: u64 = 32 << 20;
 
-/// The log must also be as large as the last snapshot, so a large state is not written
-/// out again for every 8 MiB of log (measured, 100,000 keys, put x 64 `--conns 1`: p99
-/// 24-35 ms with the threshold alone, 9-15 ms with this).
+/// The log must also be as large as the last snapshot. The shard master's snapshots
+/// hold its whole (small) state and a group's are markers, so this only matters for a
+/// master with a state larger than the threshold: it is not written out again for every
+/// threshold's worth of log.
 const SNAPSHOT_LOG_MULTIPLE: u64 = 1;
 
 /// Which replicated service a node belongs to.
