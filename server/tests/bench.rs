@@ -127,3 +127,61 @@ fn timeline_follows_the_writes() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--clients 1"), "{}", stderr(&out));
 }
+
+/// `--processes --recovery`: every replica is a process of its own with its memory and
+/// disk reported; after the run the group killed whole serves again with the keys read
+/// back, and a replica that lost its data gets back into the quorum.
+#[test]
+fn processes_report_usage_and_recovery() {
+    let args: Vec<&str> =
+        "--processes --recovery --op put --clients 2 --duration 1s --keys 300 --value-size 64"
+            .split(' ')
+            .collect();
+    let report = bench(&args);
+    check_report(&report, "put", 2);
+    let replicas = report["replicas"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = replicas.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "master-1",
+            "master-2",
+            "master-3",
+            "group-100-1",
+            "group-100-2",
+            "group-100-3"
+        ],
+        "{report}"
+    );
+    for replica in &replicas {
+        assert!(
+            replica["peak_rss_mib"].as_f64().unwrap_or(0.0) > 1.0,
+            "{report}"
+        );
+        assert!(
+            replica["disk_mib"].as_f64().unwrap_or(0.0) > 0.0,
+            "{report}"
+        );
+    }
+    let recovery = &report["recovery"];
+    assert_eq!(recovery["gid"], 100, "{report}");
+    assert_eq!(recovery["restart_keys_checked"], 300, "{report}");
+    assert!(
+        recovery["restart_seconds"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+    assert_eq!(recovery["catch_up_replica"], "group-100-3", "{report}");
+    assert!(
+        recovery["catch_up_seconds"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+    // 300 small keys never fill a log to its compaction: the replica replays it.
+    assert_eq!(recovery["catch_up_from_copy"], false, "{report}");
+
+    let out = Command::new(BIN)
+        .args(["bench", "--recovery"])
+        .output()
+        .expect("run shardkv bench");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--processes"), "{}", stderr(&out));
+}

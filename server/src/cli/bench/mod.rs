@@ -16,6 +16,9 @@
 //!                       they share --conns connections to each node (default: their own)
 //!   --timeline ───────► (local cluster, one client) the replicas record each request's
 //!                       steps meanwhile; `breakdown` cuts them into stages
+//!   --recovery ───────► (with --processes) after the run, the first group killed
+//!                       whole and restarted, then one replica emptied and caught up
+//!                       (`recovery`): both timed
 //! ```
 //!
 //! Keys are the key's number in decimal, zero-padded to `--key-size` bytes; values are
@@ -48,6 +51,7 @@ use report::Report;
 mod breakdown;
 mod clients;
 mod processes;
+mod recovery;
 mod report;
 
 /// The operation a benchmark runs, on keys that were each written once beforehand.
@@ -133,6 +137,11 @@ pub struct BenchArgs {
     /// the replicas record meanwhile.
     #[arg(long)]
     pub timeline: bool,
+    /// With --processes: after the run, kill the first group's replicas with SIGKILL,
+    /// start them again and time the first answered Get (then read 1,000 keys back);
+    /// then empty one replica's data directory and time its catch-up from the others.
+    #[arg(long, requires = "processes")]
+    pub recovery: bool,
 }
 
 /// Runs `shardkv bench`.
@@ -150,10 +159,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
             report.print(args.json);
             ExitCode::SUCCESS
         }
-        // The run's numbers stand, but a node that failed its last flush is a bug.
-        Ok((report, Some(stop_failed))) => {
+        // The run's numbers stand, but a node that failed its last flush (or a failed
+        // recovery) is a bug.
+        Ok((report, Some(problem))) => {
             report.print(args.json);
-            super::fail(stop_failed)
+            super::fail(problem)
         }
         Err(message) => super::fail(message),
     }
@@ -223,20 +233,35 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
     let mut report = joined
         .map_err(|message| format!("cannot join the groups: {message}"))
         .and_then(|()| measure(args, &layout.masters, &label, &labels(&layout)));
+    // A failed recovery (a key lost, a replica that never caught up) fails the run
+    // like a node that did not stop cleanly: the numbers stand, the exit code says so.
+    let mut recovery_failed = None;
     let stopped = match cluster {
         Local::InProcess(cluster) => runtime.block_on(cluster.stop()),
-        Local::Processes(processes) => {
+        Local::Processes(mut processes) => {
             if let Ok(report) = &mut report {
                 report.replicas = Some(processes.usage());
+                if args.recovery {
+                    if !args.json {
+                        eprintln!("killing and restarting group replicas ...");
+                    }
+                    match recovery::measure(&mut processes, &layout.masters, &shape(args)) {
+                        Ok(recovery) => report.recovery = Some(recovery),
+                        Err(message) => recovery_failed = Some(format!("recovery: {message}")),
+                    }
+                }
             }
             processes.stop()
         }
     };
     drop(temp);
-    match (report, stopped) {
-        (Ok(report), stopped) => Ok((report, stopped.err())),
-        (Err(message), Ok(())) => Err(message),
-        (Err(message), Err(stop_failed)) => Err(format!("{message}; {stop_failed}")),
+    let problems = [recovery_failed, stopped.err()].into_iter().flatten();
+    let problems = problems.collect::<Vec<_>>();
+    let problem = (!problems.is_empty()).then(|| problems.join("; "));
+    match (report, problem) {
+        (Ok(report), problem) => Ok((report, problem)),
+        (Err(message), None) => Err(message),
+        (Err(message), Some(problem)) => Err(format!("{message}; {problem}")),
     }
 }
 
@@ -262,6 +287,16 @@ fn labels(layout: &Layout) -> Vec<BTreeSet<u16>> {
         .collect()
 }
 
+/// The workload `args` describe.
+fn shape(args: &BenchArgs) -> Shape {
+    Shape {
+        op: args.op,
+        key_size: args.key_size as usize,
+        keys: args.keys,
+        value: vec![b'v'; args.value_size as usize],
+    }
+}
+
 /// Loads the keys (unmeasured; without it the first requests of a put run measured the
 /// cluster's start-up, up to ~0.5 s), then runs the clients for the duration. `groups`:
 /// the local cluster's groups, by their replicas' labels (for `--timeline`).
@@ -271,12 +306,7 @@ fn measure(
     cluster: &str,
     groups: &[BTreeSet<u16>],
 ) -> Result<Report, String> {
-    let shape = Shape {
-        op: args.op,
-        key_size: args.key_size as usize,
-        keys: args.keys,
-        value: vec![b'v'; args.value_size as usize],
-    };
+    let shape = shape(args);
     if !args.json {
         eprintln!("loading {} keys ...", args.keys);
     }

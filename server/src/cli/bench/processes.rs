@@ -20,7 +20,13 @@ const STOP_WAIT: Duration = Duration::from_secs(30);
 /// One replica's process.
 struct Replica {
     name: String,
+    /// Its group (`None`: a master).
+    gid: Option<u64>,
     child: Child,
+    /// Killed on purpose and not started again: `stop` leaves it be.
+    killed: bool,
+    /// How it was started, to start it again.
+    args: Vec<String>,
     data_dir: PathBuf,
 }
 
@@ -45,59 +51,99 @@ pub(super) struct Usage {
 impl Processes {
     /// Starts one `shardkv serve` per spec, each with a page cache of `cache_mb`.
     pub(super) fn start(specs: &[NodeSpec], cache_mb: u64) -> Result<Self, String> {
-        let exe = std::env::current_exe()
-            .map_err(|error| format!("cannot find this program to run replicas: {error}"))?;
         let mut processes = Processes {
             replicas: Vec::new(),
         };
         for spec in specs {
             let (name, mut args) = serve_args(spec);
             args.extend(["--cache-mb".to_string(), cache_mb.to_string()]);
-            std::fs::create_dir_all(&spec.data_dir)
-                .map_err(|error| format!("cannot create {}: {error}", spec.data_dir.display()))?;
-            let log = std::fs::File::create(spec.data_dir.join("serve.log"))
-                .map_err(|error| format!("cannot create {name}'s log: {error}"))?;
-            let child = Command::new(&exe)
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(|error| format!("cannot start {name}: {error}"))?;
+            let child = spawn(&name, &args, &spec.data_dir, &[])?;
             processes.replicas.push(Replica {
                 name,
+                gid: match &spec.role {
+                    crate::runtime::Role::Group { gid, .. } => Some(*gid),
+                    crate::runtime::Role::Master => None,
+                },
                 child,
+                killed: false,
+                args,
                 data_dir: spec.data_dir.clone(),
             });
         }
         Ok(processes)
     }
 
+    /// The first group's id and its replicas' names.
+    pub(super) fn first_group(&self) -> Option<(u64, Vec<String>)> {
+        let gid = self.replicas.iter().find_map(|replica| replica.gid)?;
+        let names = (self.replicas.iter())
+            .filter(|replica| replica.gid == Some(gid))
+            .map(|replica| replica.name.clone())
+            .collect();
+        Some((gid, names))
+    }
+
+    fn replica(&mut self, name: &str) -> Result<&mut Replica, String> {
+        (self.replicas.iter_mut())
+            .find(|replica| replica.name == name)
+            .ok_or_else(|| format!("no replica {name}"))
+    }
+
+    /// Kills replica `name` with SIGKILL (a crash: nothing flushed, nothing synced) and
+    /// waits for it to be gone.
+    pub(super) fn kill(&mut self, name: &str) -> Result<(), String> {
+        let replica = self.replica(name)?;
+        replica.killed = true;
+        let _ = replica.child.kill();
+        (replica.child.wait())
+            .map(drop)
+            .map_err(|error| format!("cannot wait for {name}: {error}"))
+    }
+
+    /// Starts the stopped replica `name` again as it was started, with `env` added; its
+    /// log starts anew.
+    pub(super) fn respawn(&mut self, name: &str, env: &[(&str, &str)]) -> Result<(), String> {
+        let replica = self.replica(name)?;
+        replica.child = spawn(name, &replica.args, &replica.data_dir, env)?;
+        replica.killed = false;
+        Ok(())
+    }
+
+    /// Removes everything in the stopped replica `name`'s data directory.
+    pub(super) fn empty_data_dir(&mut self, name: &str) -> Result<(), String> {
+        let dir = self.replica(name)?.data_dir.clone();
+        std::fs::remove_dir_all(&dir)
+            .and_then(|()| std::fs::create_dir_all(&dir))
+            .map_err(|error| format!("cannot empty {}: {error}", dir.display()))
+    }
+
+    /// Where replica `name` logs.
+    pub(super) fn log_path(&mut self, name: &str) -> Result<PathBuf, String> {
+        Ok(self.replica(name)?.data_dir.join(LOG_FILE))
+    }
+
+    /// Replica `name`'s memory and disk now.
+    pub(super) fn usage_of(&self, name: &str) -> Result<Usage, String> {
+        (self.replicas.iter())
+            .find(|replica| replica.name == name)
+            .map(usage)
+            .ok_or_else(|| format!("no replica {name}"))
+    }
+
     /// Each replica's memory and disk now.
     pub(super) fn usage(&self) -> Vec<Usage> {
-        self.replicas
-            .iter()
-            .map(|replica| {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{}/status", replica.child.id()))
-                        .unwrap_or_default();
-                Usage {
-                    name: replica.name.clone(),
-                    peak_rss_mib: status_kib(&status, "VmHWM:") / 1024.0,
-                    rss_mib: status_kib(&status, "VmRSS:") / 1024.0,
-                    disk_mib: dir_bytes(&replica.data_dir) as f64 / (1 << 20) as f64,
-                }
-            })
-            .collect()
+        self.replicas.iter().map(usage).collect()
     }
 
     /// Stops every replica with SIGTERM and waits; an error names those that exited with
-    /// a failure or had to be killed.
+    /// a failure or had to be killed. Replicas killed on purpose are left as they are.
     pub(super) fn stop(mut self) -> Result<(), String> {
+        self.replicas.retain(|replica| !replica.killed);
         for replica in &self.replicas {
             // SIGTERM through kill(1): no unsafe code, no dependency for one signal.
             let _ = Command::new("kill")
                 .args(["-TERM", &replica.child.id().to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
         let deadline = Instant::now() + STOP_WAIT;
@@ -137,6 +183,44 @@ impl Drop for Processes {
             let _ = replica.child.kill();
             let _ = replica.child.wait();
         }
+    }
+}
+
+/// Each replica's log (its stderr), in its data directory.
+const LOG_FILE: &str = "serve.log";
+
+/// Starts `shardkv serve` (this program) with `args` and `env`, logging into `data_dir`.
+fn spawn(
+    name: &str,
+    args: &[String],
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<Child, String> {
+    let exe = std::env::current_exe()
+        .map_err(|error| format!("cannot find this program to run replicas: {error}"))?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|error| format!("cannot create {}: {error}", data_dir.display()))?;
+    let log = std::fs::File::create(data_dir.join(LOG_FILE))
+        .map_err(|error| format!("cannot create {name}'s log: {error}"))?;
+    Command::new(exe)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|error| format!("cannot start {name}: {error}"))
+}
+
+/// A replica's memory and disk now.
+fn usage(replica: &Replica) -> Usage {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", replica.child.id())).unwrap_or_default();
+    Usage {
+        name: replica.name.clone(),
+        peak_rss_mib: status_kib(&status, "VmHWM:") / 1024.0,
+        rss_mib: status_kib(&status, "VmRSS:") / 1024.0,
+        disk_mib: dir_bytes(&replica.data_dir) as f64 / (1 << 20) as f64,
     }
 }
 

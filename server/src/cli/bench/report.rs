@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 
 use super::breakdown::Breakdown;
 use super::processes::Usage;
+use super::recovery::Recovery;
 use super::BenchArgs;
 
 /// What one thread of clients measured.
@@ -57,7 +58,7 @@ pub struct Report {
     operations: u64,
     ops_per_sec: f64,
     errors: u64,
-    first_error: Option<String>,
+    pub(super) first_error: Option<String>,
     latency_ms: Latency,
     /// How long writing every key once took, before the measured run.
     pub(super) load_seconds: f64,
@@ -66,6 +67,9 @@ pub struct Report {
     /// With `--processes`: each replica's memory and disk after the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) replicas: Option<Vec<Usage>>,
+    /// With `--recovery`: the restart and the catch-up after the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) recovery: Option<Recovery>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -112,6 +116,7 @@ impl Report {
             load_seconds: 0.0,
             timeline: None,
             replicas: None,
+            recovery: None,
         }
     }
 
@@ -154,6 +159,23 @@ impl Report {
             println!(
                 "  {:<14} peak rss {:>8.1} MiB   rss {:>8.1} MiB   disk {:>8.1} MiB",
                 usage.name, usage.peak_rss_mib, usage.rss_mib, usage.disk_mib
+            );
+        }
+        if let Some(r) = &self.recovery {
+            println!(
+                "  group {} killed whole: serving again in {:.2} s, {} keys read back",
+                r.gid, r.restart_seconds, r.restart_keys_checked
+            );
+            println!(
+                "  {} emptied: in the quorum again in {:.2} s ({})   peak rss {:.1} MiB   disk {:.1} MiB",
+                r.catch_up_replica,
+                r.catch_up_seconds,
+                match r.catch_up_from_copy {
+                    true => "copied the state",
+                    false => "replayed the log",
+                },
+                r.catch_up_peak_rss_mib,
+                r.catch_up_disk_mib
             );
         }
         if let Some(timeline) = &self.timeline {
