@@ -69,7 +69,7 @@ const KV: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("kv")
 
 impl Db for Redb {
     fn write(&mut self, pairs: &mut [([u8; 12], Vec<u8>)]) -> Result<()> {
-        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        pairs.sort_unstable_by_key(|pair| pair.0);
         let txn = self.0.begin_write()?;
         {
             let mut table = txn.open_table(KV)?;
