@@ -221,6 +221,16 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
     ) -> Option<SnapshotOffer> {
         match self.replica.step_unless(bytes, hold) {
             Ok(held) => held,
+            // Refused before raft-rs: logged at the 1st, 2nd, 4th, 8th... so that a peer
+            // sending them without end (forged, or a replica that lost its log hearing
+            // its leader) cannot flood the log.
+            Err(Error::Decode(reason)) => {
+                let refused = self.replica.refused_messages();
+                if refused.is_power_of_two() {
+                    tracing::warn!(node = self.id(), refused, %reason, "refused peer message");
+                }
+                None
+            }
             Err(error) => {
                 tracing::warn!(node = self.id(), %error, "dropped peer message");
                 None

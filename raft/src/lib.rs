@@ -81,6 +81,7 @@ mod election;
 mod error;
 mod host;
 mod image;
+mod input;
 mod log_store;
 mod logger;
 mod membership;

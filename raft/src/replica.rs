@@ -17,6 +17,7 @@ use raft::eraftpb::{Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 
 use crate::election::{ElectionSpread, Tick};
+use crate::input;
 use crate::membership::{bootstrap, sorted_voters, ConfHistory};
 use crate::{
     tracing_logger, Error, Index, LogStore, Membership, NodeId, Proposal, ReplicaConfig, SyncJob,
@@ -46,6 +47,8 @@ pub struct Replica<S: LogStore> {
     pub(crate) stagger_next: bool,
     /// Election ticks held back to spread election timeouts (`election.rs`).
     pub(crate) election: ElectionSpread,
+    /// Peer messages refused before raft-rs (`input.rs`).
+    pub(crate) refused: u64,
 }
 
 /// A driver's way to sync the store off the replica's thread: called with a Ready number
@@ -143,6 +146,7 @@ impl<S: LogStore> Replica<S> {
             sync_sink: None,
             sync: SyncProgress::default(),
             stagger_next: true,
+            refused: 0,
         })
     }
 
@@ -188,6 +192,11 @@ impl<S: LogStore> Replica<S> {
         self.sync.outstanding()
     }
 
+    /// Peer messages refused before raft-rs since this replica opened.
+    pub fn refused_messages(&self) -> u64 {
+        self.refused
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.config.id
@@ -219,8 +228,10 @@ impl<S: LogStore> Replica<S> {
         self.raw.tick();
     }
 
-    /// Steps an encoded raft message from a peer. Malformed bytes, messages for another
-    /// node and local-only message types are refused with an error and change nothing.
+    /// Steps an encoded raft message from a peer. Malformed bytes and messages raft-rs
+    /// must not see (`input.rs`: another node's, kinds no peer sends, terms at the edge
+    /// of `u64`, commits past this log, configurations raft-rs cannot restore) are
+    /// refused with an error, counted ([`Replica::refused_messages`]), and change nothing.
     /// raft-rs also refuses responses from nodes outside the configuration; drivers may
     /// log and ignore step errors.
     pub fn step(&mut self, message: &[u8]) -> Result<(), Error> {
@@ -238,7 +249,18 @@ impl<S: LogStore> Replica<S> {
     ) -> Result<Option<SnapshotOffer>, Error> {
         let message =
             Message::parse_from_bytes(message).map_err(|error| Error::Decode(error.to_string()))?;
-        if message.get_msg_type() == MessageType::MsgSnapshot && message.to == self.id() {
+        let receiver = input::Receiver {
+            id: self.id(),
+            term: self.raw.raft.term,
+            leader: self.is_leader(),
+            leader_id: self.raw.raft.leader_id,
+            last_index: self.raw.raft.raft_log.last_index(),
+        };
+        if let Err(refused) = input::check(&message, &receiver) {
+            self.refused += 1;
+            return Err(Error::Decode(refused));
+        }
+        if message.get_msg_type() == MessageType::MsgSnapshot {
             let meta = message.get_snapshot().get_metadata();
             let offer = SnapshotOffer {
                 from: message.from,
@@ -249,16 +271,6 @@ impl<S: LogStore> Replica<S> {
             if hold(&offer) {
                 return Ok(Some(offer));
             }
-        }
-        if message.to != self.id() {
-            return Err(Error::Decode(format!(
-                "message for node {} delivered to node {}",
-                message.to,
-                self.id()
-            )));
-        }
-        if message.from == 0 {
-            return Err(Error::Decode("message from node 0".into()));
         }
         self.raw.step(message)?;
         Ok(None)

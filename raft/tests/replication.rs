@@ -357,8 +357,36 @@ fn malformed_messages_are_refused() {
     message.set_msg_type(MessageType::MsgHup);
     assert!(matches!(
         replica.step(&message.write_to_bytes().unwrap()),
-        Err(Error::Raft(_))
+        Err(Error::Decode(_))
     ));
+    message.set_msg_type(MessageType::MsgPropose);
+    message.mut_entries().push(Default::default());
+    assert!(
+        matches!(
+            cluster
+                .replica_mut(1)
+                .step(&message.write_to_bytes().unwrap()),
+            Err(Error::Decode(_))
+        ),
+        "a proposal from the network"
+    );
+    let replica = cluster.replica_mut(2);
+    message.clear_entries();
+    message.set_msg_type(MessageType::MsgHeartbeat);
+    message.term = replica.term();
+    message.commit = 1_000_000;
+    assert!(
+        matches!(
+            replica.step(&message.write_to_bytes().unwrap()),
+            Err(Error::Decode(_))
+        ),
+        "a heartbeat committing past the log"
+    );
+    assert_eq!(
+        replica.refused_messages(),
+        3,
+        "misaddressed, local kind, commit"
+    );
     assert!(
         replica.step(&[]).is_err(),
         "empty bytes decode to a message for node 0"

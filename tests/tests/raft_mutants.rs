@@ -267,15 +267,15 @@ fn power_scenario(run: fn(u64) -> Outcome) -> Scenario {
 }
 
 /// A follower that acknowledges entries before its sync completes: after a power failure
-/// it has lost entries the leader counted as replicated (raft-rs then panics on a commit
-/// index past its log, or a committed entry goes missing).
+/// it has lost entries the leader counted as replicated (it then refuses the leader's
+/// heartbeat committing past its log, or a committed entry goes missing).
 #[test]
 fn a_follower_that_acks_before_its_sync_is_caught() {
     assert_fails_on(
         "power_fail_one",
         power::power_fail_one::<Mutant<FollowerAcksEarly>>,
         5,
-        "out of range",
+        "past the last index",
     );
     assert_fails_on(
         "power_fail_all",

@@ -127,9 +127,16 @@ impl RaftLab for ReplicaLab {
         self.advance();
     }
 
+    /// Every peer here is an honest replica, so a message the replica refuses before
+    /// raft-rs (`shardkv_raft`'s input check) means a peer broke raft's rules: most
+    /// likely it lost entries it had acknowledged. That fails the run, loudly.
     fn step(&mut self, _from: Peer, message: Vec<u8>) {
-        if let Err(e) = self.replica.step(&message) {
-            tracing::debug!(error = ?e, "message dropped");
+        match self.replica.step(&message) {
+            Err(shardkv_raft::Error::Decode(refused)) => {
+                panic!("refused a peer's message no honest peer sends: {refused}")
+            }
+            Err(e) => tracing::debug!(error = ?e, "message dropped"),
+            Ok(()) => {}
         }
         self.advance();
     }

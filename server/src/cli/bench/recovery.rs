@@ -18,9 +18,9 @@
 //!
 //! The group is killed whole before a replica comes back empty because a leader that
 //! stays up remembers how much of its log the replica had: raft assumes a replica keeps
-//! what it acknowledged, and raft-rs panics on the leader's next heartbeat ("to_commit
-//! ... out of range") rather than take a commit index past the replica's log. A replica
-//! whose disk was lost comes back only through a new leader's fresh view of it.
+//! what it acknowledged, and the replica refuses the leader's heartbeats committing past
+//! its log (raft-rs would panic on them). A replica whose disk was lost comes back only
+//! through a new leader's fresh view of it.
 //!
 //! Only the replica's log tells a copy from a replay (no node reports its state yet), so
 //! that replica runs with `RUST_LOG=replica_group=info`.
