@@ -150,6 +150,78 @@ fn bad_frames_and_bad_input_are_refused() {
     }
 }
 
+/// Raft messages that raft-rs panics on or that would move the group, sent over a raft
+/// stream as a listed peer (the streams are not authenticated): a heartbeat of term
+/// `u64::MAX`, one committing far past the log, a burst of leadership hand-overs from a
+/// follower, a proposal from the network. Every replica stays up, and the group keeps
+/// serving, with what it had acknowledged.
+#[test]
+fn forged_raft_messages_do_not_take_a_group_down() {
+    use protobuf::Message as _;
+    use shardkv_raft::raft::eraftpb::{Entry, Message, MessageType};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (masters_service, mut groups) = start_cluster(dir.path(), &[100]);
+    let masters = masters_service.addresses();
+    let out = shardkv_until_ok(&masters, &["put", "before", "kept"], SETTLE);
+    assert!(out.status.success(), "put: {}", stderr(&out));
+
+    let forged = |to: u64, from: u64, kind: MessageType, term: u64, commit: u64| {
+        let mut message = Message::default();
+        message.set_msg_type(kind);
+        message.to = to;
+        message.from = from;
+        message.term = term;
+        message.commit = commit;
+        if kind == MessageType::MsgPropose {
+            message.mut_entries().push(Entry {
+                data: b"forged".to_vec().into(),
+                ..Entry::default()
+            });
+        }
+        message.write_to_bytes().expect("encode")
+    };
+    let addresses = groups[0].addresses();
+    for (i, address) in addresses.iter().enumerate() {
+        let to = i as u64 + 1;
+        let from = if to == 1 { 2 } else { 1 };
+        let mut messages = vec![
+            forged(to, from, MessageType::MsgHeartbeat, u64::MAX, 0),
+            forged(to, from, MessageType::MsgHeartbeat, 1_000, 1_000_000_000),
+            forged(to, from, MessageType::MsgPropose, 0, 0),
+        ];
+        messages.extend((0..50).map(|_| forged(to, from, MessageType::MsgTimeoutNow, 1, 0)));
+        // A bincode Vec<ByteBuf>: a u64 count, then each one's u64 length and bytes.
+        let mut frame = (messages.len() as u64).to_le_bytes().to_vec();
+        for message in &messages {
+            frame.extend_from_slice(&(message.len() as u64).to_le_bytes());
+            frame.extend_from_slice(message);
+        }
+        let mut bytes = b"SKVRAFT2".to_vec();
+        bytes.extend_from_slice(&100u64.to_be_bytes());
+        bytes.extend_from_slice(&from.to_be_bytes());
+        bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&frame);
+        let mut stream = TcpStream::connect(address).expect("connect");
+        stream.write_all(&bytes).expect("send the forged frame");
+    }
+    let out = shardkv_until_ok(&masters, &["put", "after", "written"], SETTLE);
+    assert!(out.status.success(), "put after: {}", stderr(&out));
+    for (key, value) in [("before", "kept"), ("after", "written")] {
+        let out = shardkv_until_ok(&masters, &["get", key], SETTLE);
+        assert_eq!(stdout(&out).trim_end(), value, "{key}: {}", stderr(&out));
+    }
+    for node in &mut groups[0].nodes {
+        assert!(node.is_running(), "replica at {} died", node.address);
+    }
+    for id in 1..=3 {
+        let log = dir.path().join(format!("group-100-{id}.log"));
+        let log = std::fs::read_to_string(&log).expect("the replica's log");
+        assert!(!log.contains("panicked"), "replica {id}: {log}");
+        assert!(log.contains("refused peer message"), "replica {id}: {log}");
+    }
+}
+
 /// `shardkv demo` runs its whole story against a real cluster and exits 0 with its
 /// summary line: nothing acknowledged was lost.
 #[test]
