@@ -7,8 +7,10 @@
 //!
 //! - is of a kind no shardkv peer sends: proposals (only a leader proposes here, so a
 //!   proposal from the network would be appended as if a client had asked), leadership
-//!   transfer requests (a leader starts its own transfers), and raft-rs's local kinds
+//!   transfer and read-index requests and answers (a leader starts its own transfers and
+//!   reads; a read request without entries panics raft-rs), and raft-rs's local kinds
 //!   (raft-rs refuses those itself, but only after taking the message apart);
+//! - asks for a snapshot (`request_snapshot`: shardkv never does);
 //! - is addressed to another node, or comes from node 0 or from this node, or carries no
 //!   term (raft-rs would take it as the node's own and skip its term checks);
 //! - carries a term past [`MAX_TERM`] or an index past [`MAX_INDEX`] (raft-rs adds one
@@ -27,14 +29,20 @@
 //!   failure may hear late answers about them, but leads again only in a later term). A replica that lost what it
 //!   acknowledged (a disk that lied about a sync, a data directory deleted) refuses them
 //!   rather than panic, and stays behind until a new leader learns where its log ends;
-//! - hands leadership over (`MsgTimeoutNow`: campaign now) from a node that is not this
-//!   node's leader in its term (any peer could otherwise keep the group electing);
+//! - hands leadership over (`MsgTimeoutNow`: campaign now) at a later term than this
+//!   node's, or at its term from a node other than the leader it knows (any peer could
+//!   otherwise keep the group electing);
 //! - is a snapshot at index or term 0, or with a configuration raft-rs cannot restore (no voters,
 //!   a node twice, a learner that is also a voter, learners-next outside a joint
 //!   configuration).
 //!
-//! Authentication (who may speak at all) is the transport's; this is what any message,
-//! even from an authenticated peer, must satisfy.
+//! This holds message by message, which is all a check at the door can do: no single
+//! message it lets through panics raft-rs. A forger who can speak as a peer can still
+//! send a sequence within these rules that breaks raft's safety (a heartbeat from a
+//! made-up leader commits a follower's uncommitted tail, and the real leader's next append
+//! then conflicts with it, which raft-rs treats as fatal). Only authenticating peers
+//! (the transport's job) closes that; this is what any message, even from an
+//! authenticated peer, must satisfy.
 
 use std::collections::BTreeSet;
 
@@ -75,11 +83,9 @@ pub(crate) fn check(message: &Message, receiver: &Receiver) -> Result<(), String
         | MsgSnapshot
         | MsgHeartbeat
         | MsgHeartbeatResponse
-        | MsgTimeoutNow
-        | MsgReadIndex
-        | MsgReadIndexResp => {}
+        | MsgTimeoutNow => {}
         MsgHup | MsgBeat | MsgPropose | MsgUnreachable | MsgSnapStatus | MsgCheckQuorum
-        | MsgTransferLeader => {
+        | MsgTransferLeader | MsgReadIndex | MsgReadIndexResp => {
             return Err(format!("{kind:?} is not sent between peers"));
         }
     }
@@ -93,9 +99,14 @@ pub(crate) fn check(message: &Message, receiver: &Receiver) -> Result<(), String
         return Err(format!("{kind:?} from node {}", message.from));
     }
     // raft-rs takes a message of term 0 as the node's own and skips its term checks; it
-    // gives every message it sends to a peer a term, but for a forwarded read request.
-    if message.term == 0 && kind != MsgReadIndex {
+    // gives every message it sends to a peer a term.
+    if message.term == 0 {
         return Err(format!("{kind:?} without a term"));
+    }
+    // Only a follower that asked for a snapshot (`request_snapshot`, which shardkv never
+    // calls) sets this; a forged one would stop the leader sending that follower anything.
+    if message.request_snapshot != 0 {
+        return Err(format!("{kind:?} asking for a snapshot"));
     }
     check_terms(message)?;
     check_indexes(message)?;
@@ -136,8 +147,15 @@ pub(crate) fn check(message: &Message, receiver: &Receiver) -> Result<(), String
                 message.index, receiver.last_index
             ));
         }
-        // Only the leader hands its leadership over, to a follower it leads.
-        MsgTimeoutNow if message.from != receiver.leader_id || message.term != receiver.term => {
+        // Only the leader hands its leadership over, to a follower it leads (so in the
+        // follower's term). A late copy of an earlier term is ignored by raft-rs; a
+        // follower that knows no leader yet (just restarted, or pre-campaigning) takes it.
+        MsgTimeoutNow
+            if message.term > receiver.term
+                || (message.term == receiver.term
+                    && receiver.leader_id != 0
+                    && message.from != receiver.leader_id) =>
+        {
             return Err(format!(
                 "leadership handed over by node {} at term {}, where node {} leads at term {}",
                 message.from, message.term, receiver.leader_id, receiver.term
@@ -264,10 +282,22 @@ mod tests {
             ..raft::Config::default()
         };
         let logger = crate::discard_logger();
-        let mut node = RawNode::new(&config, storage, &logger).expect("a node");
+        let mut node = RawNode::new(&config, storage.clone(), &logger).expect("a node");
         if lead {
+            // A leader at term 4 whose no-op (index 21) is durable and acknowledged by
+            // node 2, so committed in its term: reads and transfers take their full paths.
             node.raft.become_candidate();
             node.raft.become_leader();
+            let ready = node.ready();
+            storage
+                .wl()
+                .append(ready.entries())
+                .expect("append the no-op");
+            let _ = node.advance(ready);
+            let mut ack = message(MessageType::MsgAppendResponse, node.raft.term);
+            ack.index = node.raft.raft_log.last_index();
+            node.step(ack).expect("the acknowledgement");
+            assert!(node.raft.commit_to_current_term(), "committed in its term");
         }
         node
     }
@@ -396,6 +426,8 @@ mod tests {
             MessageType::MsgHup,
             MessageType::MsgPropose,
             MessageType::MsgTransferLeader,
+            MessageType::MsgReadIndex,
+            MessageType::MsgReadIndexResp,
             MessageType::MsgCheckQuorum,
         ] {
             assert!(check(&message(kind, TERM), &receiver).is_err(), "{kind:?}");
@@ -409,7 +441,18 @@ mod tests {
         assert!(check(&handover, &follower).is_err(), "not the leader");
         handover.from = 2;
         handover.term = TERM + 1;
-        assert!(check(&handover, &follower).is_err(), "another term");
+        assert!(check(&handover, &follower).is_err(), "a later term");
+        handover.term = TERM - 1;
+        assert_eq!(
+            check(&handover, &follower),
+            Ok(()),
+            "a late copy: raft-rs ignores it"
+        );
+        handover.term = TERM;
+        handover.from = 3;
+        led.raft.leader_id = 0;
+        let restarted = super::tests::receiver(&led);
+        assert_eq!(check(&handover, &restarted), Ok(()), "no leader known yet");
         let mut other = message(MessageType::MsgHeartbeatResponse, TERM);
         assert_eq!(check(&other, &receiver), Ok(()));
         other.to = 2;

@@ -192,7 +192,8 @@ impl<S: LogStore> Replica<S> {
         self.sync.outstanding()
     }
 
-    /// Peer messages refused before raft-rs since this replica opened.
+    /// Peer messages refused before raft-rs (malformed bytes included) since this replica
+    /// opened.
     pub fn refused_messages(&self) -> u64 {
         self.refused
     }
@@ -247,8 +248,10 @@ impl<S: LogStore> Replica<S> {
         message: &[u8],
         hold: impl FnOnce(&SnapshotOffer) -> bool,
     ) -> Result<Option<SnapshotOffer>, Error> {
-        let message =
-            Message::parse_from_bytes(message).map_err(|error| Error::Decode(error.to_string()))?;
+        let message = Message::parse_from_bytes(message).map_err(|error| {
+            self.refused += 1;
+            Error::Decode(error.to_string())
+        })?;
         let receiver = input::Receiver {
             id: self.id(),
             term: self.raw.raft.term,
@@ -333,11 +336,15 @@ impl<S: LogStore> Replica<S> {
         self.raw.raft.state == StateRole::Leader && self.raw.raft.commit_to_current_term()
     }
 
-    /// Starts a linearizable read: once a quorum confirms leadership, `(ctx, index)`
-    /// shows up in `Output::reads`. Silently dropped when there is no leader, or the
-    /// leader has not yet committed an entry in its term: retry after a timeout.
+    /// Starts a linearizable read at this leader: once a quorum confirms its leadership,
+    /// `(ctx, index)` shows up in `Output::reads`. Silently dropped on a non-leader (raft-rs
+    /// would forward it to the leader, which refuses read requests from the network:
+    /// `input.rs`), or when the leader has not yet committed an entry in its term: retry
+    /// after a timeout.
     pub fn read_index(&mut self, ctx: u64) {
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        if self.is_leader() {
+            self.raw.read_index(ctx.to_be_bytes().to_vec());
+        }
     }
 
     /// Proposes a membership change (see `membership.rs` for the rules). `Busy` while
@@ -347,9 +354,12 @@ impl<S: LogStore> Replica<S> {
         self.propose_membership(change)
     }
 
-    /// Asks the leader to hand leadership to `to` (ignored by non-leaders).
+    /// Asks this leader to hand leadership to `to`; ignored by non-leaders (raft-rs would
+    /// forward the request to the leader, which refuses it from the network: `input.rs`).
     pub fn transfer_leader(&mut self, to: NodeId) {
-        self.raw.transfer_leader(to);
+        if self.is_leader() {
+            self.raw.transfer_leader(to);
+        }
     }
 
     /// Current term.

@@ -184,4 +184,10 @@ fn processes_report_usage_and_recovery() {
         .expect("run shardkv bench");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--processes"), "{}", stderr(&out));
+    let out = Command::new(BIN)
+        .args(["bench", "--processes", "--recovery", "--replicas", "2"])
+        .output()
+        .expect("run shardkv bench");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--replicas 3"), "{}", stderr(&out));
 }

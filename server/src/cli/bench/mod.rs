@@ -137,9 +137,10 @@ pub struct BenchArgs {
     /// the replicas record meanwhile.
     #[arg(long)]
     pub timeline: bool,
-    /// With --processes: after the run, kill the first group's replicas with SIGKILL,
-    /// start them again and time the first answered Get (then read 1,000 keys back);
-    /// then empty one replica's data directory and time its catch-up from the others.
+    /// With --processes (and 3 or more replicas): after the run, kill the first group's
+    /// replicas with SIGKILL, start them again and time the first answered Get (then read
+    /// 1,000 distinct keys back); then empty one replica's data directory and time its
+    /// catch-up from the others.
     #[arg(long, requires = "processes")]
     pub recovery: bool,
 }
@@ -171,6 +172,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
 
 /// Refuses shapes that cannot work.
 fn check(args: &BenchArgs) -> Result<(), String> {
+    if args.recovery && args.replicas < 3 {
+        return Err(
+            "--recovery needs --replicas 3 or more (a quorum without the emptied one)".into(),
+        );
+    }
     let capacity = 10u64.checked_pow(args.key_size).unwrap_or(u64::MAX);
     if capacity < args.keys {
         return Err(format!(

@@ -44,7 +44,7 @@ pub(super) struct Usage {
     pub(super) peak_rss_mib: f64,
     /// Resident memory when read, MiB.
     pub(super) rss_mib: f64,
-    /// Bytes of the files in its data directory, MiB.
+    /// Bytes of the files in its data directory (its log file left out), MiB.
     pub(super) disk_mib: f64,
 }
 
@@ -104,6 +104,11 @@ impl Processes {
     /// log starts anew.
     pub(super) fn respawn(&mut self, name: &str, env: &[(&str, &str)]) -> Result<(), String> {
         let replica = self.replica(name)?;
+        if !replica.killed {
+            return Err(format!(
+                "{name} is running: kill it before starting it again"
+            ));
+        }
         replica.child = spawn(name, &replica.args, &replica.data_dir, env)?;
         replica.killed = false;
         Ok(())
@@ -220,7 +225,9 @@ fn usage(replica: &Replica) -> Usage {
         name: replica.name.clone(),
         peak_rss_mib: status_kib(&status, "VmHWM:") / 1024.0,
         rss_mib: status_kib(&status, "VmRSS:") / 1024.0,
-        disk_mib: dir_bytes(&replica.data_dir) as f64 / (1 << 20) as f64,
+        disk_mib: dir_bytes(&replica.data_dir)
+            .saturating_sub(file_bytes(&replica.data_dir.join(LOG_FILE))) as f64
+            / (1 << 20) as f64,
     }
 }
 
@@ -256,6 +263,11 @@ fn status_kib(status: &str, field: &str) -> f64 {
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The bytes of the file at `path` (0 if there is none).
+fn file_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |meta| meta.len())
 }
 
 /// The bytes of every file under `dir`.

@@ -7,8 +7,9 @@
 //!                answers; then CHECKED_KEYS keys read back (present, with the value the
 //!                run wrote)
 //!   catch-up ──► the group killed whole again and its last replica's data directory
-//!                emptied; the others started and serving; then the first killed and
-//!                the empty one started, so the group's quorum needs it: it copies the
+//!                emptied; the others started and serving; then all but a quorum's
+//!                worth less one killed and the empty one started, so the group's
+//!                quorum needs it: it copies the
 //!                group's state from the leader in chunks (a raft snapshot held back,
 //!                `replica-group/src/catch_up.rs`) or, if the leader's log still starts
 //!                at the beginning, replays the log; timed until a Put commits (an
@@ -27,7 +28,7 @@
 
 use std::time::{Duration, Instant};
 
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use shardkv_client::{Client, RetryPolicy, TarpcTransport};
 
@@ -48,19 +49,21 @@ const CAUGHT_UP: &str = "caught up from a copy";
 pub(super) struct Recovery {
     /// The group whose replicas were killed.
     pub(super) gid: u64,
-    /// From starting the killed group again to the first answered Get.
+    /// From starting the killed group again to the first answered Get, as a client sees
+    /// it (its retry backoff, up to 0.5 s, included).
     pub(super) restart_seconds: f64,
-    /// Keys read back after the restart, every one present with its value.
+    /// Distinct keys read back after the restart, every one present with its value.
     pub(super) restart_keys_checked: u64,
     /// The replica that lost its data.
     pub(super) catch_up_replica: String,
-    /// From starting it again to the first Put committed with it in the quorum.
+    /// From starting it again to the first Put committed with it in the quorum, as a
+    /// client sees it (an election and the client's retry backoff included).
     pub(super) catch_up_seconds: f64,
     /// Whether it copied the state (else the log from its beginning was enough).
     pub(super) catch_up_from_copy: bool,
     /// Its peak resident memory then, MiB.
     pub(super) catch_up_peak_rss_mib: f64,
-    /// Its data directory's bytes then, MiB.
+    /// Its data directory's bytes then (its log file left out), MiB.
     pub(super) catch_up_disk_mib: f64,
 }
 
@@ -90,23 +93,30 @@ pub(super) fn measure(
     for name in &replicas {
         processes.respawn(name, &[])?;
     }
+    // Distinct keys: `checked` of them, chosen at random.
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(gid);
-    let first = rng.random_range(0..shape.keys);
+    let checked = CHECKED_KEYS.min(shape.keys);
+    let keys = usize::try_from(shape.keys).map_err(|_| "too many keys to choose from")?;
+    let chosen = rand::seq::index::sample(&mut rng, keys, checked as usize);
+    let mut chosen = chosen.iter().map(|n| n as u64);
+    let first = chosen.next().ok_or("no key to read back")?;
     runtime.block_on(read_back(&mut client, shape, first))?;
     let restart_seconds = started.elapsed().as_secs_f64();
-    for _ in 1..CHECKED_KEYS.min(shape.keys) {
-        let n = rng.random_range(0..shape.keys);
+    for n in chosen {
         runtime.block_on(read_back(&mut client, shape, n))?;
     }
 
     // The catch-up: the last replica comes back empty where the group needs it for a
-    // quorum (the first one stays down, to the end of the bench), so the group commits again only once that
-    // replica holds the log the leader has.
-    let (Some(down), Some(empty)) = (replicas.first().cloned(), replicas.last().cloned()) else {
+    // quorum (the others but a quorum's worth stay down, to the end of the bench), so the
+    // group commits again only once that replica holds the log the leader has.
+    let quorum = replicas.len() / 2 + 1;
+    let Some(empty) = replicas.last().cloned() else {
         return Err("the group has no replicas".into());
     };
-    if down == empty {
-        return Err("--recovery's catch-up needs --replicas 2 or more".into());
+    if replicas.len() < 3 {
+        return Err(
+            "--recovery needs --replicas 3 or more (a quorum without the emptied one)".into(),
+        );
     }
     for name in &replicas {
         processes.kill(name)?;
@@ -116,7 +126,9 @@ pub(super) fn measure(
         processes.respawn(other, &[])?;
     }
     runtime.block_on(read_back(&mut client, shape, first))?;
-    processes.kill(&down)?;
+    for down in &replicas[..replicas.len() - quorum] {
+        processes.kill(down)?;
+    }
     let started = Instant::now();
     processes.respawn(&empty, &[("RUST_LOG", "replica_group=info")])?;
     runtime
