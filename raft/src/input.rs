@@ -26,15 +26,16 @@
 //!   follower nothing more). Honest peers never send these: a commit index covers only
 //!   entries a follower acknowledged as durable, and those it keeps; a leader's log only
 //!   grows while it leads (a node that lost unsynced entries of its own in a power
-//!   failure may hear late answers about them, but leads again only in a later term). A replica that lost what it
-//!   acknowledged (a disk that lied about a sync, a data directory deleted) refuses them
-//!   rather than panic, and stays behind until a new leader learns where its log ends;
+//!   failure may hear late answers about them, but leads again only in a later term).
+//!   A replica that lost what it acknowledged (a disk that lied about a sync, a data
+//!   directory deleted) refuses them rather than panic, and stays behind until a new
+//!   leader learns where its log ends;
 //! - hands leadership over (`MsgTimeoutNow`: campaign now) at a later term than this
 //!   node's, or at its term from a node other than the leader it knows (any peer could
 //!   otherwise keep the group electing);
-//! - is a snapshot at index or term 0, or with a configuration raft-rs cannot restore (no voters,
-//!   a node twice, a learner that is also a voter, learners-next outside a joint
-//!   configuration).
+//! - is a snapshot at index or term 0, or with a configuration raft-rs cannot restore
+//!   (no voters, a node twice, a learner that is also a voter, learners-next outside a
+//!   joint configuration).
 //!
 //! This holds message by message, which is all a check at the door can do: no single
 //! message it lets through panics raft-rs. A forger who can speak as a peer can still
@@ -51,7 +52,7 @@ use raft::eraftpb::{ConfState, Message, MessageType};
 use crate::{Index, NodeId, Term};
 
 /// The largest term a message may carry. No group reaches it (an election every
-/// millisecond would take 146 million years), and everything up to it leaves raft-rs
+/// millisecond would take 292 million years), and everything up to it leaves raft-rs
 /// room to count up.
 pub const MAX_TERM: Term = u64::MAX / 2;
 
