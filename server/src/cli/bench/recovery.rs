@@ -107,8 +107,9 @@ pub(super) fn measure(
     }
 
     // The catch-up: the last replica comes back empty where the group needs it for a
-    // quorum (the others but a quorum's worth stay down, to the end of the bench), so the
-    // group commits again only once that replica holds the log the leader has.
+    // quorum (of the others, a quorum less one stay up; the rest are killed and stay
+    // down to the end of the bench), so the group commits again only once that replica
+    // holds the log the leader has.
     let quorum = replicas.len() / 2 + 1;
     let Some(empty) = replicas.last().cloned() else {
         return Err("the group has no replicas".into());
