@@ -27,10 +27,10 @@ const DATA_DIR_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Compact the log once the persisted raft log reaches this size (and
 /// [`SNAPSHOT_LOG_MULTIPLE`] times the last snapshot's). A group replica's compaction is
 /// a checkpoint of its data: one durable redb commit of everything applied since the last
-/// one, so this sets how many writes one commit carries. With random keys over 1 GB,
-/// 32 MiB puts about twice as many writes in each rewritten B-tree page as 8 MiB did and
-/// lifts put x 64 by about a fifth; 64 MiB adds a little more but costs about 130 MiB of
-/// resident memory and doubles the data file (`docs/performance.md`, 2026-12-07).
+/// one, so this sets how many writes share each rewritten B-tree page. Larger commits
+/// write fewer pages per put over a large random key space, but hold more log and more
+/// held writes in memory, and grow redb's file (it reuses freed pages only after a
+/// durable commit); `docs/performance.md` has the measurements behind 32 MiB.
 const SNAPSHOT_BYTES_THRESHOLD: u64 = 32 << 20;
 
 /// The log must also be as large as the last snapshot. The shard master's snapshots
