@@ -47,6 +47,18 @@ struct Args {
     /// Each database's page or block cache, MiB.
     #[arg(long, default_value_t = 64)]
     cache_mb: u64,
+    /// Overwrites per second per database at most (0: as fast as it goes).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// fjall: the most its memtables hold before it flushes them, MiB (its default: none).
+    #[arg(long)]
+    write_buffer_mb: Option<u64>,
+    /// fjall: the largest one memtable grows, MiB (its default: 64).
+    #[arg(long)]
+    memtable_mb: Option<u64>,
+    /// fjall: the most journal it keeps before it flushes memtables, MiB (its default: 512).
+    #[arg(long)]
+    journal_mb: Option<u64>,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
@@ -96,7 +108,8 @@ impl Db for Fjall {
     }
 }
 
-fn open(engine: Engine, dir: &Path, cache_mb: u64) -> Result<Box<dyn Db>> {
+fn open(args: &Args, dir: &Path) -> Result<Box<dyn Db>> {
+    let (engine, cache_mb) = (args.engine, args.cache_mb);
     std::fs::create_dir_all(dir)?;
     Ok(match engine {
         Engine::Redb => Box::new(Redb(
@@ -105,13 +118,21 @@ fn open(engine: Engine, dir: &Path, cache_mb: u64) -> Result<Box<dyn Db>> {
                 .create(dir.join("data.redb"))?,
         )),
         Engine::Fjall | Engine::FjallKv => {
-            let db = fjall::Database::builder(dir)
+            let mut builder = fjall::Database::builder(dir)
                 .cache_size(cache_mb << 20)
                 .manual_journal_persist(true)
-                .open()?;
+                .max_write_buffer_size(args.write_buffer_mb.map(|mb| mb << 20));
+            if let Some(mb) = args.journal_mb {
+                builder = builder.max_journaling_size(mb << 20);
+            }
+            let db = builder.open()?;
             let separate = matches!(engine, Engine::FjallKv);
             let keyspace = db.keyspace("kv", || {
-                let options = fjall::KeyspaceCreateOptions::default().manual_journal_persist(true);
+                let mut options =
+                    fjall::KeyspaceCreateOptions::default().manual_journal_persist(true);
+                if let Some(mb) = args.memtable_mb {
+                    options = options.max_memtable_size(mb << 20);
+                }
                 match separate {
                     true => options.with_kv_separation(Some(fjall::KvSeparationOptions::default())),
                     false => options,
@@ -125,11 +146,7 @@ fn open(engine: Engine, dir: &Path, cache_mb: u64) -> Result<Box<dyn Db>> {
 /// Loads then overwrites one database; its overwrites per second. The overwrites of all
 /// databases start together, and the bytes written so far are noted then.
 fn run(args: &Args, n: u32, loaded: &Barrier, before: &OnceLock<u64>) -> Result<f64> {
-    let mut db = open(
-        args.engine,
-        &args.dir.join(format!("db-{n}")),
-        args.cache_mb,
-    )?;
+    let mut db = open(args, &args.dir.join(format!("db-{n}")))?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let mut value = || {
         let mut v = vec![0u8; args.value_bytes];
@@ -158,6 +175,12 @@ fn run(args: &Args, n: u32, loaded: &Barrier, before: &OnceLock<u64>) -> Result<
             .collect();
         db.write(&mut pairs)?;
         written += u64::from(args.batch);
+        if args.rate > 0 {
+            let due = std::time::Duration::from_secs_f64(written as f64 / args.rate as f64);
+            if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
     }
     Ok(written as f64 / started.elapsed().as_secs_f64())
 }
