@@ -48,10 +48,10 @@ use tarpc::{client, context};
 use crate::transport::{Transport, TransportError};
 use crate::{Admin, Client, RetryPolicy};
 
-/// The largest frame a shardkv node or client reads or writes (64 MiB), on tarpc
-/// connections and on the server's raft streams alike: a raft snapshot of a large group
-/// fits, and a frame header announcing more is refused before any of its bytes are
-/// buffered.
+/// The largest frame a client reads or writes (64 MiB), and the largest a node reads on
+/// a raft stream: answers such as a shard's chunks and batches of raft messages fit, and
+/// a frame header announcing more is refused before any of its bytes are buffered. (A
+/// node reads calls under a smaller limit of its own, 2 MiB.)
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 
 /// The tarpc service every shardkv node serves (see the module docs).

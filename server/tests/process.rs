@@ -222,6 +222,121 @@ fn forged_raft_messages_do_not_take_a_group_down() {
     }
 }
 
+/// Floods of connections as an attacker would send them. On one replica: 300 that each
+/// declare a frame they never finish (raft streams declaring 64 MiB, tarpc connections
+/// the largest call frame). On another, with short handshake and idle timeouts: more
+/// connections than it serves, ones that never say anything, and ones that stall mid
+/// frame. The first replica's resident memory grows by less than 256 MiB (and its address
+/// space by less than 4 GiB: no frame is reserved before its bytes arrive), the silent and
+/// stalled connections are closed, nothing dies, and the group keeps serving.
+#[test]
+fn connection_floods_are_bounded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let masters_service = Service::start(dir.path(), None, 3, &[]);
+    let masters = masters_service.addresses();
+    let mut group = Service::start_with(
+        dir.path(),
+        Some(100),
+        3,
+        &masters,
+        &["--max-connections", "400"],
+    );
+    let quick = ["--handshake-timeout", "1s", "--idle-timeout", "2s"];
+    group.nodes[1].kill();
+    group.nodes[1].args.extend(quick.map(String::from));
+    group.nodes[1].restart();
+    common::join(&masters, &[("100", &group)]);
+    let out = shardkv_until_ok(&masters, &["put", "before", "kept"], SETTLE);
+    assert!(out.status.success(), "put: {}", stderr(&out));
+
+    // Declared frames, never finished.
+    let target = &group.nodes[0];
+    let pid = target.pid().expect("running");
+    let (resident, virtual_size) = (memory_kib(pid, "VmRSS:"), memory_kib(pid, "VmSize:"));
+    let mut held = Vec::new();
+    for i in 0..300 {
+        let mut bytes = match i % 2 {
+            0 => raft_hello(100, 2),
+            _ => Vec::new(),
+        };
+        let declared: u32 = if i % 2 == 0 { (64 << 20) - 1 } else { 2 << 20 };
+        bytes.extend_from_slice(&declared.to_be_bytes());
+        bytes.extend_from_slice(&[0xAB; 64 << 10]);
+        let mut stream = TcpStream::connect(&target.address).expect("connect");
+        stream.write_all(&bytes).expect("send a frame's start");
+        held.push(stream);
+    }
+    for (key, value) in [("during", "written"), ("before", "kept")] {
+        if key == "during" {
+            let out = shardkv_until_ok(&masters, &["put", key, value], SETTLE);
+            assert!(out.status.success(), "put {key}: {}", stderr(&out));
+        }
+        let out = shardkv_until_ok(&masters, &["get", key], SETTLE);
+        assert_eq!(stdout(&out).trim_end(), value, "{key}: {}", stderr(&out));
+    }
+    let grown = memory_kib(pid, "VmRSS:").saturating_sub(resident) / 1024;
+    let reserved = memory_kib(pid, "VmSize:").saturating_sub(virtual_size) / 1024;
+    assert!(grown < 256, "resident memory grew by {grown} MiB");
+    assert!(reserved < 4096, "address space grew by {reserved} MiB");
+
+    // Over the limit, silent, and stalled mid-frame, on the quick replica.
+    let target = &group.nodes[1];
+    let mut flood = Vec::new();
+    for i in 0..500 {
+        let bytes = match i % 4 {
+            0 | 1 => Vec::new(),
+            2 => vec![0, 0],
+            _ => [raft_hello(100, 1), vec![0, 0, 0, 16], b"part".to_vec()].concat(),
+        };
+        let mut stream = TcpStream::connect(&target.address).expect("connect");
+        stream.write_all(&bytes).expect("send");
+        flood.push(stream);
+    }
+    for (i, stream) in flood.iter_mut().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        let mut buf = [0u8; 16];
+        let read = stream.read(&mut buf);
+        assert!(
+            matches!(read, Ok(0) | Err(_))
+                && !read.as_ref().is_err_and(|error| matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )),
+            "connection {i} is still open: {read:?}"
+        );
+    }
+    let out = shardkv_until_ok(&masters, &["put", "after", "written"], SETTLE);
+    assert!(out.status.success(), "put after: {}", stderr(&out));
+    drop(held);
+    for node in group.nodes.iter_mut() {
+        assert!(node.is_running(), "replica at {} died", node.address);
+    }
+    let log = std::fs::read_to_string(dir.path().join("group-100-2.log")).expect("log");
+    for line in ["serves its limit", "said nothing whole"] {
+        assert!(log.contains(line), "no \"{line}\" in {log}");
+    }
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// The start of a raft stream from replica `id` of `service`.
+fn raft_hello(service: u64, id: u64) -> Vec<u8> {
+    let mut bytes = b"SKVRAFT2".to_vec();
+    bytes.extend_from_slice(&service.to_be_bytes());
+    bytes.extend_from_slice(&id.to_be_bytes());
+    bytes
+}
+
+/// A memory figure of process `pid` (`VmRSS:`, `VmSize:`), in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = (status.lines().find(|line| line.starts_with(field)))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    let number = line[field.len()..].trim().trim_end_matches("kB").trim();
+    number.parse().expect("a number of kB")
+}
+
 /// `shardkv demo` runs its whole story against a real cluster and exits 0 with its
 /// summary line: nothing acknowledged was lost.
 #[test]

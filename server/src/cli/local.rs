@@ -15,7 +15,7 @@ use shardkv_client::{Admin, GroupId, RetryPolicy};
 use shardkv_raft::NodeId;
 
 use super::cluster::Cluster;
-use crate::runtime::{NodeSpec, Role};
+use crate::runtime::{Limits, NodeSpec, Role};
 
 /// Options of `shardkv local`.
 #[derive(Args, Debug, Clone)]
@@ -101,7 +101,8 @@ impl Layout {
         Err("no free block of ports between 17000 and 58000".into())
     }
 
-    /// Every node's spec.
+    /// Every node's spec, each node's connections limited to its share of the process's
+    /// open files ([`Limits::for_process`]).
     pub fn specs(&self) -> Vec<NodeSpec> {
         let mut specs = service_specs(Role::Master, &self.masters, self.data_dir.join("master"));
         for (&gid, servers) in &self.groups {
@@ -114,6 +115,10 @@ impl Layout {
                 servers,
                 self.data_dir.join(format!("group-{gid}")),
             ));
+        }
+        let limits = Limits::for_process(specs.len());
+        for spec in &mut specs {
+            spec.limits = limits;
         }
         specs
     }

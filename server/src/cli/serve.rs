@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use shardkv_proto::GroupId;
 use shardkv_raft::NodeId;
 use tokio::sync::watch;
 
-use crate::runtime::{run_node, NodeSpec, Role};
+use super::parse_duration;
+use crate::runtime::{run_node, Limits, NodeSpec, Role};
 
 /// Which service the node is a replica of.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,19 @@ pub struct ServeArgs {
     /// 32 MiB, come on top).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub cache_mb: u64,
+    /// The most connections served at once (clients' and peers' together); more are
+    /// closed as they are accepted. Default: 1024, or fewer when the open-files limit
+    /// (raised to its hard limit at start) leaves less room.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_connections: Option<u64>,
+    /// How long a new connection has to send its first whole request (or a peer its
+    /// hello) before it is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// How long a connection may send no whole request, with none of its requests in
+    /// flight, before it is closed (clients dial again on their next call).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 /// Parses `N=ADDR`.
@@ -104,6 +119,16 @@ impl ServeArgs {
                 self.cache_mb
             )
         })?;
+        let mut limits = Limits::for_process(1);
+        if let Some(connections) = self.max_connections {
+            limits.connections = usize::try_from(connections).unwrap_or(usize::MAX);
+        }
+        if self.handshake_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err("--handshake-timeout and --idle-timeout must be more than 0".into());
+        }
+        limits.handshake = self.handshake_timeout;
+        limits.idle = self.idle_timeout;
+        spec.limits = limits;
         Ok(spec)
     }
 }

@@ -14,8 +14,10 @@
 //! - [`driver`]: the single task that owns the server: ticks, events, actions.
 //! - [`peers`]: raft messages batched per peer, in order, one sender task per peer.
 //! - [`raft_stream`]: the one-way streams that carry them, beside tarpc on one port.
-//! - [`service`]: the listener (tarpc and raft streams), with its frame limit and
-//!   bad-frame handling.
+//! - [`service`]: the listener (tarpc and raft streams), with its [`Limits`]
+//!   (connections, handshake and idle timeouts) and bad-frame handling.
+//! - [`frame`]: the length-delimited frames of every connection, memory taken as their
+//!   bytes arrive.
 //! - [`node`]: [`NodeSpec`] and [`run_node`], from data directory to shutdown.
 //! - [`timeline`]: the steps of requests, recorded for `shardkv bench --timeline`.
 //!
@@ -26,6 +28,7 @@
 //! - No TLS or authentication.
 
 pub mod driver;
+pub mod frame;
 pub mod hosted;
 pub mod node;
 pub mod peers;
@@ -34,3 +37,4 @@ pub mod service;
 pub mod timeline;
 
 pub use node::{run_node, NodeSpec, Role};
+pub use service::Limits;

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::hosted::Fatal;
 use super::raft_stream::{ReplicaName, StreamPeers};
+use super::service::Limits;
 use super::timeline::Tracer;
 use super::{driver, service};
 
@@ -71,6 +72,8 @@ pub struct NodeSpec {
     /// A group replica's page cache for its data (redb's cache; the data's held writes
     /// come on top, up to the flush size).
     pub cache_bytes: usize,
+    /// What the node's listener allows its connections.
+    pub limits: Limits,
 }
 
 impl NodeSpec {
@@ -90,6 +93,7 @@ impl NodeSpec {
             data_dir,
             nshards: DEFAULT_NSHARDS,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            limits: Limits::default(),
         }
     }
 
@@ -155,7 +159,13 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
         me,
         peers: spec.peers.keys().copied().collect(),
     };
-    let accept = tokio::spawn(service::serve(listener, sender.clone(), tracer, membership));
+    let accept = tokio::spawn(service::serve(
+        listener,
+        sender.clone(),
+        tracer,
+        membership,
+        spec.limits,
+    ));
     let events = (sender, receiver);
     let config = spec.replica_config();
     let result = match &spec.role {

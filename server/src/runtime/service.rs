@@ -3,8 +3,17 @@
 //! and every batch of raft messages into an [`Event`] for the driver.
 //!
 //! A connection whose bytes are not a valid frame (garbage, or a length header over
-//! [`MAX_FRAME_BYTES`](shardkv_client::tarpc_transport::MAX_FRAME_BYTES)) is logged and
-//! closed; the listener and every other connection carry on.
+//! [`MAX_CALL_FRAME_BYTES`] on a tarpc connection or over
+//! [`MAX_FRAME_BYTES`](shardkv_client::tarpc_transport::MAX_FRAME_BYTES) on a raft
+//! stream) is logged and closed; the listener and every other connection carry on.
+//!
+//! What one connection, or many, can hold of a node is bounded ([`Limits`]): a node
+//! serves at most `connections` at once and closes the rest as it accepts them; a new
+//! connection must say what it is (a whole first request, or a raft stream's hello)
+//! within `handshake`; a connection that brings no whole frame for `idle`, with none of
+//! its requests in flight, is closed; and a frame takes memory only as its bytes arrive
+//! ([`super::frame`]). Refusals are logged at powers of two of their count, so a flood
+//! does not flood the log too.
 //!
 //! When the driver stops (its event queue closes), the listener and every connection
 //! close too: peers see their connections fail and re-dial, so a node restarted in the
@@ -12,6 +21,7 @@
 //! connection nobody serves any more.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +35,111 @@ use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{ClientMessage, Response};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
+use super::frame::FrameCodec;
 use super::raft_stream::{self, StreamPeers, PREAMBLE};
 use super::timeline::{Tracer, Waypoint};
+
+/// The largest frame a node reads on a tarpc connection: a request of
+/// [`MAX_REQUEST_BYTES`](shardkv_proto::kv::MAX_REQUEST_BYTES) and tarpc's envelope fit
+/// with room to spare, so a request a little over that limit is answered with an error
+/// naming it rather than cut off with its connection. (Answers, such as a shard's chunks,
+/// travel the other way, under the client's own limit.)
+pub const MAX_CALL_FRAME_BYTES: usize = 2 << 20;
+
+/// What a node's listener allows its connections (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once, tarpc and raft streams together.
+    pub connections: usize,
+    /// How long a new connection has to send its first whole request or its hello.
+    pub handshake: Duration,
+    /// How long a connection may bring no whole frame, with nothing in flight, before it
+    /// is closed.
+    pub idle: Duration,
+}
+
+impl Limits {
+    /// The default connections per node.
+    pub const DEFAULT_CONNECTIONS: usize = 1024;
+    /// File descriptors a node keeps for itself beyond its served connections: its data
+    /// files and the connections it dials (to its peers, the masters, other groups).
+    pub const RESERVED_FILES: usize = 128;
+
+    /// The default limits for one of `nodes` nodes in this process, after raising the
+    /// process's open-files limit as far as it may go ([`raise_files_limit`]).
+    pub fn for_process(nodes: usize) -> Self {
+        Self::for_nodes(nodes, raise_files_limit())
+    }
+
+    /// The default limits for one of `nodes` nodes in a process whose open-files limit
+    /// is `files`: [`Self::DEFAULT_CONNECTIONS`], fewer when the process could not open
+    /// that many for every node, so that a flood of connections to one node cannot take
+    /// the files the other nodes (and this one's own data) need.
+    pub fn for_nodes(nodes: usize, files: u64) -> Self {
+        let files = usize::try_from(files).unwrap_or(usize::MAX);
+        let share = files / nodes.max(1);
+        let connections = share
+            .saturating_sub(Self::RESERVED_FILES)
+            .clamp(16, Self::DEFAULT_CONNECTIONS);
+        Limits {
+            connections,
+            ..Limits::default()
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: Self::DEFAULT_CONNECTIONS,
+            handshake: Duration::from_secs(10),
+            idle: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Raises this process's open-files limit to its hard limit (many systems start
+/// processes at 1,024 with room to go higher) and returns the limit in force.
+pub fn raise_files_limit() -> u64 {
+    const FALLBACK: u64 = 1024;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::debug!(%error, "cannot raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(FALLBACK, |(soft, _)| soft)
+        }
+    }
+}
+
+/// Counts refusals of one kind and says when one is worth logging: the 1st, 2nd, 4th,
+/// 8th, ... (a flood of them then costs a line per doubling, not a line each).
+#[derive(Debug, Default)]
+struct Refusals(AtomicU64);
+
+impl Refusals {
+    /// Counts one; `Some(count)` when this one should be logged.
+    fn count(&self) -> Option<u64> {
+        let count = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        count.is_power_of_two().then_some(count)
+    }
+}
+
+/// The listener's refusal counters, shared by its connections.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Connections closed as accepted, over [`Limits::connections`].
+    over_limit: Refusals,
+    /// Failed accepts (such as running out of file descriptors).
+    accept_failed: Refusals,
+    /// Connections that sent no whole first request or hello within the handshake.
+    slow_handshake: Refusals,
+    /// Connections closed for bringing no whole frame within the idle time.
+    idle: Refusals,
+}
 
 /// What the listener hands the driver.
 #[derive(Debug)]
@@ -90,23 +200,50 @@ impl Node for NodeService {
     }
 }
 
+/// Connections the kernel queues for a listener before the node accepts them. Rust's and
+/// mio's default, 128, drops the SYNs of a burst of new connections (each such client
+/// then waits a second to try again).
+const BACKLOG: u32 = 1024;
+
 /// Binds `listen` (before the driver starts, so a bad address fails the node at once).
 pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(listen).await
+    let mut failure = None;
+    for address in tokio::net::lookup_host(listen).await? {
+        let socket = match address {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As mio does on Unix: a restarted node binds its port again at once.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address) {
+            Ok(()) => return socket.listen(BACKLOG),
+            Err(error) => failure = Some(error),
+        }
+    }
+    Err(failure.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{listen} names no address"),
+        )
+    }))
 }
 
-/// Accepts connections on `listener`, forwarding calls and raft messages (those of the
-/// replicas `membership` admits) to `events` (and marking client calls in and out on
-/// `tracer`), until the driver drops the receiving end of `events`; the listener is
-/// closed on return.
+/// Accepts connections on `listener`, within `limits`, forwarding calls and raft
+/// messages (those of the replicas `membership` admits) to `events` (and marking client
+/// calls in and out on `tracer`), until the driver drops the receiving end of `events`;
+/// the listener is closed on return.
 pub async fn serve(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     tracer: Tracer,
     membership: StreamPeers,
+    limits: Limits,
 ) {
     let service = NodeService { events, tracer };
     let membership = Arc::new(membership);
+    let slots = Arc::new(Semaphore::new(limits.connections));
+    let counters = Arc::new(Counters::default());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -114,74 +251,182 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let membership = Arc::clone(&membership);
-                tokio::spawn(serve_stream(stream, peer, service.clone(), membership));
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    if let Some(count) = counters.over_limit.count() {
+                        tracing::warn!(
+                            %peer,
+                            count,
+                            limit = limits.connections,
+                            "closing a connection as accepted: the node serves its limit"
+                        );
+                    }
+                    continue;
+                };
+                let connection = Connection {
+                    peer,
+                    service: service.clone(),
+                    membership: Arc::clone(&membership),
+                    limits,
+                    counters: Arc::clone(&counters),
+                    _slot: slot,
+                };
+                tokio::spawn(connection.serve(stream));
             }
             Err(error) => {
-                tracing::warn!(%error, "accept failed");
+                if let Some(count) = counters.accept_failed.count() {
+                    tracing::warn!(%error, count, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
 }
 
-/// Serves one accepted connection: a raft stream if it starts with `PREAMBLE[..4]`,
-/// else tarpc (those four bytes are its first frame's length).
-async fn serve_stream(
-    mut stream: TcpStream,
+/// One accepted connection and what it needs; it holds one of the node's connection
+/// slots until it ends.
+struct Connection {
     peer: SocketAddr,
     service: NodeService,
     membership: Arc<StreamPeers>,
-) {
-    let mut head = [0u8; 4];
-    let read = tokio::select! {
-        read = stream.read_exact(&mut head) => read,
-        () = service.events.closed() => return,
-    };
-    if let Err(error) = read {
-        tracing::debug!(%peer, %error, "connection closed before its first frame");
-        return;
-    }
-    if head == PREAMBLE[..4] {
-        return raft_stream::receive(stream, peer, &membership, service.events).await;
-    }
-    // Tarpc, reading the four bytes again before the rest of the stream.
-    let (reader, writer) = stream.into_split();
-    let io = tokio::io::join(std::io::Cursor::new(head).chain(reader), writer);
-    let framed = Framed::new(io, raft_stream::codec());
-    let transport = tarpc::serde_transport::new(framed, Bincode::default());
-    serve_connection(BaseChannel::with_defaults(transport), peer, service).await;
+    limits: Limits,
+    counters: Arc<Counters>,
+    _slot: OwnedSemaphorePermit,
 }
 
-/// Serves one connection until it closes, sends a bad frame, or the driver stops.
-///
-/// The connection's requests run inside this one task (not a task each): answers the
-/// driver sends together complete together, and tarpc writes them with one flush when
-/// it next finds nothing more to send, so a batch of replies costs one `writev` per
-/// connection rather than one per reply.
-async fn serve_connection<T>(
-    channel: BaseChannel<NodeRequest, NodeResponse, T>,
-    peer: SocketAddr,
-    service: NodeService,
-) where
-    T: tarpc::Transport<Response<NodeResponse>, ClientMessage<NodeRequest>> + Send + 'static,
-{
-    let mut requests = std::pin::pin!(channel.requests());
-    let mut running = FuturesUnordered::new();
-    loop {
-        let request = tokio::select! {
-            biased;
-            Some(()) = running.next(), if !running.is_empty() => continue,
-            request = requests.next() => request,
-            () = service.events.closed() => None,
+impl Connection {
+    /// Serves the connection: a raft stream if it starts with `PREAMBLE[..4]`, else tarpc
+    /// (those four bytes are its first frame's length).
+    async fn serve(self, mut stream: TcpStream) {
+        let peer = self.peer;
+        let handshake = Instant::now() + self.limits.handshake;
+        let mut head = [0u8; 4];
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(handshake, stream.read_exact(&mut head)) => read,
+            () = self.service.events.closed() => return,
         };
-        let Some(request) = request else { return };
-        match request {
-            Ok(request) => running.push(request.execute(service.clone().serve())),
-            Err(error) => {
-                tracing::error!(%peer, %error, "closing connection: bad frame or read error");
+        match read {
+            Err(_) => return self.slow_handshake(),
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "connection closed before its first frame");
                 return;
             }
+            Ok(Ok(_)) => {}
         }
+        if head == PREAMBLE[..4] {
+            let events = self.service.events.clone();
+            let deadlines = raft_stream::Deadlines {
+                hello: handshake,
+                idle: self.limits.idle,
+            };
+            match raft_stream::receive(stream, peer, &self.membership, events, deadlines).await {
+                Err(raft_stream::TimedOut::Hello) => self.slow_handshake(),
+                Err(raft_stream::TimedOut::Idle) => self.idle(),
+                Ok(()) => {}
+            }
+            return;
+        }
+        // Tarpc, reading the four bytes again before the rest of the stream.
+        let (reader, writer) = stream.into_split();
+        let io = tokio::io::join(std::io::Cursor::new(head).chain(reader), writer);
+        let framed = Framed::new(io, FrameCodec::new(MAX_CALL_FRAME_BYTES));
+        // tarpc's own serde transport takes tokio-util's codec only; this is the same
+        // stack (bincode over length-delimited frames) over ours.
+        let transport = tarpc::tokio_serde::Framed::new(framed, Bincode::default());
+        self.serve_calls(BaseChannel::with_defaults(transport), handshake)
+            .await;
+    }
+
+    fn slow_handshake(&self) {
+        if let Some(count) = self.counters.slow_handshake.count() {
+            let (peer, within) = (self.peer, self.limits.handshake);
+            tracing::warn!(
+                %peer,
+                count,
+                "closing a connection that said nothing whole within {within:?}"
+            );
+        }
+    }
+
+    fn idle(&self) {
+        if let Some(count) = self.counters.idle.count() {
+            let (peer, idle) = (self.peer, self.limits.idle);
+            tracing::info!(%peer, count, "closing a connection idle for {idle:?}");
+        }
+    }
+
+    /// Serves tarpc calls until the connection closes, sends a bad frame, goes idle (no
+    /// first request by `handshake`; later, no request for `idle` with none in flight),
+    /// or the driver stops.
+    ///
+    /// The connection's requests run inside this one task (not a task each): answers the
+    /// driver sends together complete together, and tarpc writes them with one flush when
+    /// it next finds nothing more to send, so a batch of replies costs one `writev` per
+    /// connection rather than one per reply.
+    async fn serve_calls<T>(
+        self,
+        channel: BaseChannel<NodeRequest, NodeResponse, T>,
+        handshake: Instant,
+    ) where
+        T: tarpc::Transport<Response<NodeResponse>, ClientMessage<NodeRequest>> + Send + 'static,
+    {
+        let peer = self.peer;
+        let mut requests = std::pin::pin!(channel.requests());
+        let mut running = FuturesUnordered::new();
+        let mut deadline = None;
+        loop {
+            let quiet = deadline.unwrap_or(handshake);
+            let request = tokio::select! {
+                biased;
+                Some(()) = running.next(), if !running.is_empty() => {
+                    deadline = Some(Instant::now() + self.limits.idle);
+                    continue;
+                }
+                request = requests.next() => request,
+                () = self.service.events.closed() => None,
+                () = tokio::time::sleep_until(quiet), if running.is_empty() => {
+                    match deadline {
+                        None => self.slow_handshake(),
+                        Some(_) => self.idle(),
+                    }
+                    return;
+                }
+            };
+            let Some(request) = request else { return };
+            match request {
+                Ok(request) => {
+                    deadline = Some(Instant::now() + self.limits.idle);
+                    running.push(request.execute(self.service.clone().serve()));
+                }
+                Err(error) => {
+                    tracing::error!(%peer, %error, "closing connection: bad frame or read error");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One node gets the default; nodes sharing a process share its open files, keeping
+    /// some for each node's own files and dialed connections.
+    #[test]
+    fn connection_limits_share_the_open_files() {
+        let limit = |nodes, files| Limits::for_nodes(nodes, files).connections;
+        assert_eq!(limit(1, 1_048_576), Limits::DEFAULT_CONNECTIONS);
+        assert_eq!(limit(12, 20_000), Limits::DEFAULT_CONNECTIONS);
+        assert_eq!(limit(12, 4_096), 4_096 / 12 - Limits::RESERVED_FILES);
+        assert_eq!(limit(1, 1_024), 1_024 - Limits::RESERVED_FILES);
+        assert_eq!(limit(453, 20_000), 16, "a floor, however many nodes");
+    }
+
+    /// The 1st, 2nd, 4th, 8th, ... refusal is logged.
+    #[test]
+    fn refusals_are_logged_at_powers_of_two() {
+        let refusals = Refusals::default();
+        let logged: Vec<u64> = (0..20).filter_map(|_| refusals.count()).collect();
+        assert_eq!(logged, [1, 2, 4, 8, 16]);
     }
 }

@@ -47,8 +47,10 @@ use shardkv_proto::{GroupId, NO_GROUP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, FramedWrite};
 
+use super::frame::FrameCodec;
 use super::service::Event;
 
 /// The first bytes of a raft stream: a tag and the format's version (2: the hello
@@ -105,12 +107,28 @@ const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(2);
 /// second, three times, then it closes it).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
 
-/// The frame codec of every shardkv connection, raft stream or tarpc: length-delimited,
-/// at most [`MAX_FRAME_BYTES`].
-pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME_BYTES)
-        .new_codec()
+/// The frame codec of raft streams: length-delimited, at most [`MAX_FRAME_BYTES`].
+fn codec() -> FrameCodec {
+    FrameCodec::new(MAX_FRAME_BYTES)
+}
+
+/// When a received stream must have said something: its hello by `hello`, then a whole
+/// frame at least every `idle`.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// When the hello must have arrived whole.
+    pub hello: Instant,
+    /// The longest a stream may go without a whole frame.
+    pub idle: Duration,
+}
+
+/// Why [`receive`] closed a stream that had not failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimedOut {
+    /// The hello was not whole by its deadline.
+    Hello,
+    /// No whole frame arrived for the idle time.
+    Idle,
 }
 
 /// The sending end of a raft stream to one peer: dialed on the first batch, and again
@@ -119,7 +137,7 @@ pub fn codec() -> LengthDelimitedCodec {
 pub struct Outgoing {
     me: ReplicaName,
     address: String,
-    stream: Option<FramedWrite<TcpStream, LengthDelimitedCodec>>,
+    stream: Option<FramedWrite<TcpStream, FrameCodec>>,
 }
 
 impl Outgoing {
@@ -190,7 +208,7 @@ fn closed(stream: &TcpStream) -> bool {
 async fn dial(
     address: &str,
     me: ReplicaName,
-) -> std::io::Result<FramedWrite<TcpStream, LengthDelimitedCodec>> {
+) -> std::io::Result<FramedWrite<TcpStream, FrameCodec>> {
     let mut stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     #[cfg(target_os = "linux")]
@@ -229,30 +247,32 @@ async fn read_hello(stream: &mut TcpStream) -> std::io::Result<ReplicaName> {
 
 /// Reads a raft stream whose first four bytes (`PREAMBLE[..4]`) the listener has read,
 /// handing each batch to `events` if `membership` admits its sender (else dropping it),
-/// until the peer closes it, sends something that is not a raft stream, or the driver
-/// stops.
+/// until the peer closes it, sends something that is not a raft stream, the driver
+/// stops, or it misses one of its `deadlines` (then the error says which).
 pub async fn receive(
     mut stream: TcpStream,
     peer: SocketAddr,
     membership: &StreamPeers,
     events: mpsc::Sender<Event>,
-) {
+    deadlines: Deadlines,
+) -> Result<(), TimedOut> {
     if let Err(error) = keep_alive(&stream) {
         tracing::debug!(%peer, %error, "cannot switch on TCP keepalive");
     }
     let hello = tokio::select! {
-        hello = read_hello(&mut stream) => hello,
-        () = events.closed() => return,
+        hello = tokio::time::timeout_at(deadlines.hello, read_hello(&mut stream)) => hello,
+        () = events.closed() => return Ok(()),
     };
     let sender = match hello {
-        Ok(sender) => sender,
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+        Err(_) => return Err(TimedOut::Hello),
+        Ok(Ok(sender)) => sender,
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
             tracing::debug!(%peer, "raft stream closed before its first frame");
-            return;
+            return Ok(());
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             tracing::warn!(%peer, %error, "closing raft stream before its first frame");
-            return;
+            return Ok(());
         }
     };
     let refused = membership.refuses(sender);
@@ -267,28 +287,29 @@ pub async fn receive(
     let mut frames = FramedRead::new(stream, codec());
     loop {
         let frame = tokio::select! {
-            frame = frames.next() => frame,
-            () = events.closed() => return,
+            frame = tokio::time::timeout(deadlines.idle, frames.next()) => frame,
+            () = events.closed() => return Ok(()),
         };
         let messages = match frame {
-            None => return,
-            Some(Ok(_)) if refused.is_some() => continue,
-            Some(Ok(bytes)) => match decode(&bytes) {
+            Err(_) => return Err(TimedOut::Idle),
+            Ok(None) => return Ok(()),
+            Ok(Some(Ok(_))) if refused.is_some() => continue,
+            Ok(Some(Ok(bytes))) => match decode(&bytes) {
                 Ok(messages) => messages,
                 Err(error) => {
                     tracing::error!(%peer, from, %error, "closing raft stream: bad frame");
-                    return;
+                    return Ok(());
                 }
             },
             // A peer that stopped or gave up mid-frame (its send timed out), or an
             // oversized frame header.
-            Some(Err(error)) => {
+            Ok(Some(Err(error))) => {
                 tracing::warn!(%peer, from, %error, "raft stream broken");
-                return;
+                return Ok(());
             }
         };
         if events.send(Event::Peer { from, messages }).await.is_err() {
-            return;
+            return Ok(());
         }
     }
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::runtime::service;
 use crate::runtime::timeline::Tracer;
 use shardkv_client::TarpcTransport;
+use tokio::time::timeout;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -25,6 +26,11 @@ fn membership() -> StreamPeers {
 
 /// A listener serving into a fresh event queue: (its address, the queue).
 async fn listening() -> (String, mpsc::Receiver<Event>) {
+    listening_within(service::Limits::default()).await
+}
+
+/// A listener with `limits`, serving into a fresh event queue: (its address, the queue).
+async fn listening_within(limits: service::Limits) -> (String, mpsc::Receiver<Event>) {
     let listener = service::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();
     let (events, received) = mpsc::channel(16);
@@ -33,6 +39,7 @@ async fn listening() -> (String, mpsc::Receiver<Event>) {
         events,
         Tracer::default(),
         membership(),
+        limits,
     ));
     (address, received)
 }
@@ -171,6 +178,7 @@ async fn a_restarted_peer_is_dialed_again() {
         sender,
         Tracer::default(),
         membership(),
+        service::Limits::default(),
     ));
     stream
         .send(vec![b"after".to_vec()], TIMEOUT)
@@ -220,4 +228,74 @@ async fn only_listed_peers_of_the_service_are_heard() {
             "a stranger's stream was closed (its sender would dial again for every batch)"
         );
     }
+}
+
+/// A node serves at most `connections` at once: with its slots taken by connections that
+/// have said nothing yet (and have ten seconds to), the next one is closed as accepted.
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let limits = service::Limits {
+        connections: 2,
+        ..service::Limits::default()
+    };
+    let (address, mut events) = listening_within(limits).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(&address).await.expect("connect"));
+    }
+    let mut over = TcpStream::connect(&address).await.expect("connect");
+    assert!(closed_by_listener(&mut over).await, "the third was served");
+    for raw in &mut held {
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(raw.try_read(&mut byte), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock),
+            "a connection within the limit was closed"
+        );
+    }
+    // A slot freed is a slot served again (once the listener has seen the close).
+    drop(held.pop());
+    let mut delivered = false;
+    for _ in 0..100 {
+        let mut stream = Outgoing::new(replica(2), address.clone());
+        stream
+            .send(vec![b"in".to_vec()], TIMEOUT)
+            .await
+            .expect("send");
+        let wait = Duration::from_millis(100);
+        if let Ok(Some(Event::Peer { messages, .. })) = timeout(wait, events.recv()).await {
+            assert_eq!(messages, vec![b"in".to_vec()]);
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "the freed slot was never served");
+}
+
+/// Connections that say nothing whole in time are closed: silent, a tarpc frame header
+/// cut short, a raft hello cut short (by the handshake deadline), and a raft stream that
+/// delivered a batch, then started a frame it never finished (by the idle time).
+#[tokio::test]
+async fn silent_and_stalled_connections_are_closed() {
+    let limits = service::Limits {
+        handshake: Duration::from_millis(200),
+        idle: Duration::from_millis(300),
+        ..service::Limits::default()
+    };
+    let (address, mut events) = listening_within(limits).await;
+    let hello_and_batch = stream_bytes(replica(2), &[b"whole"]);
+    let stalled: [&[u8]; 4] = [
+        b"",
+        b"\x00\x00",
+        &hello_and_batch[..PREAMBLE.len() + 3],
+        &[hello_and_batch.as_slice(), b"\x00\x00\x00\x10part"].concat(),
+    ];
+    for bytes in stalled {
+        let mut raw = TcpStream::connect(&address).await.expect("connect");
+        raw.write_all(bytes).await.expect("write");
+        assert!(
+            closed_by_listener(&mut raw).await,
+            "{bytes:?} kept its connection"
+        );
+    }
+    assert_eq!(next_batch(&mut events).await, (2, vec![b"whole".to_vec()]));
 }
