@@ -45,6 +45,8 @@ use tarpc::serde_transport::tcp;
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{client, context};
 
+use shardkv_proto::{GroupId, NO_GROUP};
+
 use crate::transport::{Transport, TransportError};
 use crate::{Admin, Client, RetryPolicy};
 
@@ -54,10 +56,30 @@ use crate::{Admin, Client, RetryPolicy};
 /// node reads calls under a smaller limit of its own, 2 MiB.)
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 
+/// A replica of a service: a shard-master replica or a replica of one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaName {
+    /// Its service: [`NO_GROUP`] (0) for the shard master, a group's gid for a group.
+    pub service: GroupId,
+    /// Its raft id within the service.
+    pub id: u64,
+}
+
+impl std::fmt::Display for ReplicaName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.service {
+            NO_GROUP => write!(f, "shard-master replica {}", self.id),
+            gid => write!(f, "replica {} of group {gid}", self.id),
+        }
+    }
+}
+
 /// The tarpc service every shardkv node serves (see the module docs).
 #[allow(missing_docs)]
 mod service {
     use serde_bytes::ByteBuf;
+
+    use super::ReplicaName;
 
     /// One service for all node kinds. Payloads are `ByteBuf`s: bincode writes them as
     /// one length and the bytes (as it would a `Vec<u8>`), but copies them whole
@@ -67,6 +89,9 @@ mod service {
         /// A request encoded by its caller (a bincode `master::Request` or
         /// `kv::GroupRequest`); the answer is the matching encoded response.
         async fn call(request: ByteBuf) -> ByteBuf;
+        /// Which replica serves here (answered by the node itself, whatever its state):
+        /// how `shardkv join` checks that the addresses it is given are the group's.
+        async fn identify() -> ReplicaName;
     }
 }
 
@@ -120,6 +145,20 @@ impl TarpcTransport {
         let call = client.call(deadline(remaining), ByteBuf::from(request));
         let result = tokio::time::timeout(remaining, call).await;
         self.finish(to, result).map(ByteBuf::into_vec)
+    }
+
+    /// Which replica serves at `to`, within `timeout`.
+    pub async fn identify(
+        &self,
+        to: &str,
+        timeout: Duration,
+    ) -> Result<ReplicaName, TransportError> {
+        let started = Instant::now();
+        let client = self.connect(to, timeout).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let call = client.identify(deadline(remaining));
+        let result = tokio::time::timeout(remaining, call).await;
+        self.finish(to, result)
     }
 
     /// Maps a call's outcome to the transport's errors, evicting the connection on any

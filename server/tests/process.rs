@@ -80,7 +80,7 @@ fn bad_frames_and_bad_input_are_refused() {
     let masters = service.addresses();
     let out = shardkv_until_ok(
         &masters,
-        &["join", "100", "127.0.0.1:1", "--timeout", "20s"],
+        &["join", "100", "127.0.0.1:1", "--force", "--timeout", "20s"],
         SETTLE,
     );
     assert!(out.status.success(), "join: {}", stderr(&out));
@@ -148,6 +148,69 @@ fn bad_frames_and_bad_input_are_refused() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("error:"), "{args:?}: {err}");
     }
+}
+
+/// An operator's mistakes are refused with what is wrong, before anything changes: a
+/// join naming another group's replicas, a group's addresses out of raft id order, or
+/// addresses where nothing answers; a leave that would leave no group to hold the
+/// shards. The data stays readable.
+#[test]
+fn operator_mistakes_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (masters_service, groups) = start_cluster(dir.path(), &[100]);
+    let masters = masters_service.addresses();
+    let g101 = Service::start(dir.path(), Some(101), 3, &masters);
+    let out = shardkv_until_ok(&masters, &["put", "kept", "yes"], SETTLE);
+    assert!(out.status.success(), "put: {}", stderr(&out));
+
+    let mut reversed = g101.addresses();
+    reversed.reverse();
+    let dead = [common::free_address(), common::free_address()];
+    let cases = [
+        (
+            groups[0].addresses(),
+            "is replica 1 of group 100, not a replica of group 101",
+        ),
+        (
+            reversed,
+            "is replica 3 of group 101 but is listed as replica 1",
+        ),
+        (
+            dead.to_vec(),
+            "no replica of group 101 answers at its addresses",
+        ),
+    ];
+    for (addresses, why) in cases {
+        // Until every replica listens, an address may not answer yet.
+        let started = Instant::now();
+        let err = loop {
+            let out = shardkv(&masters, &["join", "101", &addresses.join(",")]);
+            assert!(!out.status.success(), "join {addresses:?} succeeded");
+            let err = stderr(&out);
+            if err.contains(why) || started.elapsed() > SETTLE {
+                break err;
+            }
+        };
+        assert!(err.contains(why), "join {addresses:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    common::join(&masters, &[("101", &g101)]);
+
+    let out = shardkv(&masters, &["leave", "100", "101"]);
+    assert!(!out.status.success(), "leaving every group succeeded");
+    assert!(
+        stderr(&out).contains("would leave no group"),
+        "{}",
+        stderr(&out)
+    );
+    let out = shardkv(&masters, &["query"]);
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("group 100 (") && shown.contains("group 101 ("),
+        "{shown}"
+    );
+    let out = shardkv_until_ok(&masters, &["get", "kept"], SETTLE);
+    assert_eq!(stdout(&out).trim_end(), "yes", "{}", stderr(&out));
 }
 
 /// Raft messages that raft-rs panics on or that would move the group, sent over a raft

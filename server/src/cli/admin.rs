@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 use shardkv_client::{Admin, Config, ConfigNum, GroupId, ShardId};
@@ -17,6 +18,11 @@ pub struct JoinArgs {
     /// Its replicas' addresses, comma-separated, in raft id order (replica N is the Nth).
     #[arg(value_delimiter = ',', required = true)]
     pub servers: Vec<String>,
+    /// Join even though no replica of the group answers as the group's at its addresses
+    /// (to join a group before starting it; a group that never starts takes its shards
+    /// out of service).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -27,6 +33,10 @@ pub struct LeaveArgs {
     /// The departing groups.
     #[arg(required = true)]
     pub gids: Vec<GroupId>,
+    /// Leave even when no group would remain: the shards then have no owner, and a group
+    /// that joins later starts them empty, so every key written so far reads as absent.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -51,52 +61,131 @@ pub struct QueryArgs {
     pub client: ClientArgs,
 }
 
-/// Runs `shardkv join`.
+/// Runs `shardkv join`: unless `--force`, first checks that the addresses are the
+/// group's replicas ([`check_addresses`]).
 pub fn join(args: JoinArgs) -> ExitCode {
-    let groups = BTreeMap::from([(args.gid, args.servers)]);
-    with_admin(
-        &args.client,
-        |mut admin| async move { admin.join(groups).await },
-    )
+    let (gid, servers, force) = (args.gid, args.servers, args.force);
+    let timeout = args.client.timeout.min(IDENTIFY_TIMEOUT);
+    with_admin(&args.client, |mut admin| async move {
+        if !force {
+            check_addresses(gid, &servers, timeout).await?;
+        }
+        let groups = BTreeMap::from([(gid, servers)]);
+        admin.join(groups).await.map_err(|error| error.to_string())
+    })
 }
 
-/// Runs `shardkv leave`.
-pub fn leave(args: LeaveArgs) -> ExitCode {
-    let gids = args.gids;
-    with_admin(
-        &args.client,
-        |mut admin| async move { admin.leave(gids).await },
+/// How long `join` waits for each address to say which replica it is.
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks every address which replica serves there, and refuses (with what each said) when
+/// one is another service's replica or a replica of the group listed out of raft id order,
+/// or when none is a replica of the group. An address that does not answer is allowed if
+/// another one does (a replica may be down).
+async fn check_addresses(
+    gid: GroupId,
+    servers: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
+    let transport = shardkv_client::TarpcTransport::new();
+    let answers = futures::future::join_all(
+        servers
+            .iter()
+            .map(|address| transport.identify(address, timeout)),
     )
+    .await;
+    let mut heard = Vec::new();
+    let mut confirmed = false;
+    for (position, (address, answer)) in servers.iter().zip(answers).enumerate() {
+        let listed = position as u64 + 1;
+        match answer {
+            Ok(name) if name.service != gid => {
+                return Err(format!(
+                    "{address} is {name}, not a replica of group {gid} (pass --force to join \
+                     it anyway)"
+                ))
+            }
+            Ok(name) if name.id != listed => {
+                return Err(format!(
+                    "{address} is {name} but is listed as replica {listed}: list a group's \
+                     addresses in raft id order"
+                ))
+            }
+            Ok(_) => confirmed = true,
+            Err(error) => heard.push(format!("{address}: {error}")),
+        }
+    }
+    match confirmed {
+        true => Ok(()),
+        false => Err(format!(
+            "no replica of group {gid} answers at its addresses ({}); start its replicas \
+             first, or pass --force to join it anyway",
+            heard.join("; ")
+        )),
+    }
+}
+
+/// Runs `shardkv leave`: unless `--force`, refuses to leave no group holding the shards
+/// ([`check_leave`]). (The check and the leave are two requests: a concurrent leave by
+/// someone else can still come between them.)
+pub fn leave(args: LeaveArgs) -> ExitCode {
+    let (gids, force) = (args.gids, args.force);
+    with_admin(&args.client, |mut admin| async move {
+        if !force {
+            let latest = admin.query(None).await.map_err(|error| error.to_string())?;
+            check_leave(&latest, &gids)?;
+        }
+        admin.leave(gids).await.map_err(|error| error.to_string())
+    })
+}
+
+/// Why `gids` leaving `latest` would lose data, if it would: no group would remain to
+/// hold the shards they own.
+fn check_leave(latest: &Config, gids: &[GroupId]) -> Result<(), String> {
+    let remains = latest.groups.keys().any(|gid| !gids.contains(gid));
+    let held = latest
+        .shards
+        .iter()
+        .filter(|&&owner| owner != NO_GROUP)
+        .count();
+    if remains || held == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "leaving would leave no group: the {held} shards they hold would have no owner, and \
+         a group that joins later starts them empty, so every key written so far would read \
+         as absent; join another group first, or pass --force to leave anyway"
+    ))
 }
 
 /// Runs `shardkv move`.
 pub fn move_shard(args: MoveArgs) -> ExitCode {
     let (shard, gid) = (args.shard, args.gid);
     with_admin(&args.client, |mut admin| async move {
-        admin.move_shard(shard, gid).await
+        let moved = admin.move_shard(shard, gid).await;
+        moved.map_err(|error| error.to_string())
     })
 }
 
 /// Runs `shardkv query`.
 pub fn query(args: QueryArgs) -> ExitCode {
     let num = args.num;
-    with_admin(
-        &args.client,
-        |mut admin| async move { admin.query(num).await },
-    )
+    with_admin(&args.client, |mut admin| async move {
+        admin.query(num).await.map_err(|error| error.to_string())
+    })
 }
 
 /// Runs one admin operation and prints the configuration it returns.
 fn with_admin<F, Fut>(args: &ClientArgs, operation: F) -> ExitCode
 where
     F: FnOnce(Admin<shardkv_client::TarpcTransport>) -> Fut,
-    Fut: std::future::Future<Output = Result<Config, shardkv_client::AdminError>>,
+    Fut: std::future::Future<Output = Result<Config, String>>,
 {
     super::logging::init("off");
     let admin = Admin::connect(args.masters.clone(), args.policy());
     let json = args.json;
     run_client(async move {
-        let config = operation(admin).await.map_err(|error| error.to_string())?;
+        let config = operation(admin).await?;
         match json {
             true => print_json(&config_json(&config)),
             false => print!("{}", render(&config)),
@@ -145,6 +234,25 @@ pub fn render(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A leave that would leave no group holding shards is refused; one that leaves a
+    /// group, or from a configuration with no shards held, is not.
+    #[test]
+    fn leaving_every_group_is_refused() {
+        let config = Config {
+            num: 3,
+            shards: vec![100, 101, 100],
+            groups: BTreeMap::from([(100, vec!["a:1".into()]), (101, vec!["b:1".into()])]),
+        };
+        let refused = check_leave(&config, &[100, 101]).expect_err("leaves none");
+        assert!(refused.contains("the 3 shards"), "{refused}");
+        assert!(check_leave(&config, &[101]).is_ok());
+        let empty = Config {
+            shards: vec![NO_GROUP; 3],
+            ..config
+        };
+        assert!(check_leave(&empty, &[100, 101]).is_ok());
+    }
 
     /// The shard map folds runs of shards into ranges and lists every group.
     #[test]

@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
 use super::frame::FrameCodec;
-use super::raft_stream::{self, StreamPeers, PREAMBLE};
+use super::raft_stream::{self, ReplicaName, StreamPeers, PREAMBLE};
 use super::timeline::{Tracer, Waypoint};
 
 /// The largest frame a node reads on a tarpc connection: a request of
@@ -179,6 +179,7 @@ pub enum Event {
 struct NodeService {
     events: mpsc::Sender<Event>,
     tracer: Tracer,
+    me: ReplicaName,
 }
 
 impl Node for NodeService {
@@ -197,6 +198,10 @@ impl Node for NodeService {
         let answer = answer.await.unwrap_or_default();
         self.tracer.mark(Waypoint::CallAnswered);
         ByteBuf::from(answer)
+    }
+
+    async fn identify(self, _: Context) -> ReplicaName {
+        self.me
     }
 }
 
@@ -240,7 +245,8 @@ pub async fn serve(
     membership: StreamPeers,
     limits: Limits,
 ) {
-    let service = NodeService { events, tracer };
+    let me = membership.me;
+    let service = NodeService { events, tracer, me };
     let membership = Arc::new(membership);
     let slots = Arc::new(Semaphore::new(limits.connections));
     let counters = Arc::new(Counters::default());

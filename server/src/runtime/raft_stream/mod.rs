@@ -43,7 +43,6 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use shardkv_client::tarpc_transport::MAX_FRAME_BYTES;
-use shardkv_proto::{GroupId, NO_GROUP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -57,23 +56,9 @@ use super::service::Event;
 /// names the service too).
 pub const PREAMBLE: [u8; 8] = *b"SKVRAFT2";
 
-/// A replica as raft streams name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplicaName {
-    /// Its service: [`NO_GROUP`] (0) for the shard master, a group's gid for a group.
-    pub service: GroupId,
-    /// Its raft id within the service.
-    pub id: u64,
-}
-
-impl std::fmt::Display for ReplicaName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.service {
-            NO_GROUP => write!(f, "shard-master replica {}", self.id),
-            gid => write!(f, "replica {} of group {gid}", self.id),
-        }
-    }
-}
+/// A replica as raft streams (and [`Node::identify`](shardkv_client::tarpc_transport::Node))
+/// name it.
+pub use shardkv_client::tarpc_transport::ReplicaName;
 
 /// Whose raft streams a replica takes: the other replicas of its service it was
 /// started with.
