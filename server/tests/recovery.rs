@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{
     join, keep_on_failure, master_leader, policy, read_back, shardkv, shardkv_until_ok,
     start_cluster, stderr, stdout, LibraryWriter, Node, Service, SETTLE,
@@ -221,4 +223,77 @@ fn a_small_cache_group_killed_whole_keeps_everything() {
     drop(group);
     drop(masters_service);
     keep_on_failure(dir, &failures);
+}
+
+/// A data directory that is not the replica's, or that has lost its log or its data,
+/// refuses to start (a non-zero exit and an error naming what is wrong) instead of
+/// coming up as a new replica; put right, the replica starts and nothing is lost.
+#[test]
+fn a_foreign_or_damaged_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (masters_service, mut groups) = start_cluster(dir.path(), &[100]);
+    let masters = masters_service.addresses();
+    let out = shardkv_until_ok(&masters, &["put", "kept", "yes"], SETTLE);
+    assert!(out.status.success(), "put: {}", stderr(&out));
+    let group = &mut groups[0];
+    for node in &mut group.nodes[..2] {
+        let stopped = node.terminate(Duration::from_secs(30));
+        assert!(
+            stopped.is_some_and(|status| status.success()),
+            "{stopped:?}"
+        );
+    }
+    let own = dir.path().join("group-100-1");
+    let other = dir.path().join("group-100-2");
+    let aside = dir.path().join("aside");
+    std::fs::create_dir(&aside).expect("mkdir");
+    let data_dir_arg = |node: &mut Node, to: &std::path::Path| {
+        let at = node
+            .args
+            .iter()
+            .position(|arg| arg == "--data-dir")
+            .expect("--data-dir");
+        node.args[at + 1] = to.display().to_string();
+    };
+    let segments: Vec<String> = std::fs::read_dir(&own)
+        .expect("read dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("wal-"))
+        .collect();
+    let node = &mut group.nodes[0];
+    let mut attempts: Vec<(Vec<String>, &str)> = vec![
+        (
+            Vec::new(),
+            "holds the data of replica 2 of group 100, not of replica 1",
+        ),
+        (vec!["state.redb".into()], "has lost state.redb"),
+        (segments, "has lost its write-ahead log"),
+    ];
+    for (i, (moved, why)) in attempts.drain(..).enumerate() {
+        data_dir_arg(node, if i == 0 { &other } else { &own });
+        for file in &moved {
+            std::fs::rename(own.join(file), aside.join(file)).expect("move aside");
+        }
+        let before = std::fs::read_to_string(&node.log).unwrap_or_default().len();
+        node.restart();
+        let status = node.wait_for_exit(Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|status| !status.success()),
+            "started anyway: {status:?}"
+        );
+        let log = std::fs::read_to_string(&node.log).expect("log");
+        assert!(log[before..].contains(why), "{}", &log[before..]);
+        for file in &moved {
+            std::fs::rename(aside.join(file), own.join(file)).expect("put back");
+        }
+    }
+    data_dir_arg(&mut group.nodes[0], &own);
+    for node in &mut group.nodes[..2] {
+        node.restart();
+    }
+    let out = shardkv_until_ok(&masters, &["get", "kept"], SETTLE);
+    assert_eq!(stdout(&out).trim_end(), "yes", "{}", stderr(&out));
+    for node in &mut group.nodes {
+        assert!(node.is_running(), "replica at {} is down", node.address);
+    }
 }

@@ -77,6 +77,11 @@ fn segment_name(seq: u64) -> String {
 
 /// The seq of a segment file name: exactly `wal-`, 20 digits, `.log` (what
 /// [`segment_name`] writes); any other name is not a segment.
+/// Whether `name` is a log segment's file name.
+pub(crate) fn is_segment(name: &str) -> bool {
+    segment_seq(name).is_some()
+}
+
 fn segment_seq(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("wal-")?.strip_suffix(".log")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {

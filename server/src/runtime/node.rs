@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use replica_group::data::{Data, DEFAULT_CACHE_BYTES};
+use replica_group::data::{Data, DATA_FILE, DEFAULT_CACHE_BYTES};
 use replica_group::GroupOptions;
 use shardkv_proto::{GroupId, DEFAULT_NSHARDS, NO_GROUP};
-use shardkv_raft::{Background, NodeId, OsDisk, ReplicaConfig, Store, WalBackend};
+use shardkv_raft::{
+    check_identity, record_identity, Background, DataDirOwner, NodeId, OsDisk, ReplicaConfig,
+    Store, WalBackend,
+};
 use tokio::sync::{mpsc, watch};
 
 use super::hosted::Fatal;
@@ -132,13 +135,25 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
     let data_dir = spec.data_dir.clone();
     let group = matches!(spec.role, Role::Group { .. });
     let cache_bytes = spec.cache_bytes;
+    let me = spec.replica();
     let (backend, data) = tokio::task::spawn_blocking(move || {
         let disk = open_data_dir(&data_dir, DATA_DIR_LOCK_WAIT)?;
+        // Whose directory this is, and whether it holds what it must, before anything
+        // in it is opened (a directory without its log would open as a new replica).
+        let owner = DataDirOwner {
+            service: me.service,
+            id: me.id,
+        };
+        let required: &[&str] = if group { &[DATA_FILE] } else { &[] };
+        let recorded = check_identity(&disk, owner, required)?;
         let data = match group {
             true => Some(Data::open(&disk, cache_bytes, Background::Threads)?),
             false => None,
         };
-        let backend = WalBackend::open(disk, Background::Threads)?;
+        let backend = WalBackend::open(disk.clone(), Background::Threads)?;
+        if !recorded {
+            record_identity(&disk, owner)?;
+        }
         Ok::<_, Fatal>((backend, data))
     })
     .await
@@ -154,7 +169,6 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
         _ => Tracer::default(),
     };
     let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
-    let me = spec.replica();
     let membership = StreamPeers {
         me,
         peers: spec.peers.keys().copied().collect(),

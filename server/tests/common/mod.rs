@@ -116,6 +116,22 @@ impl Node {
         None
     }
 
+    /// Waits (at most `within`) for the process to exit by itself: its exit status, or
+    /// `None` if it was still running (it is killed then).
+    pub fn wait_for_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// The running process's id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
