@@ -95,25 +95,15 @@ impl Node {
     /// the process to exit: its exit status, or `None` if it was still running (it is
     /// killed then).
     pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
-        let mut child = self
-            .child
-            .take()
+        let pid = self
+            .pid()
             .unwrap_or_else(|| panic!("node {} is not running", self.address));
         let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .expect("run kill");
-        assert!(sent.success(), "kill -TERM {} failed", child.id());
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        self.wait_for_exit(within)
     }
 
     /// Waits (at most `within`) for the process to exit by itself: its exit status, or
