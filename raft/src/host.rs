@@ -207,19 +207,22 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
         (self.replica.into_store(), self.state)
     }
 
-    /// Feeds a raft message from a peer; bytes that do not decode are logged and dropped.
-    pub fn step(&mut self, bytes: &[u8]) {
-        self.step_unless(bytes, |_| false);
+    /// Feeds a raft message that arrived from peer `from`; bytes that do not decode, and
+    /// messages refused before raft-rs (one naming a sender other than `from` among
+    /// them), are logged and dropped.
+    pub fn step(&mut self, from: NodeId, bytes: &[u8]) {
+        self.step_unless(from, bytes, |_| false);
     }
 
     /// Like [`Host::step`], except that a leader's snapshot for which `hold` answers true
     /// is returned instead of stepped (see [`Replica::step_unless`]).
     pub fn step_unless(
         &mut self,
+        from: NodeId,
         bytes: &[u8],
         hold: impl FnOnce(&SnapshotOffer) -> bool,
     ) -> Option<SnapshotOffer> {
-        match self.replica.step_unless(bytes, hold) {
+        match self.replica.step_unless(Some(from), bytes, hold) {
             Ok(held) => held,
             // Refused before raft-rs: logged at the 1st, 2nd, 4th, 8th... so that a peer
             // sending them without end (forged, or a replica that lost its log hearing
@@ -462,9 +465,10 @@ pub trait Service {
         std::mem::take(&mut self.host_mut().messages)
     }
 
-    /// A raft message from a peer. Bytes that do not decode are logged and dropped.
-    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
-        self.host_mut().step(bytes);
+    /// A raft message that arrived from peer `from`. Bytes that do not decode are logged
+    /// and dropped.
+    fn on_peer_message(&mut self, from: NodeId, bytes: &[u8]) -> Result<(), ServerError> {
+        self.host_mut().step(from, bytes);
         self.drive()
     }
 

@@ -68,6 +68,9 @@ pub(crate) struct Receiver {
     /// The leader this node follows in its term (0: none known).
     pub(crate) leader_id: NodeId,
     pub(crate) last_index: Index,
+    /// The peer the message arrived from, when the transport knows it (a raft stream's
+    /// hello): the message must name it as its sender.
+    pub(crate) sender: Option<NodeId>,
 }
 
 /// Refuses what raft-rs must not see; see the module docs.
@@ -98,6 +101,12 @@ pub(crate) fn check(message: &Message, receiver: &Receiver) -> Result<(), String
     }
     if message.from == 0 || message.from == receiver.id {
         return Err(format!("{kind:?} from node {}", message.from));
+    }
+    if let Some(sender) = receiver.sender.filter(|&sender| sender != message.from) {
+        return Err(format!(
+            "{kind:?} from node {} arrived from node {sender}",
+            message.from
+        ));
     }
     // raft-rs takes a message of term 0 as the node's own and skips its term checks; it
     // gives every message it sends to a peer a term.
@@ -310,6 +319,7 @@ mod tests {
             leader: node.raft.state == raft::StateRole::Leader,
             leader_id: node.raft.leader_id,
             last_index: node.raft.raft_log.last_index(),
+            sender: None,
         }
     }
 
@@ -463,6 +473,20 @@ mod tests {
         assert!(check(&other, &receiver).is_err());
         other.from = 0;
         assert!(check(&other, &receiver).is_err());
+
+        // A message must name the peer it arrived from, when the transport knows it.
+        let mut heard = message(MessageType::MsgHeartbeatResponse, TERM);
+        let from_two = Receiver {
+            sender: Some(2),
+            ..super::tests::receiver(&node(false))
+        };
+        assert_eq!(check(&heard, &from_two), Ok(()));
+        heard.from = 3;
+        let refused = check(&heard, &from_two).expect_err("another sender");
+        assert!(
+            refused.contains("from node 3 arrived from node 2"),
+            "{refused}"
+        );
     }
 
     fn pick(rng: &mut Xoshiro256PlusPlus, values: &[u64]) -> u64 {

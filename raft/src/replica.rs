@@ -236,7 +236,13 @@ impl<S: LogStore> Replica<S> {
     /// raft-rs also refuses responses from nodes outside the configuration; drivers may
     /// log and ignore step errors.
     pub fn step(&mut self, message: &[u8]) -> Result<(), Error> {
-        self.step_unless(message, |_| false).map(drop)
+        self.step_unless(None, message, |_| false).map(drop)
+    }
+
+    /// Like [`Replica::step`], for a message that arrived from peer `sender` (as its
+    /// transport knows it): a message naming another sender is refused too.
+    pub fn step_from(&mut self, sender: NodeId, message: &[u8]) -> Result<(), Error> {
+        self.step_unless(Some(sender), message, |_| false).map(drop)
     }
 
     /// Like [`Replica::step`], except that a snapshot from the leader for which `hold`
@@ -245,6 +251,7 @@ impl<S: LogStore> Replica<S> {
     /// (see `replica_group`'s catch-up).
     pub fn step_unless(
         &mut self,
+        sender: Option<NodeId>,
         message: &[u8],
         hold: impl FnOnce(&SnapshotOffer) -> bool,
     ) -> Result<Option<SnapshotOffer>, Error> {
@@ -258,6 +265,7 @@ impl<S: LogStore> Replica<S> {
             leader: self.is_leader(),
             leader_id: self.raw.raft.leader_id,
             last_index: self.raw.raft.raft_log.last_index(),
+            sender,
         };
         if let Err(refused) = input::check(&message, &receiver) {
             self.refused += 1;

@@ -57,6 +57,8 @@ pub const VIEW_IDLE_CALL_TIMEOUTS: u64 = 5;
 pub(crate) struct CatchUp {
     /// The held snapshot message, stepped once the data holds its state.
     message: Vec<u8>,
+    /// The peer the held message arrived from.
+    sender: NodeId,
     /// The snapshot's index: the copy must stand at least there.
     index: Index,
     /// Who sent the latest snapshot: asked when the copy starts (over).
@@ -96,11 +98,15 @@ impl Views {
 impl<S: LogStore> Server<S> {
     /// A raft message from a peer: a leader's snapshot that stands for state this
     /// replica does not hold is held for a catch-up, anything else is stepped.
-    pub(crate) fn step_peer_message(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+    pub(crate) fn step_peer_message(
+        &mut self,
+        from: NodeId,
+        bytes: &[u8],
+    ) -> Result<(), ServerError> {
         let applied = self.state().applied_index();
         let held = self
             .host
-            .step_unless(bytes, |offer| offer.index > applied && !offer.in_log);
+            .step_unless(from, bytes, |offer| offer.index > applied && !offer.in_log);
         if let Some(offer) = held {
             self.on_snapshot_offer(offer, bytes.to_vec())?;
         }
@@ -132,6 +138,7 @@ impl<S: LogStore> Server<S> {
                 if offer.index >= catch_up.index {
                     catch_up.index = offer.index;
                     catch_up.message = message;
+                    catch_up.sender = offer.from;
                 }
                 return Ok(());
             }
@@ -144,6 +151,7 @@ impl<S: LogStore> Server<S> {
         );
         self.catch_up = Some(CatchUp {
             message,
+            sender: offer.from,
             index: offer.index,
             leader: offer.from,
             progress: Progress::Opening,
@@ -309,7 +317,7 @@ impl<S: LogStore> Server<S> {
             index = catch_up.index,
             "caught up from a copy"
         );
-        self.host.step(&catch_up.message);
+        self.host.step(catch_up.sender, &catch_up.message);
         Ok(())
     }
 

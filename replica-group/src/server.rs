@@ -182,8 +182,8 @@ impl<S: LogStore> Service for Server<S> {
 
     /// A raft message from a peer; a leader's snapshot may start a catch-up
     /// (`catch_up.rs`).
-    fn on_peer_message(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
-        self.step_peer_message(bytes)?;
+    fn on_peer_message(&mut self, from: NodeId, bytes: &[u8]) -> Result<(), ServerError> {
+        self.step_peer_message(from, bytes)?;
         self.drive()
     }
 

@@ -214,8 +214,8 @@ fn operator_mistakes_are_refused() {
 }
 
 /// Raft messages that raft-rs panics on or that would move the group, sent over a raft
-/// stream as a listed peer (the streams are not authenticated): a heartbeat of term
-/// `u64::MAX`, one committing far past the log, a burst of leadership hand-overs from a
+/// stream as a listed peer (the streams are not authenticated): one naming a sender
+/// other than the stream's, a heartbeat of term `u64::MAX`, one committing far past the log, a burst of leadership hand-overs from a
 /// follower, a proposal from the network. Every replica stays up, and the group keeps
 /// serving, with what it had acknowledged.
 #[test]
@@ -248,7 +248,9 @@ fn forged_raft_messages_do_not_take_a_group_down() {
     for (i, address) in addresses.iter().enumerate() {
         let to = i as u64 + 1;
         let from = if to == 1 { 2 } else { 1 };
+        let stranger = 6 - to - from;
         let mut messages = vec![
+            forged(to, stranger, MessageType::MsgHeartbeat, 1_000, 0),
             forged(to, from, MessageType::MsgHeartbeat, u64::MAX, 0),
             forged(to, from, MessageType::MsgHeartbeat, 1_000, 1_000_000_000),
             forged(to, from, MessageType::MsgPropose, 0, 0),
@@ -282,6 +284,7 @@ fn forged_raft_messages_do_not_take_a_group_down() {
         let log = std::fs::read_to_string(&log).expect("the replica's log");
         assert!(!log.contains("panicked"), "replica {id}: {log}");
         assert!(log.contains("refused peer message"), "replica {id}: {log}");
+        assert!(log.contains("arrived from node"), "replica {id}: {log}");
     }
 }
 
@@ -398,6 +401,45 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in {status}"));
     let number = line[field.len()..].trim().trim_end_matches("kB").trim();
     number.parse().expect("a number of kB")
+}
+
+/// `shardkv local` does not run on with a dead node: one whose data directory it cannot
+/// open stops the whole cluster, and the exit code and message say which node and why.
+#[test]
+fn local_stops_loudly_when_a_node_dies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let replica = dir.path().join("group-100").join("replica-2");
+    std::fs::create_dir_all(&replica).expect("mkdir");
+    std::fs::write(replica.join("IDENTITY"), "not an identity\n").expect("write");
+    let base = common::free_address();
+    let port = base.rsplit(':').next().expect("a port");
+    let mut child = Command::new(BIN)
+        .args(["local", "--groups", "1", "--base-port", port, "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardkv local");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > SETTLE {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut err);
+    }
+    let _ = child.wait();
+    assert_eq!(status.and_then(|status| status.code()), Some(2), "{err}");
+    assert!(err.contains("IDENTITY"), "{err}");
+    assert!(err.contains("stopping the whole cluster"), "{err}");
 }
 
 /// `shardkv demo` runs its whole story against a real cluster and exits 0 with its

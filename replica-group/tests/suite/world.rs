@@ -132,15 +132,18 @@ impl World {
             for (&gid, servers) in &mut self.groups {
                 for server in servers.iter_mut() {
                     let id = server.id();
-                    messages.extend(server.take_messages().into_iter().map(|m| (gid, m)));
+                    let sent = server.take_messages().into_iter();
+                    messages.extend(sent.map(|(to, bytes)| (gid, id, to, bytes)));
                     effects.extend(server.take_effects().into_iter().map(|e| (gid, id, e)));
                 }
             }
             if messages.is_empty() && effects.is_empty() {
                 return;
             }
-            for (gid, (to, bytes)) in messages {
-                self.server(gid, to).on_peer_message(&bytes).expect("step");
+            for (gid, from, to, bytes) in messages {
+                self.server(gid, to)
+                    .on_peer_message(from, &bytes)
+                    .expect("step");
             }
             for (gid, id, effect) in effects {
                 self.deliver(gid, id, effect);

@@ -116,6 +116,27 @@ impl Cluster {
         ))
     }
 
+    /// Waits until a running node's task ends by itself (a fatal error, or a panic:
+    /// nodes end otherwise only when asked), takes it out of the running set, and says
+    /// which node it was and why it ended. Never resolves while no node runs.
+    pub async fn first_exit(&mut self) -> String {
+        let tasks: Vec<_> = (self.nodes.iter_mut().enumerate())
+            .filter_map(|(index, node)| Some((index, &mut node.as_mut()?.task)))
+            .map(|(index, task)| Box::pin(async move { (index, task.await) }))
+            .collect();
+        if tasks.is_empty() {
+            return std::future::pending().await;
+        }
+        let ((index, ended), _, _) = futures::future::select_all(tasks).await;
+        self.nodes[index] = None;
+        let listen = &self.specs[index].listen;
+        match ended {
+            Ok(Ok(())) => format!("node {listen} stopped"),
+            Ok(Err(error)) => format!("node {listen} stopped: {error}"),
+            Err(error) => format!("node {listen} failed: {error}"),
+        }
+    }
+
     fn take(&mut self, index: usize) -> Result<Running, String> {
         self.nodes
             .get_mut(index)

@@ -192,9 +192,11 @@ pub fn run(args: LocalArgs) -> ExitCode {
     code
 }
 
-/// Starts every node, joins the groups, prints the masters, and serves until a signal.
+/// Starts every node, joins the groups, prints the masters, and serves until a signal,
+/// or until a node stops by itself (a fatal error or a panic): then the whole cluster
+/// stops, and the exit code and message say which node and why.
 async fn serve_local(layout: Layout) -> ExitCode {
-    let cluster = Cluster::start(layout.specs());
+    let mut cluster = Cluster::start(layout.specs());
     let policy = RetryPolicy {
         deadline: Some(std::time::Duration::from_secs(30)),
         ..RetryPolicy::default()
@@ -210,8 +212,12 @@ async fn serve_local(layout: Layout) -> ExitCode {
                 layout.groups.len(),
                 layout.data_dir.display()
             );
-            super::serve::wait_for_signal().await;
-            ExitCode::SUCCESS
+            tokio::select! {
+                () = super::serve::wait_for_signal() => ExitCode::SUCCESS,
+                why = cluster.first_exit() => {
+                    super::fail(format!("{why}; stopping the whole cluster"))
+                }
+            }
         }
         Err(message) => super::fail(format!("cannot join the groups: {message}")),
     };

@@ -206,7 +206,7 @@ fn handle<H: Hosted>(
             tracing::trace!(from, count = messages.len(), "raft batch");
             messages
                 .iter()
-                .try_for_each(|message| Ok(server.on_peer_message(message)?))
+                .try_for_each(|message| Ok(server.on_peer_message(from, message)?))
         }
         Event::Call { request, reply } => {
             let req_id = *next_req_id;

@@ -57,7 +57,7 @@ impl Cluster {
                 let from = server.id();
                 for (to, bytes) in server.take_messages() {
                     if self.down != Some(to) && self.down != Some(from) {
-                        sends.push((to, bytes));
+                        sends.push((from, to, bytes));
                     }
                 }
                 for Reply { req_id, response } in server.take_replies() {
@@ -67,9 +67,9 @@ impl Cluster {
             if sends.is_empty() {
                 return;
             }
-            for (to, bytes) in sends {
+            for (from, to, bytes) in sends {
                 self.servers[to as usize - 1]
-                    .on_peer_message(&bytes)
+                    .on_peer_message(from, &bytes)
                     .expect("step");
             }
         }

@@ -80,8 +80,8 @@ impl KvLab for GroupLab {
         Self::make_with_data_disk(start, |disk| disk)
     }
 
-    fn on_peer_message(&mut self, _from: Peer, bytes: Vec<u8>) {
-        let result = self.server.on_peer_message(&bytes);
+    fn on_peer_message(&mut self, from: Peer, bytes: Vec<u8>) {
+        let result = self.server.on_peer_message(raft_id(from), &bytes);
         self.check(result, "peer message");
     }
 

@@ -51,8 +51,8 @@ impl MasterLab for ServerLab {
         ServerLab { me, server, io }
     }
 
-    fn on_peer_message(&mut self, _from: Peer, bytes: Vec<u8>) {
-        let result = self.server.on_peer_message(&bytes);
+    fn on_peer_message(&mut self, from: Peer, bytes: Vec<u8>) {
+        let result = self.server.on_peer_message(raft_id(from), &bytes);
         self.check(result, "peer message");
     }
 

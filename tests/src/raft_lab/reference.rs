@@ -130,8 +130,8 @@ impl RaftLab for ReplicaLab {
     /// Every peer here is an honest replica, so a message the replica refuses before
     /// raft-rs (`shardkv_raft`'s input check) means a peer broke raft's rules: most
     /// likely it lost entries it had acknowledged. That fails the run, loudly.
-    fn step(&mut self, _from: Peer, message: Vec<u8>) {
-        match self.replica.step(&message) {
+    fn step(&mut self, from: Peer, message: Vec<u8>) {
+        match self.replica.step_from(raft_id(from), &message) {
             Err(shardkv_raft::Error::Decode(refused)) => {
                 panic!("refused a peer's message no honest peer sends: {refused}")
             }
