@@ -112,6 +112,7 @@ pub mod retry;
 pub mod route;
 pub mod service;
 pub mod tarpc_transport;
+pub mod tls;
 pub mod transport;
 
 pub use admin::Admin;

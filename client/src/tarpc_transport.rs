@@ -41,12 +41,15 @@ use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 use tarpc::client::RpcError;
-use tarpc::serde_transport::tcp;
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{client, context};
 
 use shardkv_proto::{GroupId, NO_GROUP};
 
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::tls::Tls;
 use crate::transport::{Transport, TransportError};
 use crate::{Admin, Client, RetryPolicy};
 
@@ -102,6 +105,8 @@ pub use service::{Node, NodeClient, NodeRequest, NodeResponse, ServeNode};
 #[derive(Debug, Clone, Default)]
 pub struct TarpcTransport {
     connections: Arc<Mutex<HashMap<String, NodeClient>>>,
+    /// Mutual TLS for every connection, if the cluster uses it.
+    tls: Option<Tls>,
 }
 
 impl TarpcTransport {
@@ -110,26 +115,57 @@ impl TarpcTransport {
         Self::default()
     }
 
+    /// A transport whose connections use mutual TLS with `tls` (see [`crate::tls`]).
+    pub fn with_tls(tls: Tls) -> Self {
+        TarpcTransport {
+            tls: Some(tls),
+            ..Self::default()
+        }
+    }
+
     /// The tarpc client for `to`, dialing it (within `timeout`) if none is cached.
     pub async fn connect(&self, to: &str, timeout: Duration) -> Result<NodeClient, TransportError> {
         if let Some(client) = self.cached(to) {
             return Ok(client);
         }
-        let mut connect = tcp::connect(to, Bincode::default);
-        connect.config_mut().max_frame_length(MAX_FRAME_BYTES);
-        let transport = match tokio::time::timeout(timeout, connect).await {
+        let client = match tokio::time::timeout(timeout, self.dial(to)).await {
             Err(_) => return Err(TransportError::Timeout),
             Ok(Err(error)) => {
                 tracing::debug!(to, %error, "connect failed");
                 return Err(TransportError::Unreachable);
             }
-            Ok(Ok(transport)) => transport,
+            Ok(Ok(client)) => client,
         };
-        let client = NodeClient::new(client::Config::default(), transport).spawn();
         if let Ok(mut connections) = self.connections.lock() {
             connections.insert(to.to_string(), client.clone());
         }
         Ok(client)
+    }
+
+    /// Connects to `to` (a TLS handshake after TCP's, with TLS) and starts a tarpc
+    /// client on the connection.
+    async fn dial(&self, to: &str) -> std::io::Result<NodeClient> {
+        let stream = TcpStream::connect(to).await?;
+        stream.set_nodelay(true)?;
+        let codec = || {
+            LengthDelimitedCodec::builder()
+                .max_frame_length(MAX_FRAME_BYTES)
+                .new_codec()
+        };
+        let config = client::Config::default();
+        Ok(match &self.tls {
+            None => {
+                let framed = Framed::new(stream, codec());
+                let transport = tarpc::serde_transport::new(framed, Bincode::default());
+                NodeClient::new(config, transport).spawn()
+            }
+            Some(tls) => {
+                let stream = tls.connector().connect(Tls::node_name(), stream).await?;
+                let framed = Framed::new(stream, codec());
+                let transport = tarpc::serde_transport::new(framed, Bincode::default());
+                NodeClient::new(config, transport).spawn()
+            }
+        })
     }
 
     /// Like [`Transport::call`], as a `Send` future.

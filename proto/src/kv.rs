@@ -228,6 +228,13 @@ pub enum KvError {
         /// What was wrong.
         reason: String,
     },
+    /// The caller's certificate does not allow the request (with mutual TLS, only a
+    /// group replica's certificate may ask for shards).
+    #[error("not allowed: {reason}")]
+    NotAllowed {
+        /// Who asked, and what it may not do.
+        reason: String,
+    },
 }
 
 impl KvError {

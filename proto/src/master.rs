@@ -192,6 +192,13 @@ pub enum MasterError {
         /// The client's latest applied sequence number.
         last: Seq,
     },
+    /// The caller's certificate does not allow the request (with mutual TLS, changing
+    /// the configuration takes an administrator's certificate).
+    #[error("not allowed: {reason}")]
+    NotAllowed {
+        /// Who asked, and what it may not do.
+        reason: String,
+    },
 }
 
 impl MasterError {

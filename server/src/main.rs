@@ -62,6 +62,9 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Run the lab suites over many seeds in the simulator and print a score table.
     Grade(grade::GradeArgs),
+    /// Make a development CA and the certificates of nodes and clients (mutual TLS).
+    #[command(subcommand)]
+    Certs(cli::certs::CertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -80,5 +83,6 @@ fn main() -> ExitCode {
         Command::Delete(args) => cli::data::delete(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Grade(args) => grade::run(args),
+        Command::Certs(command) => cli::certs::run(command),
     }
 }

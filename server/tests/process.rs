@@ -442,6 +442,138 @@ fn local_stops_loudly_when_a_node_dies() {
     assert!(err.contains("stopping the whole cluster"), "{err}");
 }
 
+/// With mutual TLS: an administrator's certificate joins a group, a client's reads and
+/// writes but may not change the configuration, and a caller without a certificate of
+/// the cluster's CA (plaintext, or another CA's) gets nothing; a raft stream over a
+/// client's certificate is not heard, whatever its hello claims.
+#[test]
+fn mutual_tls_refuses_strangers_and_non_admins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = |args: &[&str]| {
+        let made = Command::new(BIN)
+            .arg("certs")
+            .args(args)
+            .output()
+            .expect("certs");
+        assert!(made.status.success(), "certs {args:?}: {}", stderr(&made));
+    };
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    certs(&["init", "--dir", &path("ca"), "--cluster", "test"]);
+    certs(&["init", "--dir", &path("other-ca"), "--cluster", "test"]);
+    let ca = dir.path().join("ca");
+    certs(&[
+        "client",
+        "--dir",
+        &path("ca"),
+        "--out",
+        &path("admin"),
+        "--name",
+        "ops",
+        "--admin",
+    ]);
+    certs(&[
+        "client",
+        "--dir",
+        &path("ca"),
+        "--out",
+        &path("user"),
+        "--name",
+        "web",
+    ]);
+    let (stranger_ca, stranger) = (path("other-ca"), path("stranger"));
+    certs(&[
+        "client",
+        "--dir",
+        &stranger_ca,
+        "--out",
+        &stranger,
+        "--name",
+        "web",
+        "--admin",
+    ]);
+
+    let masters_service = Service::start_tls(dir.path(), None, 3, &[], &ca);
+    let masters = masters_service.addresses();
+    let mut group = Service::start_tls(dir.path(), Some(100), 3, &masters, &ca);
+    let servers = group.addresses().join(",");
+    let (admin, user) = (path("admin"), path("user"));
+    let as_who = |who: &str, args: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        args.extend(["--tls-dir".to_string(), who.to_string()]);
+        args
+    };
+    let run = |args: Vec<String>, within: Duration| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        shardkv_until_ok(&masters, &args, within)
+    };
+    let out = run(as_who(&admin, &["join", "100", &servers]), SETTLE);
+    assert!(out.status.success(), "join as admin: {}", stderr(&out));
+    let out = run(as_who(&user, &["put", "k", "v"]), SETTLE);
+    assert!(out.status.success(), "put as client: {}", stderr(&out));
+    let out = run(as_who(&user, &["get", "k"]), SETTLE);
+    assert_eq!(stdout(&out).trim_end(), "v", "{}", stderr(&out));
+
+    let out = run(as_who(&user, &["leave", "100", "--force"]), Duration::ZERO);
+    assert!(!out.status.success(), "a client's certificate left");
+    assert!(stderr(&out).contains("not allowed"), "{}", stderr(&out));
+    for who in [None, Some(stranger.as_str())] {
+        let mut args = vec![
+            "get".to_string(),
+            "k".into(),
+            "--timeout".into(),
+            "2s".into(),
+        ];
+        if let Some(who) = who {
+            args.extend(["--tls-dir".to_string(), who.to_string()]);
+        }
+        let out = run(args, Duration::ZERO);
+        assert!(!out.status.success(), "{who:?} read the key");
+        assert!(stdout(&out).is_empty(), "{who:?}: {}", stdout(&out));
+    }
+
+    // A client's certificate opening a raft stream, its hello claiming replica 2.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let tls = shardkv_client::tls::Tls::load(std::path::Path::new(&admin)).expect("tls");
+        let tcp = tokio::net::TcpStream::connect(&group.nodes[0].address)
+            .await
+            .expect("connect");
+        let node_name = shardkv_client::tls::Tls::node_name();
+        let mut stream = tls
+            .connector()
+            .connect(node_name, tcp)
+            .await
+            .expect("handshake");
+        stream.write_all(&raft_hello(100, 2)).await.expect("hello");
+        stream
+            .write_all(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0])
+            .await
+            .expect("frame");
+        stream.flush().await.expect("flush");
+    });
+    let out = shardkv_until_ok(
+        &masters,
+        &as_who(&user, &["get", "k"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        SETTLE,
+    );
+    assert_eq!(stdout(&out).trim_end(), "v", "{}", stderr(&out));
+    let log = std::fs::read_to_string(dir.path().join("group-100-1.log")).expect("log");
+    assert!(
+        log.contains("the stream's certificate names administrator \"ops\""),
+        "{log}"
+    );
+    for node in group.nodes.iter_mut() {
+        assert!(node.is_running(), "replica at {} died", node.address);
+    }
+}
+
 /// `shardkv demo` runs its whole story against a real cluster and exits 0 with its
 /// summary line: nothing acknowledged was lost.
 #[test]

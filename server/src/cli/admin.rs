@@ -66,9 +66,10 @@ pub struct QueryArgs {
 pub fn join(args: JoinArgs) -> ExitCode {
     let (gid, servers, force) = (args.gid, args.servers, args.force);
     let timeout = args.client.timeout.min(IDENTIFY_TIMEOUT);
+    let transport = args.client.transport();
     with_admin(&args.client, |mut admin| async move {
         if !force {
-            check_addresses(gid, &servers, timeout).await?;
+            check_addresses(&transport?, gid, &servers, timeout).await?;
         }
         let groups = BTreeMap::from([(gid, servers)]);
         admin.join(groups).await.map_err(|error| error.to_string())
@@ -83,11 +84,11 @@ const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// or when none is a replica of the group. An address that does not answer is allowed if
 /// another one does (a replica may be down).
 async fn check_addresses(
+    transport: &shardkv_client::TarpcTransport,
     gid: GroupId,
     servers: &[String],
     timeout: Duration,
 ) -> Result<(), String> {
-    let transport = shardkv_client::TarpcTransport::new();
     let answers = futures::future::join_all(
         servers
             .iter()
@@ -182,7 +183,11 @@ where
     Fut: std::future::Future<Output = Result<Config, String>>,
 {
     super::logging::init("off");
-    let admin = Admin::connect(args.masters.clone(), args.policy());
+    let transport = match args.transport() {
+        Ok(transport) => transport,
+        Err(message) => return super::fail(message),
+    };
+    let admin = Admin::with_policy(transport, args.masters.clone(), args.policy());
     let json = args.json;
     run_client(async move {
         let config = operation(admin).await?;

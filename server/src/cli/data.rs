@@ -8,7 +8,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
-use shardkv_client::Client;
 
 use super::{print_json, run_client, ClientArgs};
 
@@ -44,7 +43,10 @@ pub enum WriteKind {
 /// Runs `shardkv get`.
 pub fn get(args: KeyArgs) -> ExitCode {
     super::logging::init("off");
-    let mut client = Client::connect(args.client.masters.clone(), args.client.policy());
+    let mut client = match args.client.client() {
+        Ok(client) => client,
+        Err(message) => return super::fail(message),
+    };
     let (key, json) = (args.key, args.client.json);
     run_client(async move {
         let value = client
@@ -76,7 +78,10 @@ pub fn get(args: KeyArgs) -> ExitCode {
 /// Runs `shardkv put` or `shardkv append`.
 pub fn write(args: KeyValueArgs, kind: WriteKind) -> ExitCode {
     super::logging::init("off");
-    let mut client = Client::connect(args.client.masters.clone(), args.client.policy());
+    let mut client = match args.client.client() {
+        Ok(client) => client,
+        Err(message) => return super::fail(message),
+    };
     let (key, value) = (args.key, args.value);
     let json = args.client.json;
     run_client(async move {
@@ -93,7 +98,10 @@ pub fn write(args: KeyValueArgs, kind: WriteKind) -> ExitCode {
 /// Runs `shardkv delete`.
 pub fn delete(args: KeyArgs) -> ExitCode {
     super::logging::init("off");
-    let mut client = Client::connect(args.client.masters.clone(), args.client.policy());
+    let mut client = match args.client.client() {
+        Ok(client) => client,
+        Err(message) => return super::fail(message),
+    };
     let (key, json) = (args.key, args.client.json);
     run_client(async move {
         client

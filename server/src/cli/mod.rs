@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod certs;
 pub mod cluster;
 pub mod data;
 pub mod demo;
@@ -39,9 +40,35 @@ pub struct ClientArgs {
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// For a cluster that runs mutual TLS: a directory with ca.pem, cert.pem and key.pem
+    /// (`shardkv certs client`).
+    #[arg(long, env = "SHARDKV_TLS_DIR")]
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 impl ClientArgs {
+    /// The transport to the cluster: over mutual TLS with `--tls-dir`'s certificate.
+    pub fn transport(&self) -> Result<shardkv_client::TarpcTransport, String> {
+        match &self.tls_dir {
+            None => Ok(shardkv_client::TarpcTransport::new()),
+            Some(dir) => {
+                let tls = shardkv_client::tls::Tls::load(dir)?;
+                Ok(shardkv_client::TarpcTransport::with_tls(tls))
+            }
+        }
+    }
+
+    /// A data client for the cluster.
+    pub fn client(&self) -> Result<shardkv_client::Client<shardkv_client::TarpcTransport>, String> {
+        let transport = self.transport()?;
+        let policy = self.policy();
+        Ok(shardkv_client::Client::with_policy(
+            transport,
+            self.masters.clone(),
+            policy,
+        ))
+    }
+
     /// The retry policy: retry until `--timeout`, each RPC at most 1 s.
     pub fn policy(&self) -> RetryPolicy {
         RetryPolicy {

@@ -10,6 +10,8 @@ use shardkv_proto::GroupId;
 use shardkv_raft::NodeId;
 use tokio::sync::watch;
 
+use shardkv_client::tls::{Identity, Tls};
+
 use super::parse_duration;
 use crate::runtime::{run_node, Limits, NodeSpec, Role};
 
@@ -65,6 +67,11 @@ pub struct ServeArgs {
     /// flight, before it is closed (clients dial again on their next call).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// Mutual TLS on every connection: a directory with ca.pem, cert.pem and key.pem
+    /// (`shardkv certs node`), the certificate naming this replica. Without it the node
+    /// speaks plaintext to anyone who can reach it.
+    #[arg(long, env = "SHARDKV_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// Parses `N=ADDR`.
@@ -129,6 +136,18 @@ impl ServeArgs {
         limits.handshake = self.handshake_timeout;
         limits.idle = self.idle_timeout;
         spec.limits = limits;
+        if let Some(dir) = &self.tls_dir {
+            let tls = Tls::load(dir)?;
+            let me = Identity::Replica(spec.replica());
+            if *tls.identity() != me {
+                return Err(format!(
+                    "the certificate in {} names {}, not this node ({me})",
+                    dir.display(),
+                    tls.identity()
+                ));
+            }
+            spec.tls = Some(tls);
+        }
         Ok(spec)
     }
 }

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use shardkv_client::tls::Tls;
 use shardkv_client::TarpcTransport;
 use shardkv_raft::{NodeId, SyncJob};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -52,19 +53,39 @@ struct Driver<H: Hosted> {
     tracer: Tracer,
 }
 
-/// Runs `server` until `shutdown` turns true; flushes it before returning. `tracer`
-/// records the steps of requests for `shardkv bench --timeline`.
-pub async fn run<H: Hosted + Send + 'static>(
-    server: H,
-    me: ReplicaName,
-    peers: &BTreeMap<NodeId, String>,
-    events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
-    mut shutdown: watch::Receiver<bool>,
-    tracer: Tracer,
-) -> Result<(), Fatal> {
-    let transport = TarpcTransport::new();
+/// What a node gives its driver besides the server.
+pub struct Wiring<'a> {
+    /// The replica the node is.
+    pub me: ReplicaName,
+    /// Its service's replicas' addresses, by raft id.
+    pub peers: &'a BTreeMap<NodeId, String>,
+    /// The event queue the listener feeds, and its receiving end.
+    pub events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
+    /// Turns true when the node is to stop.
+    pub shutdown: watch::Receiver<bool>,
+    /// Records the steps of requests for `shardkv bench --timeline`.
+    pub tracer: Tracer,
+    /// Mutual TLS for every connection the node makes (raft streams, calls to other
+    /// nodes), if the node runs it.
+    pub tls: Option<Tls>,
+}
+
+/// Runs `server` until `wiring.shutdown` turns true; flushes it before returning.
+pub async fn run<H: Hosted + Send + 'static>(server: H, wiring: Wiring<'_>) -> Result<(), Fatal> {
+    let Wiring {
+        me,
+        peers,
+        events,
+        mut shutdown,
+        tracer,
+        tls,
+    } = wiring;
+    let transport = match &tls {
+        None => TarpcTransport::new(),
+        Some(tls) => TarpcTransport::with_tls(tls.clone()),
+    };
     let (sender, mut receiver) = events;
-    let peers = Peers::start(me, peers, tracer);
+    let peers = Peers::start(me, peers, tracer, tls);
     let mut server = server;
     server.send_early_with(peers.early_sink());
     let (sink, syncer) = start_syncer(me.id, sender.clone(), tracer)
@@ -208,10 +229,14 @@ fn handle<H: Hosted>(
                 .iter()
                 .try_for_each(|message| Ok(server.on_peer_message(from, message)?))
         }
-        Event::Call { request, reply } => {
+        Event::Call {
+            request,
+            reply,
+            caller,
+        } => {
             let req_id = *next_req_id;
             *next_req_id += 1;
-            match server.on_call(req_id, &request)? {
+            match server.on_call(req_id, &request, caller.as_deref())? {
                 Some(answer) => {
                     let _ = reply.send(answer);
                 }

@@ -11,7 +11,10 @@
 //! `KvError::Malformed`; the shard master, whose protocol has no such error, answers an
 //! empty frame that its clients treat as a lost reply) without touching the log.
 
+use shardkv_client::tls::Identity;
 use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, MAX_REQUEST_BYTES};
+use shardkv_proto::master::Op as MasterOp;
+use shardkv_proto::{MasterError, NO_GROUP};
 use shardkv_raft::{LogStore, NodeId, Service};
 use shardmaster::MasterService;
 
@@ -50,8 +53,15 @@ pub type Fatal = Box<dyn std::error::Error + Send + Sync>;
 /// completions, batches and flush come from there) whose calls and answers are bytes.
 pub trait Hosted: Service {
     /// An encoded request from a caller, answered later by [`Action::Reply`] with
-    /// `req_id`; or at once, for a malformed frame, with the returned answer.
-    fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal>;
+    /// `req_id`; or at once, for a malformed frame or a request the `caller`'s
+    /// certificate does not allow, with the returned answer. (`caller` is `None`
+    /// without TLS: then every request is allowed.)
+    fn on_call(
+        &mut self,
+        req_id: u64,
+        bytes: &[u8],
+        caller: Option<&Identity>,
+    ) -> Result<Option<Vec<u8>>, Fatal>;
     /// The answer (`None`: failure or timeout) to an [`Action::Call`].
     fn on_response(&mut self, call_id: u64, reply: Option<Vec<u8>>) -> Result<(), Fatal>;
     /// The actions produced since the last call, in order.
@@ -62,6 +72,35 @@ pub trait Hosted: Service {
 fn sends(server: &mut impl Service) -> impl Iterator<Item = Action> {
     let messages = server.take_messages().into_iter();
     messages.map(|(to, bytes)| Action::Send { to, bytes })
+}
+
+/// Whether `caller` may run `op` on the shard master: without TLS anyone may; with it,
+/// anyone may query, and only an administrator may change the configuration.
+fn master_allows(caller: Option<&Identity>, op: &MasterOp) -> bool {
+    match (caller, op) {
+        (None, _) | (_, MasterOp::Query { .. }) => true,
+        (Some(caller), _) => matches!(caller, Identity::Client { admin: true, .. }),
+    }
+}
+
+/// The command-line name of a shard-master operation.
+fn op_name(op: &MasterOp) -> &'static str {
+    match op {
+        MasterOp::Join { .. } => "join",
+        MasterOp::Leave { .. } => "leave",
+        MasterOp::Move { .. } => "move",
+        MasterOp::Query { .. } => "query",
+    }
+}
+
+/// Whether `caller` is a replica of a group (which alone may pull, delete or copy
+/// shards); without TLS anyone is.
+fn is_group_replica(caller: Option<&Identity>) -> bool {
+    match caller {
+        None => true,
+        Some(Identity::Replica(replica)) => replica.service != NO_GROUP,
+        Some(Identity::Client { .. }) => false,
+    }
 }
 
 /// Decodes a caller's frame, refusing frames over [`MAX_REQUEST_BYTES`].
@@ -85,8 +124,23 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 impl<S: LogStore> Hosted for shardmaster::Server<S> {
-    fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal> {
+    fn on_call(
+        &mut self,
+        req_id: u64,
+        bytes: &[u8],
+        caller: Option<&Identity>,
+    ) -> Result<Option<Vec<u8>>, Fatal> {
         match decode_request::<shardmaster::Request>(bytes) {
+            Ok(request) if !master_allows(caller, &request.op) => {
+                let reason = format!(
+                    "{} may not {}: that takes an administrator's certificate",
+                    caller.map_or("the caller".to_string(), Identity::to_string),
+                    op_name(&request.op),
+                );
+                tracing::warn!(node = self.id(), %reason, "refused a shard-master request");
+                let answer: shardmaster::Response = Err(MasterError::NotAllowed { reason });
+                Ok(Some(encode(&answer)))
+            }
             Ok(request) => self
                 .on_request(req_id, request)
                 .map(|()| None)
@@ -113,8 +167,22 @@ impl<S: LogStore> Hosted for shardmaster::Server<S> {
 }
 
 impl<S: LogStore> Hosted for replica_group::Server<S> {
-    fn on_call(&mut self, req_id: u64, bytes: &[u8]) -> Result<Option<Vec<u8>>, Fatal> {
+    fn on_call(
+        &mut self,
+        req_id: u64,
+        bytes: &[u8],
+        caller: Option<&Identity>,
+    ) -> Result<Option<Vec<u8>>, Fatal> {
         let outcome = match decode_request::<GroupRequest>(bytes) {
+            Ok(GroupRequest::Migration(_)) if !is_group_replica(caller) => {
+                let reason = format!(
+                    "{} may not move shards: that takes a group replica's certificate",
+                    caller.map_or("the caller".to_string(), Identity::to_string),
+                );
+                tracing::warn!(node = self.id(), %reason, "refused a migration request");
+                let answer = GroupResponse::Kv(Err(KvError::NotAllowed { reason }));
+                return Ok(Some(encode(&answer)));
+            }
             Ok(GroupRequest::Kv(request)) => self.on_request(req_id, request),
             Ok(GroupRequest::Migration(request)) => self.on_migration_request(req_id, request),
             Err(reason) => {

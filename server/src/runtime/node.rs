@@ -14,6 +14,8 @@ use shardkv_raft::{
 };
 use tokio::sync::{mpsc, watch};
 
+use shardkv_client::tls::Tls;
+
 use super::hosted::Fatal;
 use super::raft_stream::{ReplicaName, StreamPeers};
 use super::service::Limits;
@@ -77,6 +79,8 @@ pub struct NodeSpec {
     pub cache_bytes: usize,
     /// What the node's listener allows its connections.
     pub limits: Limits,
+    /// Mutual TLS for every connection, accepted and made (`None`: plaintext).
+    pub tls: Option<Tls>,
 }
 
 impl NodeSpec {
@@ -97,11 +101,12 @@ impl NodeSpec {
             nshards: DEFAULT_NSHARDS,
             cache_bytes: DEFAULT_CACHE_BYTES,
             limits: Limits::default(),
+            tls: None,
         }
     }
 
     /// This replica as raft streams name it.
-    fn replica(&self) -> ReplicaName {
+    pub fn replica(&self) -> ReplicaName {
         let service = match &self.role {
             Role::Master => NO_GROUP,
             Role::Group { gid, .. } => *gid,
@@ -179,20 +184,28 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
         tracer,
         membership,
         spec.limits,
+        spec.tls.clone(),
     ));
-    let events = (sender, receiver);
+    let wiring = driver::Wiring {
+        me,
+        peers: &spec.peers,
+        events: (sender, receiver),
+        shutdown,
+        tracer,
+        tls: spec.tls.clone(),
+    };
     let config = spec.replica_config();
     let result = match &spec.role {
         Role::Master => {
             let server = shardmaster::open(config, store, spec.nshards)?;
-            driver::run(server, me, &spec.peers, events, shutdown, tracer).await
+            driver::run(server, wiring).await
         }
         Role::Group { gid, masters } => {
             let mut options = GroupOptions::new(*gid, spec.nshards, masters.clone());
             options.peers = spec.peers.clone();
             let data = data.ok_or("a group replica opened without its data")?;
             let server = replica_group::Server::open(config, store, data, options)?;
-            driver::run(server, me, &spec.peers, events, shutdown, tracer).await
+            driver::run(server, wiring).await
         }
     };
     // The driver has dropped the event queue: the listener closes; wait for it so the

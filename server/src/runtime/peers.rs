@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use shardkv_client::tls::Tls;
 use shardkv_raft::{EarlySink, NodeId};
 use tokio::sync::mpsc;
 
@@ -37,15 +38,20 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Starts one sender task per peer in `addresses` (this node `me` excluded); each
-    /// marks [`Waypoint::PeerSend`] on `tracer`.
-    pub fn start(me: ReplicaName, addresses: &BTreeMap<NodeId, String>, tracer: Tracer) -> Self {
+    /// Starts one sender task per peer in `addresses` (this node `me` excluded), over
+    /// mutual TLS with `tls` if given; each marks [`Waypoint::PeerSend`] on `tracer`.
+    pub fn start(
+        me: ReplicaName,
+        addresses: &BTreeMap<NodeId, String>,
+        tracer: Tracer,
+        tls: Option<Tls>,
+    ) -> Self {
         let queues = addresses
             .iter()
             .filter(|(&id, _)| id != me.id)
             .map(|(&id, address)| {
                 let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
-                let stream = Outgoing::new(me, address.clone());
+                let stream = Outgoing::new(me, address.clone(), tls.clone());
                 tokio::spawn(run_peer(id, stream, receiver, tracer));
                 (id, sender)
             })

@@ -29,11 +29,12 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
 use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse};
+use shardkv_client::tls::{Identity, Tls};
 use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{ClientMessage, Response};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -102,6 +103,20 @@ impl Default for Limits {
     }
 }
 
+/// Whether `error` (or an error it wraps) is the connection ending under the reader: a
+/// TLS peer that closed its socket without a closing alert, or a reset.
+fn ended_abruptly(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{ConnectionReset, UnexpectedEof};
+            return matches!(io.kind(), UnexpectedEof | ConnectionReset);
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// Raises this process's open-files limit to its hard limit (many systems start
 /// processes at 1,024 with room to go higher) and returns the limit in force.
 pub fn raise_files_limit() -> u64 {
@@ -139,6 +154,8 @@ struct Counters {
     slow_handshake: Refusals,
     /// Connections closed for bringing no whole frame within the idle time.
     idle: Refusals,
+    /// Connections whose TLS handshake failed or whose certificate was refused.
+    refused: Refusals,
 }
 
 /// What the listener hands the driver.
@@ -157,6 +174,9 @@ pub enum Event {
         request: Vec<u8>,
         /// Receives the encoded answer.
         reply: oneshot::Sender<Vec<u8>>,
+        /// Who the caller's certificate names (`None` without TLS: anyone may do
+        /// anything).
+        caller: Option<Arc<Identity>>,
     },
     /// The answer (`None`: failed) to an outgoing call of the server.
     Response {
@@ -180,6 +200,8 @@ struct NodeService {
     events: mpsc::Sender<Event>,
     tracer: Tracer,
     me: ReplicaName,
+    /// Who the connection's certificate names (`None` without TLS).
+    caller: Option<Arc<Identity>>,
 }
 
 impl Node for NodeService {
@@ -189,7 +211,11 @@ impl Node for NodeService {
         let request = request.into_vec();
         if self
             .events
-            .send(Event::Call { request, reply })
+            .send(Event::Call {
+                request,
+                reply,
+                caller: self.caller.clone(),
+            })
             .await
             .is_err()
         {
@@ -244,9 +270,15 @@ pub async fn serve(
     tracer: Tracer,
     membership: StreamPeers,
     limits: Limits,
+    tls: Option<Tls>,
 ) {
     let me = membership.me;
-    let service = NodeService { events, tracer, me };
+    let service = NodeService {
+        events,
+        tracer,
+        me,
+        caller: None,
+    };
     let membership = Arc::new(membership);
     let slots = Arc::new(Semaphore::new(limits.connections));
     let counters = Arc::new(Counters::default());
@@ -270,6 +302,7 @@ pub async fn serve(
                 };
                 let connection = Connection {
                     peer,
+                    tls: tls.clone(),
                     service: service.clone(),
                     membership: Arc::clone(&membership),
                     limits,
@@ -292,6 +325,7 @@ pub async fn serve(
 /// slots until it ends.
 struct Connection {
     peer: SocketAddr,
+    tls: Option<Tls>,
     service: NodeService,
     membership: Arc<StreamPeers>,
     limits: Limits,
@@ -300,11 +334,42 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves the connection: a raft stream if it starts with `PREAMBLE[..4]`, else tarpc
-    /// (those four bytes are its first frame's length).
-    async fn serve(self, mut stream: TcpStream) {
+    /// Serves the connection: with TLS, after a handshake (within the handshake time)
+    /// that shows who the peer is; then a raft stream if it starts with `PREAMBLE[..4]`,
+    /// else tarpc (those four bytes are its first frame's length).
+    async fn serve(self, stream: TcpStream) {
         let peer = self.peer;
         let handshake = Instant::now() + self.limits.handshake;
+        // Probes a connection that goes quiet, so a peer that vanished without closing
+        // it (a host cut off) does not hold it for ever.
+        if let Err(error) = raft_stream::keep_alive(&stream) {
+            tracing::debug!(%peer, %error, "cannot switch on TCP keepalive");
+        }
+        let Some(tls) = self.tls.clone() else {
+            return self.serve_stream(stream, None, handshake).await;
+        };
+        let accepted = tokio::select! {
+            accepted = tokio::time::timeout_at(handshake, tls.acceptor().accept(stream)) => accepted,
+            () = self.service.events.closed() => return,
+        };
+        let stream = match accepted {
+            Err(_) => return self.slow_handshake(),
+            Ok(Err(error)) => return self.refuse(format!("TLS handshake failed: {error}")),
+            Ok(Ok(stream)) => stream,
+        };
+        match tls.peer_identity(stream.get_ref().1.peer_certificates()) {
+            Ok(caller) => self.serve_stream(stream, Some(caller), handshake).await,
+            Err(why) => self.refuse(why),
+        }
+    }
+
+    /// Serves the connection's bytes once any TLS handshake is done; `caller` is who its
+    /// certificate says the peer is (`None` without TLS).
+    async fn serve_stream<S>(self, mut stream: S, caller: Option<Identity>, handshake: Instant)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = self.peer;
         let mut head = [0u8; 4];
         let read = tokio::select! {
             read = tokio::time::timeout_at(handshake, stream.read_exact(&mut head)) => read,
@@ -324,7 +389,12 @@ impl Connection {
                 hello: handshake,
                 idle: self.limits.idle,
             };
-            match raft_stream::receive(stream, peer, &self.membership, events, deadlines).await {
+            let from = raft_stream::Sender {
+                peer,
+                membership: &self.membership,
+                caller: caller.as_ref(),
+            };
+            match raft_stream::receive(stream, from, events, deadlines).await {
                 Err(raft_stream::TimedOut::Hello) => self.slow_handshake(),
                 Err(raft_stream::TimedOut::Idle) => self.idle(),
                 Ok(()) => {}
@@ -332,14 +402,23 @@ impl Connection {
             return;
         }
         // Tarpc, reading the four bytes again before the rest of the stream.
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = tokio::io::split(stream);
         let io = tokio::io::join(std::io::Cursor::new(head).chain(reader), writer);
         let framed = Framed::new(io, FrameCodec::new(MAX_CALL_FRAME_BYTES));
         // tarpc's own serde transport takes tokio-util's codec only; this is the same
         // stack (bincode over length-delimited frames) over ours.
         let transport = tarpc::tokio_serde::Framed::new(framed, Bincode::default());
-        self.serve_calls(BaseChannel::with_defaults(transport), handshake)
+        self.serve_calls(BaseChannel::with_defaults(transport), caller, handshake)
             .await;
+    }
+
+    /// Closes a connection whose TLS handshake failed or whose certificate names no one
+    /// this cluster admits.
+    fn refuse(&self, why: String) {
+        if let Some(count) = self.counters.refused.count() {
+            let peer = self.peer;
+            tracing::warn!(%peer, count, "closing a connection: {why}");
+        }
     }
 
     fn slow_handshake(&self) {
@@ -371,11 +450,16 @@ impl Connection {
     async fn serve_calls<T>(
         self,
         channel: BaseChannel<NodeRequest, NodeResponse, T>,
+        caller: Option<Identity>,
         handshake: Instant,
     ) where
         T: tarpc::Transport<Response<NodeResponse>, ClientMessage<NodeRequest>> + Send + 'static,
     {
         let peer = self.peer;
+        let service = NodeService {
+            caller: caller.map(Arc::new),
+            ..self.service.clone()
+        };
         let mut requests = std::pin::pin!(channel.requests());
         let mut running = FuturesUnordered::new();
         let mut deadline = None;
@@ -401,7 +485,13 @@ impl Connection {
             match request {
                 Ok(request) => {
                     deadline = Some(Instant::now() + self.limits.idle);
-                    running.push(request.execute(self.service.clone().serve()));
+                    running.push(request.execute(service.clone().serve()));
+                }
+                // A caller that went away without closing TLS (a CLI process exiting) is
+                // not an error of the connection's.
+                Err(error) if ended_abruptly(&error) => {
+                    tracing::debug!(%peer, %error, "connection closed by the caller");
+                    return;
                 }
                 Err(error) => {
                     tracing::error!(%peer, %error, "closing connection: bad frame or read error");

@@ -161,6 +161,43 @@ impl Service {
         masters: &[String],
         extra: &[&str],
     ) -> Self {
+        let extra: Vec<String> = extra.iter().map(|option| option.to_string()).collect();
+        Self::start_each(dir, gid, replicas, masters, |_| extra.clone())
+    }
+
+    /// As [`Service::start`], over mutual TLS: each replica gets a certificate of its
+    /// own from the CA in `ca` (`shardkv certs init`) and `--tls-dir`.
+    pub fn start_tls(
+        dir: &Path,
+        gid: Option<u64>,
+        replicas: usize,
+        masters: &[String],
+        ca: &Path,
+    ) -> Self {
+        Self::start_each(dir, gid, replicas, masters, |i| {
+            let name = gid.map_or_else(|| "master".to_string(), |gid| format!("group-{gid}"));
+            let out = dir.join(format!("tls-{name}-{}", i + 1));
+            let mut args = vec!["certs".to_string(), "node".into()];
+            args.extend(["--dir".into(), ca.display().to_string()]);
+            args.extend(["--out".into(), out.display().to_string()]);
+            args.extend(["--id".into(), (i + 1).to_string()]);
+            if let Some(gid) = gid {
+                args.extend(["--gid".into(), gid.to_string()]);
+            }
+            let made = Command::new(BIN).args(&args).output().expect("run certs");
+            assert!(made.status.success(), "certs node: {}", stderr(&made));
+            vec!["--tls-dir".into(), out.display().to_string()]
+        })
+    }
+
+    /// As [`Service::start`], replica `i` (from 0) given the options `extra(i)` too.
+    pub fn start_each(
+        dir: &Path,
+        gid: Option<u64>,
+        replicas: usize,
+        masters: &[String],
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> Self {
         let addresses: Vec<String> = (0..replicas).map(|_| free_address()).collect();
         let peers: Vec<String> = addresses
             .iter()
@@ -194,7 +231,7 @@ impl Service {
                         masters.join(","),
                     ]),
                 }
-                args.extend(extra.iter().map(|option| option.to_string()));
+                args.extend(extra(i));
                 Node::start(
                     args,
                     address.clone(),

@@ -43,11 +43,13 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use shardkv_client::tarpc_transport::MAX_FRAME_BYTES;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use shardkv_client::tls::{Identity, Tls};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::either::Either;
 
 use super::frame::FrameCodec;
 use super::service::Event;
@@ -122,15 +124,21 @@ pub enum TimedOut {
 pub struct Outgoing {
     me: ReplicaName,
     address: String,
-    stream: Option<FramedWrite<TcpStream, FrameCodec>>,
+    tls: Option<Tls>,
+    stream: Option<FramedWrite<Wire, FrameCodec>>,
 }
 
+/// A dialed stream's bytes: plain TCP, or TLS over it.
+type Wire = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
 impl Outgoing {
-    /// A stream from replica `me` to the peer at `address`, not yet dialed.
-    pub fn new(me: ReplicaName, address: String) -> Self {
+    /// A stream from replica `me` to the peer at `address` (over mutual TLS with `tls`,
+    /// if given), not yet dialed.
+    pub fn new(me: ReplicaName, address: String, tls: Option<Tls>) -> Self {
         Outgoing {
             me,
             address,
+            tls,
             stream: None,
         }
     }
@@ -167,20 +175,32 @@ impl Outgoing {
         if self
             .stream
             .as_ref()
-            .is_some_and(|stream| closed(stream.get_ref()))
+            .is_some_and(|stream| closed(tcp(stream.get_ref())))
         {
             self.stream = None;
         }
         let stream = match &mut self.stream {
             Some(stream) => stream,
-            None => self.stream.insert(dial(&self.address, self.me).await?),
+            None => {
+                let dialed = dial(&self.address, self.me, self.tls.as_ref()).await?;
+                self.stream.insert(dialed)
+            }
         };
         stream.send(frame.as_slice()).await
     }
 }
 
+/// The TCP stream under `wire`.
+fn tcp(wire: &Wire) -> &TcpStream {
+    match wire {
+        Either::Left(stream) => stream,
+        Either::Right(stream) => stream.get_ref().0,
+    }
+}
+
 /// True when the peer has closed `stream` (it never writes on it, so anything readable
-/// is the end of the stream or an error): a restarted peer is dialed afresh rather than
+/// is the end of the stream or an error; with TLS, the receiving node sends no session
+/// tickets, so the bytes of an alert closing it): a restarted peer is dialed afresh rather than
 /// sent a batch that would be lost. Without a readiness event this costs no system call.
 fn closed(stream: &TcpStream) -> bool {
     match stream.try_read(&mut [0u8; 1]) {
@@ -189,17 +209,22 @@ fn closed(stream: &TcpStream) -> bool {
     }
 }
 
-/// Connects to `address` and introduces replica `me`.
+/// Connects to `address` (with a TLS handshake, with `tls`) and introduces replica `me`.
 async fn dial(
     address: &str,
     me: ReplicaName,
-) -> std::io::Result<FramedWrite<TcpStream, FrameCodec>> {
-    let mut stream = TcpStream::connect(address).await?;
+    tls: Option<&Tls>,
+) -> std::io::Result<FramedWrite<Wire, FrameCodec>> {
+    let stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     #[cfg(target_os = "linux")]
     socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT))?;
-    stream.write_all(&hello(me)).await?;
-    Ok(FramedWrite::new(stream, codec()))
+    let mut wire = match tls {
+        None => Either::Left(stream),
+        Some(tls) => Either::Right(tls.connector().connect(Tls::node_name(), stream).await?),
+    };
+    wire.write_all(&hello(me)).await?;
+    Ok(FramedWrite::new(wire, codec()))
 }
 
 /// The bytes that open a raft stream from `me`.
@@ -211,7 +236,7 @@ fn hello(me: ReplicaName) -> Vec<u8> {
 }
 
 /// Reads the rest of a hello whose first four bytes the listener has read.
-async fn read_hello(stream: &mut TcpStream) -> std::io::Result<ReplicaName> {
+async fn read_hello(stream: &mut (impl AsyncRead + Unpin)) -> std::io::Result<ReplicaName> {
     let mut version = [0u8; PREAMBLE.len() - 4];
     stream.read_exact(&mut version).await?;
     if version != PREAMBLE[4..] {
@@ -230,20 +255,33 @@ async fn read_hello(stream: &mut TcpStream) -> std::io::Result<ReplicaName> {
     })
 }
 
+/// Where a received raft stream comes from.
+pub struct Sender<'a> {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Whose streams the receiving replica takes.
+    pub membership: &'a StreamPeers,
+    /// Who the peer's certificate names, with TLS: its hello must name the same replica.
+    pub caller: Option<&'a Identity>,
+}
+
 /// Reads a raft stream whose first four bytes (`PREAMBLE[..4]`) the listener has read,
-/// handing each batch to `events` if `membership` admits its sender (else dropping it),
-/// until the peer closes it, sends something that is not a raft stream, the driver
-/// stops, or it misses one of its `deadlines` (then the error says which).
-pub async fn receive(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    membership: &StreamPeers,
+/// handing each batch to `events` if the receiving replica admits its sender (its
+/// `membership` lists it and, with TLS, its certificate names the replica its hello
+/// does; else dropping it), until the peer closes it, sends something that is not a
+/// raft stream, the driver stops, or it misses one of its `deadlines` (then the error
+/// says which).
+pub async fn receive<S: AsyncRead + Unpin>(
+    mut stream: S,
+    from: Sender<'_>,
     events: mpsc::Sender<Event>,
     deadlines: Deadlines,
 ) -> Result<(), TimedOut> {
-    if let Err(error) = keep_alive(&stream) {
-        tracing::debug!(%peer, %error, "cannot switch on TCP keepalive");
-    }
+    let Sender {
+        peer,
+        membership,
+        caller,
+    } = from;
     let hello = tokio::select! {
         hello = tokio::time::timeout_at(deadlines.hello, read_hello(&mut stream)) => hello,
         () = events.closed() => return Ok(()),
@@ -260,7 +298,12 @@ pub async fn receive(
             return Ok(());
         }
     };
-    let refused = membership.refuses(sender);
+    let refused = match caller {
+        Some(caller) if *caller != Identity::Replica(sender) => {
+            Some(format!("the stream's certificate names {caller}"))
+        }
+        _ => membership.refuses(sender),
+    };
     if let Some(why) = &refused {
         tracing::error!(
             %peer,
@@ -299,9 +342,9 @@ pub async fn receive(
     }
 }
 
-/// Switches on TCP keepalive probes for a received raft stream (see [`KEEPALIVE_IDLE`]).
+/// Switches on TCP keepalive probes for an accepted connection (see [`KEEPALIVE_IDLE`]).
 #[cfg(target_os = "linux")]
-fn keep_alive(stream: &TcpStream) -> std::io::Result<()> {
+pub fn keep_alive(stream: &TcpStream) -> std::io::Result<()> {
     let probes = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(Duration::from_secs(1))
@@ -310,7 +353,7 @@ fn keep_alive(stream: &TcpStream) -> std::io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn keep_alive(_: &TcpStream) -> std::io::Result<()> {
+pub fn keep_alive(_: &TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -40,6 +40,7 @@ async fn listening_within(limits: service::Limits) -> (String, mpsc::Receiver<Ev
         Tracer::default(),
         membership(),
         limits,
+        None,
     ));
     (address, received)
 }
@@ -58,7 +59,7 @@ async fn next_batch(events: &mut mpsc::Receiver<Event>) -> (u64, Vec<Vec<u8>>) {
 #[tokio::test]
 async fn batches_arrive_in_order_beside_tarpc() {
     let (address, mut events) = listening().await;
-    let mut stream = Outgoing::new(replica(7), address.clone());
+    let mut stream = Outgoing::new(replica(7), address.clone(), None);
     let batches = [vec![b"one".to_vec(), Vec::new()], vec![vec![9; 100_000]]];
     for batch in &batches {
         stream.send(batch.clone(), TIMEOUT).await.expect("send");
@@ -74,7 +75,7 @@ async fn batches_arrive_in_order_beside_tarpc() {
             .await
     });
     match tokio::time::timeout(TIMEOUT, events.recv()).await {
-        Ok(Some(Event::Call { request, reply })) => {
+        Ok(Some(Event::Call { request, reply, .. })) => {
             assert_eq!(request, b"request");
             let _ = reply.send(b"answer".to_vec());
         }
@@ -121,7 +122,7 @@ async fn bad_streams_are_closed() {
     assert!(closed_by_listener(&mut raw).await, "version 9: not closed");
     assert!(events.try_recv().is_err(), "version 9 was read");
 
-    let mut stream = Outgoing::new(replica(8), address);
+    let mut stream = Outgoing::new(replica(8), address, None);
     stream
         .send(vec![b"still".to_vec()], TIMEOUT)
         .await
@@ -132,7 +133,7 @@ async fn bad_streams_are_closed() {
 /// The local address of `outgoing`'s connection.
 fn connection(outgoing: &Outgoing) -> SocketAddr {
     let stream = outgoing.stream.as_ref().expect("connected");
-    stream.get_ref().local_addr().expect("local address")
+    tcp(stream.get_ref()).local_addr().expect("local address")
 }
 
 /// A healthy stream is kept from batch to batch; once its peer has closed it (the
@@ -140,7 +141,7 @@ fn connection(outgoing: &Outgoing) -> SocketAddr {
 #[tokio::test]
 async fn a_restarted_peer_is_dialed_again() {
     let (address, mut events) = listening().await;
-    let mut stream = Outgoing::new(replica(5), address.clone());
+    let mut stream = Outgoing::new(replica(5), address.clone(), None);
     stream
         .send(vec![b"0".to_vec()], TIMEOUT)
         .await
@@ -161,7 +162,7 @@ async fn a_restarted_peer_is_dialed_again() {
 
     // The node stops: its listener and connections close with the driver's queue.
     drop(events);
-    let old = stream.stream.as_ref().expect("connected").get_ref();
+    let old = tcp(stream.stream.as_ref().expect("connected").get_ref());
     tokio::time::timeout(TIMEOUT, old.readable())
         .await
         .expect("the close reaches the sender")
@@ -179,6 +180,7 @@ async fn a_restarted_peer_is_dialed_again() {
         Tracer::default(),
         membership(),
         service::Limits::default(),
+        None,
     ));
     stream
         .send(vec![b"after".to_vec()], TIMEOUT)
@@ -211,7 +213,7 @@ async fn only_listed_peers_of_the_service_are_heard() {
             .expect("write");
         raws.push(raw);
     }
-    let mut stream = Outgoing::new(replica(2), address);
+    let mut stream = Outgoing::new(replica(2), address, None);
     stream
         .send(vec![b"heard".to_vec()], TIMEOUT)
         .await
@@ -256,7 +258,7 @@ async fn connections_over_the_limit_are_closed_at_once() {
     drop(held.pop());
     let mut delivered = false;
     for _ in 0..100 {
-        let mut stream = Outgoing::new(replica(2), address.clone());
+        let mut stream = Outgoing::new(replica(2), address.clone(), None);
         stream
             .send(vec![b"in".to_vec()], TIMEOUT)
             .await
