@@ -63,6 +63,27 @@ fn standalone_bench_reports_json() {
     );
 }
 
+/// With `--tls` every connection of the benchmark's cluster is mutual TLS, with
+/// certificates made for the run, and the report says so.
+#[test]
+fn standalone_bench_runs_over_mutual_tls() {
+    let args = [
+        "--op",
+        "put",
+        "--clients",
+        "4",
+        "--duration",
+        "1s",
+        "--keys",
+        "200",
+        "--tls",
+    ];
+    let report = bench(&args);
+    check_report(&report, "put", 4);
+    let cluster = report["cluster"].as_str().unwrap_or("");
+    assert!(cluster.ends_with("mutual TLS"), "{report}");
+}
+
 /// Against a running cluster, the benchmark's writes are real: the loaded keys read
 /// back through the CLI afterwards.
 #[test]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use shardkv_client::{Admin, GroupId, RetryPolicy};
+use shardkv_client::{Admin, GroupId, RetryPolicy, TarpcTransport};
 use shardkv_raft::NodeId;
 
 use super::cluster::Cluster;
@@ -137,8 +137,12 @@ fn service_specs(role: Role, addresses: &[String], dir: PathBuf) -> Vec<NodeSpec
 }
 
 /// Joins every group of `layout` that is not yet a member.
-pub async fn join_missing(layout: &Layout, policy: RetryPolicy) -> Result<(), String> {
-    let mut admin = Admin::connect(layout.masters.clone(), policy);
+pub async fn join_missing(
+    layout: &Layout,
+    policy: RetryPolicy,
+    transport: TarpcTransport,
+) -> Result<(), String> {
+    let mut admin = Admin::with_policy(transport, layout.masters.clone(), policy);
     let latest = admin.query(None).await.map_err(|error| error.to_string())?;
     let missing: BTreeMap<GroupId, Vec<String>> = layout
         .groups
@@ -202,7 +206,7 @@ async fn serve_local(layout: Layout) -> ExitCode {
         ..RetryPolicy::default()
     };
     let joined = tokio::task::LocalSet::new()
-        .run_until(join_missing(&layout, policy))
+        .run_until(join_missing(&layout, policy, TarpcTransport::new()))
         .await;
     let code = match joined {
         Ok(()) => {

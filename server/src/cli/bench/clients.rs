@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use shardkv_client::tls::Tls;
 use shardkv_client::{Client, RetryPolicy, TarpcTransport};
 
 use super::report::Measured;
@@ -21,9 +22,19 @@ pub(super) struct Shape {
     pub(super) key_size: usize,
     pub(super) keys: u64,
     pub(super) value: Vec<u8>,
+    /// The clients' certificate, for a cluster that runs mutual TLS.
+    pub(super) tls: Option<Tls>,
 }
 
 impl Shape {
+    /// A transport of the clients' own (one connection per node).
+    pub(super) fn transport(&self) -> TarpcTransport {
+        match &self.tls {
+            None => TarpcTransport::new(),
+            Some(tls) => TarpcTransport::with_tls(tls.clone()),
+        }
+    }
+
     pub(super) fn key(&self, n: u64) -> Vec<u8> {
         format!("{n:0>width$}", width = self.key_size).into_bytes()
     }
@@ -65,8 +76,7 @@ pub(super) fn load(masters: &[String], shape: &Shape) -> Result<(), String> {
     let runtime = current_thread()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let transports: Vec<TarpcTransport> =
-            (0..LOAD_CONNS).map(|_| TarpcTransport::new()).collect();
+        let transports: Vec<TarpcTransport> = (0..LOAD_CONNS).map(|_| shape.transport()).collect();
         let clients = LOAD_CLIENTS.min(shape.keys);
         let tasks: Vec<_> = (0..clients)
             .zip(transports.iter().cycle())
@@ -125,7 +135,7 @@ fn run_thread(
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let until = Instant::now() + duration;
-        let transports: Vec<TarpcTransport> = (0..conns).map(|_| TarpcTransport::new()).collect();
+        let transports: Vec<TarpcTransport> = (0..conns).map(|_| shape.transport()).collect();
         let tasks: Vec<_> = ids
             .iter()
             .zip(transports.iter().cycle())
@@ -210,6 +220,7 @@ mod tests {
             key_size: 8,
             keys: 10_000,
             value: Vec::new(),
+            tls: None,
         };
         assert_eq!(shape.key(42), b"00000042");
         assert_eq!(shape.key(9_999).len(), 8);

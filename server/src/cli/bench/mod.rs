@@ -32,17 +32,19 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use shardkv_client::tls::{Identity, Tls};
 use shardkv_client::RetryPolicy;
 
+use super::certs;
 use super::cluster::Cluster;
 use super::local::{data_dir_or_temp, join_missing, Layout};
 use super::parse_duration;
-use crate::runtime::timeline;
+use crate::runtime::{timeline, NodeSpec};
 use breakdown::Breakdown;
 use clients::{load, thread_plan, Shape};
 use processes::Processes;
@@ -143,6 +145,10 @@ pub struct BenchArgs {
     /// catch-up from the others.
     #[arg(long, requires = "processes")]
     pub recovery: bool,
+    /// Mutual TLS on every connection of the local cluster, nodes' and clients' alike,
+    /// with a CA and certificates made for the run (`shardkv certs`).
+    #[arg(long, conflicts_with_all = ["masters", "processes"])]
+    pub tls: bool,
 }
 
 /// Runs `shardkv bench`.
@@ -152,7 +158,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
         return super::fail(message);
     }
     let result = match args.masters.clone() {
-        Some(masters) => measure(&args, &masters, "external", &[]).map(|report| (report, None)),
+        Some(masters) => {
+            measure(&args, &masters, "external", &[], None).map(|report| (report, None))
+        }
         None => with_local_cluster(&args),
     };
     match result {
@@ -217,6 +225,10 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
     for spec in &mut specs {
         spec.cache_bytes = usize::try_from(args.cache_mb << 20).unwrap_or(usize::MAX);
     }
+    let tls = match args.tls {
+        true => Some(certify(&layout.data_dir.join("tls"), &mut specs)?),
+        false => None,
+    };
     let cluster = match args.processes {
         true => Local::Processes(Processes::start(&specs, args.cache_mb)?),
         false => Local::InProcess(Cluster::start(specs)),
@@ -225,20 +237,22 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
         deadline: Some(Duration::from_secs(30)),
         ..RetryPolicy::default()
     };
-    let joined =
-        runtime.block_on(tokio::task::LocalSet::new().run_until(join_missing(&layout, policy)));
+    let admin = shape(args, tls.clone()).transport();
+    let joined = runtime
+        .block_on(tokio::task::LocalSet::new().run_until(join_missing(&layout, policy, admin)));
     let label = format!(
         "local: {} group(s) of {} replicas, 3 masters{}",
         args.groups,
         args.replicas,
-        match args.processes {
-            true => ", a process each",
-            false => "",
+        match (args.processes, args.tls) {
+            (true, _) => ", a process each",
+            (false, true) => ", mutual TLS",
+            (false, false) => "",
         }
     );
     let mut report = joined
         .map_err(|message| format!("cannot join the groups: {message}"))
-        .and_then(|()| measure(args, &layout.masters, &label, &labels(&layout)));
+        .and_then(|()| measure(args, &layout.masters, &label, &labels(&layout), tls));
     // A failed recovery (a key lost, a replica that never caught up) fails the run
     // like a node that did not stop cleanly: the numbers stand, the exit code says so.
     let mut recovery_failed = None;
@@ -251,7 +265,8 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
                     if !args.json {
                         eprintln!("killing and restarting group replicas ...");
                     }
-                    match recovery::measure(&mut processes, &layout.masters, &shape(args)) {
+                    let shape = shape(args, None);
+                    match recovery::measure(&mut processes, &layout.masters, &shape) {
                         Ok(recovery) => report.recovery = Some(recovery),
                         Err(message) => recovery_failed = Some(format!("recovery: {message}")),
                     }
@@ -269,6 +284,26 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
         (Err(message), None) => Err(message),
         (Err(message), Some(problem)) => Err(format!("{message}; {problem}")),
     }
+}
+
+/// Makes a CA in `dir`, a certificate for every node of `specs` (set as its TLS), and an
+/// administrator's certificate for the run's clients, returned.
+fn certify(dir: &Path, specs: &mut [NodeSpec]) -> Result<Tls, String> {
+    let ca = dir.join("ca");
+    certs::init(&ca, "bench")?;
+    for spec in specs.iter_mut() {
+        let me = spec.replica();
+        let out = dir.join(format!("node-{}-{}", me.service, me.id));
+        certs::issue(&ca, &out, &Identity::Replica(me))?;
+        spec.tls = Some(Tls::load(&out)?);
+    }
+    let out = dir.join("clients");
+    let clients = Identity::Client {
+        name: "bench".into(),
+        admin: true,
+    };
+    certs::issue(&ca, &out, &clients)?;
+    Tls::load(&out)
 }
 
 /// The local cluster, in this process or one process per replica.
@@ -294,12 +329,13 @@ fn labels(layout: &Layout) -> Vec<BTreeSet<u16>> {
 }
 
 /// The workload `args` describe.
-fn shape(args: &BenchArgs) -> Shape {
+fn shape(args: &BenchArgs, tls: Option<Tls>) -> Shape {
     Shape {
         op: args.op,
         key_size: args.key_size as usize,
         keys: args.keys,
         value: vec![b'v'; args.value_size as usize],
+        tls,
     }
 }
 
@@ -311,8 +347,9 @@ fn measure(
     masters: &[String],
     cluster: &str,
     groups: &[BTreeSet<u16>],
+    tls: Option<Tls>,
 ) -> Result<Report, String> {
-    let shape = shape(args);
+    let shape = shape(args, tls);
     if !args.json {
         eprintln!("loading {} keys ...", args.keys);
     }
