@@ -574,6 +574,25 @@ fn mutual_tls_refuses_strangers_and_non_admins() {
     }
 }
 
+/// A node serves plaintext only when told to: without `--tls-dir` or `--insecure`,
+/// `serve` refuses to start and says why.
+#[test]
+fn serve_refuses_plaintext_unless_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let address = common::free_address();
+    let out = Command::new(BIN)
+        .args([
+            "serve", "--role", "master", "--id", "1", "--listen", &address,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--insecure"), "{}", stderr(&out));
+}
+
 /// `shardkv demo` runs its whole story against a real cluster and exits 0 with its
 /// summary line: nothing acknowledged was lost.
 #[test]

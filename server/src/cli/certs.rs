@@ -19,8 +19,10 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use shardkv_client::tarpc_transport::ReplicaName;
-use shardkv_client::tls::{valid_name, Identity, CA_FILE, CERT_FILE, KEY_FILE, NODE_NAME};
+use shardkv_client::tls::{valid_name, Identity, Tls, CA_FILE, CERT_FILE, KEY_FILE, NODE_NAME};
 use shardkv_proto::{GroupId, NO_GROUP};
+
+use crate::runtime::NodeSpec;
 
 /// The CA's private key, in the CA directory.
 const CA_KEY_FILE: &str = "ca-key.pem";
@@ -184,6 +186,30 @@ pub fn issue(ca_dir: &Path, out: &Path, identity: &Identity) -> Result<PathBuf, 
     write(out, CERT_FILE, &cert.pem(), false)?;
     write(out, KEY_FILE, &key.serialize_pem(), true)?;
     Ok(out.to_path_buf())
+}
+
+/// Certificates for a cluster run by this process (`local`, `demo`, `bench --tls`), in
+/// `dir`: a CA (kept from an earlier run in the same directory), a certificate for every
+/// node of `specs` (set as its TLS), and an administrator's for the clients, whose TLS
+/// directory is returned (`dir/clients`).
+pub fn certify(dir: &Path, specs: &mut [NodeSpec]) -> Result<PathBuf, String> {
+    let ca = dir.join("ca");
+    if !ca.join(CA_KEY_FILE).exists() {
+        init(&ca, "local")?;
+    }
+    for spec in specs.iter_mut() {
+        let me = spec.replica();
+        let out = dir.join(format!("node-{}-{}", me.service, me.id));
+        issue(&ca, &out, &Identity::Replica(me))?;
+        spec.tls = Some(Tls::load(&out)?);
+    }
+    let clients = dir.join("clients");
+    let admin = Identity::Client {
+        name: "local".into(),
+        admin: true,
+    };
+    issue(&ca, &clients, &admin)?;
+    Ok(clients)
 }
 
 /// The CA's parameters for `cluster` (the same for `init` and every `issue`).

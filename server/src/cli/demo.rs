@@ -22,13 +22,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use shardkv_client::tls::Tls;
 use shardkv_client::{Admin, Config, GroupId, RetryPolicy, TarpcTransport};
 use shardkv_proto::NO_GROUP;
 
 use super::admin::render;
 use super::cluster::Cluster;
 use super::local::{data_dir_or_temp, Layout};
-use super::workload::{verify, Workload, OPERATION_DEADLINE};
+use super::workload::{transport, verify, Workload, OPERATION_DEADLINE};
 
 /// Operations to wait for in each phase of the workload.
 const PHASE_OPS: u64 = 500;
@@ -93,8 +94,16 @@ async fn demo(data_dir: std::path::PathBuf, clients: u16) -> ExitCode {
         layout.masters[0],
         layout.data_dir.display()
     ));
-    let mut cluster = Cluster::start(layout.specs());
-    let outcome = script(&layout, &mut cluster, clients, &narrator).await;
+    let mut specs = layout.specs();
+    let tls = super::certs::certify(&layout.data_dir.join("tls"), &mut specs)
+        .and_then(|dir| Tls::load(&dir));
+    let tls = match tls {
+        Ok(tls) => tls,
+        Err(message) => return super::fail(format!("cannot make certificates: {message}")),
+    };
+    narrator.say("every connection is mutual TLS, with certificates made for the demo");
+    let mut cluster = Cluster::start(specs);
+    let outcome = script(&layout, &mut cluster, clients, &narrator, &tls).await;
     let stopped = cluster.stop().await;
     if let Err(message) = &stopped {
         eprintln!("error: {message}");
@@ -113,19 +122,20 @@ async fn script(
     cluster: &mut Cluster,
     clients: u16,
     narrator: &Narrator,
+    tls: &Tls,
 ) -> Result<usize, String> {
     let policy = RetryPolicy {
         deadline: Some(Duration::from_secs(30)),
         ..RetryPolicy::default()
     };
-    let mut admin = Admin::connect(layout.masters.clone(), policy);
+    let mut admin = Admin::with_policy(transport(Some(tls)), layout.masters.clone(), policy);
     let mut moved = join_groups(layout, &mut admin, narrator).await?;
 
     narrator.say(format!(
         "{clients} clients start writing (put, append) and reading their own keys"
     ));
     let started = Instant::now();
-    let workload = Workload::start(&layout.masters, clients);
+    let workload = Workload::start(&layout.masters, clients, Some(tls));
     let done = workload.wait_progress(PHASE_OPS, PHASE_LIMIT).await?;
     narrator.say(format!("{done} operations acknowledged"));
 
@@ -144,7 +154,7 @@ async fn script(
         "clients stopped; reading back all {} keys with a fresh client",
         acked.values.len()
     ));
-    let mut lost = verify(&layout.masters, &acked).await;
+    let mut lost = verify(&layout.masters, &acked, Some(tls)).await;
     lost.extend(counters.anomalies.borrow().iter().cloned());
     for line in &lost {
         println!("LOST: {line}");

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use shardkv_client::tls::Tls;
 use shardkv_client::{Admin, GroupId, RetryPolicy, TarpcTransport};
 use shardkv_raft::NodeId;
 
@@ -33,6 +34,10 @@ pub struct LocalArgs {
     /// The first shard master's port.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
+    /// Plaintext instead of mutual TLS (by default the cluster makes a CA and
+    /// certificates in its data directory, and prints where the clients' is).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// The addresses and data directories of a local cluster.
@@ -191,7 +196,7 @@ pub fn run(args: LocalArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return super::fail(format!("cannot start the runtime: {error}")),
     };
-    let code = runtime.block_on(serve_local(layout));
+    let code = runtime.block_on(serve_local(layout, args.insecure));
     drop(temp);
     code
 }
@@ -199,14 +204,30 @@ pub fn run(args: LocalArgs) -> ExitCode {
 /// Starts every node, joins the groups, prints the masters, and serves until a signal,
 /// or until a node stops by itself (a fatal error or a panic): then the whole cluster
 /// stops, and the exit code and message say which node and why.
-async fn serve_local(layout: Layout) -> ExitCode {
-    let mut cluster = Cluster::start(layout.specs());
+async fn serve_local(layout: Layout, insecure: bool) -> ExitCode {
+    let mut specs = layout.specs();
+    let clients_tls = match insecure {
+        true => None,
+        false => match super::certs::certify(&layout.data_dir.join("tls"), &mut specs) {
+            Ok(dir) => Some(dir),
+            Err(message) => return super::fail(format!("cannot make certificates: {message}")),
+        },
+    };
+    let transport = match &clients_tls {
+        None => Ok(TarpcTransport::new()),
+        Some(dir) => Tls::load(dir).map(TarpcTransport::with_tls),
+    };
+    let transport = match transport {
+        Ok(transport) => transport,
+        Err(message) => return super::fail(message),
+    };
+    let mut cluster = Cluster::start(specs);
     let policy = RetryPolicy {
         deadline: Some(std::time::Duration::from_secs(30)),
         ..RetryPolicy::default()
     };
     let joined = tokio::task::LocalSet::new()
-        .run_until(join_missing(&layout, policy, TarpcTransport::new()))
+        .run_until(join_missing(&layout, policy, transport))
         .await;
     let code = match joined {
         Ok(()) => {
@@ -216,6 +237,15 @@ async fn serve_local(layout: Layout) -> ExitCode {
                 layout.groups.len(),
                 layout.data_dir.display()
             );
+            match &clients_tls {
+                Some(dir) => eprintln!(
+                    "mutual TLS: for the client commands, export SHARDKV_TLS_DIR={}",
+                    dir.display()
+                ),
+                None => {
+                    eprintln!("plaintext (--insecure): anyone who reaches the ports is trusted")
+                }
+            }
             tokio::select! {
                 () = super::serve::wait_for_signal() => ExitCode::SUCCESS,
                 why = cluster.first_exit() => {

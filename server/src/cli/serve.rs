@@ -69,9 +69,14 @@ pub struct ServeArgs {
     pub idle_timeout: Duration,
     /// Mutual TLS on every connection: a directory with ca.pem, cert.pem and key.pem
     /// (`shardkv certs node`), the certificate naming this replica. Without it the node
-    /// speaks plaintext to anyone who can reach it.
-    #[arg(long, env = "SHARDKV_TLS_DIR")]
+    /// speaks plaintext to anyone who can reach it. (Not read from `SHARDKV_TLS_DIR`,
+    /// which names the client commands' certificate.)
+    #[arg(long)]
     pub tls_dir: Option<PathBuf>,
+    /// Serve plaintext, to anyone who can reach the port, with no --tls-dir (for a
+    /// trusted network only).
+    #[arg(long, conflicts_with = "tls_dir")]
+    pub insecure: bool,
 }
 
 /// Parses `N=ADDR`.
@@ -136,6 +141,14 @@ impl ServeArgs {
         limits.handshake = self.handshake_timeout;
         limits.idle = self.idle_timeout;
         spec.limits = limits;
+        if self.tls_dir.is_none() && !self.insecure {
+            return Err(
+                "serve needs --tls-dir DIR (a certificate from `shardkv certs node`) \
+                        for mutual TLS, or --insecure to serve plaintext to anyone who can \
+                        reach it"
+                    .into(),
+            );
+        }
         if let Some(dir) = &self.tls_dir {
             let tls = Tls::load(dir)?;
             let me = Identity::Replica(spec.replica());

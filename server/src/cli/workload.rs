@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
+use shardkv_client::tls::Tls;
 use shardkv_client::{Client, RetryPolicy};
 use tokio::task::JoinHandle;
 
@@ -66,8 +67,9 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Starts `clients` clients of the cluster at `masters` on the current `LocalSet`.
-    pub fn start(masters: &[String], clients: u16) -> Self {
+    /// Starts `clients` clients of the cluster at `masters` on the current `LocalSet`,
+    /// each with connections of its own (over mutual TLS with `tls`, if given).
+    pub fn start(masters: &[String], clients: u16, tls: Option<&Tls>) -> Self {
         let stop = Rc::new(Cell::new(false));
         let counters = Rc::new(Counters::default());
         let clients = (0..clients)
@@ -76,7 +78,7 @@ impl Workload {
                     deadline: Some(OPERATION_DEADLINE),
                     ..RetryPolicy::default()
                 };
-                let client = Client::connect(masters.to_vec(), policy);
+                let client = Client::with_policy(transport(tls), masters.to_vec(), policy);
                 tokio::task::spawn_local(run_client(index, client, stop.clone(), counters.clone()))
             })
             .collect();
@@ -188,13 +190,14 @@ async fn read(
     }
 }
 
-/// Reads every certain key back through a fresh client; returns the mismatches.
-pub async fn verify(masters: &[String], acked: &Acked) -> Vec<String> {
+/// Reads every certain key back through a fresh client (over mutual TLS with `tls`, if
+/// given); returns the mismatches.
+pub async fn verify(masters: &[String], acked: &Acked, tls: Option<&Tls>) -> Vec<String> {
     let policy = RetryPolicy {
         deadline: Some(OPERATION_DEADLINE),
         ..RetryPolicy::default()
     };
-    let mut client = Client::connect(masters.to_vec(), policy);
+    let mut client = Client::with_policy(transport(tls), masters.to_vec(), policy);
     let mut lost = Vec::new();
     for (key, expected) in &acked.values {
         match client.get(key.as_str()).await {
@@ -208,4 +211,12 @@ pub async fn verify(masters: &[String], acked: &Acked) -> Vec<String> {
         }
     }
     lost
+}
+
+/// A transport with connections of its own, over mutual TLS with `tls` if given.
+pub fn transport(tls: Option<&Tls>) -> shardkv_client::TarpcTransport {
+    match tls {
+        None => shardkv_client::TarpcTransport::new(),
+        Some(tls) => shardkv_client::TarpcTransport::with_tls(tls.clone()),
+    }
 }

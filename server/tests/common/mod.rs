@@ -231,7 +231,11 @@ impl Service {
                         masters.join(","),
                     ]),
                 }
-                args.extend(extra(i));
+                let extra = extra(i);
+                if !extra.iter().any(|option| option == "--tls-dir") {
+                    args.push("--insecure".into());
+                }
+                args.extend(extra);
                 Node::start(
                     args,
                     address.clone(),

@@ -32,19 +32,19 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use shardkv_client::tls::{Identity, Tls};
+use shardkv_client::tls::Tls;
 use shardkv_client::RetryPolicy;
 
 use super::certs;
 use super::cluster::Cluster;
 use super::local::{data_dir_or_temp, join_missing, Layout};
 use super::parse_duration;
-use crate::runtime::{timeline, NodeSpec};
+use crate::runtime::timeline;
 use breakdown::Breakdown;
 use clients::{load, thread_plan, Shape};
 use processes::Processes;
@@ -226,7 +226,10 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
         spec.cache_bytes = usize::try_from(args.cache_mb << 20).unwrap_or(usize::MAX);
     }
     let tls = match args.tls {
-        true => Some(certify(&layout.data_dir.join("tls"), &mut specs)?),
+        true => Some(Tls::load(&certs::certify(
+            &layout.data_dir.join("tls"),
+            &mut specs,
+        )?)?),
         false => None,
     };
     let cluster = match args.processes {
@@ -284,26 +287,6 @@ fn with_local_cluster(args: &BenchArgs) -> Result<(Report, Option<String>), Stri
         (Err(message), None) => Err(message),
         (Err(message), Some(problem)) => Err(format!("{message}; {problem}")),
     }
-}
-
-/// Makes a CA in `dir`, a certificate for every node of `specs` (set as its TLS), and an
-/// administrator's certificate for the run's clients, returned.
-fn certify(dir: &Path, specs: &mut [NodeSpec]) -> Result<Tls, String> {
-    let ca = dir.join("ca");
-    certs::init(&ca, "bench")?;
-    for spec in specs.iter_mut() {
-        let me = spec.replica();
-        let out = dir.join(format!("node-{}-{}", me.service, me.id));
-        certs::issue(&ca, &out, &Identity::Replica(me))?;
-        spec.tls = Some(Tls::load(&out)?);
-    }
-    let out = dir.join("clients");
-    let clients = Identity::Client {
-        name: "bench".into(),
-        admin: true,
-    };
-    certs::issue(&ca, &out, &clients)?;
-    Tls::load(&out)
 }
 
 /// The local cluster, in this process or one process per replica.

@@ -254,6 +254,9 @@ fn serve_args(spec: &NodeSpec) -> (String, Vec<String>) {
     args.extend(["--listen".into(), spec.listen.clone()]);
     args.extend(["--peers".into(), peers]);
     args.extend(["--data-dir".into(), spec.data_dir.display().to_string()]);
+    // The benchmark's own cluster on loopback, compared with plaintext etcd (`--tls`
+    // measures TLS in one process).
+    args.push("--insecure".into());
     (name, args)
 }
 

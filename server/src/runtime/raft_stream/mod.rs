@@ -329,6 +329,11 @@ pub async fn receive<S: AsyncRead + Unpin>(
                     return Ok(());
                 }
             },
+            // A TLS peer that stopped without closing TLS (a process exiting).
+            Ok(Some(Err(error))) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(%peer, from, %error, "raft stream closed");
+                return Ok(());
+            }
             // A peer that stopped or gave up mid-frame (its send timed out), or an
             // oversized frame header.
             Ok(Some(Err(error))) => {
