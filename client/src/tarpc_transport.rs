@@ -31,7 +31,8 @@
 //!
 //! # Caveats
 //!
-//! - No TLS and no authentication: run shardkv on a trusted network.
+//! - Plaintext unless made with [`TarpcTransport::with_tls`] (mutual TLS, see
+//!   [`crate::tls`]); a plaintext transport can talk only to `--insecure` nodes.
 //! - A call abandoned at its timeout may still be delivered; the servers' duplicate
 //!   detection covers that (see [`crate::transport`]).
 

@@ -33,7 +33,7 @@
 use std::collections::BTreeMap;
 
 use shardkv_proto::kv::{KvError, MigrationRequest, MigrationResponse, Op, Request, Response};
-use shardkv_proto::{ConfigNum, NodeId, ShardId};
+use shardkv_proto::{ConfigNum, GroupId, NodeId, ShardId};
 use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
 use crate::calls::Calls;
@@ -254,6 +254,11 @@ impl<S: LogStore> Server<S> {
             catch_up: None,
             views: Views::default(),
         })
+    }
+
+    /// The group this replica belongs to.
+    pub fn gid(&self) -> GroupId {
+        self.options.gid
     }
 
     /// The state machine as applied so far.

@@ -448,6 +448,8 @@ fn local_stops_loudly_when_a_node_dies() {
 /// client's certificate is not heard, whatever its hello claims.
 #[test]
 fn mutual_tls_refuses_strangers_and_non_admins() {
+    use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, MigrationRequest};
+
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = |args: &[&str]| {
         let made = Command::new(BIN)
@@ -530,6 +532,56 @@ fn mutual_tls_refuses_strangers_and_non_admins() {
         assert!(!out.status.success(), "{who:?} read the key");
         assert!(stdout(&out).is_empty(), "{who:?}: {}", stdout(&out));
     }
+
+    // Another group's replica asking group 100 for a copy of its whole state, and a
+    // client asking for a shard: both refused.
+    certs(&[
+        "node",
+        "--dir",
+        &path("ca"),
+        "--out",
+        &path("g300"),
+        "--gid",
+        "300",
+        "--id",
+        "1",
+    ]);
+    let refused = |who: &str, request: MigrationRequest| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let tls = shardkv_client::tls::Tls::load(std::path::Path::new(who)).expect("tls");
+            let transport = shardkv_client::TarpcTransport::with_tls(tls);
+            let bytes = bincode::serialize(&GroupRequest::Migration(request)).expect("encode");
+            let address = &group.nodes[0].address;
+            let answer = transport
+                .call_bytes(address, bytes, Duration::from_secs(10))
+                .await;
+            let answer: GroupResponse =
+                bincode::deserialize(&answer.expect("an answer")).expect("decode");
+            matches!(
+                answer,
+                GroupResponse::Migration(Err(KvError::NotAllowed { .. }))
+            )
+        })
+    };
+    let pull_state = MigrationRequest::PullState {
+        index: 0,
+        view: None,
+        after: None,
+    };
+    assert!(
+        refused(&path("g300"), pull_state),
+        "another group copied the state"
+    );
+    let pull_shard = MigrationRequest::PullShard {
+        config_num: 1,
+        shard: 0,
+        after: None,
+    };
+    assert!(refused(&user, pull_shard), "a client pulled a shard");
 
     // A client's certificate opening a raft stream, its hello claiming replica 2.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -138,6 +138,10 @@ impl ServeArgs {
         if self.handshake_timeout.is_zero() || self.idle_timeout.is_zero() {
             return Err("--handshake-timeout and --idle-timeout must be more than 0".into());
         }
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        if self.handshake_timeout > DAY || self.idle_timeout > 30 * DAY {
+            return Err("--handshake-timeout is at most 1 day, --idle-timeout 30 days".into());
+        }
         limits.handshake = self.handshake_timeout;
         limits.idle = self.idle_timeout;
         spec.limits = limits;

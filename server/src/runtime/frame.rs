@@ -15,21 +15,35 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 /// Bytes in a frame's length header.
 const HEAD: usize = 4;
 
-/// Length-delimited frames of at most `max` bytes (see the module docs).
+/// Length-delimited frames of at most `max` bytes read and `max_written` written (see
+/// the module docs).
 #[derive(Debug)]
 pub struct FrameCodec {
     inner: LengthDelimitedCodec,
+    writer: LengthDelimitedCodec,
     max: usize,
 }
 
 impl FrameCodec {
     /// Frames of at most `max` bytes, in both directions.
     pub fn new(max: usize) -> Self {
-        let inner = LengthDelimitedCodec::builder()
-            .length_field_length(HEAD)
-            .max_frame_length(max)
-            .new_codec();
-        FrameCodec { inner, max }
+        Self::asymmetric(max, max)
+    }
+
+    /// Frames of at most `max` bytes read and `max_written` bytes written (a node reads
+    /// small calls and may answer with larger chunks).
+    pub fn asymmetric(max: usize, max_written: usize) -> Self {
+        let codec = |max| {
+            LengthDelimitedCodec::builder()
+                .length_field_length(HEAD)
+                .max_frame_length(max)
+                .new_codec()
+        };
+        FrameCodec {
+            inner: codec(max),
+            writer: codec(max_written),
+            max,
+        }
     }
 }
 
@@ -55,7 +69,7 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = std::io::Error;
 
     fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> Result<(), std::io::Error> {
-        self.inner.encode(frame, dst)
+        self.writer.encode(frame, dst)
     }
 }
 
@@ -63,7 +77,7 @@ impl Encoder<&[u8]> for FrameCodec {
     type Error = std::io::Error;
 
     fn encode(&mut self, frame: &[u8], dst: &mut BytesMut) -> Result<(), std::io::Error> {
-        self.inner.encode(frame, dst)
+        self.writer.encode(frame, dst)
     }
 }
 
@@ -92,11 +106,16 @@ mod tests {
         }
         assert!(codec.decode(&mut src).expect("nothing left").is_none());
 
-        let mut small = FrameCodec::new(16);
+        let mut small = FrameCodec::asymmetric(16, 64);
         let mut src = BytesMut::from(&17u32.to_be_bytes()[..]);
         assert!(
             small.decode(&mut src).is_err(),
             "17 bytes over a 16-byte limit"
         );
+        let mut out = BytesMut::new();
+        small
+            .encode(&[7u8; 64][..], &mut out)
+            .expect("answers up to 64 bytes");
+        assert!(small.encode(&[7u8; 65][..], &mut out).is_err());
     }
 }

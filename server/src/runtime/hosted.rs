@@ -12,7 +12,9 @@
 //! empty frame that its clients treat as a lost reply) without touching the log.
 
 use shardkv_client::tls::Identity;
-use shardkv_proto::kv::{GroupRequest, GroupResponse, KvError, MAX_REQUEST_BYTES};
+use shardkv_proto::kv::{
+    GroupRequest, GroupResponse, KvError, MigrationRequest, MAX_REQUEST_BYTES,
+};
 use shardkv_proto::master::Op as MasterOp;
 use shardkv_proto::{MasterError, NO_GROUP};
 use shardkv_raft::{LogStore, NodeId, Service};
@@ -93,13 +95,52 @@ fn op_name(op: &MasterOp) -> &'static str {
     }
 }
 
-/// Whether `caller` is a replica of a group (which alone may pull, delete or copy
-/// shards); without TLS anyone is.
-fn is_group_replica(caller: Option<&Identity>) -> bool {
-    match caller {
-        None => true,
-        Some(Identity::Replica(replica)) => replica.service != NO_GROUP,
-        Some(Identity::Client { .. }) => false,
+/// Whether the caller (known, with TLS) may make migration request `request` of group
+/// `server`: a copy of the whole state (`PullState`) only to a replica of the same group;
+/// a shard's data or its deletion (`PullShard`, `DeleteShard`) only to a replica of
+/// another group, and, when this replica stands at the configuration that moved the
+/// shard, only to a replica of the group it moved to.
+fn migration_allowed<S: LogStore>(
+    server: &replica_group::Server<S>,
+    caller: Option<&Identity>,
+    request: &MigrationRequest,
+) -> Result<(), String> {
+    let who = || caller.map_or("the caller".to_string(), Identity::to_string);
+    let Some(Identity::Replica(replica)) = caller else {
+        return Err(format!(
+            "{} may not move data: that takes a group replica's certificate",
+            who()
+        ));
+    };
+    let gid = server.gid();
+    match request {
+        MigrationRequest::PullState { .. } if replica.service == gid => Ok(()),
+        MigrationRequest::PullState { .. } => Err(format!(
+            "{} may not copy group {gid}'s state: only its own replicas may",
+            who()
+        )),
+        MigrationRequest::PullShard {
+            config_num, shard, ..
+        }
+        | MigrationRequest::DeleteShard { config_num, shard } => {
+            let config = server.state().config();
+            let owner = match config.num == *config_num {
+                true => config.shards.get(*shard).copied(),
+                false => None,
+            };
+            match (replica.service, owner) {
+                (NO_GROUP, _) => Err(format!("{} is no group's replica", who())),
+                (service, _) if service == gid => {
+                    Err(format!("{} asks its own group for a shard", who()))
+                }
+                (service, Some(owner)) if service != owner => Err(format!(
+                    "{} may not take shard {shard}: configuration {config_num} gives it to \
+                     group {owner}",
+                    who()
+                )),
+                _ => Ok(()),
+            }
+        }
     }
 }
 
@@ -174,14 +215,15 @@ impl<S: LogStore> Hosted for replica_group::Server<S> {
         caller: Option<&Identity>,
     ) -> Result<Option<Vec<u8>>, Fatal> {
         let outcome = match decode_request::<GroupRequest>(bytes) {
-            Ok(GroupRequest::Migration(_)) if !is_group_replica(caller) => {
-                let reason = format!(
-                    "{} may not move shards: that takes a group replica's certificate",
-                    caller.map_or("the caller".to_string(), Identity::to_string),
-                );
-                tracing::warn!(node = self.id(), %reason, "refused a migration request");
-                let answer = GroupResponse::Kv(Err(KvError::NotAllowed { reason }));
-                return Ok(Some(encode(&answer)));
+            Ok(GroupRequest::Migration(request)) if caller.is_some() => {
+                match migration_allowed(self, caller, &request) {
+                    Ok(()) => self.on_migration_request(req_id, request),
+                    Err(reason) => {
+                        tracing::warn!(node = self.id(), %reason, "refused a migration request");
+                        let answer = GroupResponse::Migration(Err(KvError::NotAllowed { reason }));
+                        return Ok(Some(encode(&answer)));
+                    }
+                }
             }
             Ok(GroupRequest::Kv(request)) => self.on_request(req_id, request),
             Ok(GroupRequest::Migration(request)) => self.on_migration_request(req_id, request),

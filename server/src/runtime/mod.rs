@@ -25,7 +25,8 @@
 //!
 //! - Membership is fixed at first boot (`--peers`); adding a replica to a running group
 //!   is not exposed.
-//! - No TLS or authentication.
+//! - Mutual TLS unless a node runs `--insecure`; certificates are not reloaded while a
+//!   node runs, and there is no revocation.
 
 pub mod driver;
 pub mod frame;

@@ -51,7 +51,7 @@ impl Peers {
             .filter(|(&id, _)| id != me.id)
             .map(|(&id, address)| {
                 let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
-                let stream = Outgoing::new(me, address.clone(), tls.clone());
+                let stream = Outgoing::new(me, id, address.clone(), tls.clone());
                 tokio::spawn(run_peer(id, stream, receiver, tracer));
                 (id, sender)
             })

@@ -28,7 +28,7 @@ use std::time::Duration;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
-use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse};
+use shardkv_client::tarpc_transport::{Node, NodeRequest, NodeResponse, MAX_FRAME_BYTES};
 use shardkv_client::tls::{Identity, Tls};
 use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
@@ -47,9 +47,18 @@ use super::timeline::{Tracer, Waypoint};
 /// The largest frame a node reads on a tarpc connection: a request of
 /// [`MAX_REQUEST_BYTES`](shardkv_proto::kv::MAX_REQUEST_BYTES) and tarpc's envelope fit
 /// with room to spare, so a request a little over that limit is answered with an error
-/// naming it rather than cut off with its connection. (Answers, such as a shard's chunks,
-/// travel the other way, under the client's own limit.)
+/// naming it rather than cut off with its connection. Answers (a shard's chunks with its
+/// duplicate table, a catch-up's metadata) may be larger, up to
+/// [`MAX_FRAME_BYTES`], the client's own limit.
 pub const MAX_CALL_FRAME_BYTES: usize = 2 << 20;
+
+/// Requests one connection may have in flight; past it the node reads no more of the
+/// connection's requests until some are answered (TCP then holds the caller back).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// How long an accepted connection's answers may stay unacknowledged before TCP gives
+/// the connection up: a caller that stops reading cannot hold its slot for ever.
+const ANSWER_UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(30);
 
 /// What a node's listener allows its connections (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +354,12 @@ impl Connection {
         if let Err(error) = raft_stream::keep_alive(&stream) {
             tracing::debug!(%peer, %error, "cannot switch on TCP keepalive");
         }
+        #[cfg(target_os = "linux")]
+        if let Err(error) =
+            socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(ANSWER_UNACKNOWLEDGED_LIMIT))
+        {
+            tracing::debug!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
+        }
         let Some(tls) = self.tls.clone() else {
             return self.serve_stream(stream, None, handshake).await;
         };
@@ -385,9 +400,11 @@ impl Connection {
         }
         if head == PREAMBLE[..4] {
             let events = self.service.events.clone();
+            // A stream whose certificate names its sender needs no idle limit (keepalive
+            // probes find a peer that vanished); an unauthenticated one keeps it.
             let deadlines = raft_stream::Deadlines {
                 hello: handshake,
-                idle: self.limits.idle,
+                idle: caller.is_none().then_some(self.limits.idle),
             };
             let from = raft_stream::Sender {
                 peer,
@@ -404,7 +421,8 @@ impl Connection {
         // Tarpc, reading the four bytes again before the rest of the stream.
         let (reader, writer) = tokio::io::split(stream);
         let io = tokio::io::join(std::io::Cursor::new(head).chain(reader), writer);
-        let framed = Framed::new(io, FrameCodec::new(MAX_CALL_FRAME_BYTES));
+        let codec = FrameCodec::asymmetric(MAX_CALL_FRAME_BYTES, MAX_FRAME_BYTES);
+        let framed = Framed::new(io, codec);
         // tarpc's own serde transport takes tokio-util's codec only; this is the same
         // stack (bincode over length-delimited frames) over ours.
         let transport = tarpc::tokio_serde::Framed::new(framed, Bincode::default());
@@ -471,7 +489,7 @@ impl Connection {
                     deadline = Some(Instant::now() + self.limits.idle);
                     continue;
                 }
-                request = requests.next() => request,
+                request = requests.next(), if running.len() < MAX_IN_FLIGHT => request,
                 () = self.service.events.closed() => None,
                 () = tokio::time::sleep_until(quiet), if running.is_empty() => {
                     match deadline {

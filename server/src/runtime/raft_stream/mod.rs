@@ -17,8 +17,11 @@
 //! list that names another service's node (a typo) would otherwise feed one service's
 //! raft messages to another's raft, which at best fails a raft-rs assertion. Such a
 //! stream is logged as an error once and its frames are dropped unread (kept open, so
-//! its sender does not dial again for every heartbeat). This guards against mistakes,
-//! not attacks: the streams are not authenticated, so run shardkv on a trusted network.
+//! its sender does not dial again for every heartbeat). Without TLS this guards against
+//! mistakes, not attacks (the hello is only a claim). With TLS the certificate says who
+//! is speaking: a stream whose hello names another replica than its certificate, or a
+//! replica the membership refuses, is closed at once, and the dialer checks that the
+//! certificate it meets names the peer it meant to reach.
 //!
 //! Why not a tarpc call per batch: each call is a request and an answer, a hand-off to
 //! tarpc's dispatch task on the sending side and to a request future on the receiving
@@ -44,6 +47,7 @@ use futures::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use shardkv_client::tarpc_transport::MAX_FRAME_BYTES;
 use shardkv_client::tls::{Identity, Tls};
+use shardkv_proto::NodeId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -105,8 +109,9 @@ fn codec() -> FrameCodec {
 pub struct Deadlines {
     /// When the hello must have arrived whole.
     pub hello: Instant,
-    /// The longest a stream may go without a whole frame.
-    pub idle: Duration,
+    /// The longest a stream may go without a whole frame (`None`: no limit, for a
+    /// stream whose certificate names a replica; keepalive probes find a dead one).
+    pub idle: Option<Duration>,
 }
 
 /// Why [`receive`] closed a stream that had not failed.
@@ -123,6 +128,8 @@ pub enum TimedOut {
 #[derive(Debug)]
 pub struct Outgoing {
     me: ReplicaName,
+    /// The peer's raft id (its service is `me`'s).
+    to: NodeId,
     address: String,
     tls: Option<Tls>,
     stream: Option<FramedWrite<Wire, FrameCodec>>,
@@ -132,11 +139,12 @@ pub struct Outgoing {
 type Wire = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
 
 impl Outgoing {
-    /// A stream from replica `me` to the peer at `address` (over mutual TLS with `tls`,
-    /// if given), not yet dialed.
-    pub fn new(me: ReplicaName, address: String, tls: Option<Tls>) -> Self {
+    /// A stream from replica `me` to its peer `to` at `address` (over mutual TLS with
+    /// `tls`, if given: the peer's certificate must name replica `to`), not yet dialed.
+    pub fn new(me: ReplicaName, to: NodeId, address: String, tls: Option<Tls>) -> Self {
         Outgoing {
             me,
+            to,
             address,
             tls,
             stream: None,
@@ -182,7 +190,11 @@ impl Outgoing {
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => {
-                let dialed = dial(&self.address, self.me, self.tls.as_ref()).await?;
+                let to = ReplicaName {
+                    service: self.me.service,
+                    id: self.to,
+                };
+                let dialed = dial(&self.address, self.me, to, self.tls.as_ref()).await?;
                 self.stream.insert(dialed)
             }
         };
@@ -209,10 +221,12 @@ fn closed(stream: &TcpStream) -> bool {
     }
 }
 
-/// Connects to `address` (with a TLS handshake, with `tls`) and introduces replica `me`.
+/// Connects to `address` (with a TLS handshake, with `tls`, to a node whose certificate
+/// names replica `to`) and introduces replica `me`.
 async fn dial(
     address: &str,
     me: ReplicaName,
+    to: ReplicaName,
     tls: Option<&Tls>,
 ) -> std::io::Result<FramedWrite<Wire, FrameCodec>> {
     let stream = TcpStream::connect(address).await?;
@@ -221,7 +235,20 @@ async fn dial(
     socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT))?;
     let mut wire = match tls {
         None => Either::Left(stream),
-        Some(tls) => Either::Right(tls.connector().connect(Tls::node_name(), stream).await?),
+        Some(tls) => {
+            let stream = tls.connector().connect(Tls::node_name(), stream).await?;
+            let found = tls.peer_identity(stream.get_ref().1.peer_certificates());
+            match found {
+                Ok(found) if found == Identity::Replica(to) => {}
+                Ok(found) => {
+                    return Err(std::io::Error::other(format!(
+                        "{address} is {found}, not {to}"
+                    )))
+                }
+                Err(why) => return Err(std::io::Error::other(format!("{address}: {why}"))),
+            }
+            Either::Right(stream)
+        }
     };
     wire.write_all(&hello(me)).await?;
     Ok(FramedWrite::new(wire, codec()))
@@ -310,12 +337,17 @@ pub async fn receive<S: AsyncRead + Unpin>(
             "dropping the raft messages of {sender}: {why} (check the nodes' --peers, \
              --gid and roles)"
         );
+        // An authenticated peer that is refused is closed: it is a stranger or a
+        // misconfigured node, and its frames are not worth reading.
+        if caller.is_some() {
+            return Ok(());
+        }
     }
     let from = sender.id;
     let mut frames = FramedRead::new(stream, codec());
     loop {
         let frame = tokio::select! {
-            frame = tokio::time::timeout(deadlines.idle, frames.next()) => frame,
+            frame = idle_limited(deadlines.idle, frames.next()) => frame,
             () = events.closed() => return Ok(()),
         };
         let messages = match frame {
@@ -344,6 +376,17 @@ pub async fn receive<S: AsyncRead + Unpin>(
         if events.send(Event::Peer { from, messages }).await.is_err() {
             return Ok(());
         }
+    }
+}
+
+/// `next`, or `Err` when `idle` passes first (never, without a limit).
+async fn idle_limited<T>(
+    idle: Option<Duration>,
+    next: impl std::future::Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    match idle {
+        Some(idle) => tokio::time::timeout(idle, next).await,
+        None => Ok(next.await),
     }
 }
 

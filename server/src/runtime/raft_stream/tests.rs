@@ -59,7 +59,7 @@ async fn next_batch(events: &mut mpsc::Receiver<Event>) -> (u64, Vec<Vec<u8>>) {
 #[tokio::test]
 async fn batches_arrive_in_order_beside_tarpc() {
     let (address, mut events) = listening().await;
-    let mut stream = Outgoing::new(replica(7), address.clone(), None);
+    let mut stream = Outgoing::new(replica(7), 1, address.clone(), None);
     let batches = [vec![b"one".to_vec(), Vec::new()], vec![vec![9; 100_000]]];
     for batch in &batches {
         stream.send(batch.clone(), TIMEOUT).await.expect("send");
@@ -122,7 +122,7 @@ async fn bad_streams_are_closed() {
     assert!(closed_by_listener(&mut raw).await, "version 9: not closed");
     assert!(events.try_recv().is_err(), "version 9 was read");
 
-    let mut stream = Outgoing::new(replica(8), address, None);
+    let mut stream = Outgoing::new(replica(8), 1, address, None);
     stream
         .send(vec![b"still".to_vec()], TIMEOUT)
         .await
@@ -141,7 +141,7 @@ fn connection(outgoing: &Outgoing) -> SocketAddr {
 #[tokio::test]
 async fn a_restarted_peer_is_dialed_again() {
     let (address, mut events) = listening().await;
-    let mut stream = Outgoing::new(replica(5), address.clone(), None);
+    let mut stream = Outgoing::new(replica(5), 1, address.clone(), None);
     stream
         .send(vec![b"0".to_vec()], TIMEOUT)
         .await
@@ -213,7 +213,7 @@ async fn only_listed_peers_of_the_service_are_heard() {
             .expect("write");
         raws.push(raw);
     }
-    let mut stream = Outgoing::new(replica(2), address, None);
+    let mut stream = Outgoing::new(replica(2), 1, address, None);
     stream
         .send(vec![b"heard".to_vec()], TIMEOUT)
         .await
@@ -258,7 +258,7 @@ async fn connections_over_the_limit_are_closed_at_once() {
     drop(held.pop());
     let mut delivered = false;
     for _ in 0..100 {
-        let mut stream = Outgoing::new(replica(2), address.clone(), None);
+        let mut stream = Outgoing::new(replica(2), 1, address.clone(), None);
         stream
             .send(vec![b"in".to_vec()], TIMEOUT)
             .await
