@@ -301,3 +301,66 @@ async fn silent_and_stalled_connections_are_closed() {
     }
     assert_eq!(next_batch(&mut events).await, (2, vec![b"whole".to_vec()]));
 }
+
+/// Over mutual TLS: a stream whose certificate names its sender delivers; the dialer
+/// refuses a node whose certificate names another replica than the one it meant to
+/// reach; a stream whose hello names another replica than its certificate is closed.
+#[tokio::test]
+async fn tls_streams_are_heard_only_from_their_certificate() {
+    use crate::cli::certs;
+    use shardkv_client::tls::Identity;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("ca");
+    certs::init(&ca, "test").expect("ca");
+    let tls = |id: u64| {
+        let out = dir.path().join(format!("replica-{id}"));
+        certs::issue(&ca, &out, &Identity::Replica(replica(id))).expect("issue");
+        Tls::load(&out).expect("load")
+    };
+    let listener = service::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let (events, mut received) = mpsc::channel(16);
+    let limits = service::Limits::default();
+    let serving = service::serve(
+        listener,
+        events,
+        Tracer::default(),
+        membership(),
+        limits,
+        Some(tls(1)),
+    );
+    tokio::spawn(serving);
+
+    let mut honest = Outgoing::new(replica(2), 1, address.clone(), Some(tls(2)));
+    honest
+        .send(vec![b"heard".to_vec()], TIMEOUT)
+        .await
+        .expect("send");
+    assert_eq!(
+        next_batch(&mut received).await,
+        (2, vec![b"heard".to_vec()])
+    );
+
+    let mut misdirected = Outgoing::new(replica(2), 3, address.clone(), Some(tls(2)));
+    let refused = misdirected.send(vec![b"lost".to_vec()], TIMEOUT).await;
+    let refused = refused.expect_err("replica 1 answered for replica 3");
+    assert!(refused.to_string().contains("not replica 3"), "{refused}");
+
+    // Replica 3's certificate, a hello claiming replica 2.
+    let connector = tls(3);
+    let tcp = TcpStream::connect(&address).await.expect("connect");
+    let stream = connector.connector().connect(Tls::node_name(), tcp).await;
+    let mut stream = stream.expect("handshake");
+    stream
+        .write_all(&stream_bytes(replica(2), &[b"forged"]))
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the forged stream stayed open"
+    );
+    assert!(received.try_recv().is_err(), "a forged batch was handed on");
+}
