@@ -228,6 +228,10 @@ pub enum KvError {
         /// What was wrong.
         reason: String,
     },
+    /// The group's disk is nearly full: it refuses writes until there is room again, and
+    /// still serves reads.
+    #[error("no space: the group's disk is nearly full; writes are refused until there is room (reads still work)")]
+    NoSpace,
     /// The caller's certificate does not allow the request (with mutual TLS, only a
     /// group replica's certificate may ask for shards).
     #[error("not allowed: {reason}")]

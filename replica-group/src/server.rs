@@ -148,6 +148,8 @@ pub struct Server<S: LogStore> {
     pub(crate) catch_up: Option<CatchUp>,
     /// The views other replicas' catch-ups copy from.
     pub(crate) views: Views,
+    /// The driver found the disk nearly full: client writes are refused, reads served.
+    out_of_space: bool,
 }
 
 impl<S: LogStore> Service for Server<S> {
@@ -253,7 +255,15 @@ impl<S: LogStore> Server<S> {
             chunk_asked: BTreeMap::new(),
             catch_up: None,
             views: Views::default(),
+            out_of_space: false,
         })
+    }
+
+    /// Whether the disk under this replica is nearly full (its driver watches it): while
+    /// it is, client writes are refused with [`KvError::NoSpace`] and reads served.
+    /// Entries of the log (another replica's writes, shard moves) are still taken.
+    pub fn set_out_of_space(&mut self, out: bool) {
+        self.out_of_space = out;
     }
 
     /// The group this replica belongs to.
@@ -283,6 +293,10 @@ impl<S: LogStore> Server<S> {
         }
         if !self.state().serves_key(request.op.key()) {
             self.reply(req_id, Err(KvError::WrongGroup));
+            return Ok(());
+        }
+        if self.out_of_space && !matches!(request.op, Op::Get { .. }) {
+            self.reply(req_id, Err(KvError::NoSpace));
             return Ok(());
         }
         match request.op {

@@ -297,3 +297,48 @@ fn a_foreign_or_damaged_data_directory_refuses_to_start() {
         assert!(node.is_running(), "replica at {} is down", node.address);
     }
 }
+
+/// A group whose disks are nearly full (here: a reserve larger than any disk) refuses
+/// writes with an error that says so, serves reads, and stops cleanly on SIGTERM;
+/// started again with room, it takes writes.
+#[test]
+fn a_group_out_of_space_refuses_writes_and_serves_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (masters_service, mut groups) = start_cluster(dir.path(), &[100]);
+    let masters = masters_service.addresses();
+    let out = shardkv_until_ok(&masters, &["put", "kept", "yes"], SETTLE);
+    assert!(out.status.success(), "put: {}", stderr(&out));
+    let group = &mut groups[0];
+    for node in &mut group.nodes {
+        let stopped = node.terminate(Duration::from_secs(30));
+        assert!(
+            stopped.is_some_and(|status| status.success()),
+            "{stopped:?}"
+        );
+        node.args
+            .extend(["--reserve-mb".to_string(), (1u64 << 40).to_string()]);
+        node.restart();
+    }
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let out = shardkv(&masters, &["put", "new", "no", "--timeout", "5s"]);
+        let err = stderr(&out);
+        if err.contains("no space") || started.elapsed() > SETTLE {
+            break err;
+        }
+    };
+    assert!(refused.contains("no space"), "{refused}");
+    let out = shardkv_until_ok(&masters, &["get", "kept"], SETTLE);
+    assert_eq!(stdout(&out).trim_end(), "yes", "{}", stderr(&out));
+    for node in &mut group.nodes {
+        let stopped = node.terminate(Duration::from_secs(30));
+        assert!(
+            stopped.is_some_and(|status| status.success()),
+            "{stopped:?}"
+        );
+        node.args.truncate(node.args.len() - 2);
+        node.restart();
+    }
+    let out = shardkv_until_ok(&masters, &["put", "new", "yes"], SETTLE);
+    assert!(out.status.success(), "put with room: {}", stderr(&out));
+}

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// trusted network only).
     #[arg(long, conflicts_with = "tls_dir")]
     pub insecure: bool,
+    /// Free space to keep on the data directory's file system, in MiB: below it a group
+    /// replica refuses client writes (reads go on) until twice as much is free; 0 turns
+    /// the check off.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
+    pub reserve_mb: u64,
 }
 
 /// Parses `N=ADDR`.
@@ -145,6 +150,7 @@ impl ServeArgs {
         limits.handshake = self.handshake_timeout;
         limits.idle = self.idle_timeout;
         spec.limits = limits;
+        spec.reserve_bytes = self.reserve_mb << 20;
         if self.tls_dir.is_none() && !self.insecure {
             return Err(
                 "serve needs --tls-dir DIR (a certificate from `shardkv certs node`) \

@@ -51,6 +51,8 @@ struct Driver<H: Hosted> {
     waiting: BTreeMap<u64, oneshot::Sender<Vec<u8>>>,
     next_req_id: u64,
     tracer: Tracer,
+    space: Space,
+    ticks: u64,
 }
 
 /// What a node gives its driver besides the server.
@@ -68,6 +70,74 @@ pub struct Wiring<'a> {
     /// Mutual TLS for every connection the node makes (raft streams, calls to other
     /// nodes), if the node runs it.
     pub tls: Option<Tls>,
+    /// The node's data directory and the free space to keep there (see [`Space`]).
+    pub space: Space,
+}
+
+/// The free space a node keeps on its data directory's file system: below `reserve`
+/// bytes the node is out of space (a group refuses client writes, and says so, while
+/// it goes on serving reads and taking its log's entries in the room left), until the
+/// free space is back to twice the reserve. Checked every [`SPACE_CHECK_TICKS`] ticks.
+#[derive(Debug, Clone)]
+pub struct Space {
+    /// The data directory.
+    pub dir: std::path::PathBuf,
+    /// The bytes to keep free (0: never out of space).
+    pub reserve: u64,
+    /// Whether the node is out of space now.
+    out: bool,
+}
+
+/// Ticks between free-space checks (one second).
+const SPACE_CHECK_TICKS: u64 = 20;
+
+impl Space {
+    /// Watches `dir`'s file system, keeping `reserve` bytes free.
+    pub fn new(dir: std::path::PathBuf, reserve: u64) -> Self {
+        Space {
+            dir,
+            reserve,
+            out: false,
+        }
+    }
+
+    /// Whether a node with `free` bytes left is out of space, given whether it was.
+    fn out_of_space(was: bool, free: u64, reserve: u64) -> bool {
+        match was {
+            false => free < reserve,
+            true => free < reserve.saturating_mul(2),
+        }
+    }
+
+    /// Checks the free space; `Some(out)` when the node changed from in to out of space
+    /// or back.
+    fn check(&mut self) -> Option<bool> {
+        if self.reserve == 0 {
+            return None;
+        }
+        let free = match rustix::fs::statvfs(&self.dir) {
+            Ok(stat) => stat.f_bavail.saturating_mul(stat.f_frsize),
+            Err(error) => {
+                tracing::debug!(dir = %self.dir.display(), %error, "cannot read the free space");
+                return None;
+            }
+        };
+        let out = Self::out_of_space(self.out, free, self.reserve);
+        if out == self.out {
+            return None;
+        }
+        self.out = out;
+        match out {
+            true => tracing::error!(
+                dir = %self.dir.display(),
+                free,
+                reserve = self.reserve,
+                "out of space: refusing client writes until the free space is back to twice the reserve"
+            ),
+            false => tracing::warn!(dir = %self.dir.display(), free, "space again: taking writes"),
+        }
+        Some(out)
+    }
 }
 
 /// Runs `server` until `wiring.shutdown` turns true; flushes it before returning.
@@ -79,6 +149,7 @@ pub async fn run<H: Hosted + Send + 'static>(server: H, wiring: Wiring<'_>) -> R
         mut shutdown,
         tracer,
         tls,
+        space,
     } = wiring;
     let transport = match &tls {
         None => TarpcTransport::new(),
@@ -99,6 +170,8 @@ pub async fn run<H: Hosted + Send + 'static>(server: H, wiring: Wiring<'_>) -> R
         waiting: BTreeMap::new(),
         next_req_id: 1,
         tracer,
+        space,
+        ticks: 0,
     };
     let result = serve_events(&mut driver, &mut receiver, &mut shutdown).await;
     // The last flush waits for a snapshot still being written, and dropping the store
@@ -112,6 +185,8 @@ pub async fn run<H: Hosted + Send + 'static>(server: H, wiring: Wiring<'_>) -> R
         waiting,
         next_req_id: _,
         tracer: _,
+        space: _,
+        ticks: _,
     } = driver;
     drop((peers, transport, events, waiting));
     let finish = move || {
@@ -154,6 +229,14 @@ async fn serve_events<H: Hosted>(
 impl<H: Hosted> Driver<H> {
     fn tick(&mut self) -> Result<(), Fatal> {
         self.waiting.retain(|_, reply| !reply.is_closed());
+        self.ticks += 1;
+        // From the first tick on: a node starting on a full disk refuses writes
+        // before it can lead.
+        if self.ticks % SPACE_CHECK_TICKS == 1 {
+            if let Some(out) = self.space.check() {
+                self.server.set_out_of_space(out);
+            }
+        }
         Ok(self.server.on_tick()?)
     }
 
@@ -298,4 +381,21 @@ fn start_syncer(
         let _ = asks.send((number, job));
     });
     Ok((sink, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Out of space below the reserve, and in again only at twice it (so a node near the
+    /// line does not flap); a reserve of 0 never trips.
+    #[test]
+    fn out_of_space_has_hysteresis() {
+        let out = Space::out_of_space;
+        assert!(!out(false, 300, 256));
+        assert!(out(false, 255, 256));
+        assert!(out(true, 300, 256), "back in only at twice the reserve");
+        assert!(!out(true, 512, 256));
+        assert!(!out(false, 0, 0));
+    }
 }

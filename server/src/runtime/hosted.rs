@@ -68,6 +68,9 @@ pub trait Hosted: Service {
     fn on_response(&mut self, call_id: u64, reply: Option<Vec<u8>>) -> Result<(), Fatal>;
     /// The actions produced since the last call, in order.
     fn take_actions(&mut self) -> Vec<Action>;
+    /// Whether the node's disk is nearly full (its driver watches it). A group refuses
+    /// client writes meanwhile; the shard master's writes are small and rare, and go on.
+    fn set_out_of_space(&mut self, _out: bool) {}
 }
 
 /// The raft messages `server` produced, as actions.
@@ -238,6 +241,10 @@ impl<S: LogStore> Hosted for replica_group::Server<S> {
 
     fn on_response(&mut self, call_id: u64, reply: Option<Vec<u8>>) -> Result<(), Fatal> {
         Ok(replica_group::Server::on_response(self, call_id, reply)?)
+    }
+
+    fn set_out_of_space(&mut self, out: bool) {
+        replica_group::Server::set_out_of_space(self, out);
     }
 
     fn take_actions(&mut self) -> Vec<Action> {

@@ -59,6 +59,10 @@ pub enum Role {
     },
 }
 
+/// The free space a node keeps on its data directory's file system by default: room for
+/// the log's next segments and a checkpoint's pages while client writes are refused.
+pub const DEFAULT_RESERVE_BYTES: u64 = 256 << 20;
+
 /// Everything one node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
@@ -81,6 +85,9 @@ pub struct NodeSpec {
     pub limits: Limits,
     /// Mutual TLS for every connection, accepted and made (`None`: plaintext).
     pub tls: Option<Tls>,
+    /// Free bytes to keep on the data directory's file system (0: no check); below it a
+    /// group replica refuses client writes (`driver::Space`).
+    pub reserve_bytes: u64,
 }
 
 impl NodeSpec {
@@ -102,6 +109,7 @@ impl NodeSpec {
             cache_bytes: DEFAULT_CACHE_BYTES,
             limits: Limits::default(),
             tls: None,
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
         }
     }
 
@@ -193,6 +201,7 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
         shutdown,
         tracer,
         tls: spec.tls.clone(),
+        space: driver::Space::new(spec.data_dir.clone(), spec.reserve_bytes),
     };
     let config = spec.replica_config();
     let result = match &spec.role {
