@@ -231,10 +231,8 @@ fn a_small_cache_group_killed_whole_keeps_everything() {
 #[test]
 fn a_foreign_or_damaged_data_directory_refuses_to_start() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (masters_service, mut groups) = start_cluster(dir.path(), &[100]);
+    let (masters_service, mut groups) = cluster_holding_kept(dir.path());
     let masters = masters_service.addresses();
-    let out = shardkv_until_ok(&masters, &["put", "kept", "yes"], SETTLE);
-    assert!(out.status.success(), "put: {}", stderr(&out));
     let group = &mut groups[0];
     for node in &mut group.nodes[..2] {
         let stopped = node.terminate(Duration::from_secs(30));
@@ -304,10 +302,8 @@ fn a_foreign_or_damaged_data_directory_refuses_to_start() {
 #[test]
 fn a_group_out_of_space_refuses_writes_and_serves_reads() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (masters_service, mut groups) = start_cluster(dir.path(), &[100]);
+    let (masters_service, mut groups) = cluster_holding_kept(dir.path());
     let masters = masters_service.addresses();
-    let out = shardkv_until_ok(&masters, &["put", "kept", "yes"], SETTLE);
-    assert!(out.status.success(), "put: {}", stderr(&out));
     let group = &mut groups[0];
     for node in &mut group.nodes {
         let stopped = node.terminate(Duration::from_secs(30));
@@ -341,4 +337,13 @@ fn a_group_out_of_space_refuses_writes_and_serves_reads() {
     }
     let out = shardkv_until_ok(&masters, &["put", "new", "yes"], SETTLE);
     assert!(out.status.success(), "put with room: {}", stderr(&out));
+}
+
+/// Masters and group 100, with key `kept` written (`yes`).
+fn cluster_holding_kept(dir: &std::path::Path) -> (Service, Vec<Service>) {
+    let (masters_service, groups) = start_cluster(dir, &[100]);
+    let masters = masters_service.addresses();
+    let out = shardkv_until_ok(&masters, &["put", "kept", "yes"], SETTLE);
+    assert!(out.status.success(), "put: {}", stderr(&out));
+    (masters_service, groups)
 }
