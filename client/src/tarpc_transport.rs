@@ -61,7 +61,7 @@ use crate::{Admin, Client, RetryPolicy};
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 
 /// A replica of a service: a shard-master replica or a replica of one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaName {
     /// Its service: [`NO_GROUP`] (0) for the shard master, a group's gid for a group.
     pub service: GroupId,

@@ -46,7 +46,7 @@ pub const NODE_NAME: &str = "shardkv-node";
 const SCHEME: &str = "shardkv://";
 
 /// Who holds a certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
     /// A replica of the shard master or of a group.
     Replica(ReplicaName),

@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// (raised to its hard limit at start) leaves less room.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_connections: Option<u64>,
+    /// With TLS, the most connections served at once per identity a certificate names
+    /// (a peer needs two; a client process one per node).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_connections_per_identity: u64,
     /// How long a new connection has to send its first whole request (or a peer its
     /// hello) before it is closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -140,6 +144,8 @@ impl ServeArgs {
         if let Some(connections) = self.max_connections {
             limits.connections = usize::try_from(connections).unwrap_or(usize::MAX);
         }
+        limits.per_identity =
+            usize::try_from(self.max_connections_per_identity).unwrap_or(usize::MAX);
         if self.handshake_timeout.is_zero() || self.idle_timeout.is_zero() {
             return Err("--handshake-timeout and --idle-timeout must be more than 0".into());
         }

@@ -65,6 +65,8 @@ const ANSWER_UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(30);
 pub struct Limits {
     /// Connections served at once, tarpc and raft streams together.
     pub connections: usize,
+    /// Connections served at once per identity a certificate names (with TLS).
+    pub per_identity: usize,
     /// How long a new connection has to send its first whole request or its hello.
     pub handshake: Duration,
     /// How long a connection may bring no whole frame, with nothing in flight, before it
@@ -75,6 +77,10 @@ pub struct Limits {
 impl Limits {
     /// The default connections per node.
     pub const DEFAULT_CONNECTIONS: usize = 1024;
+    /// The default connections per identity: a peer needs two (its raft stream and its
+    /// calls), a client process one per node (more with `bench --conns`); many
+    /// processes may share one client certificate.
+    pub const DEFAULT_PER_IDENTITY: usize = 256;
     /// File descriptors a node keeps for itself beyond its served connections: its data
     /// files and the connections it dials (to its peers, the masters, other groups).
     pub const RESERVED_FILES: usize = 128;
@@ -106,6 +112,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             connections: Self::DEFAULT_CONNECTIONS,
+            per_identity: Self::DEFAULT_PER_IDENTITY,
             handshake: Duration::from_secs(10),
             idle: Duration::from_secs(600),
         }
@@ -165,6 +172,49 @@ struct Counters {
     idle: Refusals,
     /// Connections whose TLS handshake failed or whose certificate was refused.
     refused: Refusals,
+    /// Connections served now, per identity their certificates name (with TLS).
+    per_identity: std::sync::Mutex<std::collections::HashMap<Identity, usize>>,
+}
+
+/// One connection counted against its identity's limit; uncounted when dropped.
+struct IdentitySlot {
+    counters: Arc<Counters>,
+    identity: Identity,
+}
+
+impl IdentitySlot {
+    /// Counts a connection of `identity`, or says why not (its identity's limit is
+    /// reached).
+    fn take(counters: &Arc<Counters>, identity: &Identity, limit: usize) -> Result<Self, String> {
+        let mut counts = counters
+            .per_identity
+            .lock()
+            .map_err(|_| "the connection counts are poisoned".to_string())?;
+        let count = counts.entry(identity.clone()).or_default();
+        if *count >= limit {
+            return Err(format!(
+                "{identity} already has {count} connections, its limit"
+            ));
+        }
+        *count += 1;
+        Ok(IdentitySlot {
+            counters: Arc::clone(counters),
+            identity: identity.clone(),
+        })
+    }
+}
+
+impl Drop for IdentitySlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counters.per_identity.lock() {
+            if let Some(count) = counts.get_mut(&self.identity) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&self.identity);
+                }
+            }
+        }
+    }
 }
 
 /// What the listener hands the driver.
@@ -372,8 +422,14 @@ impl Connection {
             Ok(Err(error)) => return self.refuse(format!("TLS handshake failed: {error}")),
             Ok(Ok(stream)) => stream,
         };
-        match tls.peer_identity(stream.get_ref().1.peer_certificates()) {
-            Ok(caller) => self.serve_stream(stream, Some(caller), handshake).await,
+        let caller = tls.peer_identity(stream.get_ref().1.peer_certificates());
+        let per_identity = self.limits.per_identity;
+        let slot = caller.and_then(|caller| {
+            let slot = IdentitySlot::take(&self.counters, &caller, per_identity)?;
+            Ok((caller, slot))
+        });
+        match slot {
+            Ok((caller, _slot)) => self.serve_stream(stream, Some(caller), handshake).await,
             Err(why) => self.refuse(why),
         }
     }

@@ -304,7 +304,8 @@ async fn silent_and_stalled_connections_are_closed() {
 
 /// Over mutual TLS: a stream whose certificate names its sender delivers; the dialer
 /// refuses a node whose certificate names another replica than the one it meant to
-/// reach; a stream whose hello names another replica than its certificate is closed.
+/// reach; a stream whose hello names another replica than its certificate is closed;
+/// an identity at its connection limit gets no more.
 #[tokio::test]
 async fn tls_streams_are_heard_only_from_their_certificate() {
     use crate::cli::certs;
@@ -321,7 +322,10 @@ async fn tls_streams_are_heard_only_from_their_certificate() {
     let listener = service::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();
     let (events, mut received) = mpsc::channel(16);
-    let limits = service::Limits::default();
+    let limits = service::Limits {
+        per_identity: 1,
+        ..service::Limits::default()
+    };
     let serving = service::serve(
         listener,
         events,
@@ -363,4 +367,32 @@ async fn tls_streams_are_heard_only_from_their_certificate() {
         "the forged stream stayed open"
     );
     assert!(received.try_recv().is_err(), "a forged batch was handed on");
+
+    // Replica 2's second connection while its first is open: over its limit of one.
+    let second = tls(2);
+    let tcp = TcpStream::connect(&address).await.expect("connect");
+    let stream = second.connector().connect(Tls::node_name(), tcp).await;
+    let mut stream = stream.expect("handshake");
+    stream
+        .write_all(&stream_bytes(replica(2), &[b"extra"]))
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "a connection over the limit stayed open"
+    );
+    assert!(
+        received.try_recv().is_err(),
+        "a batch over the limit was handed on"
+    );
+    honest
+        .send(vec![b"still".to_vec()], TIMEOUT)
+        .await
+        .expect("send");
+    assert_eq!(
+        next_batch(&mut received).await,
+        (2, vec![b"still".to_vec()])
+    );
 }
