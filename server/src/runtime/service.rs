@@ -7,13 +7,19 @@
 //! [`MAX_FRAME_BYTES`](shardkv_client::tarpc_transport::MAX_FRAME_BYTES) on a raft
 //! stream) is logged and closed; the listener and every other connection carry on.
 //!
+//! With TLS a connection is handshaken first, and the certificate it presents says who
+//! the caller is: calls carry that identity to the driver (which decides what the
+//! caller may do), and a raft stream is heard only from the replica it names.
+//!
 //! What one connection, or many, can hold of a node is bounded ([`Limits`]): a node
-//! serves at most `connections` at once and closes the rest as it accepts them; a new
-//! connection must say what it is (a whole first request, or a raft stream's hello)
-//! within `handshake`; a connection that brings no whole frame for `idle`, with none of
-//! its requests in flight, is closed; and a frame takes memory only as its bytes arrive
-//! ([`super::frame`]). Refusals are logged at powers of two of their count, so a flood
-//! does not flood the log too.
+//! serves at most `connections` at once and closes the rest as it accepts them, and at
+//! most `per_identity` of one certificate's; a new connection must say what it is (its
+//! TLS handshake, then a whole first request or a raft stream's hello) within
+//! `handshake`; a connection that brings no whole frame for `idle`, with none of its
+//! requests in flight, is closed (a raft stream a certificate vouches for excepted); a
+//! connection has at most [`MAX_IN_FLIGHT`] calls in flight; and a frame takes memory
+//! only as its bytes arrive ([`super::frame`]). Refusals are logged at powers of two of
+//! their count, so a flood does not flood the log too.
 //!
 //! When the driver stops (its event queue closes), the listener and every connection
 //! close too: peers see their connections fail and re-dial, so a node restarted in the
