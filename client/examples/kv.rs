@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! cargo run -p shardkv -- local                   # in one terminal: a cluster on 127.0.0.1
+//! export SHARDKV_TLS_DIR=...                      # the line `local` prints (mutual TLS)
 //! cargo run -p shardkv-client --example kv -- put greeting hello
 //! cargo run -p shardkv-client --example kv -- append greeting ", world"
 //! cargo run -p shardkv-client --example kv -- get greeting        # hello, world
@@ -10,13 +11,16 @@
 //! ```
 //!
 //! The shard masters come from `--masters`, else `SHARDKV_MASTERS`, else the addresses
-//! `shardkv local` uses. The client's futures are not `Send`, so it runs on a
+//! `shardkv local` uses. With `SHARDKV_TLS_DIR` set (a directory holding `ca.pem`,
+//! `cert.pem` and `key.pem`), every connection is mutual TLS, as a cluster needs unless
+//! its nodes run `--insecure`. The client's futures are not `Send`, so it runs on a
 //! current-thread tokio runtime.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use shardkv_client::{Client, RetryPolicy};
+use shardkv_client::tls::Tls;
+use shardkv_client::{Client, RetryPolicy, TarpcTransport};
 
 /// `shardkv local`'s shard masters.
 const LOCAL_MASTERS: &str = "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002";
@@ -69,7 +73,11 @@ async fn run(masters: Vec<String>, command: Command) -> Result<ExitCode, String>
         deadline: Some(Duration::from_secs(10)),
         ..RetryPolicy::default()
     };
-    let mut client = Client::connect(masters, policy);
+    let transport = match std::env::var_os("SHARDKV_TLS_DIR") {
+        None => TarpcTransport::new(),
+        Some(dir) => TarpcTransport::with_tls(Tls::load(std::path::Path::new(&dir))?),
+    };
+    let mut client = Client::with_policy(transport, masters, policy);
     let done = match command {
         Command::Get(key) => {
             return match client.get(key).await.map_err(|e| e.to_string())? {
