@@ -155,11 +155,11 @@ pub fn raise_files_limit() -> u64 {
 /// Counts refusals of one kind and says when one is worth logging: the 1st, 2nd, 4th,
 /// 8th, ... (a flood of them then costs a line per doubling, not a line each).
 #[derive(Debug, Default)]
-struct Refusals(AtomicU64);
+pub struct Refusals(AtomicU64);
 
 impl Refusals {
     /// Counts one; `Some(count)` when this one should be logged.
-    fn count(&self) -> Option<u64> {
+    pub fn count(&self) -> Option<u64> {
         let count = self.0.fetch_add(1, Ordering::Relaxed) + 1;
         count.is_power_of_two().then_some(count)
     }
@@ -178,6 +178,8 @@ struct Counters {
     idle: Refusals,
     /// Connections whose TLS handshake failed or whose certificate was refused.
     refused: Refusals,
+    /// Raft streams from a sender the replica does not take.
+    strange_streams: Refusals,
     /// Connections served now, per identity their certificates name (with TLS).
     per_identity: std::sync::Mutex<std::collections::HashMap<Identity, usize>>,
 }
@@ -472,6 +474,7 @@ impl Connection {
                 peer,
                 membership: &self.membership,
                 caller: caller.as_ref(),
+                refusals: &self.counters.strange_streams,
             };
             match raft_stream::receive(stream, from, events, deadlines).await {
                 Err(raft_stream::TimedOut::Hello) => self.slow_handshake(),

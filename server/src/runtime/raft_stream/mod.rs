@@ -56,7 +56,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::either::Either;
 
 use super::frame::FrameCodec;
-use super::service::Event;
+use super::service::{Event, Refusals};
 
 /// The first bytes of a raft stream: a tag and the format's version (2: the hello
 /// names the service too).
@@ -290,6 +290,8 @@ pub struct Sender<'a> {
     pub membership: &'a StreamPeers,
     /// Who the peer's certificate names, with TLS: its hello must name the same replica.
     pub caller: Option<&'a Identity>,
+    /// Counts refused streams, so that a flood of them logs a line per doubling.
+    pub refusals: &'a Refusals,
 }
 
 /// Reads a raft stream whose first four bytes (`PREAMBLE[..4]`) the listener has read,
@@ -308,6 +310,7 @@ pub async fn receive<S: AsyncRead + Unpin>(
         peer,
         membership,
         caller,
+        refusals,
     } = from;
     let hello = tokio::select! {
         hello = tokio::time::timeout_at(deadlines.hello, read_hello(&mut stream)) => hello,
@@ -332,11 +335,14 @@ pub async fn receive<S: AsyncRead + Unpin>(
         _ => membership.refuses(sender),
     };
     if let Some(why) = &refused {
-        tracing::error!(
-            %peer,
-            "dropping the raft messages of {sender}: {why} (check the nodes' --peers, \
-             --gid and roles)"
-        );
+        if let Some(count) = refusals.count() {
+            tracing::error!(
+                %peer,
+                count,
+                "dropping the raft messages of {sender}: {why} (check the nodes' --peers, \
+                 --gid and roles)"
+            );
+        }
         // An authenticated peer that is refused is closed: it is a stranger or a
         // misconfigured node, and its frames are not worth reading.
         if caller.is_some() {
