@@ -352,35 +352,15 @@ async fn tls_streams_are_heard_only_from_their_certificate() {
     assert!(refused.to_string().contains("not replica 3"), "{refused}");
 
     // Replica 3's certificate, a hello claiming replica 2.
-    let connector = tls(3);
-    let tcp = TcpStream::connect(&address).await.expect("connect");
-    let stream = connector.connector().connect(Tls::node_name(), tcp).await;
-    let mut stream = stream.expect("handshake");
-    stream
-        .write_all(&stream_bytes(replica(2), &[b"forged"]))
-        .await
-        .expect("write");
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest)).await;
     assert!(
-        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        closed_over_tls(&address, &tls(3), b"forged").await,
         "the forged stream stayed open"
     );
     assert!(received.try_recv().is_err(), "a forged batch was handed on");
 
     // Replica 2's second connection while its first is open: over its limit of one.
-    let second = tls(2);
-    let tcp = TcpStream::connect(&address).await.expect("connect");
-    let stream = second.connector().connect(Tls::node_name(), tcp).await;
-    let mut stream = stream.expect("handshake");
-    stream
-        .write_all(&stream_bytes(replica(2), &[b"extra"]))
-        .await
-        .expect("write");
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest)).await;
     assert!(
-        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        closed_over_tls(&address, &tls(2), b"extra").await,
         "a connection over the limit stayed open"
     );
     assert!(
@@ -395,4 +375,20 @@ async fn tls_streams_are_heard_only_from_their_certificate() {
         next_batch(&mut received).await,
         (2, vec![b"still".to_vec()])
     );
+}
+
+/// Opens a raft stream to `address` over TLS with `tls`'s certificate, its hello claiming
+/// replica 2, sends a batch of `message`; whether the listener closes it within
+/// [`TIMEOUT`].
+async fn closed_over_tls(address: &str, tls: &Tls, message: &[u8]) -> bool {
+    let tcp = TcpStream::connect(address).await.expect("connect");
+    let stream = tls.connector().connect(Tls::node_name(), tcp).await;
+    let mut stream = stream.expect("handshake");
+    stream
+        .write_all(&stream_bytes(replica(2), &[message]))
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest)).await;
+    matches!(read, Ok(Ok(_)) | Ok(Err(_)))
 }
