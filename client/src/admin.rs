@@ -123,6 +123,20 @@ impl<T: Transport> Admin<T> {
         self.request(Op::Move { shard, gid }).await
     }
 
+    /// Declares group `gid`, which has left, dead for good: the shards it was given but
+    /// never installed come back from the groups that hold them frozen. Returns the
+    /// latest configuration (abandoning makes none). The group's id is retired.
+    pub async fn abandon(&mut self, gid: GroupId) -> Result<Config, AdminError> {
+        self.request(Op::Abandon { gid }).await
+    }
+
+    /// The configuration whose owner of `shard` holds the data for the owner in
+    /// configuration `num`: the latest at or before `num` not owned by an abandoned
+    /// group ([`Op::Holder`]).
+    pub async fn holder(&mut self, shard: ShardId, num: ConfigNum) -> Result<Config, AdminError> {
+        self.request(Op::Holder { shard, num }).await
+    }
+
     /// Configuration `num`, or the latest for `None` or a number past the latest.
     pub async fn query(&mut self, num: Option<ConfigNum>) -> Result<Config, AdminError> {
         self.request(Op::Query { num }).await

@@ -87,6 +87,41 @@ pub enum Op {
         /// The configuration wanted, or `None` for the latest.
         num: Option<ConfigNum>,
     },
+    /// Declare a group that has left dead for good, so that the shards it was given but
+    /// never installed come back from the groups that still hold them frozen.
+    ///
+    /// Sent by an operator (`shardkv abandon`) after `leave` of a group whose replicas
+    /// are gone. The group must have been a member once and must not be one now; it can
+    /// never join again. Creates no configuration: the answer is the latest. See
+    /// [`Op::Holder`] for what the groups do with it, and `docs/correctness.md` for what
+    /// can be lost.
+    Abandon {
+        /// The group.
+        gid: GroupId,
+    },
+    /// Where the data of `shard` is, for the group that owns it in configuration `num`.
+    ///
+    /// Answers the latest configuration at or before `num` whose owner of `shard` is
+    /// not an abandoned group (configuration 0, owned by nobody, at the latest). When
+    /// the answer is `num` itself, the owner there holds the shard's data; otherwise the
+    /// owner in the answer does (or nobody, when it is [`crate::NO_GROUP`]). Sent by replica
+    /// groups whose shard is stuck in a migration with an abandoned group; read-only
+    /// like Query, and goes through the log like it.
+    Holder {
+        /// The shard.
+        shard: ShardId,
+        /// The configuration whose owner is asked about; past the latest means the
+        /// latest.
+        num: ConfigNum,
+    },
+}
+
+impl Op {
+    /// Whether the operation only reads (Query, Holder): never deduplicated, allowed to
+    /// every caller.
+    pub fn is_read(&self) -> bool {
+        matches!(self, Op::Query { .. } | Op::Holder { .. })
+    }
 }
 
 /// The shard master's answer: the configuration the operation created (Join, Leave,
@@ -123,7 +158,8 @@ pub enum MasterError {
         /// The group.
         gid: GroupId,
     },
-    /// A Leave of, or a Move to, a group that is not a member.
+    /// A Leave of, or a Move to, a group that is not a member; an Abandon of a group
+    /// that never was one.
     #[error("group {gid} is not a member")]
     UnknownGroup {
         /// The group.
@@ -191,6 +227,18 @@ pub enum MasterError {
         seq: Seq,
         /// The client's latest applied sequence number.
         last: Seq,
+    },
+    /// An Abandon of a group that is still a member: it must leave first.
+    #[error("group {gid} is still a member: leave it first")]
+    StillMember {
+        /// The group.
+        gid: GroupId,
+    },
+    /// A Join or an Abandon of a group that was abandoned: its id is retired.
+    #[error("group {gid} was abandoned: its id cannot be used again")]
+    Abandoned {
+        /// The group.
+        gid: GroupId,
     },
     /// The caller's certificate does not allow the request (with mutual TLS, changing
     /// the configuration takes an administrator's certificate).

@@ -7,7 +7,10 @@
 //! - pull each `Pulling` shard from its previous owner (at most one call per shard);
 //! - tell each `Acking` shard's previous owner to delete it (at most one call per shard).
 //!
-//! So at most `1 + nshards` calls are in flight, plus, on a follower behind the compacted
+//! A shard stuck in a migration for a while also asks the shard master where its data
+//! is (`abandon.rs`), at most [`MAX_HOLDER_CALLS`] shards at a time.
+//!
+//! So at most `1 + nshards + MAX_HOLDER_CALLS` calls are in flight, plus, on a follower behind the compacted
 //! log, one catch-up call to a replica of its own group (`catch_up.rs`). A call is
 //! forgotten when its answer arrives, when it is older than the call timeout (a driver
 //! that never answers only delays the work), or, for a leader's call, when this replica
@@ -23,6 +26,9 @@ use shardkv_proto::leader::next_server;
 use shardkv_proto::{ConfigNum, NodeId, ShardId};
 
 use crate::effect::CallId;
+
+/// The most Holder queries in flight at once.
+pub const MAX_HOLDER_CALLS: usize = 8;
 
 /// What an outgoing call is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +54,16 @@ pub enum Purpose {
     },
     /// A `PullState` to a replica of this group (a follower's catch-up).
     CatchUp,
+    /// A Holder query of the shard master for a shard stuck in a migration
+    /// (`abandon.rs`).
+    Holder {
+        /// The configuration the group stood at when it asked.
+        config_num: ConfigNum,
+        /// The shard.
+        shard: ShardId,
+        /// The configuration whose owner of the shard is asked about.
+        num: ConfigNum,
+    },
 }
 
 /// Which server of a target to ask next.
@@ -59,6 +75,8 @@ pub enum Target {
     Shard(ShardId),
     /// This group's replicas.
     Peers,
+    /// The shard masters, about one shard (one Holder query per shard at a time).
+    Holder(ShardId),
 }
 
 impl Purpose {
@@ -68,6 +86,7 @@ impl Purpose {
             Purpose::Master { .. } => Target::Master,
             Purpose::Pull { shard, .. } | Purpose::Ack { shard, .. } => Target::Shard(*shard),
             Purpose::CatchUp => Target::Peers,
+            Purpose::Holder { shard, .. } => Target::Holder(*shard),
         }
     }
 }
@@ -132,6 +151,11 @@ impl Calls {
         }
         let cursor = self.cursors.entry(target).or_insert(0);
         *cursor = next_server(*cursor % len, len, hint);
+    }
+
+    /// Number of calls in flight for `purpose`s matching `kind`.
+    pub fn count(&self, kind: impl Fn(&Purpose) -> bool) -> usize {
+        self.in_flight.values().filter(|(p, _)| kind(p)).count()
     }
 
     /// Number of calls in flight.

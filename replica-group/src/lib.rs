@@ -66,6 +66,13 @@
 //! another configuration before its shards are stable; so the old owner cannot move past
 //! `n` with a frozen shard left behind, and "I am past `n`" implies "deleted".
 //!
+//! **A group that died for good** before installing what it was given would hold the
+//! old owners `Offering` for ever. Once the operator abandons it (`shardkv abandon`), the
+//! old owners keep their frozen copies as `Held` (stable: they move on) and hand them to
+//! the shards' next owners, who ask the shard master where the data is ([`abandon`]).
+//! `Held` is the one way to move past `n` without deleting; a `Held` shard answers
+//! `DeleteShard` with `NotReady`.
+//!
 //! **Unaffected shards keep serving** (6.824 challenge 2): phases are per shard, and a
 //! configuration change touches only the shards that change owner.
 //!
@@ -110,6 +117,7 @@
 
 #![warn(missing_docs)]
 
+pub mod abandon;
 pub mod calls;
 mod catch_up;
 pub mod data;

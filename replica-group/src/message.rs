@@ -89,6 +89,18 @@ pub enum Entry {
         /// The shard.
         shard: ShardId,
     },
+    /// Keep a shard offered to an abandoned group, for its next owner.
+    ///
+    /// Proposed by the leader when the shard master answers that the group the shard is
+    /// offered to was abandoned and that this group holds the shard's data
+    /// (`abandon.rs`). Applied only while the shard is `Offering` in configuration
+    /// `config_num`: it becomes `Held`, which is stable, so the group can move on.
+    Reclaim {
+        /// The configuration that moved the shard.
+        config_num: ConfigNum,
+        /// The shard.
+        shard: ShardId,
+    },
 }
 
 /// Log entry bytes that do not decode. Fatal for that entry (skipped, logged).

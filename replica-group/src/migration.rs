@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use shardkv_proto::kv::{DupEntry, KvError, MigrationReply, MigrationResponse};
-use shardkv_proto::{ClientId, Config, ConfigNum, ShardId, NO_GROUP};
+use shardkv_proto::{ClientId, Config, ConfigNum, GroupId, ShardId, NO_GROUP};
 
 use crate::data::DataError;
 use crate::phase::Phase;
@@ -105,6 +105,9 @@ impl GroupState {
 
     fn next_phase(&self, shard: ShardId, phase: Phase, next: &Config) -> Phase {
         let (gid, before, after) = (self.gid, self.config.shards[shard], next.shards[shard]);
+        if matches!(phase, Phase::Held { .. }) {
+            return Self::next_held(gid, shard, phase, before, after);
+        }
         match (before == gid, after == gid) {
             (true, true) => {
                 assert!(
@@ -132,6 +135,52 @@ impl GroupState {
                 phase
             }
         }
+    }
+
+    /// The next phase of a shard held for an abandoned group (owned by `before`, which
+    /// is not this group): served again when it comes back here, offered to a new owner
+    /// (who asks the shard master where the data is, `abandon.rs`), dropped when nobody
+    /// owns it, held while the owner stays.
+    fn next_held(
+        gid: GroupId,
+        shard: ShardId,
+        phase: Phase,
+        before: GroupId,
+        after: GroupId,
+    ) -> Phase {
+        match after {
+            _ if after == gid => {
+                tracing::info!(gid, shard, "held shard given back: served again");
+                phase.into_reclaimed(shard)
+            }
+            NO_GROUP => {
+                tracing::warn!(gid, shard, "held shard left unowned: its data is dropped");
+                phase.into_absent(shard)
+            }
+            _ if after == before => phase,
+            to => phase.into_offering(shard, to),
+        }
+    }
+
+    /// Marks `shard` held if it is offered in `config_num` (to a group the shard master
+    /// says is abandoned, `abandon.rs`); otherwise ignores it.
+    pub(crate) fn reclaim(&mut self, config_num: ConfigNum, shard: ShardId) {
+        let to = match self.phase(shard) {
+            Some(Phase::Offering { to, .. }) if config_num == self.config.num => *to,
+            _ => {
+                tracing::debug!(gid = self.gid, shard, config_num, "reclaim ignored");
+                return;
+            }
+        };
+        let phase = self.take_phase(shard);
+        self.set_phase(shard, phase.into_held(shard));
+        tracing::warn!(
+            gid = self.gid,
+            shard,
+            config = config_num,
+            abandoned = to,
+            "shard offered to an abandoned group: held for its next owner"
+        );
     }
 
     /// Installs a pulled chunk of `shard` at `index`, if the shard is still pulling in
@@ -286,6 +335,8 @@ impl GroupState {
         let deleted = Ok(MigrationReply::Deleted { config_num, shard });
         let answer = match self.phase(shard) {
             None => Err(self.out_of_range(shard)),
+            // Held for an abandoned group: never deleted on another group's word.
+            Some(Phase::Held { .. }) => Ok(MigrationReply::NotReady { current }),
             Some(_) if current > config_num => deleted,
             Some(_) if current < config_num => Ok(MigrationReply::NotReady { current }),
             Some(Phase::Offering { .. }) => return DeleteVerdict::Propose,

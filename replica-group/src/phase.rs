@@ -12,6 +12,10 @@
 //!        |  config: lost to NO_GROUP            ^         +--------+  |
 //!        +--------------------------------------|---------------------+ (Serving)
 //!                                               +--- config: lost to G (from Serving)
+//!
+//!   Offering to G, G abandoned (Reclaim) ──► Held ── config: gained back ──► Serving
+//!                                             |  '── config: to H ──► Offering { to: H }
+//!                                             '───── config: to nobody ──► Absent
 //! ```
 //!
 //! | phase      | owned in current config | data held        | served |
@@ -21,8 +25,13 @@
 //! | `Acking`   | yes                     | yes              | yes    |
 //! | `Serving`  | yes                     | yes              | yes    |
 //! | `Offering` | no (owned by `to`)      | yes, frozen      | no     |
+//! | `Held`     | no (by an abandoned group) | yes, frozen   | no     |
 //!
-//! `Serving` and `Absent` are **stable**; the group adopts its next configuration only
+//! `Held` is the way out of a migration to a group that died for good before installing
+//! the shard (`shardkv abandon`, `abandon.rs`): the frozen copy stays here, stable, for
+//! whoever owns the shard next, this group included.
+//!
+//! `Serving`, `Absent` and `Held` are **stable**; the group adopts its next configuration only
 //! when every shard is stable, so a migration always completes within the configuration
 //! that started it (the old owner deletes before the new owner can move on, and each
 //! group is in exactly one migration per shard at a time).
@@ -70,6 +79,14 @@ pub enum Phase {
         /// The shard's frozen data.
         store: ShardStore,
     },
+    /// Was `Offering` to group `abandoned`, which was abandoned without installing it:
+    /// the frozen data stays, not served, for the shard's next owner. Stable.
+    Held {
+        /// The group it was given to.
+        abandoned: GroupId,
+        /// The shard's frozen data.
+        store: ShardStore,
+    },
 }
 
 impl Phase {
@@ -81,12 +98,13 @@ impl Phase {
             Phase::Pulling { .. } => "Pulling",
             Phase::Acking { .. } => "Acking",
             Phase::Offering { .. } => "Offering",
+            Phase::Held { .. } => "Held",
         }
     }
 
     /// True for the phases that let the group adopt its next configuration.
     pub fn is_stable(&self) -> bool {
-        matches!(self, Phase::Absent | Phase::Serving(_))
+        matches!(self, Phase::Absent | Phase::Serving(_) | Phase::Held { .. })
     }
 
     /// True when requests for the shard are served here.
@@ -97,9 +115,10 @@ impl Phase {
     /// The data, when this group holds it (served or frozen).
     pub fn store(&self) -> Option<&ShardStore> {
         match self {
-            Phase::Serving(store) | Phase::Acking { store, .. } | Phase::Offering { store, .. } => {
-                Some(store)
-            }
+            Phase::Serving(store)
+            | Phase::Acking { store, .. }
+            | Phase::Offering { store, .. }
+            | Phase::Held { store, .. } => Some(store),
             Phase::Absent | Phase::Pulling { .. } => None,
         }
     }
@@ -157,19 +176,42 @@ impl Phase {
         }
     }
 
-    /// Lost to group `to`: freeze the data until `to` has it.
+    /// Lost to group `to` (from Serving), or owned by `to` next while held for an
+    /// abandoned group: freeze the data until `to` has it.
     pub fn into_offering(self, shard: ShardId, to: GroupId) -> Phase {
         match self {
-            Phase::Serving(store) => Phase::Offering { to, store },
-            other => other.fail(shard, "Serving"),
+            Phase::Serving(store) | Phase::Held { store, .. } => Phase::Offering { to, store },
+            other => other.fail(shard, "Serving or Held"),
         }
     }
 
-    /// The new owner installed it (Offering), or nobody owns it any more (Serving):
-    /// delete the data.
+    /// The group it was offered to is abandoned: keep the frozen data, stable.
+    pub fn into_held(self, shard: ShardId) -> Phase {
+        match self {
+            Phase::Offering { to, store } => Phase::Held {
+                abandoned: to,
+                store,
+            },
+            other => other.fail(shard, "Offering"),
+        }
+    }
+
+    /// Held, and given back to this group: serve the data held.
+    pub fn into_reclaimed(self, shard: ShardId) -> Phase {
+        match self {
+            Phase::Held { store, .. } => Phase::Serving(store),
+            other => other.fail(shard, "Held"),
+        }
+    }
+
+    /// The new owner installed it (Offering), or nobody owns it any more (Serving,
+    /// Held): delete the data.
     pub fn into_absent(self, shard: ShardId) -> Phase {
-        let allowed = matches!(self, Phase::Offering { .. } | Phase::Serving(_));
-        self.expect(shard, "Offering or Serving", allowed);
+        let allowed = matches!(
+            self,
+            Phase::Offering { .. } | Phase::Serving(_) | Phase::Held { .. }
+        );
+        self.expect(shard, "Offering, Serving or Held", allowed);
         Phase::Absent
     }
 
@@ -205,6 +247,24 @@ mod tests {
         let phase = phase.into_offering(3, 9);
         assert!(!phase.serves() && phase.store().is_some());
         assert_eq!(phase.into_absent(3), Phase::Absent);
+    }
+
+    /// An offer to an abandoned group is held (stable, not served, data kept), then
+    /// served again, offered on, or dropped.
+    #[test]
+    fn held_for_an_abandoned_group() {
+        let offering = || Phase::Serving(ShardStore::default()).into_offering(3, 9);
+        let held = offering().into_held(3);
+        assert!(held.is_stable() && !held.serves() && held.store().is_some());
+        assert_eq!(
+            held.clone().into_reclaimed(3),
+            Phase::Serving(ShardStore::default())
+        );
+        assert!(matches!(
+            held.clone().into_offering(3, 7),
+            Phase::Offering { to: 7, .. }
+        ));
+        assert_eq!(held.into_absent(3), Phase::Absent);
     }
 
     /// A transition from the wrong phase is a broken invariant and names both phases.

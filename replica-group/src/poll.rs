@@ -26,7 +26,7 @@
 use bincode::Options;
 use shardkv_proto::kv::{GroupRequest, GroupResponse, MigrationReply, MigrationRequest};
 use shardkv_proto::master::{self, MasterError};
-use shardkv_proto::{Config, ConfigNum, NodeId, ShardId};
+use shardkv_proto::{Config, ConfigNum, NodeId, ShardId, NO_GROUP};
 use shardkv_raft::{LogStore, Service};
 
 use crate::calls::{Purpose, Target};
@@ -50,6 +50,7 @@ impl<S: LogStore> Server<S> {
         if self.state().is_stable() && !self.calls.busy(Target::Master) {
             self.call_master(self.state().config().num + 1);
         }
+        self.ask_holders();
         let current = self.state().config().num;
         for shard in 0..self.state().nshards() {
             if self.calls.busy(Target::Shard(shard)) {
@@ -127,10 +128,15 @@ impl<S: LogStore> Server<S> {
             Purpose::Ack { config_num, shard } => {
                 (shard, MigrationRequest::DeleteShard { config_num, shard })
             }
-            Purpose::Master { .. } | Purpose::CatchUp => {
+            Purpose::Master { .. } | Purpose::CatchUp | Purpose::Holder { .. } => {
                 unreachable!("masters and peers are called elsewhere")
             }
         };
+        let current = self.state().config().num;
+        if (self.holders.found(current, shard)).is_some_and(|holder| holder.gid == NO_GROUP) {
+            self.settle_without_holder(shard);
+            return;
+        }
         let Some(servers) = self.previous_owner(shard) else {
             let from = self.state().prev_config().shards[shard];
             tracing::error!(
@@ -174,10 +180,21 @@ impl<S: LogStore> Server<S> {
         let done = match (purpose, reply) {
             (_, None) => false,
             (Purpose::Master { num }, Some(bytes)) => self.on_master_reply(num, &bytes),
+            (
+                Purpose::Holder {
+                    config_num,
+                    shard,
+                    num,
+                },
+                Some(bytes),
+            ) => self.on_holder_reply(config_num, shard, num, &bytes),
             (purpose, Some(bytes)) => self.on_group_reply(purpose, &bytes),
         };
         if !done {
             self.call_failed(purpose.target(), None);
+            if let Purpose::Holder { shard, .. } = purpose {
+                self.holders.failed(shard);
+            }
         }
         self.drive()
     }
@@ -191,8 +208,15 @@ impl<S: LogStore> Server<S> {
     }
 
     /// The servers of `shard`'s owner in the previous configuration (whom its pulls and
-    /// acknowledgements go to).
+    /// acknowledgements go to), or of the group holding its data when that owner was
+    /// abandoned (`abandon.rs`).
     fn previous_owner(&self, shard: ShardId) -> Option<&[String]> {
+        let current = self.state().config().num;
+        if let Some(holder) = self.holders.found(current, shard) {
+            return Some(&holder.servers)
+                .filter(|servers| !servers.is_empty())
+                .map(Vec::as_slice);
+        }
         let prev = self.state().prev_config();
         prev.servers(prev.shards[shard])
     }
@@ -204,21 +228,28 @@ impl<S: LogStore> Server<S> {
             Target::Master => self.options.masters.len(),
             Target::Shard(shard) => self.previous_owner(shard).map_or(0, <[String]>::len),
             Target::Peers => self.options.peers.len(),
+            Target::Holder(_) => self.options.masters.len(),
         };
         self.calls.failed(target, len, hint);
     }
 
+    /// A shard master's reply bytes, decoded (at most [`MAX_MASTER_REPLY_BYTES`]);
+    /// `None`, logged, when they do not decode.
+    pub(crate) fn decode_master_reply(&self, bytes: &[u8]) -> Option<master::Response> {
+        let decoded = options()
+            .with_limit(MAX_MASTER_REPLY_BYTES)
+            .deserialize(bytes);
+        decoded
+            .map_err(|error: bincode::Error| {
+                tracing::warn!(gid = self.options.gid, %error, "undecodable master reply");
+            })
+            .ok()
+    }
+
     /// Handles a master's answer; true when it was a useful one.
     fn on_master_reply(&mut self, num: ConfigNum, bytes: &[u8]) -> bool {
-        let response: master::Response = match options()
-            .with_limit(MAX_MASTER_REPLY_BYTES)
-            .deserialize(bytes)
-        {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::warn!(gid = self.options.gid, %error, "undecodable master reply");
-                return false;
-            }
+        let Some(response) = self.decode_master_reply(bytes) else {
+            return false;
         };
         match response {
             Ok(config) => {
@@ -305,7 +336,7 @@ impl<S: LogStore> Server<S> {
     }
 
     /// Proposes internal work unless the same work is already in flight.
-    fn propose_task(&mut self, task: Task, entry: Entry) {
+    pub(crate) fn propose_task(&mut self, task: Task, entry: Entry) {
         if self.host.is_waiting(|w| *w == Waiter::Internal(task)) {
             return;
         }

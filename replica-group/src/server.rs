@@ -36,6 +36,7 @@ use shardkv_proto::kv::{KvError, MigrationRequest, MigrationResponse, Op, Reques
 use shardkv_proto::{ConfigNum, GroupId, NodeId, ShardId};
 use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
+use crate::abandon::Holders;
 use crate::calls::Calls;
 use crate::catch_up::{CatchUp, Views};
 use crate::data::Data;
@@ -55,6 +56,8 @@ pub enum Task {
     Install(ConfigNum, ShardId),
     /// Note that the shard's previous owner deleted it for configuration n.
     Acked(ConfigNum, ShardId),
+    /// Hold a shard offered to an abandoned group in configuration n.
+    Reclaim(ConfigNum, ShardId),
 }
 
 /// Who waits for a proposal.
@@ -144,6 +147,9 @@ pub struct Server<S: LogStore> {
     /// Per pulling shard, the last key installed when its next chunk was last asked for
     /// at once (`poll.rs`): one such call per chunk applied, the rest at poll time.
     pub(crate) chunk_asked: BTreeMap<ShardId, Vec<u8>>,
+    /// Where the data of shards stuck in a migration with an abandoned group is
+    /// (`abandon.rs`).
+    pub(crate) holders: Holders,
     /// This replica's copy of another's state, while it is behind the compacted log.
     pub(crate) catch_up: Option<CatchUp>,
     /// The views other replicas' catch-ups copy from.
@@ -253,6 +259,7 @@ impl<S: LogStore> Server<S> {
             ticks: 0,
             reads: Reads::default(),
             chunk_asked: BTreeMap::new(),
+            holders: Holders::default(),
             catch_up: None,
             views: Views::default(),
             out_of_space: false,

@@ -296,6 +296,7 @@ fn check_image(image: &Image) -> Result<(), String> {
                 owned && prev.shards[shard] == *from
             }
             Phase::Offering { to, .. } => prev.shards[shard] == gid && config.shards[shard] == *to,
+            Phase::Held { .. } => !owned,
         };
         if !ok {
             return Err(format!(

@@ -11,7 +11,8 @@
 //!     |-- Config(next)       -> adopt: set each shard's phase             (migration.rs)
 //!     |-- InstallShard       -> Pulling -> Acking                          (migration.rs)
 //!     |-- DeleteShard        -> Offering -> Absent, answer Deleted         (migration.rs)
-//!     '-- ShardAcked         -> Acking -> Serving                          (migration.rs)
+//!     |-- ShardAcked         -> Acking -> Serving                          (migration.rs)
+//!     '-- Reclaim            -> Offering -> Held (to an abandoned group)   (migration.rs)
 //! ```
 //!
 //! Invariants (asserted or checked on snapshot restore): `prev.num + 1 == config.num`
@@ -138,6 +139,10 @@ impl GroupState {
             }
             Entry::ShardAcked { config_num, shard } => {
                 self.acked(config_num, shard);
+                Outcome::Internal
+            }
+            Entry::Reclaim { config_num, shard } => {
+                self.reclaim(config_num, shard);
                 Outcome::Internal
             }
         })

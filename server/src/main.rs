@@ -3,7 +3,8 @@
 //! - Nodes: `serve` runs one replica (of the shard master or of a replica group) as a
 //!   process; `local` runs a whole cluster on 127.0.0.1 in one process; `demo` runs one
 //!   in a temporary directory and narrates a workload against it.
-//! - Admin: `join`, `leave`, `move`, `query` steer shards through the shard master.
+//! - Admin: `join`, `leave`, `move`, `query` steer shards through the shard master;
+//!   `abandon` recovers the shards of a group that died for good.
 //! - Data: `get`, `put`, `append`, `delete`.
 //! - Performance: `bench` measures throughput and latency.
 //! - Labs: `grade` runs the lab suites over many seeds in the simulator.
@@ -47,6 +48,9 @@ enum Command {
     Leave(cli::admin::LeaveArgs),
     /// Give one shard to one group.
     Move(cli::admin::MoveArgs),
+    /// Declare a group that has left dead for good: the shards it was given but never
+    /// installed come back from the groups that still hold them.
+    Abandon(cli::admin::AbandonArgs),
     /// Show a configuration (the latest by default) as a shard map.
     Query(cli::admin::QueryArgs),
     /// Print the value of a key (exit 1, `not found` on stderr, when absent).
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Join(args) => cli::admin::join(args),
         Command::Leave(args) => cli::admin::leave(args),
         Command::Move(args) => cli::admin::move_shard(args),
+        Command::Abandon(args) => cli::admin::abandon(args),
         Command::Query(args) => cli::admin::query(args),
         Command::Get(args) => cli::data::get(args),
         Command::Put(args) => cli::data::write(args, cli::data::WriteKind::Put),

@@ -213,6 +213,58 @@ fn operator_mistakes_are_refused() {
     assert_eq!(stdout(&out).trim_end(), "yes", "{}", stderr(&out));
 }
 
+/// A group joined at addresses where nothing will ever serve (`--force`) takes shards
+/// that the other groups then hold frozen for it; `abandon` is refused while it is a
+/// member and for a group that answers, and after it leaves, `abandon` brings every
+/// shard back with every value written before. Its id cannot join again.
+#[test]
+fn an_abandoned_group_gives_its_shards_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (masters_service, _groups) = start_cluster(dir.path(), &[100, 101]);
+    let masters = masters_service.addresses();
+    let keys: Vec<String> = (0..20).map(|i| format!("key{i}")).collect();
+    for key in &keys {
+        let out = shardkv_until_ok(&masters, &["put", key, &format!("v-{key}")], SETTLE);
+        assert!(out.status.success(), "put {key}: {}", stderr(&out));
+    }
+    let dead = [common::free_address(), common::free_address()].join(",");
+    let refused = |args: &[&str], why: &str| {
+        let out = shardkv(&masters, args);
+        let err = stderr(&out);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{args:?}: {err}"
+        );
+    };
+    let out = shardkv(&masters, &["join", "102", &dead, "--force"]);
+    assert!(
+        out.status.success(),
+        "join of the dead group: {}",
+        stderr(&out)
+    );
+    refused(&["abandon", "102"], "group 102 is still a member");
+    let out = shardkv(&masters, &["leave", "102"]);
+    assert!(out.status.success(), "leave 102: {}", stderr(&out));
+    let out = shardkv(&masters, &["leave", "101"]);
+    assert!(out.status.success(), "leave 101: {}", stderr(&out));
+    refused(&["abandon", "101"], "group 101 is alive");
+    let out = shardkv(&masters, &["abandon", "102"]);
+    assert!(out.status.success(), "abandon 102: {}", stderr(&out));
+    for key in &keys {
+        let out = shardkv_until_ok(&masters, &["get", key], SETTLE);
+        assert_eq!(
+            stdout(&out).trim_end(),
+            format!("v-{key}"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    refused(
+        &["join", "102", &dead, "--force"],
+        "group 102 was abandoned",
+    );
+}
+
 /// Raft messages that raft-rs panics on or that would move the group, sent over a raft
 /// stream as a listed peer (the streams are not authenticated): one naming a sender
 /// other than the stream's, a heartbeat of term `u64::MAX`, one committing far past the log, a burst of leadership hand-overs from a

@@ -16,9 +16,10 @@ use shardkv_proto::{Config, GroupId, MasterError, ShardId, NO_GROUP};
 
 use crate::rebalance::rebalance;
 
-/// The configuration after `groups` join `latest`.
+/// The configuration after `groups` join `latest` (none of them `abandoned`).
 pub fn join(
     latest: &Config,
+    abandoned: &BTreeSet<GroupId>,
     groups: &BTreeMap<GroupId, Vec<String>>,
 ) -> Result<Config, MasterError> {
     if groups.is_empty() {
@@ -26,6 +27,9 @@ pub fn join(
     }
     for (&gid, servers) in groups {
         validate_new_group(latest, gid, servers)?;
+        if abandoned.contains(&gid) {
+            return Err(MasterError::Abandoned { gid });
+        }
     }
     let count = latest.groups.len() + groups.len();
     if count > MAX_GROUPS {
@@ -59,6 +63,32 @@ pub fn leave(latest: &Config, gids: &[GroupId]) -> Result<Config, MasterError> {
     let mut members = latest.groups.clone();
     members.retain(|gid, _| !seen.contains(gid));
     Ok(rebalanced(latest, members))
+}
+
+/// Whether group `gid` may be abandoned after `configs`: it was a member of one of them,
+/// is not a member of the latest, and is not abandoned already.
+pub fn check_abandon(
+    configs: &[Config],
+    abandoned: &BTreeSet<GroupId>,
+    gid: GroupId,
+) -> Result<(), MasterError> {
+    if gid == NO_GROUP {
+        return Err(MasterError::ReservedGroup);
+    }
+    if abandoned.contains(&gid) {
+        return Err(MasterError::Abandoned { gid });
+    }
+    let latest = configs.last().expect("configuration 0 always exists");
+    if latest.groups.contains_key(&gid) {
+        return Err(MasterError::StillMember { gid });
+    }
+    if !configs
+        .iter()
+        .any(|config| config.groups.contains_key(&gid))
+    {
+        return Err(MasterError::UnknownGroup { gid });
+    }
+    Ok(())
 }
 
 /// The configuration after shard `shard` moves to group `gid` in `latest`.

@@ -6,15 +6,17 @@
 //! configuration, the duplicate table with its timeout, and the applied index.
 //!
 //! Format: `shardkv_raft::encode_image` of [`SNAPSHOT_VERSION`] and
-//! `(configs, session timeout, sessions, applied index)`. The expiry
+//! `(configs, abandoned groups, session timeout, sessions, applied index)`; version 1,
+//! written before groups could be abandoned, lacks the abandoned groups and still
+//! decodes (as none). The expiry
 //! index of the duplicate table is derived, so it is rebuilt rather than stored.
 //! Decoding is bounded by [`MAX_SNAPSHOT_BYTES`] and checks every invariant of the state
 //! before returning it: a corrupt snapshot is an error, never a panic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use shardkv_proto::{ClientId, Config};
+use shardkv_proto::{ClientId, Config, GroupId, NO_GROUP};
 
 use crate::message::{Request, MAX_ENTRY_BYTES};
 use crate::session::{Session, Sessions};
@@ -22,7 +24,10 @@ use crate::{Index, ShardMaster, SnapshotError};
 use shardkv_raft::{check_restored, decode_image, encode_image, Replicated, SnapshotEncoder};
 
 /// The snapshot format's version; bump on any change to the encoded layout.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// The version before abandoned groups, still read.
+const SNAPSHOT_VERSION_1: u32 = 1;
 
 /// The largest snapshot [`ShardMaster::decode_snapshot`] accepts (bounds allocation on
 /// corrupt length prefixes).
@@ -31,6 +36,7 @@ pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 #[derive(Serialize, Deserialize)]
 struct Image {
     configs: Vec<Config>,
+    abandoned: BTreeSet<GroupId>,
     session_timeout_entries: u64,
     sessions: BTreeMap<ClientId, Session>,
     applied_index: Index,
@@ -41,6 +47,7 @@ struct Image {
 #[derive(Serialize)]
 struct ImageRef<'a> {
     configs: &'a [Config],
+    abandoned: &'a BTreeSet<GroupId>,
     session_timeout_entries: u64,
     sessions: &'a BTreeMap<ClientId, Session>,
     applied_index: Index,
@@ -84,6 +91,7 @@ impl ShardMaster {
     pub fn encode_snapshot(&self) -> Vec<u8> {
         let image = ImageRef {
             configs: &self.configs,
+            abandoned: &self.abandoned,
             session_timeout_entries: self.session_timeout_entries,
             sessions: self.sessions.sessions(),
             applied_index: self.applied_index,
@@ -94,9 +102,22 @@ impl ShardMaster {
 
     /// The state encoded in `bytes` by `Replicated::encode_snapshot`.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image)?;
+        let image: Image =
+            match decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image) {
+                Err(SnapshotError::Version { found, .. }) if found == SNAPSHOT_VERSION_1 => {
+                    let old: ImageV1 = decode_image(
+                        SNAPSHOT_VERSION_1,
+                        MAX_SNAPSHOT_BYTES,
+                        bytes,
+                        |old: &ImageV1| check_image(&Image::from(old.clone())),
+                    )?;
+                    Image::from(old)
+                }
+                other => other?,
+            };
         Ok(ShardMaster {
             configs: image.configs,
+            abandoned: image.abandoned,
             session_timeout_entries: image.session_timeout_entries,
             sessions: Sessions::from_sessions(image.sessions),
             applied_index: image.applied_index,
@@ -104,14 +125,42 @@ impl ShardMaster {
     }
 }
 
+/// The layout of [`SNAPSHOT_VERSION_1`].
+#[derive(Clone, Deserialize)]
+struct ImageV1 {
+    configs: Vec<Config>,
+    session_timeout_entries: u64,
+    sessions: BTreeMap<ClientId, Session>,
+    applied_index: Index,
+}
+
+impl From<ImageV1> for Image {
+    fn from(old: ImageV1) -> Image {
+        Image {
+            configs: old.configs,
+            abandoned: BTreeSet::new(),
+            session_timeout_entries: old.session_timeout_entries,
+            sessions: old.sessions,
+            applied_index: old.applied_index,
+        }
+    }
+}
+
 fn check_image(image: &Image) -> Result<(), String> {
+    if image.abandoned.contains(&NO_GROUP) {
+        return Err("group 0 abandoned".into());
+    }
+    if let Some(latest) = image.configs.last() {
+        if let Some(gid) = image
+            .abandoned
+            .iter()
+            .find(|gid| latest.groups.contains_key(gid))
+        {
+            return Err(format!("abandoned group {gid} is a member"));
+        }
+    }
     let first = image.configs.first().ok_or("no configurations")?;
-    if first
-        .shards
-        .iter()
-        .any(|&gid| gid != shardkv_proto::NO_GROUP)
-        || !first.groups.is_empty()
-    {
+    if first.shards.iter().any(|&gid| gid != NO_GROUP) || !first.groups.is_empty() {
         return Err("configuration 0 is not empty".into());
     }
     for (i, config) in image.configs.iter().enumerate() {
@@ -150,6 +199,7 @@ mod tests {
     fn image() -> Image {
         Image {
             configs: vec![Config::initial(4)],
+            abandoned: BTreeSet::new(),
             session_timeout_entries: 10,
             sessions: BTreeMap::new(),
             applied_index: 3,
@@ -193,7 +243,18 @@ mod tests {
                 last_index: 2,
             },
         );
+        let mut abandoned_member = image();
+        abandoned_member.configs.push(Config {
+            num: 1,
+            shards: vec![7; 4],
+            groups: BTreeMap::from([(7, vec!["a".to_string()])]),
+        });
+        abandoned_member.abandoned.insert(7);
+        let mut abandoned_zero = image();
+        abandoned_zero.abandoned.insert(NO_GROUP);
         for (name, bad) in [
+            ("abandoned member", abandoned_member),
+            ("abandoned group 0", abandoned_zero),
             ("gap", gap),
             ("no configs", no_configs),
             ("config 0 owns", owned_zero),
@@ -209,5 +270,33 @@ mod tests {
             );
         }
         assert!(ShardMaster::decode_snapshot(&encode(&image())).is_ok());
+    }
+
+    /// A version-1 snapshot (before abandoned groups) decodes with none abandoned, and
+    /// is checked like a current one.
+    #[test]
+    fn version_1_snapshots_still_decode() {
+        #[derive(Serialize)]
+        struct V1 {
+            configs: Vec<Config>,
+            session_timeout_entries: u64,
+            sessions: BTreeMap<ClientId, Session>,
+            applied_index: Index,
+        }
+        let v1 = |timeout| V1 {
+            configs: vec![Config::initial(4)],
+            session_timeout_entries: timeout,
+            sessions: BTreeMap::new(),
+            applied_index: 3,
+        };
+        let bytes = encode_image(SNAPSHOT_VERSION_1, &v1(10));
+        let master = ShardMaster::decode_snapshot(&bytes).expect("a version-1 snapshot");
+        assert!(master.abandoned().is_empty());
+        assert_eq!((master.applied_index, master.configs.len()), (3, 1));
+        let bad = encode_image(SNAPSHOT_VERSION_1, &v1(0));
+        assert!(matches!(
+            ShardMaster::decode_snapshot(&bad),
+            Err(SnapshotError::Invalid(_))
+        ));
     }
 }

@@ -9,8 +9,10 @@
 //!   apply(index, request)
 //!     |-- expire sessions quiet for > timeout entries       (shardkv_proto::session)
 //!     |-- Query?  -> answer configs[num or latest]           (no session, no change)
+//!     |-- Holder? -> answer the last config whose owner of the shard is not abandoned
 //!     |-- (client, seq) seen? -> original answer / StaleRequest
 //!     |-- ops::join / leave / move_shard on the latest config (ops.rs, rebalance.rs)
+//!     |   ops::abandon: record the group as abandoned; no configuration
 //!     |      Ok(next)  -> push next, remember Ok(next.num)
 //!     |      Err(e)    -> remember Err(e); no configuration created
 //!     '-- answer
@@ -20,17 +22,21 @@
 //! configuration has the same shard count and passes [`Config::check`]; indices passed
 //! to `apply` strictly increase.
 
-use shardkv_proto::{Config, ConfigNum, MasterError, Op, Request, Response};
+use std::collections::BTreeSet;
+
+use shardkv_proto::{Config, ConfigNum, GroupId, MasterError, Op, Request, Response, ShardId};
 
 use crate::ops;
 use crate::session::{Outcome, Sessions, DEFAULT_SESSION_TIMEOUT_ENTRIES};
 use crate::Index;
 
-/// The shard master's replicated state: every configuration ever made, the duplicate
-/// table, and the index of the last applied entry.
+/// The shard master's replicated state: every configuration ever made, the groups
+/// abandoned, the duplicate table, and the index of the last applied entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardMaster {
     pub(crate) configs: Vec<Config>,
+    /// Groups declared dead for good ([`Op::Abandon`]); never members again.
+    pub(crate) abandoned: BTreeSet<GroupId>,
     /// Sessions expire after this many log entries of silence.
     pub(crate) session_timeout_entries: u64,
     pub(crate) sessions: Sessions,
@@ -56,6 +62,7 @@ impl ShardMaster {
         assert!(timeout_entries > 0, "session timeout of 0 entries");
         ShardMaster {
             configs: vec![Config::initial(nshards)],
+            abandoned: BTreeSet::new(),
             session_timeout_entries: timeout_entries,
             sessions: Sessions::new(),
             applied_index: 0,
@@ -75,12 +82,14 @@ impl ShardMaster {
         );
         self.advance_to(index);
         let Request { client, seq, op } = request;
-        if let Op::Query { num } = op {
-            return Ok(self.query(*num).clone());
+        match op {
+            Op::Query { num } => return Ok(self.query(*num).clone()),
+            Op::Holder { shard, num } => return self.holder(*shard, *num).cloned(),
+            _ => {}
         }
-        let configs = &mut self.configs;
+        let (configs, abandoned) = (&mut self.configs, &mut self.abandoned);
         let outcome = self.sessions.once(*client, *seq, index, || {
-            let outcome = execute(configs, op);
+            let outcome = execute(configs, abandoned, op);
             tracing::debug!(client, seq, index, ?outcome, "applied");
             outcome
         });
@@ -109,6 +118,28 @@ impl ShardMaster {
             Some(num) if num < latest.num => &self.configs[num as usize],
             _ => latest,
         }
+    }
+
+    /// The configuration that says who holds the data of `shard` for its owner in
+    /// configuration `num` (the latest when `num` is past it): the latest one at or
+    /// before `num` whose owner of `shard` is not abandoned. See [`Op::Holder`].
+    pub fn holder(&self, shard: ShardId, num: ConfigNum) -> Result<&Config, MasterError> {
+        let nshards = self.nshards();
+        if shard >= nshards {
+            return Err(MasterError::ShardOutOfRange { shard, nshards });
+        }
+        let from = num.min(self.latest().num) as usize;
+        let holder = self.configs[..=from]
+            .iter()
+            .rev()
+            .find(|config| !self.abandoned.contains(&config.shards[shard]))
+            .expect("configuration 0 is owned by nobody, who is never abandoned");
+        Ok(holder)
+    }
+
+    /// The groups abandoned, in increasing order.
+    pub fn abandoned(&self) -> &BTreeSet<GroupId> {
+        &self.abandoned
     }
 
     /// The latest configuration.
@@ -145,14 +176,22 @@ impl ShardMaster {
     }
 }
 
-/// Runs the configuration change `op`, appending the configuration it makes.
-fn execute(configs: &mut Vec<Config>, op: &Op) -> Outcome {
+/// Runs the changing operation `op`, appending the configuration it makes (Join, Leave,
+/// Move) or recording the group it abandons (Abandon, which answers the latest).
+fn execute(configs: &mut Vec<Config>, abandoned: &mut BTreeSet<GroupId>, op: &Op) -> Outcome {
     let latest = configs.last().expect("configuration 0 always exists");
     let next = match op {
-        Op::Join { groups } => ops::join(latest, groups)?,
+        Op::Join { groups } => ops::join(latest, abandoned, groups)?,
         Op::Leave { gids } => ops::leave(latest, gids)?,
         Op::Move { shard, gid } => ops::move_shard(latest, *shard, *gid)?,
-        Op::Query { .. } => unreachable!("queries are answered before execute"),
+        Op::Abandon { gid } => {
+            ops::check_abandon(configs, abandoned, *gid)?;
+            abandoned.insert(*gid);
+            return Ok(latest.num);
+        }
+        Op::Query { .. } | Op::Holder { .. } => {
+            unreachable!("reads are answered before execute")
+        }
     };
     assert_eq!(
         next.num as usize,

@@ -58,6 +58,7 @@ scenario_tests!(
     power_fail_whole_group,
     power_fail_during_migration,
     power_fail_during_catch_up,
+    abandon_dead_group,
 );
 
 /// Same seed, same run: two runs of an unreliable scenario with one seed have equal

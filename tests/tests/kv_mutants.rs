@@ -8,11 +8,17 @@
 //! - **Reapplied replays**: the host applies entries the state's storage holds already,
 //!   as after a catch-up switched the data ahead of the log. Caught by the state's own
 //!   refusal to apply an index twice (a panic: the run fails).
+//! - **Held shards handed on empty**: a group holding a shard for an abandoned group
+//!   answers the next owner's pull with no keys. Caught by the appenders' check or by
+//!   linearizability.
 //! - **Lost checkpoints**: the data's file is never synced, so a checkpoint is not
 //!   durable when the log is compacted through it. Caught after a power failure: the
 //!   replica refuses to start over data behind its compacted log (or over a database
 //!   the failure tore).
 
+use std::collections::BTreeMap;
+
+use replica_group::phase::Phase;
 use shardkv_proto::kv::{MigrationReply, MigrationRequest, Request};
 use shardkv_proto::{ConfigNum, ShardId};
 use shardkv_raft::mutants::{self, Mutation};
@@ -23,17 +29,28 @@ use shardkv_tests::master_lab::{Peer, ReqId};
 use shardkv_tests::scenario::{find, run_one, Scenario};
 use shardkv_tests::sim_disk::LabDisk;
 
-/// The reference, serving catch-up chunks from its live state.
-struct LiveChunks {
+/// A migration request some mutant answers itself, and its answer; `None` leaves the
+/// request to the reference.
+type Answer = fn(&mut GroupLab, &MigrationRequest) -> Option<MigrationReply>;
+
+/// The reference, with some migration requests answered by `A` instead.
+struct Answering<A: AnswerWith> {
     inner: GroupLab,
     replies: Vec<KvEffect>,
+    _answer: std::marker::PhantomData<A>,
 }
 
-impl KvLab for LiveChunks {
+/// Names a mutant's [`Answer`].
+trait AnswerWith: 'static {
+    const ANSWER: Answer;
+}
+
+impl<A: AnswerWith> KvLab for Answering<A> {
     fn make(start: KvStart) -> Self {
-        LiveChunks {
+        Answering {
             inner: GroupLab::make(start),
             replies: Vec::new(),
+            _answer: std::marker::PhantomData,
         }
     }
     fn on_peer_message(&mut self, from: Peer, bytes: Vec<u8>) {
@@ -43,27 +60,13 @@ impl KvLab for LiveChunks {
         self.inner.on_request(req_id, request)
     }
     fn on_migration_request(&mut self, req_id: ReqId, request: MigrationRequest) {
-        let MigrationRequest::PullState {
-            view: Some(view),
-            after,
-            ..
-        } = request
-        else {
-            return self.inner.on_migration_request(req_id, request);
-        };
-        let state = self.inner.server_mut().host_mut().state_mut();
-        let (live, _) = state.view().expect("the data reads");
-        let chunk = (live.stored_chunk(after.as_deref(), LAB_CHUNK_BYTES)).expect("reads");
-        let reply = MigrationReply::StateChunk {
-            view,
-            after,
-            last: chunk.next.is_none(),
-            pairs: chunk.pairs.into_iter().collect(),
-        };
-        self.replies.push(KvEffect::MigrationReply {
-            req_id,
-            response: Ok(reply),
-        });
+        match A::ANSWER(&mut self.inner, &request) {
+            Some(reply) => self.replies.push(KvEffect::MigrationReply {
+                req_id,
+                response: Ok(reply),
+            }),
+            None => self.inner.on_migration_request(req_id, request),
+        }
     }
     fn on_response(&mut self, call_id: CallId, reply: Option<Vec<u8>>) {
         self.inner.on_response(call_id, reply)
@@ -91,6 +94,57 @@ impl KvLab for LiveChunks {
     fn state_digest(&self) -> Option<(u64, u64)> {
         self.inner.state_digest()
     }
+}
+
+/// The reference, serving catch-up chunks from its live state.
+struct LiveChunks;
+
+impl AnswerWith for LiveChunks {
+    const ANSWER: Answer = |inner, request| {
+        let MigrationRequest::PullState {
+            view: Some(view),
+            after,
+            ..
+        } = request
+        else {
+            return None;
+        };
+        let state = inner.server_mut().host_mut().state_mut();
+        let (live, _) = state.view().expect("the data reads");
+        let chunk = (live.stored_chunk(after.as_deref(), LAB_CHUNK_BYTES)).expect("reads");
+        Some(MigrationReply::StateChunk {
+            view: *view,
+            after: after.clone(),
+            last: chunk.next.is_none(),
+            pairs: chunk.pairs.into_iter().collect(),
+        })
+    };
+}
+
+/// The reference, handing a shard it held for an abandoned group on to the next owner
+/// empty (the shard is offered, but the previous configuration did not give it here).
+struct HeldHandedOnEmpty;
+
+impl AnswerWith for HeldHandedOnEmpty {
+    const ANSWER: Answer = |inner, request| {
+        let &MigrationRequest::PullShard {
+            config_num, shard, ..
+        } = request
+        else {
+            return None;
+        };
+        let state = inner.server().state();
+        let offered = matches!(state.phase(shard), Some(Phase::Offering { .. }));
+        let held = state.prev_config().shards.get(shard) != Some(&state.gid());
+        (offered && held && state.config().num == config_num).then(|| MigrationReply::ShardData {
+            config_num,
+            shard,
+            after: None,
+            kv: BTreeMap::new(),
+            next: None,
+            sessions: BTreeMap::new(),
+        })
+    };
 }
 
 /// A disk whose files are synced once (the database's creation) and never again.
@@ -201,7 +255,11 @@ fn scenario_of<L: KvLab>(name: &str) -> Scenario {
 type RunMutant = fn(&str, u64) -> Result<(), String>;
 
 fn live_chunks(name: &str, seed: u64) -> Result<(), String> {
-    run_one(&scenario_of::<LiveChunks>(name), seed).result
+    run_one(&scenario_of::<Answering<LiveChunks>>(name), seed).result
+}
+
+fn held_handed_on_empty(name: &str, seed: u64) -> Result<(), String> {
+    run_one(&scenario_of::<Answering<HeldHandedOnEmpty>>(name), seed).result
 }
 
 fn reapplied_replays(name: &str, seed: u64) -> Result<(), String> {
@@ -251,12 +309,23 @@ fn a_log_compacted_past_a_lost_checkpoint_is_caught() {
     assert_caught(lost_checkpoints, "power_fail_one_replica", 1, &refused);
 }
 
+#[test]
+fn a_held_shard_handed_on_empty_is_caught() {
+    // The appender of the moved shard's key finds its appends gone.
+    assert_caught(
+        held_handed_on_empty,
+        "abandon_dead_group",
+        1,
+        &["not linearizable", "final value"],
+    );
+}
+
 /// Prints, for each mutant, the first seed in 1..=30 of each likely scenario that
 /// catches it: how the seeds above were found (run with `--ignored --nocapture`).
 #[test]
 #[ignore]
 fn find_kv_mutant_seeds() {
-    let mutants: [(&str, RunMutant, &[&str]); 3] = [
+    let mutants: [(&str, RunMutant, &[&str]); 4] = [
         (
             "live chunks",
             live_chunks,
@@ -279,6 +348,11 @@ fn find_kv_mutant_seeds() {
                 "power_fail_minority",
                 "power_fail_whole_group",
             ],
+        ),
+        (
+            "held shards handed on empty",
+            held_handed_on_empty,
+            &["abandon_dead_group"],
         ),
     ];
     for (mutant, run, names) in mutants {

@@ -92,6 +92,11 @@ fn execute(latest: &Config, op: &Op) -> Response {
             next.shards[*shard] = *gid;
             return Ok(next);
         }
+        Op::Abandon { .. } | Op::Holder { .. } => {
+            return Err(MasterError::NotAllowed {
+                reason: "the fake master abandons no group".into(),
+            })
+        }
         Op::Query { .. } => unreachable!("queries do not execute"),
     }
     let gids: Vec<_> = next.groups.keys().copied().collect();

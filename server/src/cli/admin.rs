@@ -1,11 +1,12 @@
-//! `shardkv join | leave | move | query`: steer shards through the shard master.
+//! `shardkv join | leave | move | abandon | query`: steer shards through the shard master.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use shardkv_client::{Admin, Config, ConfigNum, GroupId, ShardId};
+use shardkv_client::tarpc_transport::ReplicaName;
+use shardkv_client::{Admin, Config, ConfigNum, GroupId, ShardId, TransportError};
 use shardkv_proto::NO_GROUP;
 
 use super::{print_json, run_client, ClientArgs};
@@ -52,6 +53,18 @@ pub struct MoveArgs {
     pub client: ClientArgs,
 }
 
+/// Options of `shardkv abandon`.
+#[derive(Args, Debug, Clone)]
+pub struct AbandonArgs {
+    /// The group, which must have left. Its id can never join again.
+    pub gid: GroupId,
+    /// Abandon it even though one of its replicas answers at its addresses.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 /// Options of `shardkv query`.
 #[derive(Args, Debug, Clone)]
 pub struct QueryArgs {
@@ -79,6 +92,18 @@ pub fn join(args: JoinArgs) -> ExitCode {
 /// How long `join` waits for each address to say which replica it is.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What each of `servers` says it is, in order.
+async fn identify_all(
+    transport: &shardkv_client::TarpcTransport,
+    servers: &[String],
+    timeout: Duration,
+) -> Vec<Result<ReplicaName, TransportError>> {
+    let asked = servers
+        .iter()
+        .map(|address| transport.identify(address, timeout));
+    futures::future::join_all(asked).await
+}
+
 /// Asks every address which replica serves there, and refuses (with what each said) when
 /// one is another service's replica or a replica of the group listed out of raft id order,
 /// or when none is a replica of the group. An address that does not answer is allowed if
@@ -89,12 +114,7 @@ async fn check_addresses(
     servers: &[String],
     timeout: Duration,
 ) -> Result<(), String> {
-    let answers = futures::future::join_all(
-        servers
-            .iter()
-            .map(|address| transport.identify(address, timeout)),
-    )
-    .await;
+    let answers = identify_all(transport, servers, timeout).await;
     let mut heard = Vec::new();
     let mut confirmed = false;
     for (position, (address, answer)) in servers.iter().zip(answers).enumerate() {
@@ -166,6 +186,66 @@ pub fn move_shard(args: MoveArgs) -> ExitCode {
         let moved = admin.move_shard(shard, gid).await;
         moved.map_err(|error| error.to_string())
     })
+}
+
+/// Runs `shardkv abandon`: unless `--force`, first checks that no replica of the group
+/// answers at the addresses it last had ([`check_gone`]).
+pub fn abandon(args: AbandonArgs) -> ExitCode {
+    let (gid, force) = (args.gid, args.force);
+    let timeout = args.client.timeout.min(IDENTIFY_TIMEOUT);
+    let transport = args.client.transport();
+    with_admin(&args.client, |mut admin| async move {
+        if !force {
+            let servers = last_servers(&mut admin, gid).await?;
+            let answers = identify_all(&transport?, &servers, timeout).await;
+            check_gone(gid, &servers, answers)?;
+        }
+        admin.abandon(gid).await.map_err(|error| error.to_string())
+    })
+}
+
+/// The most configurations `abandon` looks back through for the group's addresses.
+const ABANDON_LOOKBACK: ConfigNum = 100;
+
+/// The servers group `gid` had in the latest configuration that lists it (looking back
+/// at most [`ABANDON_LOOKBACK`] configurations); none when it is not found.
+async fn last_servers(
+    admin: &mut Admin<shardkv_client::TarpcTransport>,
+    gid: GroupId,
+) -> Result<Vec<String>, String> {
+    let latest = admin.query(None).await.map_err(|error| error.to_string())?;
+    if latest.groups.contains_key(&gid) {
+        return Err(format!(
+            "group {gid} is still a member: `shardkv leave {gid}` first"
+        ));
+    }
+    for num in (latest.num.saturating_sub(ABANDON_LOOKBACK)..latest.num).rev() {
+        let config = admin.query(Some(num)).await.map_err(|e| e.to_string())?;
+        if let Some(servers) = config.groups.get(&gid) {
+            return Ok(servers.clone());
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Refuses when a replica of group `gid` answered at one of `servers` (`answers`, in
+/// order): a live group must not be abandoned (its copies would be served twice).
+fn check_gone(
+    gid: GroupId,
+    servers: &[String],
+    answers: Vec<Result<ReplicaName, TransportError>>,
+) -> Result<(), String> {
+    for (address, answer) in servers.iter().zip(answers) {
+        if let Ok(name) = answer {
+            if name.service == gid {
+                return Err(format!(
+                    "{address} answers as {name}: group {gid} is alive. Abandon only a \
+                     group whose replicas are gone for good (or pass --force)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `shardkv query`.

@@ -76,7 +76,7 @@ pub struct ClientCertArgs {
     /// The client's name (letters, digits, `-`, `_`, `.`).
     #[arg(long)]
     pub name: String,
-    /// May run admin commands (join, leave, move) too.
+    /// May run admin commands (join, leave, move, abandon) too.
     #[arg(long)]
     pub admin: bool,
 }

@@ -80,10 +80,12 @@ fn sends(server: &mut impl Service) -> impl Iterator<Item = Action> {
 }
 
 /// Whether `caller` may run `op` on the shard master: without TLS anyone may; with it,
-/// anyone may query, and only an administrator may change the configuration.
+/// anyone may read (Query, Holder), and only an administrator may change the
+/// configuration or abandon a group.
 fn master_allows(caller: Option<&Identity>, op: &MasterOp) -> bool {
     match (caller, op) {
-        (None, _) | (_, MasterOp::Query { .. }) => true,
+        (None, _) => true,
+        (_, op) if op.is_read() => true,
         (Some(caller), _) => matches!(caller, Identity::Client { admin: true, .. }),
     }
 }
@@ -95,6 +97,8 @@ fn op_name(op: &MasterOp) -> &'static str {
         MasterOp::Leave { .. } => "leave",
         MasterOp::Move { .. } => "move",
         MasterOp::Query { .. } => "query",
+        MasterOp::Abandon { .. } => "abandon",
+        MasterOp::Holder { .. } => "holder",
     }
 }
 

@@ -1,5 +1,6 @@
-//! Property tests of rebalancing over random Join/Leave/Move sequences: balance,
-//! minimality against two brute-force minimums, determinism, snapshot round trip.
+//! Property tests of rebalancing over random Join/Leave/Move/Abandon sequences: balance,
+//! minimality against two brute-force minimums, Holder's answers, determinism, snapshot
+//! round trip.
 
 use std::collections::BTreeSet;
 
@@ -24,6 +25,8 @@ fn op(nshards: usize) -> impl Strategy<Value = Op> {
         3 => prop::collection::vec(gid(), 0..=3).prop_map(|gids| Op::Leave { gids }),
         2 => (0..nshards + 2, gid()).prop_map(|(shard, gid)| Op::Move { shard, gid }),
         1 => prop::option::of(0u64..20).prop_map(|num| Op::Query { num }),
+        1 => gid().prop_map(|gid| Op::Abandon { gid }),
+        1 => (0..nshards + 1, 0u64..20).prop_map(|(shard, num)| Op::Holder { shard, num }),
     ]
 }
 
@@ -84,7 +87,9 @@ fn min_moves_by_enumeration(shards: &[GroupId], groups: &BTreeSet<GroupId>) -> u
 fn check_step(before: &Config, op: &Op, after: &Config, ok: bool) -> Result<(), TestCaseError> {
     let groups: BTreeSet<GroupId> = after.groups.keys().copied().collect();
     match op {
-        Op::Query { .. } => prop_assert_eq!(before, after),
+        Op::Query { .. } | Op::Abandon { .. } | Op::Holder { .. } => {
+            prop_assert_eq!(before, after)
+        }
         _ if !ok => prop_assert_eq!(before, after),
         Op::Move { shard, gid } => {
             prop_assert_eq!(after.num, before.num + 1);
@@ -108,6 +113,25 @@ fn check_step(before: &Config, op: &Op, after: &Config, ok: bool) -> Result<(), 
     Ok(())
 }
 
+/// A Holder answer is the latest configuration at or before `num` (or the latest)
+/// whose owner of `shard` is not abandoned: every later one up to `num` has an abandoned
+/// owner.
+fn check_holder(
+    master: &ShardMaster,
+    shard: usize,
+    num: u64,
+    holder: &Config,
+) -> Result<(), TestCaseError> {
+    let abandoned = master.abandoned();
+    let upto = num.min(master.latest().num);
+    prop_assert!(holder.num <= upto);
+    prop_assert!(!abandoned.contains(&holder.shards[shard]));
+    for later in &master.configs()[holder.num as usize + 1..=upto as usize] {
+        prop_assert!(abandoned.contains(&later.shards[shard]));
+    }
+    Ok(())
+}
+
 fn run(nshards: usize, ops: &[Op]) -> Result<ShardMaster, TestCaseError> {
     let mut master = ShardMaster::new(nshards);
     for (i, op) in ops.iter().enumerate() {
@@ -120,6 +144,9 @@ fn run(nshards: usize, ops: &[Op]) -> Result<ShardMaster, TestCaseError> {
         let response = master.apply(i as u64 + 1, &request);
         if let Ok(config) = &response {
             prop_assert_eq!(config, master.query(Some(config.num)));
+        }
+        if let (Op::Holder { shard, num }, Ok(holder)) = (op, &response) {
+            check_holder(&master, *shard, *num, holder)?;
         }
         check_step(&before, op, master.latest(), response.is_ok())?;
     }

@@ -1,8 +1,9 @@
-//! Join, Leave, Move and Query do what the lab specifies, with exact placements.
+//! Join, Leave, Move and Query do what the lab specifies, with exact placements; Abandon
+//! and Holder do what `shardkv_proto::master::Op` says.
 
 use std::collections::BTreeMap;
 
-use shardmaster::{is_balanced, Config, Op, Request};
+use shardmaster::{is_balanced, Config, MasterError, Op, Request};
 
 use crate::harness::{join_op, moved, servers, Driver};
 
@@ -148,4 +149,61 @@ fn queries_change_nothing() {
     assert_eq!(driver.apply(&query).expect("query").num, 2);
     assert_eq!(driver.master.configs().len(), 3);
     assert!(driver.op(join_op(&[3])).is_ok());
+}
+
+/// Abandon retires a group that has left and makes no configuration; Holder then skips
+/// the configurations where the abandoned group owned a shard, back to the owner that
+/// holds the data (or to nobody); the id can never join again.
+#[test]
+fn abandon_and_holder() {
+    let mut driver = Driver::new(4);
+    let c1 = driver.join(&[1]);
+    let c2 = driver.join(&[2]);
+    assert_eq!(c2.shards, vec![1, 1, 2, 2]);
+    let c3 = driver.leave(&[2]);
+    assert_eq!(c3.shards, vec![1; 4]);
+    assert_eq!(
+        driver.op(Op::Abandon { gid: 1 }),
+        Err(MasterError::StillMember { gid: 1 })
+    );
+    assert_eq!(driver.op(Op::Abandon { gid: 2 }), Ok(c3.clone()));
+    assert_eq!(
+        driver.master.configs().len(),
+        4,
+        "abandon made a configuration"
+    );
+    assert_eq!(
+        driver.op(Op::Abandon { gid: 2 }),
+        Err(MasterError::Abandoned { gid: 2 })
+    );
+    assert_eq!(
+        driver.op(join_op(&[2])),
+        Err(MasterError::Abandoned { gid: 2 })
+    );
+    let holder = |driver: &mut Driver, shard, num| driver.op(Op::Holder { shard, num });
+    // Shard 2 was group 2's in config 2: its data is where config 1 put it.
+    assert_eq!(holder(&mut driver, 2, 2), Ok(c1.clone()));
+    // Shard 0 never was: config 2 itself answers, and so do later ones.
+    assert_eq!(holder(&mut driver, 0, 2), Ok(c2));
+    assert_eq!(holder(&mut driver, 2, 3), Ok(c3.clone()));
+    assert_eq!(holder(&mut driver, 2, 99), Ok(c3));
+    assert_eq!(
+        holder(&mut driver, 4, 2),
+        Err(MasterError::ShardOutOfRange {
+            shard: 4,
+            nshards: 4
+        })
+    );
+}
+
+/// A group abandoned while it owned a shard from the start (given by nobody): Holder
+/// answers configuration 0, whose owner is nobody.
+#[test]
+fn holder_of_a_fresh_shard_is_nobody() {
+    let mut driver = Driver::new(2);
+    driver.join(&[1, 2]);
+    driver.leave(&[2]);
+    driver.op(Op::Abandon { gid: 2 }).expect("abandon");
+    let holder = driver.op(Op::Holder { shard: 1, num: 1 });
+    assert_eq!(holder, Ok(Config::initial(2)));
 }

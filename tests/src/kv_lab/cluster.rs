@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use labrpc_sim::{Persister, Sim, SimNode};
-use shardkv_proto::GroupId;
+use shardkv_proto::{GroupId, ShardId};
 
 use super::agreement::Agreement;
 use super::clerk::KvClerk;
@@ -193,6 +193,25 @@ impl<L: KvLab> KvCluster<L> {
         self.sim.trace("harness", format_args!("leave {gids:?}"));
         let mut admin = self.take_admin();
         let result = admin.leave(gids).await.map(|_| ());
+        self.return_admin(admin);
+        result
+    }
+
+    /// Abandon group `gid`, which has left (`shardkv abandon`).
+    pub async fn abandon(&self, gid: GroupId) -> Result<(), String> {
+        self.sim.trace("harness", format_args!("abandon {gid}"));
+        let mut admin = self.take_admin();
+        let result = admin.abandon(gid).await.map(|_| ());
+        self.return_admin(admin);
+        result
+    }
+
+    /// Move `shard` to group `gid`.
+    pub async fn move_shard(&self, shard: ShardId, gid: GroupId) -> Result<(), String> {
+        self.sim
+            .trace("harness", format_args!("move {shard} to {gid}"));
+        let mut admin = self.take_admin();
+        let result = admin.move_shard(shard, gid).await.map(|_| ());
         self.return_admin(admin);
         result
     }

@@ -28,6 +28,8 @@
 //! | `challenge1_concurrent` | TestChallenge1Concurrent |
 //! | `challenge2_unaffected` / `_partial` | TestChallenge2Unaffected / Partial |
 //! | `partition_in_group`, `master_majority_down`, `all_groups_crash` | ours |
+//! | `power_fail_*` | ours |
+//! | `abandon_dead_group` | ours |
 //!
 //! Adaptations: 6.824's wall-clock waits become virtual-time waits, shortened where a
 //! scenario only waits for migrations ([`KvCluster::settle`] waits for them exactly);
@@ -37,6 +39,7 @@
 //! Grading another implementation: implement [`KvLab`] and run
 //! [`lab_scenarios::<YourServer>()`](lab_scenarios) through [`crate::scenario::run_seeds`].
 
+pub mod abandon;
 pub mod agreement;
 pub mod challenge;
 pub mod checks;
@@ -82,6 +85,7 @@ pub fn lab_scenarios<L: KvLab>() -> Vec<Scenario> {
         ours::partition_in_group, ours::master_majority_down, ours::all_groups_crash,
         power::power_fail_one_replica, power::power_fail_minority, power::power_fail_whole_group,
         power::power_fail_during_migration, power::power_fail_during_catch_up,
+        abandon::abandon_dead_group,
     ]
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use shardkv_proto::Config;
+use shardkv_proto::{Config, ConfigNum};
 
 use super::cluster::{KvCluster, GIDS, GROUP_SIZE};
 use super::lab::KvLab;
@@ -15,6 +15,14 @@ impl<L: KvLab> KvCluster<L> {
     pub async fn latest_config(&self) -> Result<Config, String> {
         let mut admin = self.take_admin();
         let result = admin.latest().await;
+        self.return_admin(admin);
+        result
+    }
+
+    /// The shard master's configuration `num`.
+    pub async fn query(&self, num: ConfigNum) -> Result<Config, String> {
+        let mut admin = self.take_admin();
+        let result = admin.query(num).await;
         self.return_admin(admin);
         result
     }

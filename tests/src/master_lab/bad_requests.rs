@@ -1,5 +1,5 @@
-//! Bad requests get a typed error and create no configuration: every invalid Join, Leave
-//! and Move goes through the real `Admin` to the replicated master, must come back as
+//! Bad requests get a typed error and create no configuration: every invalid Join, Leave,
+//! Move, Abandon and Holder query goes through the real `Admin` to the replicated master, must come back as
 //! `AdminError::Rejected` with exactly the expected `MasterError`, and must leave the
 //! latest configuration (on the clerk's view and on every replica) where it was. Then
 //! exactly-once at the protocol level: a retried request gets its original answer, and an
@@ -26,6 +26,8 @@ async fn send(admin: &mut Admin<SimTransport>, op: Op) -> Result<Config, AdminEr
         Op::Leave { gids } => admin.leave(gids).await,
         Op::Move { shard, gid } => admin.move_shard(shard, gid).await,
         Op::Query { num } => admin.query(num).await,
+        Op::Abandon { gid } => admin.abandon(gid).await,
+        Op::Holder { shard, num } => admin.holder(shard, num).await,
     }
 }
 
@@ -100,7 +102,7 @@ fn join_cases() -> Vec<(&'static str, Op, MasterError)> {
     ]
 }
 
-/// The bad Leaves and Moves, given members 1 and 2.
+/// The bad Leaves, Moves, Abandons and Holder queries, given members 1 and 2.
 fn leave_and_move_cases() -> Vec<(&'static str, Op, MasterError)> {
     vec![
         (
@@ -132,6 +134,32 @@ fn leave_and_move_cases() -> Vec<(&'static str, Op, MasterError)> {
             "move to gid 0",
             Op::Move { shard: 0, gid: 0 },
             MasterError::ReservedGroup,
+        ),
+        (
+            "abandon of a member",
+            Op::Abandon { gid: 2 },
+            MasterError::StillMember { gid: 2 },
+        ),
+        (
+            "abandon of a gid that never joined",
+            Op::Abandon { gid: 7 },
+            MasterError::UnknownGroup { gid: 7 },
+        ),
+        (
+            "abandon of gid 0",
+            Op::Abandon { gid: 0 },
+            MasterError::ReservedGroup,
+        ),
+        (
+            "holder of a shard out of range",
+            Op::Holder {
+                shard: LAB_NSHARDS,
+                num: 1,
+            },
+            MasterError::ShardOutOfRange {
+                shard: LAB_NSHARDS,
+                nshards: LAB_NSHARDS,
+            },
         ),
         (
             "move of a shard out of range",

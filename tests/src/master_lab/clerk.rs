@@ -50,6 +50,12 @@ impl Clerk {
             .map_err(|e| failed(&what, e))
     }
 
+    /// Abandon `gid`, which has left (its id is retired).
+    pub async fn abandon(&mut self, gid: GroupId) -> Result<Config, String> {
+        let what = format!("abandon {gid}");
+        self.admin.abandon(gid).await.map_err(|e| failed(&what, e))
+    }
+
     /// Move `shard` to `gid`.
     pub async fn move_shard(&mut self, shard: ShardId, gid: GroupId) -> Result<Config, String> {
         let what = format!("move shard {shard} to {gid}");

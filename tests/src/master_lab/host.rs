@@ -52,6 +52,8 @@ fn describe(request: &Request) -> String {
         Op::Leave { gids } => format!("leave {gids:?}"),
         Op::Move { shard, gid } => format!("move {shard} to {gid}"),
         Op::Query { num } => format!("query {num:?}"),
+        Op::Abandon { gid } => format!("abandon {gid}"),
+        Op::Holder { shard, num } => format!("holder of shard {shard} for config {num}"),
     };
     format!("client {client} seq {seq}: {what}")
 }
