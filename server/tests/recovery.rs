@@ -195,21 +195,8 @@ fn a_small_cache_group_killed_whole_keeps_everything() {
     let mut group = Service::start_with(dir.path(), Some(100), 3, &masters, &["--cache-mb", "1"]);
     join(&masters, &[("100", &group)]);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut client = shardkv_client::Client::connect(masters.clone(), policy());
-    let mut acked = Vec::new();
-    let mut failures = Vec::new();
-    for i in 0..3000 {
-        let key = format!("big-{i}");
-        let value = format!("{i:08}").repeat(1024);
-        match runtime.block_on(client.put(key.as_str(), value.as_str())) {
-            Ok(()) => acked.push((key, value)),
-            Err(error) => failures.push(format!("put {key}: {error}")),
-        }
-    }
+    let (acked, failed) = put_until_refused(&masters, "big", 3000, 1024);
+    let mut failures: Vec<String> = failed.into_iter().collect();
     for node in &mut group.nodes {
         node.kill();
     }
@@ -346,4 +333,146 @@ fn cluster_holding_kept(dir: &std::path::Path) -> (Service, Vec<Service>) {
     let out = shardkv_until_ok(&masters, &["put", "kept", "yes"], SETTLE);
     assert!(out.status.success(), "put: {}", stderr(&out));
     (masters_service, groups)
+}
+
+/// Puts keys `{prefix}-{i}` for `i` in `0..count`, each `{i:08}` repeated `repeat`
+/// times, through the library, in order, until one fails; returns the acknowledged
+/// pairs and the failure, if any.
+fn put_until_refused(
+    masters: &[String],
+    prefix: &str,
+    count: usize,
+    repeat: usize,
+) -> (Vec<(String, String)>, Option<String>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut client = shardkv_client::Client::connect(masters.to_vec(), policy());
+    let mut acked = Vec::new();
+    for i in 0..count {
+        let key = format!("{prefix}-{i}");
+        let value = format!("{i:08}").repeat(repeat);
+        match runtime.block_on(client.put(key.as_str(), value.as_str())) {
+            Ok(()) => acked.push((key, value)),
+            Err(error) => return (acked, Some(format!("put {key}: {error}"))),
+        }
+    }
+    (acked, None)
+}
+
+/// A tmpfs mounted at a path, for a disk that really fills; unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size_mb` MiB at `path` (which it creates). Needs root, as the
+    /// tests and CI have on this project's machines.
+    fn mount(path: &std::path::Path, size_mb: u64) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("mount point");
+        let tmpfs = Tmpfs(path.to_path_buf());
+        tmpfs.run(&["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"]);
+        tmpfs
+    }
+
+    /// Grows (or shrinks) it to `size_mb` MiB, keeping its files.
+    fn resize(&self, size_mb: u64) {
+        self.run(&["-o", &format!("remount,size={size_mb}m")]);
+    }
+
+    /// Bytes free on it.
+    fn free(&self) -> u64 {
+        let stat = rustix::fs::statvfs(&self.0).expect("statvfs");
+        stat.f_bavail * stat.f_frsize
+    }
+
+    fn run(&self, args: &[&str]) {
+        let status = std::process::Command::new("mount")
+            .args(args)
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount {args:?} {}: {status}",
+            self.0.display()
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A group whose replicas each keep their data on a tmpfs of their own that really
+/// fills (issue 24's "full disk on a tmpfs"): writes go on until the free space falls
+/// under the reserve, then every write is refused with "no space" while everything
+/// acknowledged reads back; the replicas stop on SIGTERM and start again on the full
+/// disks; once the disks grow, writes are taken again, and nothing acknowledged is lost.
+#[test]
+fn a_really_full_disk_refuses_writes_and_loses_nothing() {
+    const DISK_MB: u64 = 512;
+    const RESERVE_MB: u64 = 256;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let masters_service = Service::start(dir.path(), None, 3, &[]);
+    let masters = masters_service.addresses();
+    let disks: Vec<Tmpfs> = (1..=3)
+        .map(|i| Tmpfs::mount(&dir.path().join(format!("group-100-{i}")), DISK_MB))
+        .collect();
+    let reserve = RESERVE_MB.to_string();
+    let mut group = Service::start_with(
+        dir.path(),
+        Some(100),
+        3,
+        &masters,
+        &["--reserve-mb", &reserve],
+    );
+    join(&masters, &[("100", &group)]);
+
+    let (acked, failed) = put_until_refused(&masters, "full", 20_000, 2048);
+    let (refused, mut failures): (Option<String>, Vec<String>) = match failed {
+        Some(error) if error.contains("no space") => (Some(error), Vec::new()),
+        other => (None, other.into_iter().collect()),
+    };
+    let free: Vec<u64> = disks.iter().map(|disk| disk.free() >> 20).collect();
+    println!(
+        "{} puts of 16 KiB acknowledged; MiB free of {DISK_MB}: {free:?}; refused: {refused:?}",
+        acked.len()
+    );
+    if refused.is_none() {
+        // Reading thousands of keys back from a group that ran out of disk and died
+        // would take a deadline each: fail now.
+        failures.push(format!("no write refused; MiB free: {free:?}"));
+        drop(group);
+        return keep_on_failure(dir, &failures);
+    }
+    failures.extend(read_back(&masters, &acked));
+    for node in &mut group.nodes {
+        let stopped = node.terminate(Duration::from_secs(30));
+        if !stopped.is_some_and(|status| status.success()) {
+            failures.push(format!("SIGTERM on the full disk: {stopped:?}"));
+        }
+    }
+    for node in &mut group.nodes {
+        node.restart();
+    }
+    failures.extend(read_back(&masters, &acked));
+    let out = shardkv(&masters, &["put", "more", "no", "--timeout", "5s"]);
+    if !stderr(&out).contains("no space") {
+        failures.push(format!("a write after the restart: {}", stderr(&out)));
+    }
+    disks.iter().for_each(|disk| disk.resize(4 * DISK_MB));
+    let out = shardkv_until_ok(&masters, &["put", "more", "yes"], SETTLE);
+    if !out.status.success() {
+        failures.push(format!("a write with room again: {}", stderr(&out)));
+    }
+    failures.extend(read_back(&masters, &acked));
+    drop(group);
+    drop(masters_service);
+    drop(disks);
+    keep_on_failure(dir, &failures);
 }
