@@ -1,4 +1,4 @@
-//! [`Admin`]: the shard master's client (Join, Leave, Move, Query).
+//! [`Admin`]: the shard master's client (Join, Leave, Move, Abandon, Query, Holder).
 //!
 //! An `Admin` sends one request at a time (its methods take `&mut self`) to the shard
 //! master replicas and returns the configuration the request created or asked for.

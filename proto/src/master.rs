@@ -93,8 +93,8 @@ pub enum Op {
     /// Sent by an operator (`shardkv abandon`) after `leave` of a group whose replicas
     /// are gone. The group must have been a member once and must not be one now; it can
     /// never join again. Creates no configuration: the answer is the latest. See
-    /// [`Op::Holder`] for what the groups do with it, and `docs/correctness.md` for what
-    /// can be lost.
+    /// [`Op::Holder`] for what the groups do with it, and `docs/architecture.md` ("A group
+    /// that died for good can be abandoned") for what can be lost.
     Abandon {
         /// The group.
         gid: GroupId,

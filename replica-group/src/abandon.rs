@@ -28,11 +28,18 @@
 //! What may be lost: nothing, when the abandoned group never installed the shards (the
 //! frozen copy is the last state any client saw acknowledged). When it had installed
 //! and served a shard but not yet acknowledged it, the writes it acknowledged since are
+//! lost; a shard it was given by nobody comes back empty, so whatever it served there is
 //! lost. When it had acknowledged (the old owner deleted its copy), the shard's data
-//! is gone with it: the shard stays unavailable. `docs/correctness.md` says so for users.
+//! is gone with it: the shard stays unavailable (the holder named is this group, or a
+//! pull already under way from the abandoned group, and neither is followed).
+//! `docs/architecture.md` says so for users.
 //!
-//! The answers only redirect calls: the data still moves by the protocol's own checks
-//! (configuration number, shard, chunk order), so a stale or repeated answer is harmless.
+//! The answers are facts that only grow (configurations never change, and a group once
+//! abandoned stays so), so a late or repeated one is as good as a fresh one. A pull
+//! redirected to a holder still moves the data by the protocol's own checks
+//! (configuration number, shard, chunk order); `Reclaim` applies only to a shard still
+//! offered in the configuration asked about; an empty install only to a shard that has
+//! received nothing.
 
 use std::collections::BTreeMap;
 
@@ -178,6 +185,21 @@ impl<S: LogStore> Server<S> {
                 let entry = Entry::Reclaim { config_num, shard };
                 self.propose_task(Task::Reclaim(config_num, shard), entry);
             }
+            Some(_) if gid == self.options.gid => tracing::error!(
+                gid,
+                shard,
+                "the shard master names this group as the holder of a shard it lacks: the \
+                 abandoned group had installed it, and its data is lost"
+            ),
+            Some(Phase::Pulling {
+                received: Some(_), ..
+            }) => tracing::error!(
+                gid = self.options.gid,
+                shard,
+                holder = gid,
+                "part of the shard came from the abandoned group, which had installed it: \
+                 not mixed with the holder's older copy"
+            ),
             Some(Phase::Pulling { .. } | Phase::Acking { .. }) => {
                 let servers = holder
                     .servers(gid)
@@ -209,11 +231,11 @@ impl<S: LogStore> Server<S> {
     pub(crate) fn settle_without_holder(&mut self, shard: ShardId) {
         let config_num = self.state().config().num;
         match self.state().phase(shard) {
-            Some(Phase::Pulling { received, .. }) => {
+            Some(Phase::Pulling { received: None, .. }) => {
                 let entry = Entry::InstallShard {
                     config_num,
                     shard,
-                    after: received.clone(),
+                    after: None,
                     kv: BTreeMap::new(),
                     next: None,
                     sessions: BTreeMap::new(),

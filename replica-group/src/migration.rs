@@ -328,8 +328,10 @@ impl GroupState {
     /// What to do with `DeleteShard { config_num, shard }` from the applied state.
     ///
     /// `Deleted` at once when this group is past `config_num` (it could not have moved
-    /// on before deleting) or holds nothing for the shard in `config_num`; `NotReady`
-    /// when it has not reached `config_num`, or the shard is its own there.
+    /// on before deleting, unless it holds the shard for an abandoned group) or holds
+    /// nothing for the shard in `config_num`; `NotReady` when it has not reached
+    /// `config_num`, the shard is its own there, or it is `Held` (never deleted on
+    /// another group's word).
     pub fn delete_verdict(&self, config_num: ConfigNum, shard: ShardId) -> DeleteVerdict {
         let current = self.config.num;
         let deleted = Ok(MigrationReply::Deleted { config_num, shard });

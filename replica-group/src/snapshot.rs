@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use shardkv_proto::{Config, GroupId};
+use shardkv_proto::{Config, GroupId, NO_GROUP};
 
 use crate::data::{Data, DataError, DataView};
 use crate::message::{Entry, MAX_ENTRY_BYTES};
@@ -31,8 +31,27 @@ use crate::state::GroupState;
 use crate::{Index, SnapshotError};
 use shardkv_raft::{decode_image, encode_image, Replicated, SnapshotEncoder};
 
-/// The format version of the group's metadata and of its snapshot marker.
-pub const SNAPSHOT_VERSION: u32 = 3;
+/// The format version of the group's metadata and of its snapshot marker (4: a shard
+/// may be `Held`).
+pub const SNAPSHOT_VERSION: u32 = 4;
+
+/// The version before `Held`, of the same layout, still read.
+const SNAPSHOT_VERSION_3: u32 = 3;
+
+/// An image of version [`SNAPSHOT_VERSION`] or [`SNAPSHOT_VERSION_3`] in `bytes`, read
+/// with at most `max_bytes` of allocation, once `check` finds its invariants hold.
+fn decode_group_image<T: serde::de::DeserializeOwned>(
+    max_bytes: u64,
+    bytes: &[u8],
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<T, SnapshotError> {
+    match decode_image(SNAPSHOT_VERSION, max_bytes, bytes, &check) {
+        Err(SnapshotError::Version { found, .. }) if found == SNAPSHOT_VERSION_3 => {
+            decode_image(SNAPSHOT_VERSION_3, max_bytes, bytes, &check)
+        }
+        other => other,
+    }
+}
 
 /// The largest metadata [`GroupState::open`] and a catch-up accept (bounds allocation on
 /// a corrupt length prefix): configurations and duplicate tables, never keys.
@@ -53,7 +72,7 @@ struct Image {
 }
 
 /// A raft snapshot's bytes: which group's data it stands for, through its log index.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Marker {
     gid: GroupId,
 }
@@ -110,7 +129,7 @@ impl Replicated for GroupState {
     /// before the log was compacted, or copied from another replica before the marker
     /// was stepped into raft); there is nothing to load.
     fn restore(&mut self, bytes: &[u8], index: Index) -> Result<(), SnapshotError> {
-        let marker: Marker = decode_image(SNAPSHOT_VERSION, 1 << 10, bytes, |_| Ok(()))?;
+        let marker: Marker = decode_group_image(1 << 10, bytes, |_| Ok(()))?;
         if marker.gid != self.gid {
             return Err(SnapshotError::Invalid(format!(
                 "snapshot of group {}, this is group {}",
@@ -256,7 +275,7 @@ fn check_meta(
     expected: (GroupId, usize, u64),
     applied: Index,
 ) -> Result<Image, String> {
-    let image: Image = decode_image(SNAPSHOT_VERSION, MAX_META_BYTES, bytes, check_image)
+    let image: Image = decode_group_image(MAX_META_BYTES, bytes, check_image)
         .map_err(|error| error.to_string())?;
     let found = (image.gid, image.shards.len(), image.session_timeout_entries);
     if found != expected {
@@ -295,7 +314,12 @@ fn check_image(image: &Image) -> Result<(), String> {
             Phase::Pulling { from, .. } | Phase::Acking { from, .. } => {
                 owned && prev.shards[shard] == *from
             }
-            Phase::Offering { to, .. } => prev.shards[shard] == gid && config.shards[shard] == *to,
+            // Given away by this group, or held for an abandoned group before (whose
+            // owner was then that group, never nobody).
+            Phase::Offering { to, .. } => {
+                let owner = config.shards[shard];
+                owner == *to && owner != gid && owner != NO_GROUP && prev.shards[shard] != NO_GROUP
+            }
             Phase::Held { .. } => !owned,
         };
         if !ok {
@@ -316,4 +340,27 @@ fn check_image(image: &Image) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Images of the current version and of version 3 (the same layout, before `Held`)
+    /// read; any other version is refused as such.
+    #[test]
+    fn version_3_images_still_read() {
+        let marker = Marker { gid: 7 };
+        for version in [SNAPSHOT_VERSION, SNAPSHOT_VERSION_3] {
+            let bytes = encode_image(version, &marker);
+            let read: Marker = decode_group_image(1 << 10, &bytes, |_| Ok(())).expect("reads");
+            assert_eq!(read.gid, 7, "version {version}");
+        }
+        let old = encode_image(2, &marker);
+        let refused = decode_group_image::<Marker>(1 << 10, &old, |_| Ok(()));
+        assert!(
+            matches!(refused, Err(SnapshotError::Version { found: 2, .. })),
+            "{refused:?}"
+        );
+    }
 }

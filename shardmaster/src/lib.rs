@@ -10,7 +10,10 @@
 //! and the shards are rebalanced so that every group owns ⌊n/g⌋ or ⌈n/g⌉ of them while
 //! as few shards as possible change owner (each move is a data migration between
 //! groups). **Move** pins one shard to one group by hand. **Query** returns any past
-//! configuration or the latest. Every configuration is kept.
+//! configuration or the latest. Every configuration is kept. **Abandon** records that a
+//! group which has left died for good, and **Holder** tells the replica groups which
+//! configuration's owner of a shard holds its data when the owner after it was abandoned
+//! (see `docs/architecture.md`, "A group that died for good can be abandoned").
 //!
 //! # How it is built
 //!
@@ -25,7 +28,8 @@
 //!
 //! The pure parts, all deterministic and free of IO:
 //! - [`mod@rebalance`]: minimal-move balancing and its tie-break rule.
-//! - [`ops`]: validation and the next configuration for Join, Leave and Move.
+//! - [`ops`]: validation and the next configuration for Join, Leave and Move; the check
+//!   of an Abandon.
 //! - [`session`]: the duplicate table that makes retried requests take effect once.
 //! - [`state`]: [`ShardMaster`], the state machine `apply(index, request) -> response`.
 //! - [`snapshot`]: the whole state as bytes, for log compaction and restart.

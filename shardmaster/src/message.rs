@@ -5,10 +5,11 @@
 //! crate (which pulls in raft-rs); they are re-exported here, and each variant is
 //! documented where it is defined:
 //!
-//! - [`Request`] `{ client, seq, op }` with [`Op`] = `Join` | `Leave` | `Move` | `Query`:
-//!   sent by a client to the replica it believes leads.
-//! - [`Response`] = `Result<Config, MasterError>`: the created or requested configuration,
-//!   or a typed error; [`MasterError::WrongLeader`] is the only retryable one.
+//! - [`Request`] `{ client, seq, op }` with [`Op`] = `Join` | `Leave` | `Move` | `Query` |
+//!   `Abandon` | `Holder`: sent by a client to the replica it believes leads.
+//! - [`Response`] = `Result<Config, MasterError>`: the created or requested configuration
+//!   (the latest, for Abandon; the holding one, for Holder), or a typed error;
+//!   [`MasterError::WrongLeader`] is the only retryable one.
 //!
 //! Replicas talk to each other only in Raft messages, opaque bytes produced by the Raft
 //! layer. The one message of this crate's own is the **log entry**: the [`Request`]

@@ -6,11 +6,12 @@
 //! quiet for more than the timeout by log index (so a table holds at most `timeout + 1`
 //! sessions). This module fixes what the shard master puts in it.
 //!
-//! Only changing requests (Join, Leave, Move) are remembered; a Query changes nothing and
-//! is answered afresh. A duplicate gets the remembered [`Outcome`] back; a stale request
-//! gets [`shardkv_proto::MasterError::StaleRequest`]. The outcome is stored as the number
-//! of the configuration the request created (all configurations are kept, so the answer
-//! can be rebuilt) or its error: a few bytes per client, whatever the configuration's
+//! Only changing requests (Join, Leave, Move, Abandon) are remembered; a Query or a
+//! Holder query changes nothing and is answered afresh. A duplicate gets the remembered
+//! [`Outcome`] back; a stale request gets [`shardkv_proto::MasterError::StaleRequest`].
+//! The outcome is stored as the number of the configuration the request created (for an
+//! Abandon, the latest when it applied; all configurations are kept, so the answer can be
+//! rebuilt) or its error: a few bytes per client, whatever the configuration's
 //! size.
 //!
 //! Caveat: a client silent for longer than the timeout that then retries an old request

@@ -207,8 +207,9 @@ pub fn abandon(args: AbandonArgs) -> ExitCode {
 /// The most configurations `abandon` looks back through for the group's addresses.
 const ABANDON_LOOKBACK: ConfigNum = 100;
 
-/// The servers group `gid` had in the latest configuration that lists it (looking back
-/// at most [`ABANDON_LOOKBACK`] configurations); none when it is not found.
+/// The servers group `gid` had in the latest configuration that lists it, looking back
+/// at most [`ABANDON_LOOKBACK`] configurations; refused when it is not found there
+/// (nothing could be checked).
 async fn last_servers(
     admin: &mut Admin<shardkv_client::TarpcTransport>,
     gid: GroupId,
@@ -225,7 +226,10 @@ async fn last_servers(
             return Ok(servers.clone());
         }
     }
-    Ok(Vec::new())
+    Err(format!(
+        "group {gid} is in none of the last {ABANDON_LOOKBACK} configurations, so whether \
+         it is alive cannot be checked; pass --force to abandon it anyway"
+    ))
 }
 
 /// Refuses when a replica of group `gid` answered at one of `servers` (`answers`, in

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shardkv_proto::{Config, GroupId, ShardId};
 
-use super::cluster::{KvCluster, GIDS};
+use super::cluster::{KvCluster, GIDS, GROUP_SIZE};
 use super::lab::KvLab;
 use super::statics::SETTLE_TIMEOUT;
 use super::workload::{key_per_shard, Appenders};
@@ -23,8 +23,9 @@ const STUCK_FOR: Duration = Duration::from_secs(3);
 /// come from them, who freeze them for it). Appenders write a key of every shard
 /// throughout. The other group joins; a shard 102 was given moves on to a group that did
 /// not own it before (so a copy held for 102 must travel between groups); 102 leaves,
-/// and the groups must still be stuck; then 102 is abandoned: every running replica settles on the latest
-/// configuration and every key holds exactly its acknowledged appends.
+/// and the groups must still be stuck; then 102 is abandoned, and a replica of each
+/// live group crashes and restarts a moment later: every running replica settles on the
+/// latest configuration and every key holds exactly its acknowledged appends.
 pub fn abandon_dead_group<L: KvLab>(seed: u64) -> Outcome {
     let c = KvCluster::<L>::new(seed, false, Some(1000));
     c.run("abandon_dead_group", async {
@@ -50,6 +51,15 @@ pub fn abandon_dead_group<L: KvLab>(seed: u64) -> Outcome {
             return Err("settled with a dead member: the scenario recovers nothing".into());
         }
         c.abandon(DEAD).await?;
+        // A replica of each live group crashes and restarts while the held copies move
+        // on: it must reopen a state that holds them.
+        c.sleep_ms(c.sim.random_range(1500..5000)).await;
+        for gid in [a, b] {
+            let me = c.sim.random_range(0..GROUP_SIZE as u64) as usize;
+            c.shutdown_server(gid, me);
+            c.sleep_ms(c.sim.random_range(0..300)).await;
+            c.start_server(gid, me);
+        }
         c.settle(SETTLE_TIMEOUT).await?;
         let mut ck = c.clerk();
         appenders.stop(&mut ck, &ka).await.map(|_| ())
