@@ -78,7 +78,7 @@ fn bad_markers_are_refused() {
         same_group.restore(&other_version, 0),
         Err(SnapshotError::Version {
             found: 99,
-            expected: 3
+            expected: replica_group::snapshot::SNAPSHOT_VERSION
         })
     );
     assert!(matches!(
