@@ -13,8 +13,9 @@
 //! The shard masters come from `--masters`, else `SHARDKV_MASTERS`, else the addresses
 //! `shardkv local` uses. With `SHARDKV_TLS_DIR` set (a directory holding `ca.pem`,
 //! `cert.pem` and `key.pem`), every connection is mutual TLS, as a cluster needs unless
-//! its nodes run `--insecure`. The client's futures are not `Send`, so it runs on a
-//! current-thread tokio runtime.
+//! its nodes run `--insecure`. One command needs no more than a current-thread tokio
+//! runtime; the client's futures are `Send`, so a service may as well run them on a
+//! multi-thread one (`tokio::spawn`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -77,7 +78,7 @@ async fn run(masters: Vec<String>, command: Command) -> Result<ExitCode, String>
         None => TarpcTransport::new(),
         Some(dir) => TarpcTransport::with_tls(Tls::load(std::path::Path::new(&dir))?),
     };
-    let mut client = Client::with_policy(transport, masters, policy);
+    let client = Client::with_policy(transport, masters, policy);
     let done = match command {
         Command::Get(key) => {
             return match client.get(key).await.map_err(|e| e.to_string())? {

@@ -1,7 +1,9 @@
 //! [`Admin`]: the shard master's client (Join, Leave, Move, Abandon, Query, Holder).
 //!
-//! An `Admin` sends one request at a time (its methods take `&mut self`) to the shard
-//! master replicas and returns the configuration the request created or asked for.
+//! An `Admin` sends requests to the shard master replicas and returns the configuration
+//! each created or asked for. It is a cheap handle like [`crate::Client`]: clones share
+//! the transport, methods take `&self`, and each request runs under a session of its own
+//! from the handle's pool, so requests run at once and each still applies once.
 //!
 //! ```text
 //!   join/leave/move_shard/query
@@ -41,25 +43,49 @@
 //!   what is valid, and its typed errors come back as [`AdminError::Rejected`].
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use shardkv_proto::{ClientId, Config, ConfigNum, GroupId, Op, ShardId};
 
 use crate::error::AdminError;
 use crate::master::MasterSession;
+use crate::pool::{lock, Pool};
 use crate::retry::{within_deadline, Progress, RetryPolicy};
 use crate::transport::Transport;
 
-/// A client of the shard master, generic over its [`Transport`].
+/// A client of the shard master, generic over its [`Transport`]: a handle whose clones
+/// share one connection to the cluster.
 #[derive(Debug)]
 pub struct Admin<T: Transport> {
-    pub(crate) transport: T,
-    pub(crate) session: MasterSession,
-    pub(crate) policy: RetryPolicy,
+    shared: Arc<AdminShared<T>>,
+    /// This handle's retry policy (a clone starts with a copy).
+    policy: RetryPolicy,
+}
+
+impl<T: Transport> Clone for Admin<T> {
+    fn clone(&self) -> Self {
+        Admin {
+            shared: Arc::clone(&self.shared),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// What the clones of one admin handle share.
+#[derive(Debug)]
+struct AdminShared<T> {
+    transport: T,
+    /// Sessions not in use.
+    sessions: Pool<MasterSession>,
+    /// The session given back last: a new session starts from its leader memory.
+    latest: Mutex<MasterSession>,
+    /// The first session's id.
+    first: ClientId,
 }
 
 impl<T: Transport> Admin<T> {
     /// An admin for the shard master replicas at `masters`, with the default
-    /// [`RetryPolicy`] (1 s per RPC, no overall deadline).
+    /// [`RetryPolicy`] (1 s per RPC, 30 s per operation).
     ///
     /// `masters[i]` must be the replica with Raft NodeId `i + 1` (see
     /// [`crate::leader`]). An empty list is accepted here and reported as
@@ -71,21 +97,27 @@ impl<T: Transport> Admin<T> {
     /// Like [`Admin::new`], with an explicit retry policy.
     pub fn with_policy(transport: T, masters: Vec<String>, policy: RetryPolicy) -> Self {
         let session = MasterSession::new(&transport, masters);
-        Admin {
+        let shared = AdminShared {
+            first: session.client_id(),
+            latest: Mutex::new(session.clone()),
+            sessions: Pool::new(session),
             transport,
-            session,
+        };
+        Admin {
+            shared: Arc::new(shared),
             policy,
         }
     }
 
-    /// This admin's client id (random, drawn from the transport).
+    /// The id of this handle's first session (random, drawn from the transport).
+    /// Requests running alongside others use further ids.
     pub fn client_id(&self) -> ClientId {
-        self.session.client_id()
+        self.shared.first
     }
 
     /// The shard master addresses, in NodeId order.
-    pub fn masters(&self) -> &[String] {
-        self.session.masters()
+    pub fn masters(&self) -> Vec<String> {
+        lock(&self.shared.latest).masters().to_vec()
     }
 
     /// The retry policy in force.
@@ -93,65 +125,69 @@ impl<T: Transport> Admin<T> {
         &self.policy
     }
 
-    /// Replaces the retry policy; applies from the next operation on.
+    /// Replaces this handle's retry policy (not its clones'); applies from the next
+    /// operation on.
     pub fn set_policy(&mut self, policy: RetryPolicy) {
         self.policy = policy;
     }
 
     /// The transport, for callers that share it.
     pub fn transport(&self) -> &T {
-        &self.transport
+        &self.shared.transport
     }
 
     /// Adds `groups` (gid → replica addresses) and rebalances; returns the new
     /// configuration.
-    pub async fn join(
-        &mut self,
-        groups: BTreeMap<GroupId, Vec<String>>,
-    ) -> Result<Config, AdminError> {
+    pub async fn join(&self, groups: BTreeMap<GroupId, Vec<String>>) -> Result<Config, AdminError> {
         self.request(Op::Join { groups }).await
     }
 
     /// Removes the groups `gids` and rebalances their shards onto the rest; returns the
     /// new configuration.
-    pub async fn leave(&mut self, gids: Vec<GroupId>) -> Result<Config, AdminError> {
+    pub async fn leave(&self, gids: Vec<GroupId>) -> Result<Config, AdminError> {
         self.request(Op::Leave { gids }).await
     }
 
     /// Gives `shard` to group `gid`; returns the new configuration.
-    pub async fn move_shard(&mut self, shard: ShardId, gid: GroupId) -> Result<Config, AdminError> {
+    pub async fn move_shard(&self, shard: ShardId, gid: GroupId) -> Result<Config, AdminError> {
         self.request(Op::Move { shard, gid }).await
     }
 
     /// Declares group `gid`, which has left, dead for good: the shards it was given but
     /// never installed come back from the groups that hold them frozen. Returns the
     /// latest configuration (abandoning makes none). The group's id is retired.
-    pub async fn abandon(&mut self, gid: GroupId) -> Result<Config, AdminError> {
+    pub async fn abandon(&self, gid: GroupId) -> Result<Config, AdminError> {
         self.request(Op::Abandon { gid }).await
     }
 
     /// The configuration whose owner of `shard` holds the data for the owner in
     /// configuration `num`: the latest at or before `num` not owned by an abandoned
     /// group ([`Op::Holder`]).
-    pub async fn holder(&mut self, shard: ShardId, num: ConfigNum) -> Result<Config, AdminError> {
+    pub async fn holder(&self, shard: ShardId, num: ConfigNum) -> Result<Config, AdminError> {
         self.request(Op::Holder { shard, num }).await
     }
 
     /// Configuration `num`, or the latest for `None` or a number past the latest.
-    pub async fn query(&mut self, num: Option<ConfigNum>) -> Result<Config, AdminError> {
+    pub async fn query(&self, num: Option<ConfigNum>) -> Result<Config, AdminError> {
         self.request(Op::Query { num }).await
     }
 
     /// Sends `op` under a fresh sequence number until a definitive answer or the
     /// deadline.
-    async fn request(&mut self, op: Op) -> Result<Config, AdminError> {
-        let mut progress = Progress::new(&self.policy);
-        let work = self
-            .session
-            .request(&self.transport, &self.policy, op, &mut progress);
-        match within_deadline(&self.transport, self.policy.deadline, work).await {
+    async fn request(&self, op: Op) -> Result<Config, AdminError> {
+        let (transport, policy) = (&self.shared.transport, &self.policy);
+        let mut session = (self.shared.sessions).take(|| {
+            let latest = lock(&self.shared.latest);
+            latest.fork(transport.random_u64())
+        });
+        let mut progress = Progress::new(policy);
+        let work = session.request(transport, policy, op, &mut progress);
+        let answer = match within_deadline(transport, policy.deadline, work).await {
             Some(answer) => answer,
-            None => Err(progress.expire(self.policy.deadline).into()),
-        }
+            None => Err(progress.expire(policy.deadline).into()),
+        };
+        *lock(&self.shared.latest) = session.clone();
+        self.shared.sessions.give_back(session);
+        answer
     }
 }

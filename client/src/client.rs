@@ -32,12 +32,16 @@
 //! client's next mutation on the same shard applies (the group then refuses the older
 //! number as stale); hence the warning on [`ClientError::Timeout`].
 //!
-//! # One operation at a time
+//! # One handle, many operations
 //!
-//! Methods take `&mut self`: a client has one operation outstanding, as the duplicate
-//! tables assume (they remember one request per client). Concurrent users create one
-//! client each, over a shared transport (`&T`, `Rc<T>` and `Arc<T>` are transports);
-//! each gets its own id.
+//! A `Client` is a cheap handle: clones share the transport (and so its connections),
+//! the cached configuration and the leader memory, and methods take `&self`, so the
+//! tasks of a service run operations through one handle at once. The duplicate tables
+//! remember one request per client id, so each operation runs under a *session* of its
+//! own, taken from the handle's pool of idle ones (a new one, with a fresh random id,
+//! when all are busy) and given back when it ends: a session never has two operations
+//! outstanding, and its numbers are never reused. Over a `Send + Sync` transport (as
+//! [`crate::TarpcTransport`] is) the handle is `Send + Sync` and its futures are `Send`.
 //!
 //! # Caveats
 //!
@@ -50,7 +54,10 @@
 //!   unavailable, and the operation ends at the deadline (or never, without one).
 //! - A new configuration is fetched only when the cluster says the cached one is stale,
 //!   never in the background; the first operation of a client pays one extra query.
-//! - The deadline covers one operation; there is none by default, as in 6.824.
+//! - The deadline covers one operation: 30 s by default ([`crate::retry::DEFAULT_DEADLINE`]);
+//!   `deadline: None` retries until answered, as in 6.824.
+
+use std::sync::{Arc, Mutex};
 
 use tracing::Instrument as _;
 
@@ -58,159 +65,58 @@ use shardkv_proto::kv::{Op, Request};
 use shardkv_proto::master::FIRST_SEQ;
 use shardkv_proto::{ClientId, Config, GroupRequest, Reply, Seq};
 
-use crate::admin::Admin;
 use crate::error::ClientError;
+use crate::master::MasterSession;
+use crate::pool::{lock, Pool};
 use crate::retry::{within_deadline, Progress, RetryPolicy};
 use crate::route::{Expect, KvCall, Link, Router};
 use crate::transport::Transport;
 
-/// A key/value client of a shardkv cluster, generic over its [`Transport`]. See the
-/// module docs.
+/// A key/value client of a shardkv cluster, generic over its [`Transport`]: a handle
+/// whose clones share one cluster connection. See the module docs.
 #[derive(Debug)]
 pub struct Client<T: Transport> {
-    /// The transport, the policy, and the shard-master session of configuration queries.
-    admin: Admin<T>,
-    router: Router,
-    /// The next mutation's sequence number.
+    shared: Arc<Shared<T>>,
+    /// This handle's retry policy (a clone starts with a copy).
+    policy: RetryPolicy,
+}
+
+impl<T: Transport> Clone for Client<T> {
+    fn clone(&self) -> Self {
+        Client {
+            shared: Arc::clone(&self.shared),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// What the clones of one handle share.
+#[derive(Debug)]
+struct Shared<T> {
+    transport: T,
+    /// The shard-master session of configuration queries (its leader memory).
+    master: Mutex<MasterSession>,
+    /// The latest configuration seen and the groups' leader memory; an operation works
+    /// on a copy and merges what it learned back.
+    router: Mutex<Router>,
+    /// Sessions not in use.
+    sessions: Pool<Session>,
+    /// The first session's id.
+    first: ClientId,
+}
+
+/// One client id and its next mutation's sequence number.
+#[derive(Debug)]
+struct Session {
+    client: ClientId,
     next_seq: Seq,
 }
 
-impl<T: Transport> Client<T> {
-    /// A client of the cluster whose shard master replicas are at `masters`, with the
-    /// default [`RetryPolicy`] (1 s per RPC, no overall deadline).
-    ///
-    /// `masters[i]` must be the replica with Raft NodeId `i + 1` (see
-    /// [`crate::leader`]). Nothing is sent until the first operation, which fetches the
-    /// latest configuration. An empty list is accepted here and reported as
-    /// [`ClientError::NoMasters`] by every operation.
-    pub fn new(transport: T, masters: Vec<String>) -> Self {
-        Self::with_policy(transport, masters, RetryPolicy::default())
-    }
-
-    /// Like [`Client::new`], with an explicit retry policy; its deadline bounds each
-    /// operation as a whole (configuration queries included).
-    pub fn with_policy(transport: T, masters: Vec<String>, policy: RetryPolicy) -> Self {
-        Client {
-            admin: Admin::with_policy(transport, masters, policy),
-            router: Router::default(),
+impl Session {
+    fn new(client: ClientId) -> Self {
+        Session {
+            client,
             next_seq: FIRST_SEQ,
-        }
-    }
-
-    /// This client's id (random, drawn from the transport).
-    pub fn client_id(&self) -> ClientId {
-        self.admin.client_id()
-    }
-
-    /// The shard master addresses, in NodeId order.
-    pub fn masters(&self) -> &[String] {
-        self.admin.masters()
-    }
-
-    /// The configuration the client routes by: the latest it has fetched, if any.
-    pub fn config(&self) -> Option<&Config> {
-        self.router.config()
-    }
-
-    /// The retry policy in force.
-    pub fn policy(&self) -> &RetryPolicy {
-        self.admin.policy()
-    }
-
-    /// Replaces the retry policy; applies from the next operation on.
-    pub fn set_policy(&mut self, policy: RetryPolicy) {
-        self.admin.set_policy(policy);
-    }
-
-    /// The transport, for callers that share it.
-    pub fn transport(&self) -> &T {
-        self.admin.transport()
-    }
-
-    /// The value of `key`, or `None` when it is absent.
-    pub async fn get(&mut self, key: impl Into<Vec<u8>>) -> Result<Option<Vec<u8>>, ClientError> {
-        let key = key.into();
-        match self.run(Op::Get { key }).await? {
-            Reply::Value(value) => Ok(value),
-            Reply::Done => unreachable!("the router checks the reply kind"),
-        }
-    }
-
-    /// Sets `key` to `value`, replacing any previous value.
-    pub async fn put(
-        &mut self,
-        key: impl Into<Vec<u8>>,
-        value: impl Into<Vec<u8>>,
-    ) -> Result<(), ClientError> {
-        let (key, value) = (key.into(), value.into());
-        self.mutate(Op::Put { key, value }).await
-    }
-
-    /// Appends `value` to the value of `key` (a put when `key` is absent). Fails with
-    /// [`ClientError::Rejected`]`(`[`shardkv_proto::KvError::ValueTooLarge`]`)`, changing
-    /// nothing, when the result would pass the value limit.
-    pub async fn append(
-        &mut self,
-        key: impl Into<Vec<u8>>,
-        value: impl Into<Vec<u8>>,
-    ) -> Result<(), ClientError> {
-        let (key, value) = (key.into(), value.into());
-        self.mutate(Op::Append { key, value }).await
-    }
-
-    /// Removes `key`; succeeds when it is absent too.
-    pub async fn delete(&mut self, key: impl Into<Vec<u8>>) -> Result<(), ClientError> {
-        let key = key.into();
-        self.mutate(Op::Delete { key }).await
-    }
-
-    /// Runs a Put, Append or Delete, whose answer is "done".
-    async fn mutate(&mut self, op: Op) -> Result<(), ClientError> {
-        match self.run(op).await? {
-            Reply::Done => Ok(()),
-            Reply::Value(_) => unreachable!("the router checks the reply kind"),
-        }
-    }
-
-    /// Checks `op`, numbers and encodes it once, and sends it until an answer or the
-    /// deadline.
-    async fn run(&mut self, op: Op) -> Result<Reply, ClientError> {
-        op.check_limits().map_err(ClientError::Rejected)?;
-        let expect = if op.is_mutation() {
-            Expect::Done
-        } else {
-            Expect::Value
-        };
-        let seq = self.take_seq(&op);
-        let client = self.client_id();
-        let key = op.key().to_vec();
-        let request = GroupRequest::Kv(Request { client, seq, op });
-        let bytes = bincode::serialize(&request).map_err(|e| ClientError::Encode(e.to_string()))?;
-        let call = KvCall {
-            key: &key,
-            bytes: &bytes,
-            expect,
-        };
-        let Admin {
-            transport,
-            session,
-            policy,
-        } = &mut self.admin;
-        let (transport, policy) = (&*transport, &*policy);
-        let mut link = Link {
-            transport,
-            policy,
-            master: session,
-        };
-        let mut progress = Progress::new(policy);
-        let span = tracing::debug_span!("kv", client, seq);
-        let work = self
-            .router
-            .send(&mut link, call, &mut progress)
-            .instrument(span);
-        match within_deadline(transport, policy.deadline, work).await {
-            Some(answer) => answer,
-            None => Err(progress.expire(policy.deadline).into()),
         }
     }
 
@@ -223,5 +129,154 @@ impl<T: Transport> Client<T> {
         let seq = self.next_seq;
         self.next_seq += 1;
         seq
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// A client of the cluster whose shard master replicas are at `masters`, with the
+    /// default [`RetryPolicy`] (1 s per RPC, 30 s per operation).
+    ///
+    /// `masters[i]` must be the replica with Raft NodeId `i + 1` (see
+    /// [`crate::leader`]). Nothing is sent until the first operation, which fetches the
+    /// latest configuration. An empty list is accepted here and reported as
+    /// [`ClientError::NoMasters`] by every operation.
+    pub fn new(transport: T, masters: Vec<String>) -> Self {
+        Self::with_policy(transport, masters, RetryPolicy::default())
+    }
+
+    /// Like [`Client::new`], with an explicit retry policy; its deadline bounds each
+    /// operation as a whole (configuration queries included).
+    pub fn with_policy(transport: T, masters: Vec<String>, policy: RetryPolicy) -> Self {
+        let master = MasterSession::new(&transport, masters);
+        let first = master.client_id();
+        let shared = Shared {
+            transport,
+            master: Mutex::new(master),
+            router: Mutex::new(Router::default()),
+            sessions: Pool::new(Session::new(first)),
+            first,
+        };
+        Client {
+            shared: Arc::new(shared),
+            policy,
+        }
+    }
+
+    /// The id of this handle's first session (random, drawn from the transport; it also
+    /// serves the configuration queries). Operations running alongside others use
+    /// further ids.
+    pub fn client_id(&self) -> ClientId {
+        self.shared.first
+    }
+
+    /// The shard master addresses, in NodeId order.
+    pub fn masters(&self) -> Vec<String> {
+        lock(&self.shared.master).masters().to_vec()
+    }
+
+    /// The configuration the handle routes by: the latest it has fetched, if any.
+    pub fn config(&self) -> Option<Arc<Config>> {
+        lock(&self.shared.router).config()
+    }
+
+    /// This handle's retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Replaces this handle's retry policy (not its clones'); applies from the next
+    /// operation on.
+    pub fn set_policy(&mut self, policy: RetryPolicy) {
+        self.policy = policy;
+    }
+
+    /// The transport, for callers that share it.
+    pub fn transport(&self) -> &T {
+        &self.shared.transport
+    }
+
+    /// The value of `key`, or `None` when it is absent.
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Option<Vec<u8>>, ClientError> {
+        let key = key.into();
+        match self.run(Op::Get { key }).await? {
+            Reply::Value(value) => Ok(value),
+            Reply::Done => unreachable!("the router checks the reply kind"),
+        }
+    }
+
+    /// Sets `key` to `value`, replacing any previous value.
+    pub async fn put(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        let (key, value) = (key.into(), value.into());
+        self.mutate(Op::Put { key, value }).await
+    }
+
+    /// Appends `value` to the value of `key` (a put when `key` is absent). Fails with
+    /// [`ClientError::Rejected`]`(`[`shardkv_proto::KvError::ValueTooLarge`]`)`, changing
+    /// nothing, when the result would pass the value limit.
+    pub async fn append(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        let (key, value) = (key.into(), value.into());
+        self.mutate(Op::Append { key, value }).await
+    }
+
+    /// Removes `key`; succeeds when it is absent too.
+    pub async fn delete(&self, key: impl Into<Vec<u8>>) -> Result<(), ClientError> {
+        let key = key.into();
+        self.mutate(Op::Delete { key }).await
+    }
+
+    /// Runs a Put, Append or Delete, whose answer is "done".
+    async fn mutate(&self, op: Op) -> Result<(), ClientError> {
+        match self.run(op).await? {
+            Reply::Done => Ok(()),
+            Reply::Value(_) => unreachable!("the router checks the reply kind"),
+        }
+    }
+
+    /// Checks `op`, numbers and encodes it once, and sends it until an answer or the
+    /// deadline.
+    async fn run(&self, op: Op) -> Result<Reply, ClientError> {
+        op.check_limits().map_err(ClientError::Rejected)?;
+        let expect = if op.is_mutation() {
+            Expect::Done
+        } else {
+            Expect::Value
+        };
+        let transport = &self.shared.transport;
+        let mut session = (self.shared.sessions).take(|| Session::new(transport.random_u64()));
+        let seq = session.take_seq(&op);
+        let client = session.client;
+        let key = op.key().to_vec();
+        let request = GroupRequest::Kv(Request { client, seq, op });
+        let bytes = bincode::serialize(&request).map_err(|e| ClientError::Encode(e.to_string()))?;
+        let call = KvCall {
+            key: &key,
+            bytes: &bytes,
+            expect,
+        };
+        let policy = &self.policy;
+        let mut link = Link {
+            transport,
+            policy,
+            master: &self.shared.master,
+        };
+        let mut router = lock(&self.shared.router).clone();
+        let mut progress = Progress::new(policy);
+        let span = tracing::debug_span!("kv", client, seq);
+        let work = router.send(&mut link, call, &mut progress).instrument(span);
+        let answer = match within_deadline(transport, policy.deadline, work).await {
+            Some(answer) => answer,
+            None => Err(progress.expire(policy.deadline).into()),
+        };
+        lock(&self.shared.router).absorb(router);
+        self.shared.sessions.give_back(session);
+        answer
     }
 }

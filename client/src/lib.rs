@@ -43,7 +43,7 @@
 //! async fn count_visit<T: Transport>(transport: T) -> Result<(), ClientError> {
 //!     let masters = vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into(), "10.0.0.3:7000".into()];
 //!     let policy = RetryPolicy { deadline: Some(Duration::from_secs(5)), ..RetryPolicy::default() };
-//!     let mut client = Client::with_policy(transport, masters, policy);
+//!     let client = Client::with_policy(transport, masters, policy);
 //!
 //!     client.put("greeting", "hello").await?;
 //!     client.append("visits", "x").await?; // applied once, however often it is retried
@@ -63,7 +63,7 @@
 //! async fn add_group<T: Transport>(transport: T) -> Result<(), AdminError> {
 //!     let masters = vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into(), "10.0.0.3:7000".into()];
 //!     let policy = RetryPolicy { deadline: Some(Duration::from_secs(10)), ..RetryPolicy::default() };
-//!     let mut admin = Admin::with_policy(transport, masters, policy);
+//!     let admin = Admin::with_policy(transport, masters, policy);
 //!
 //!     let servers = vec!["10.0.1.1:7100".to_string(), "10.0.1.2:7100".to_string()];
 //!     let config = admin.join(BTreeMap::from([(100, servers)])).await?;
@@ -79,8 +79,10 @@
 //! }
 //! ```
 //!
-//! Concurrent users create one [`Client`] each (a client runs one operation at a time,
-//! like a 6.824 clerk), sharing one transport through `&T`, `Rc<T>` or `Arc<T>`.
+//! Concurrent users share one handle: clone the [`Client`] into each task. Its clones
+//! share the transport, the cached configuration and the leader memory, and each
+//! operation runs under a session of its own, so the duplicate tables' rule of one
+//! outstanding request per client id holds (see [`client`]).
 //!
 //! # Modules
 //!
@@ -97,7 +99,10 @@
 //!
 //! # Caveats
 //!
-//! - No `Send` futures: see [`transport`]. Run the clients on a single thread.
+//! - A [`Client`] or an [`Admin`] is a cheap handle: clone it into every task of a
+//!   service; clones share the transport's connections and run operations at once, each
+//!   under a session of its own. Over [`TarpcTransport`] the handles are `Send + Sync`
+//!   and their futures `Send` (see [`transport`]), so any tokio runtime runs them.
 //! - A client's configuration is refreshed only when the cluster says it is stale
 //!   (see [`route`]); there is no background polling.
 
@@ -108,6 +113,7 @@ pub mod client;
 pub mod error;
 pub mod leader;
 pub mod master;
+mod pool;
 pub mod retry;
 pub mod route;
 pub mod service;
@@ -119,7 +125,7 @@ pub use admin::Admin;
 pub use client::Client;
 pub use error::{AdminError, ClientError};
 pub use leader::node_index;
-pub use retry::{AttemptFailure, RetryPolicy, DEFAULT_RPC_TIMEOUT};
+pub use retry::{AttemptFailure, RetryPolicy, DEFAULT_DEADLINE, DEFAULT_RPC_TIMEOUT};
 pub use shardkv_proto::{Config, ConfigNum, GroupId, KvError, MasterError, ShardId};
 pub use tarpc_transport::TarpcTransport;
 pub use transport::{Transport, TransportError};

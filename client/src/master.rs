@@ -26,7 +26,7 @@ use crate::service::call_until_answer;
 use crate::transport::Transport;
 
 /// A client's session with the shard master. See the module docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct MasterSession {
     /// `None` only when the client was given no shard-master address.
     replicas: Option<Replicas>,
@@ -42,6 +42,16 @@ impl MasterSession {
         let replicas = Replicas::new(masters, || transport.random_u64());
         MasterSession {
             replicas,
+            client,
+            next_seq: FIRST_SEQ,
+        }
+    }
+
+    /// A session with the same servers and leader memory, under client id `client`,
+    /// numbering its requests from the first.
+    pub(crate) fn fork(&self, client: ClientId) -> Self {
+        MasterSession {
+            replicas: self.replicas.clone(),
             client,
             next_seq: FIRST_SEQ,
         }

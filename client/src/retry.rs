@@ -18,7 +18,8 @@
 //! The loop stops at the first definitive answer, or when the caller's overall
 //! deadline ([`RetryPolicy::deadline`]) passes: the whole operation is raced against a
 //! [`crate::Transport::sleep`] of that length, and an in-flight call is dropped when
-//! the sleep wins. Without a deadline the loop retries forever, as 6.824's clerk does;
+//! the sleep wins. The default deadline is [`DEFAULT_DEADLINE`] (30 s); with
+//! `deadline: None` the loop retries until it gets an answer, as 6.824's clerk does, and
 //! the backoff keeps that from spinning.
 //!
 //! Caveats:
@@ -51,6 +52,11 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(10);
 /// The default longest backoff between rounds: 500 ms (about one Raft election).
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
+/// The default overall deadline of one operation: 30 s, long enough to ride out a
+/// leader election, a configuration change and a replica's restart, short enough that a
+/// caller hears of a cluster that cannot answer.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
 /// The shortest sleep between rounds, whatever the policy says, so that a
 /// transport failing instantly cannot make the retry loop spin.
 pub const BACKOFF_FLOOR: Duration = Duration::from_millis(1);
@@ -68,7 +74,8 @@ pub struct RetryPolicy {
     /// `backoff_initial` if smaller.
     pub backoff_max: Duration,
     /// How long one operation may take in all before it fails with a timeout error.
-    /// `None` (the default) retries until an answer comes, like 6.824's clerk.
+    /// Default [`DEFAULT_DEADLINE`]; `None` retries until an answer comes, like 6.824's
+    /// clerk.
     pub deadline: Option<Duration>,
 }
 
@@ -78,7 +85,7 @@ impl Default for RetryPolicy {
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
-            deadline: None,
+            deadline: Some(DEFAULT_DEADLINE),
         }
     }
 }

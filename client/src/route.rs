@@ -26,6 +26,7 @@
 //! unreachable servers, exactly as for the shard master.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use shardkv_proto::{Config, ConfigNum, GroupId, GroupResponse, KvError, Op, Reply};
 
@@ -65,8 +66,9 @@ pub(crate) struct Link<'a, T> {
     pub(crate) transport: &'a T,
     /// The retry policy (its deadline is the caller's business).
     pub(crate) policy: &'a RetryPolicy,
-    /// The session for configuration queries.
-    pub(crate) master: &'a mut MasterSession,
+    /// The session for configuration queries, shared by a handle's operations: a query
+    /// works on a copy and writes back what it learned of the leader.
+    pub(crate) master: &'a Mutex<MasterSession>,
 }
 
 /// How one group ended a request's retry loop.
@@ -80,16 +82,31 @@ enum GroupAnswer {
 }
 
 /// The configuration cache and leader memory of one data client. See the module docs.
-#[derive(Debug, Default)]
+/// Cheap to clone (the configuration is shared): each operation routes with a copy and
+/// merges it back ([`Router::absorb`]).
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Router {
-    config: Option<Config>,
+    config: Option<Arc<Config>>,
     groups: BTreeMap<GroupId, Replicas>,
 }
 
 impl Router {
     /// The cached configuration, if one was fetched.
-    pub(crate) fn config(&self) -> Option<&Config> {
-        self.config.as_ref()
+    pub(crate) fn config(&self) -> Option<Arc<Config>> {
+        self.config.clone()
+    }
+
+    /// Takes what `other`, a copy an operation routed with, learned: its configuration
+    /// and leader memory when the configuration is newer than this one's, its leader
+    /// memory when it is the same (the latest operation to end wins), nothing when
+    /// older.
+    pub(crate) fn absorb(&mut self, other: Router) {
+        let num = |router: &Router| router.config.as_ref().map(|config| config.num);
+        match num(&other).cmp(&num(self)) {
+            std::cmp::Ordering::Greater => *self = other,
+            std::cmp::Ordering::Equal => self.groups.extend(other.groups),
+            std::cmp::Ordering::Less => {}
+        }
     }
 
     /// Sends `call` to the group serving its key until it answers, refreshing the
@@ -159,16 +176,17 @@ impl Router {
         progress: &mut Progress,
     ) -> Result<(), ClientError> {
         let query = Op::Query { num: None };
-        let latest = link
-            .master
-            .request(link.transport, link.policy, query, progress)
-            .await?;
+        let shared = || link.master.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut master = shared().clone();
+        let answer = (master.request(link.transport, link.policy, query, progress)).await;
+        *shared() = master;
+        let latest = answer?;
         if self.config.as_ref().is_some_and(|c| c.num >= latest.num) {
             return Ok(());
         }
         tracing::debug!(config = latest.num, "new configuration");
         self.groups.retain(|gid, _| latest.groups.contains_key(gid));
-        self.config = Some(latest);
+        self.config = Some(Arc::new(latest));
         Ok(())
     }
 }

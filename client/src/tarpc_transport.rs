@@ -23,11 +23,11 @@
 //!
 //! # Runtime
 //!
-//! The [`Transport`] trait's futures are not required to be `Send`, so code generic over
-//! it (the `Admin`, the `Client`) runs on a current-thread tokio runtime or in a
-//! `tokio::task::LocalSet`. The inherent [`TarpcTransport::call_bytes`] returns a `Send`
-//! future, for servers that make calls from a multi-threaded runtime. Either way a tokio
-//! runtime must be running: the transport spawns one dispatch task per connection.
+//! This transport is `Send + Sync` and its futures are `Send`, so an `Admin` or a `Client`
+//! over it, and their operations' futures, are too (`client/tests/send.rs` checks it):
+//! they run on a multi-thread tokio runtime, in `tokio::spawn`, as well as on a
+//! current-thread one. A tokio runtime must be running: the transport spawns one
+//! dispatch task per connection.
 //!
 //! # Caveats
 //!
@@ -37,6 +37,7 @@
 //!   detection covers that (see [`crate::transport`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -103,15 +104,36 @@ pub use service::{Node, NodeClient, NodeRequest, NodeResponse, ServeNode};
 
 /// A [`Transport`] over tarpc and TCP, with a connection cache; cheap to clone (clones
 /// share the cache).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TarpcTransport {
-    connections: Arc<Mutex<HashMap<String, NodeClient>>>,
+    /// Address → its connections, one slot per lane (`None`: not dialed, or dropped
+    /// after a failure).
+    connections: Arc<Mutex<HashMap<String, Vec<Option<NodeClient>>>>>,
+    /// Connections to each node; calls take them in turn.
+    lanes: usize,
+    /// The lane of the next call (modulo `lanes`).
+    next_lane: Arc<AtomicUsize>,
     /// Mutual TLS for every connection, if the cluster uses it.
     tls: Option<Tls>,
 }
 
+impl Default for TarpcTransport {
+    fn default() -> Self {
+        TarpcTransport {
+            connections: Arc::default(),
+            lanes: 1,
+            next_lane: Arc::default(),
+            tls: None,
+        }
+    }
+}
+
+/// The most connections a transport keeps to one node.
+pub const MAX_CONNECTIONS_PER_NODE: usize = 64;
+
 impl TarpcTransport {
-    /// A transport with an empty connection cache. Must be used inside a tokio runtime.
+    /// A transport with an empty connection cache, one connection per node (many calls
+    /// in flight on it). Must be used inside a tokio runtime.
     pub fn new() -> Self {
         Self::default()
     }
@@ -124,9 +146,28 @@ impl TarpcTransport {
         }
     }
 
+    /// This transport with `n` connections to each node (1 to
+    /// [`MAX_CONNECTIONS_PER_NODE`]; clamped), which calls take in turn: a busy service
+    /// spreads its calls over several connections and so over a node's I/O threads.
+    pub fn connections_per_node(mut self, n: usize) -> Self {
+        self.lanes = n.clamp(1, MAX_CONNECTIONS_PER_NODE);
+        self
+    }
+
     /// The tarpc client for `to`, dialing it (within `timeout`) if none is cached.
     pub async fn connect(&self, to: &str, timeout: Duration) -> Result<NodeClient, TransportError> {
-        if let Some(client) = self.cached(to) {
+        let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes;
+        self.connect_lane(to, lane, timeout).await
+    }
+
+    /// The client of connection `lane` to `to`, dialing it if none is cached.
+    async fn connect_lane(
+        &self,
+        to: &str,
+        lane: usize,
+        timeout: Duration,
+    ) -> Result<NodeClient, TransportError> {
+        if let Some(client) = self.cached(to, lane) {
             return Ok(client);
         }
         let client = match tokio::time::timeout(timeout, self.dial(to)).await {
@@ -138,7 +179,9 @@ impl TarpcTransport {
             Ok(Ok(client)) => client,
         };
         if let Ok(mut connections) = self.connections.lock() {
-            connections.insert(to.to_string(), client.clone());
+            let lanes =
+                (connections.entry(to.to_string())).or_insert_with(|| vec![None; self.lanes]);
+            lanes[lane] = Some(client.clone());
         }
         Ok(client)
     }
@@ -177,11 +220,12 @@ impl TarpcTransport {
         timeout: Duration,
     ) -> Result<Vec<u8>, TransportError> {
         let started = Instant::now();
-        let client = self.connect(to, timeout).await?;
+        let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes;
+        let client = self.connect_lane(to, lane, timeout).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
         let call = client.call(deadline(remaining), ByteBuf::from(request));
         let result = tokio::time::timeout(remaining, call).await;
-        self.finish(to, result).map(ByteBuf::into_vec)
+        self.finish(to, lane, result).map(ByteBuf::into_vec)
     }
 
     /// Which replica serves at `to`, within `timeout`.
@@ -191,11 +235,11 @@ impl TarpcTransport {
         timeout: Duration,
     ) -> Result<ReplicaName, TransportError> {
         let started = Instant::now();
-        let client = self.connect(to, timeout).await?;
+        let client = self.connect_lane(to, 0, timeout).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
         let call = client.identify(deadline(remaining));
         let result = tokio::time::timeout(remaining, call).await;
-        self.finish(to, result)
+        self.finish(to, 0, result)
     }
 
     /// Maps a call's outcome to the transport's errors, evicting the connection on any
@@ -203,6 +247,7 @@ impl TarpcTransport {
     fn finish<R>(
         &self,
         to: &str,
+        lane: usize,
         result: Result<Result<R, RpcError>, tokio::time::error::Elapsed>,
     ) -> Result<R, TransportError> {
         let error = match result {
@@ -213,13 +258,19 @@ impl TarpcTransport {
         };
         tracing::debug!(to, %error, "call failed; dropping the connection");
         if let Ok(mut connections) = self.connections.lock() {
-            connections.remove(to);
+            if let Some(slot) = connections
+                .get_mut(to)
+                .and_then(|lanes| lanes.get_mut(lane))
+            {
+                *slot = None;
+            }
         }
         Err(error)
     }
 
-    fn cached(&self, to: &str) -> Option<NodeClient> {
-        self.connections.lock().ok()?.get(to).cloned()
+    fn cached(&self, to: &str, lane: usize) -> Option<NodeClient> {
+        let connections = self.connections.lock().ok()?;
+        connections.get(to)?.get(lane)?.clone()
     }
 }
 
@@ -262,8 +313,8 @@ impl Admin<TarpcTransport> {
 
 impl Client<TarpcTransport> {
     /// A data client for the cluster whose shard masters are at `masters`, over a fresh
-    /// [`TarpcTransport`], retrying under `policy`. Run it inside a tokio runtime, on one
-    /// thread (see the module docs).
+    /// [`TarpcTransport`], retrying under `policy`. Run it inside a tokio runtime (see
+    /// the module docs); clone it into every task that needs it.
     pub fn connect(masters: Vec<String>, policy: RetryPolicy) -> Self {
         Client::with_policy(TarpcTransport::new(), masters, policy)
     }

@@ -37,11 +37,11 @@
 //! # Caveats
 //!
 //! - **No `Send` bounds.** The simulator is single-threaded and its futures hold `Rc`s,
-//!   so the trait does not require `Send` futures, and the client's futures are `Send`
-//!   only when the transport's are. A production caller runs the client on a
-//!   current-thread runtime, in a `LocalSet`, or in `block_on` on its own thread. (Stable
-//!   Rust cannot yet let a caller demand `Send` of a trait's `impl Future` returns, so
-//!   making this generic over `Send` would mean two traits.)
+//!   so the trait does not require `Send` futures; the client's futures are `Send`
+//!   whenever the transport's are, as [`crate::TarpcTransport`]'s are
+//!   (`client/tests/send.rs`), so a production caller may run them on any tokio runtime.
+//!   (Stable Rust cannot yet let a caller demand `Send` of a trait's `impl Future`
+//!   returns, so making this generic over `Send` would mean two traits.)
 //! - **No clock.** Overall deadlines are enforced by racing the work against
 //!   [`Transport::sleep`], so a transport needs no `now()`.
 //! - **No connection management.** Connecting, reconnecting and caching connections

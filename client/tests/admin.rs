@@ -30,7 +30,7 @@ fn admin(fake: &FakeCluster, deadline: Option<Duration>) -> Admin<&FakeCluster> 
 fn wrong_leader_hint_is_followed_and_remembered() {
     let fake = fake();
     fake.leader.set(2);
-    let mut admin = admin(&fake, None);
+    let admin = admin(&fake, None);
     let config = fake.sim().block_on(admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
     assert_eq!(fake.targets(), ["m1", "m3"]);
@@ -48,7 +48,7 @@ fn without_hints_walks_the_list() {
     let fake = fake();
     fake.leader.set(2);
     fake.hints.set(false);
-    let mut admin = admin(&fake, None);
+    let admin = admin(&fake, None);
     fake.sim().block_on(admin.query(None)).expect("query");
     assert_eq!(fake.targets(), ["m1", "m2", "m3"]);
     assert_eq!(fake.sim().now(), ms(6));
@@ -59,7 +59,7 @@ fn without_hints_walks_the_list() {
 fn client_id_and_first_server_are_random() {
     let fake = FakeCluster::new(&[12345, 4]);
     fake.leader.set(1);
-    let mut admin = admin(&fake, None);
+    let admin = admin(&fake, None);
     assert_eq!(admin.client_id(), 12345);
     fake.sim().block_on(admin.query(None)).expect("query");
     assert_eq!(fake.targets(), ["m2"]);
@@ -71,7 +71,7 @@ fn client_id_and_first_server_are_random() {
 fn timeouts_then_success() {
     let fake = fake();
     fake.inject([Fault::Timeout, Fault::Timeout]);
-    let mut admin = admin(&fake, None);
+    let admin = admin(&fake, None);
     let config = fake.sim().block_on(admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
     assert_eq!(fake.targets(), ["m1", "m2", "m3", "m1"]);
@@ -93,7 +93,7 @@ fn retries_keep_client_and_seq() {
         Fault::Garbage(vec![0xff; 3]),
         Fault::Timeout,
     ]);
-    let mut admin = admin(&fake, None);
+    let admin = admin(&fake, None);
     let config = fake.sim().block_on(admin.join(group(100))).expect("join");
     assert_eq!(config.num, 1);
     assert_eq!(fake.targets(), ["m1", "m2", "m3", "m1", "m2", "m1"]);
@@ -109,7 +109,7 @@ fn retries_keep_client_and_seq() {
 #[test]
 fn rejected_request_returns_at_once() {
     let fake = fake();
-    let mut admin = admin(&fake, None);
+    let admin = admin(&fake, None);
     let result = fake.sim().block_on(admin.join(group(0)));
     assert_eq!(
         result,
@@ -135,7 +135,7 @@ fn rejected_request_returns_at_once() {
 fn deadline_exhaustion_returns_timeout() {
     let fake = fake();
     *fake.always.borrow_mut() = Some(Fault::Timeout);
-    let mut admin = admin(&fake, Some(Duration::from_secs(10)));
+    let admin = admin(&fake, Some(Duration::from_secs(10)));
     let result = fake.sim().block_on(admin.leave(vec![100]));
     assert_eq!(
         result,
@@ -163,7 +163,7 @@ fn deadline_exhaustion_returns_timeout() {
 fn deadline_with_fast_failures_backs_off() {
     let fake = fake();
     *fake.always.borrow_mut() = Some(Fault::Unreachable);
-    let mut admin = admin(&fake, Some(Duration::from_secs(5)));
+    let admin = admin(&fake, Some(Duration::from_secs(5)));
     let result = fake.sim().block_on(admin.query(None));
     let Err(AdminError::Timeout {
         attempts,
@@ -188,7 +188,7 @@ fn bad_replies_are_retried() {
     for fault in bad_replies() {
         let fake = fake();
         fake.inject([fault.clone()]);
-        let mut admin = admin(&fake, None);
+        let admin = admin(&fake, None);
         let config = fake.sim().block_on(admin.query(None));
         assert_eq!(config.map(|c| c.num), Ok(0), "fault {fault:?}");
         assert_eq!(fake.targets(), ["m1", "m2", "m1"], "fault {fault:?}");
@@ -199,7 +199,7 @@ fn bad_replies_are_retried() {
 #[test]
 fn query_returns_requested_configuration() {
     let fake = fake();
-    let mut admin = admin(&fake, None);
+    let admin = admin(&fake, None);
     fake.sim()
         .block_on(admin.join(group(100)))
         .expect("join 100");
@@ -223,8 +223,30 @@ fn query_returns_requested_configuration() {
 #[test]
 fn no_masters_is_an_error() {
     let fake = fake();
-    let mut admin = Admin::new(&fake, Vec::new());
+    let admin = Admin::new(&fake, Vec::new());
     let result = fake.sim().block_on(admin.query(None));
     assert_eq!(result, Err(AdminError::NoMasters));
     assert!(fake.calls().is_empty());
+}
+
+/// Eight joins through clones of one handle run together: all reach the leader at the
+/// same instant, each under a session of its own, and each applies once (eight new
+/// configurations).
+#[test]
+fn one_handle_runs_requests_together() {
+    let ids: Vec<u64> = [CLIENT, 0].into_iter().chain(500..600).collect();
+    let fake = FakeCluster::new(&ids);
+    let admin = admin(&fake, None);
+    let requests = (0..8).map(|i| {
+        let admin = admin.clone();
+        async move { admin.join(group(100 + i)).await }
+    });
+    let answers = fake.sim().block_on(futures::future::join_all(requests));
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let calls = fake.calls();
+    let clients: std::collections::BTreeSet<_> = calls.iter().map(|c| c.request.client).collect();
+    assert_eq!(clients.len(), 8, "one session per request in flight");
+    assert!(calls.iter().all(|call| call.at == calls[0].at), "{calls:?}");
+    let latest = fake.sim().block_on(admin.query(None)).expect("query");
+    assert_eq!(latest.num, 8, "each join applied once");
 }

@@ -37,7 +37,7 @@ fn client(fake: &FakeCluster, deadline: Option<Duration>) -> Client<&FakeCluster
 fn routes_by_shard_to_the_owning_group() {
     let fake = FakeCluster::new(&[CLIENT, 0]);
     fake.push_config([100, 100, 200, 200]);
-    let mut client = client(&fake, None);
+    let client = client(&fake, None);
     let (a, b) = (key_in(0), key_in(3));
     fake.sim()
         .block_on(client.put(a.clone(), "x"))
@@ -58,7 +58,7 @@ fn routes_by_shard_to_the_owning_group() {
 #[test]
 fn wrong_group_requeries_after_config_change() {
     let fake = cluster(100);
-    let mut client = client(&fake, None);
+    let client = client(&fake, None);
     let key = key_in(1);
     fake.sim()
         .block_on(client.put(key.clone(), "a"))
@@ -80,7 +80,7 @@ fn wrong_group_requeries_after_config_change() {
 fn wrong_group_without_newer_config_backs_off() {
     let fake = cluster(100);
     fake.groups().with(100, |g| g.installing.set(2));
-    let mut client = client(&fake, None);
+    let client = client(&fake, None);
     fake.sim().block_on(client.put("k", "v")).expect("put");
     assert_eq!(
         fake.targets(),
@@ -96,7 +96,7 @@ fn wrong_group_without_newer_config_backs_off() {
 fn follows_group_leader_hints() {
     let fake = cluster(100);
     fake.groups().with(100, |g| g.leader.set(2));
-    let mut client = client(&fake, None);
+    let client = client(&fake, None);
     fake.sim().block_on(client.put("k", "v")).expect("put");
     fake.sim().block_on(client.get("k")).expect("get");
     assert_eq!(fake.targets(), ["m1", "g100-1", "g100-3", "g100-3"]);
@@ -115,7 +115,7 @@ fn follows_group_leader_hints() {
 #[test]
 fn lost_reply_retry_applies_once() {
     let fake = cluster(100);
-    let mut client = client(&fake, None);
+    let client = client(&fake, None);
     fake.sim().block_on(client.put("k", "a")).expect("put");
     fake.inject_group([Fault::LoseReply, Fault::Unreachable]);
     fake.sim()
@@ -147,7 +147,7 @@ fn lost_reply_retry_applies_once() {
 #[test]
 fn sequence_numbers() {
     let fake = cluster(100);
-    let mut client = client(&fake, Some(Duration::from_secs(3)));
+    let client = client(&fake, Some(Duration::from_secs(3)));
     assert_eq!(client.client_id(), CLIENT);
     fake.sim().block_on(client.get("k")).expect("get");
     fake.sim().block_on(client.put("k", "v")).expect("put");
@@ -167,7 +167,7 @@ fn sequence_numbers() {
 #[test]
 fn timeouts_then_success() {
     let fake = cluster(100);
-    let mut client = client(&fake, None);
+    let client = client(&fake, None);
     fake.sim().block_on(client.put("k", "v")).expect("put");
     let start = fake.sim().now();
     fake.inject_group([Fault::Timeout, Fault::Timeout, Fault::Unreachable]);
@@ -183,7 +183,7 @@ fn timeouts_then_success() {
 #[test]
 fn deadline_exhaustion_returns_timeout() {
     let fake = cluster(100);
-    let mut client = client(&fake, Some(ms(2500)));
+    let client = client(&fake, Some(ms(2500)));
     fake.sim().block_on(client.get("warm")).expect("get");
     let start = fake.sim().now();
     *fake.always.borrow_mut() = Some(Fault::Timeout);
@@ -203,7 +203,7 @@ fn deadline_exhaustion_returns_timeout() {
 #[test]
 fn deadline_names_routing_failures() {
     let fake = FakeCluster::new(&[CLIENT, 0]);
-    let mut client = client(&fake, Some(ms(200)));
+    let client = client(&fake, Some(ms(200)));
     let key = key_in(2);
     let result = fake.sim().block_on(client.put(key.clone(), "v"));
     let Err(ClientError::Timeout { last_failure, .. }) = result else {
@@ -229,7 +229,7 @@ fn deadline_names_routing_failures() {
 #[test]
 fn oversized_requests_rejected_without_calls() {
     let fake = cluster(100);
-    let mut client = client(&fake, None);
+    let client = client(&fake, None);
     let long_key = vec![b'k'; MAX_KEY_BYTES + 1];
     let long_value = vec![b'v'; MAX_VALUE_BYTES + 1];
     let key_error = ClientError::Rejected(KvError::KeyTooLarge {
@@ -259,8 +259,8 @@ fn oversized_requests_rejected_without_calls() {
 fn group_refusals_are_final() {
     let fake = FakeCluster::new(&[CLIENT, 0, CLIENT, 0]);
     fake.push_config([100; NSHARDS]);
-    let mut first = client(&fake, None);
-    let mut second = client(&fake, None);
+    let first = client(&fake, None);
+    let second = client(&fake, None);
     fake.sim()
         .block_on(first.put("k", vec![0; MAX_VALUE_BYTES]))
         .expect("put");
@@ -290,7 +290,7 @@ fn garbage_replies_are_retried() {
         let fake = cluster(100);
         fake.inject_group([fault.clone()]);
         fake.inject([fault.clone()]);
-        let mut client = client(&fake, None);
+        let client = client(&fake, None);
         fake.sim()
             .block_on(client.append("k", "a"))
             .expect("append");
@@ -305,10 +305,56 @@ fn garbage_replies_are_retried() {
 #[test]
 fn no_masters_is_an_error() {
     let fake = cluster(100);
-    let mut client = Client::new(&fake, Vec::new());
+    let client = Client::new(&fake, Vec::new());
     assert_eq!(
         fake.sim().block_on(client.get("k")),
         Err(ClientError::NoMasters)
     );
     assert!(fake.targets().is_empty());
+}
+
+/// 64 operations through clones of one handle run together: all 64 reach the group at
+/// the same virtual instant, each under a session (client id) of its own, and each
+/// append applies once. A later operation reuses an idle session instead of drawing a
+/// new id.
+#[test]
+fn one_handle_runs_operations_together() {
+    let ids: Vec<u64> = std::iter::once(CLIENT)
+        .chain(std::iter::once(0))
+        .chain(1000..1100)
+        .collect();
+    let fake = FakeCluster::new(&ids);
+    fake.push_config([100; NSHARDS]);
+    let client = client(&fake, None);
+    let key = key_in(0);
+    let operations = (0..64).map(|i| {
+        let (handle, key) = (client.clone(), key.clone());
+        async move { handle.append(key, format!("<{i}>")).await }
+    });
+    let answers = fake.sim().block_on(futures::future::join_all(operations));
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    // Each operation's first call to the group (some start at a follower and go on to
+    // the leader, as a client does).
+    let mut first = std::collections::BTreeMap::new();
+    for call in fake.kv_calls() {
+        first.entry(call.request.client).or_insert(call.at);
+    }
+    assert_eq!(first.len(), 64, "one session per operation in flight");
+    let started: std::collections::BTreeSet<_> = first.values().collect();
+    assert_eq!(
+        started.len(),
+        1,
+        "the operations waited for one another: {started:?}"
+    );
+    let sessions: std::collections::BTreeSet<_> = fake.kv_ids().into_iter().collect();
+    let value = String::from_utf8(fake.groups().value(&key).expect("written")).expect("utf-8");
+    for i in 0..64 {
+        assert_eq!(value.matches(&format!("<{i}>")).count(), 1, "{value}");
+    }
+    fake.sim().block_on(client.put("later", "x")).expect("put");
+    let (later, _) = *fake.kv_ids().last().expect("a call");
+    assert!(
+        sessions.iter().any(|&(id, _)| id == later),
+        "new id {later}"
+    );
 }

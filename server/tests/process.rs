@@ -741,3 +741,79 @@ fn demo_runs_and_loses_nothing() {
         assert!(text.contains(step), "no `{step}` in the story:\n{text}");
     }
 }
+
+/// 64 tasks on a multi-thread tokio runtime share one `Client` (a clone each) over a
+/// real cluster of two groups: puts, appends and gets on 32 keys, every operation
+/// recorded with its call and return times and the whole history checked for
+/// linearizability; every operation is answered.
+#[test]
+fn one_client_shared_by_64_tasks_is_linearizable() {
+    use shardkv_tests::linearizability::{
+        check, CheckOptions, CheckResult, KvInput, KvOutput, Operation,
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (masters_service, _groups) = start_cluster(dir.path(), &[100, 101]);
+    let masters = masters_service.addresses();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let started = Instant::now();
+    let operations: Vec<Operation> = runtime.block_on(async {
+        let client = shardkv_client::Client::connect(masters.clone(), common::policy());
+        let tasks: Vec<_> = (0..64u64)
+            .map(|task| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let mut recorded = Vec::new();
+                    for n in 0..20u64 {
+                        let key = format!("shared-{}", (task * 7 + n) % 32).into_bytes();
+                        let value = format!("<{task}.{n}>").into_bytes();
+                        let input = match n % 3 {
+                            0 => KvInput::Append { key, value },
+                            1 => KvInput::Get { key },
+                            _ => KvInput::Put { key, value },
+                        };
+                        let call = started.elapsed();
+                        let output = match &input {
+                            KvInput::Get { key } => {
+                                client.get(key.clone()).await.map(KvOutput::Value)
+                            }
+                            KvInput::Put { key, value } => {
+                                let done = client.put(key.clone(), value.clone()).await;
+                                done.map(|()| KvOutput::Done)
+                            }
+                            KvInput::Append { key, value } => {
+                                let done = client.append(key.clone(), value.clone()).await;
+                                done.map(|()| KvOutput::Done)
+                            }
+                            KvInput::Delete { .. } => unreachable!("no deletes"),
+                        };
+                        recorded.push(match output {
+                            Ok(output) => {
+                                Operation::done(task, input, call, output, started.elapsed())
+                            }
+                            Err(_) => Operation::pending(task, input, call),
+                        });
+                    }
+                    recorded
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("a client task"));
+        }
+        all
+    });
+    let unanswered = operations.iter().filter(|op| op.output.is_none()).count();
+    assert_eq!(unanswered, 0, "{unanswered} operations got no answer");
+    match check(&operations, &CheckOptions::default()) {
+        CheckResult::Ok => {}
+        CheckResult::Illegal(violation) => panic!("not linearizable: {violation}"),
+        CheckResult::Unknown { key, steps } => {
+            panic!("the checker gave up on {key:?} after {steps} steps")
+        }
+    }
+}

@@ -348,7 +348,7 @@ fn put_until_refused(
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut client = shardkv_client::Client::connect(masters.to_vec(), policy());
+    let client = shardkv_client::Client::connect(masters.to_vec(), policy());
     let mut acked = Vec::new();
     for i in 0..count {
         let key = format!("{prefix}-{i}");

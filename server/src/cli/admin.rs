@@ -80,7 +80,7 @@ pub fn join(args: JoinArgs) -> ExitCode {
     let (gid, servers, force) = (args.gid, args.servers, args.force);
     let timeout = args.client.timeout.min(IDENTIFY_TIMEOUT);
     let transport = args.client.transport();
-    with_admin(&args.client, |mut admin| async move {
+    with_admin(&args.client, |admin| async move {
         if !force {
             check_addresses(&transport?, gid, &servers, timeout).await?;
         }
@@ -151,7 +151,7 @@ async fn check_addresses(
 /// someone else can still come between them.)
 pub fn leave(args: LeaveArgs) -> ExitCode {
     let (gids, force) = (args.gids, args.force);
-    with_admin(&args.client, |mut admin| async move {
+    with_admin(&args.client, |admin| async move {
         if !force {
             let latest = admin.query(None).await.map_err(|error| error.to_string())?;
             check_leave(&latest, &gids)?;
@@ -182,7 +182,7 @@ fn check_leave(latest: &Config, gids: &[GroupId]) -> Result<(), String> {
 /// Runs `shardkv move`.
 pub fn move_shard(args: MoveArgs) -> ExitCode {
     let (shard, gid) = (args.shard, args.gid);
-    with_admin(&args.client, |mut admin| async move {
+    with_admin(&args.client, |admin| async move {
         let moved = admin.move_shard(shard, gid).await;
         moved.map_err(|error| error.to_string())
     })
@@ -255,7 +255,7 @@ fn check_gone(
 /// Runs `shardkv query`.
 pub fn query(args: QueryArgs) -> ExitCode {
     let num = args.num;
-    with_admin(&args.client, |mut admin| async move {
+    with_admin(&args.client, |admin| async move {
         admin.query(num).await.map_err(|error| error.to_string())
     })
 }

@@ -43,7 +43,7 @@ pub enum WriteKind {
 /// Runs `shardkv get`.
 pub fn get(args: KeyArgs) -> ExitCode {
     super::logging::init("off");
-    let mut client = match args.client.client() {
+    let client = match args.client.client() {
         Ok(client) => client,
         Err(message) => return super::fail(message),
     };
@@ -78,7 +78,7 @@ pub fn get(args: KeyArgs) -> ExitCode {
 /// Runs `shardkv put` or `shardkv append`.
 pub fn write(args: KeyValueArgs, kind: WriteKind) -> ExitCode {
     super::logging::init("off");
-    let mut client = match args.client.client() {
+    let client = match args.client.client() {
         Ok(client) => client,
         Err(message) => return super::fail(message),
     };
@@ -98,7 +98,7 @@ pub fn write(args: KeyValueArgs, kind: WriteKind) -> ExitCode {
 /// Runs `shardkv delete`.
 pub fn delete(args: KeyArgs) -> ExitCode {
     super::logging::init("off");
-    let mut client = match args.client.client() {
+    let client = match args.client.client() {
         Ok(client) => client,
         Err(message) => return super::fail(message),
     };

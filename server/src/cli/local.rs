@@ -147,7 +147,7 @@ pub async fn join_missing(
     policy: RetryPolicy,
     transport: TarpcTransport,
 ) -> Result<(), String> {
-    let mut admin = Admin::with_policy(transport, layout.masters.clone(), policy);
+    let admin = Admin::with_policy(transport, layout.masters.clone(), policy);
     let latest = admin.query(None).await.map_err(|error| error.to_string())?;
     let missing: BTreeMap<GroupId, Vec<String>> = layout
         .groups

@@ -94,8 +94,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|error| format!("`{text}` is not a duration: {error} (try 500ms, 10s or 2m)"))
 }
 
-/// Runs a client future on a current-thread runtime (the client's futures are not
-/// `Send`); an error becomes one line on stderr and [`EXIT_ERROR`].
+/// Runs a client future on a current-thread runtime (one command needs no more); an
+/// error becomes one line on stderr and [`EXIT_ERROR`].
 pub fn run_client<F>(work: F) -> ExitCode
 where
     F: Future<Output = Result<ExitCode, String>>,

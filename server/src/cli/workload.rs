@@ -8,8 +8,8 @@
 //! write). A write that fails (its deadline passed, so its outcome is unknown) makes the
 //! key *uncertain*: the client stops using it and the final check skips it.
 //!
-//! Clients run on the current [`tokio::task::LocalSet`] (the client's futures are not
-//! `Send`), each over its own connections.
+//! Clients run on the current [`tokio::task::LocalSet`] (their state is shared through
+//! `Rc`s), each over its own connections.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -197,7 +197,7 @@ pub async fn verify(masters: &[String], acked: &Acked, tls: Option<&Tls>) -> Vec
         deadline: Some(OPERATION_DEADLINE),
         ..RetryPolicy::default()
     };
-    let mut client = Client::with_policy(transport(tls), masters.to_vec(), policy);
+    let client = Client::with_policy(transport(tls), masters.to_vec(), policy);
     let mut lost = Vec::new();
     for (key, expected) in &acked.values {
         match client.get(key.as_str()).await {

@@ -398,7 +398,7 @@ impl LibraryWriter {
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
-                let mut client = Client::connect(masters, policy());
+                let client = Client::connect(masters, policy());
                 for i in 0.. {
                     if stop.load(Ordering::Relaxed) {
                         break;
@@ -455,7 +455,7 @@ pub fn read_back(masters: &[String], acked: &[(String, String)]) -> Vec<String> 
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut client = Client::connect(masters.to_vec(), policy());
+    let client = Client::connect(masters.to_vec(), policy());
     let mut wrong = Vec::new();
     for (key, value) in acked {
         match runtime.block_on(client.get(key.as_str())) {

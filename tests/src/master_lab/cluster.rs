@@ -98,10 +98,13 @@ impl<L: MasterLab> Cluster<L> {
         (0..REPLICAS).map(address).collect()
     }
 
-    /// A new clerk (its own client endpoint and client id) with the default retry policy:
-    /// it retries until answered, as 6.824's clerk does.
+    /// A new clerk (its own client endpoint and client id) without a deadline: it
+    /// retries until answered, as 6.824's clerk does.
     pub fn clerk(&self) -> Clerk {
-        self.clerk_with_policy(RetryPolicy::default())
+        self.clerk_with_policy(RetryPolicy {
+            deadline: None,
+            ..RetryPolicy::default()
+        })
     }
 
     /// A new clerk that gives up on an operation after `deadline` of virtual time.

@@ -81,7 +81,7 @@ pub(super) fn load(masters: &[String], shape: &Shape) -> Result<(), String> {
         let tasks: Vec<_> = (0..clients)
             .zip(transports.iter().cycle())
             .map(|(c, transport)| {
-                let mut client = Client::with_policy(transport.clone(), masters.to_vec(), policy());
+                let client = Client::with_policy(transport.clone(), masters.to_vec(), policy());
                 let shape = shape.clone();
                 tokio::task::spawn_local(async move {
                     for n in (c..shape.keys).step_by(clients as usize) {
@@ -144,20 +144,52 @@ fn run_thread(
                 tokio::task::spawn_local(run_client(client, shape.clone(), id, until))
             })
             .collect();
-        let mut all = Measured::new()?;
-        for task in tasks {
-            let measured = task
-                .await
-                .map_err(|error| format!("client task failed: {error}"))??;
-            all.merge(measured)?;
-        }
-        Ok(all)
+        merge_all(tasks).await
     })
+}
+
+/// Every client a clone of one handle over `conns` connections to each node, as tasks
+/// of one multi-thread runtime with `args.threads` workers; their numbers, merged.
+pub(super) fn run_shared(
+    masters: &[String],
+    shape: &Shape,
+    args: &super::BenchArgs,
+    conns: u32,
+    duration: Duration,
+) -> Result<Measured, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.threads))
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    runtime.block_on(async {
+        let transport = shape.transport().connections_per_node(conns as usize);
+        let client = Client::with_policy(transport, masters.to_vec(), policy());
+        let until = Instant::now() + duration;
+        let tasks: Vec<_> = (0..args.clients)
+            .map(|id| tokio::spawn(run_client(client.clone(), shape.clone(), id, until)))
+            .collect();
+        merge_all(tasks).await
+    })
+}
+
+/// The client tasks' numbers, merged, once every one has ended.
+async fn merge_all(
+    tasks: Vec<tokio::task::JoinHandle<Result<Measured, String>>>,
+) -> Result<Measured, String> {
+    let mut all = Measured::new()?;
+    for task in tasks {
+        let measured = task
+            .await
+            .map_err(|error| format!("client task failed: {error}"))??;
+        all.merge(measured)?;
+    }
+    Ok(all)
 }
 
 /// One client: operations one at a time on random keys until `until`.
 async fn run_client(
-    mut client: Client<shardkv_client::TarpcTransport>,
+    client: Client<shardkv_client::TarpcTransport>,
     shape: Shape,
     id: u32,
     until: Instant,

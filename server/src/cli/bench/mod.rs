@@ -14,6 +14,8 @@
 //!   run ──────────────► --clients clients on --threads threads, each a loop of one
 //!                       operation at a time on a uniformly random key, until --duration;
 //!                       they share --conns connections to each node (default: their own)
+//!   --handle shared ──► instead every client is a clone of one `Client` over --conns
+//!                       connections to each node, tasks of one multi-thread runtime
 //!   --timeline ───────► (local cluster, one client) the replicas record each request's
 //!                       steps meanwhile; `breakdown` cuts them into stages
 //!   --recovery ───────► (with --processes) after the run, the first group killed
@@ -81,6 +83,26 @@ impl BenchOp {
     }
 }
 
+/// How the benchmark's clients hold the cluster.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handle {
+    /// Each client its own `Client`, over connections shared as `--conns` says, on
+    /// `--threads` single-threaded runtimes.
+    PerClient,
+    /// Every client a clone of one `Client` over `--conns` connections to each node, on
+    /// one multi-thread runtime of `--threads` workers (how a tokio service holds one).
+    Shared,
+}
+
+impl Handle {
+    fn name(self) -> &'static str {
+        match self {
+            Handle::PerClient => "per-client",
+            Handle::Shared => "shared",
+        }
+    }
+}
+
 /// Options of `shardkv bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -114,6 +136,10 @@ pub struct BenchArgs {
     /// one.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub conns: Option<u32>,
+    /// Whether each client has a handle of its own or all share one (with `shared`,
+    /// `--conns` is the handle's connections to each node, default 1).
+    #[arg(long, value_enum, default_value_t = Handle::PerClient)]
+    pub handle: Handle,
     /// Local cluster only: replica groups.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
     pub groups: u16,
@@ -348,12 +374,18 @@ fn measure(
         );
     }
     let plan = thread_plan(args.clients, args.threads, args.conns);
-    let conns = plan.iter().map(|(_, conns)| *conns as u32).sum();
+    let conns = match args.handle {
+        Handle::PerClient => plan.iter().map(|(_, conns)| *conns as u32).sum(),
+        Handle::Shared => args.conns.unwrap_or(1),
+    };
     if args.timeline {
         timeline::start();
     }
     let started = Instant::now();
-    let measured = clients::run(masters, &shape, plan, args.duration)?;
+    let measured = match args.handle {
+        Handle::PerClient => clients::run(masters, &shape, plan, args.duration)?,
+        Handle::Shared => clients::run_shared(masters, &shape, args, conns, args.duration)?,
+    };
     let elapsed = started.elapsed();
     let mut report = Report::new(args, cluster, conns, measured, elapsed);
     report.load_seconds = load_seconds;

@@ -50,6 +50,7 @@ pub struct Report {
     cluster: String,
     clients: u32,
     threads: u16,
+    handle: &'static str,
     conns: u32,
     key_size: u32,
     value_size: u32,
@@ -98,6 +99,7 @@ impl Report {
             cluster: cluster.to_string(),
             clients: args.clients,
             threads: args.threads,
+            handle: args.handle.name(),
             conns,
             key_size: args.key_size,
             value_size: args.value_size,
@@ -129,9 +131,10 @@ impl Report {
             return;
         }
         println!(
-            "{} x {} clients over {} connection(s), {} B keys, {} B values, {} keys ({})",
+            "{} x {} clients ({} handle) over {} connection(s), {} B keys, {} B values, {} keys ({})",
             self.op,
             self.clients,
+            self.handle,
             self.conns,
             self.key_size,
             self.value_size,
