@@ -28,6 +28,8 @@
 //! [`crate::retry`]). Hints count too, so two servers pointing at each other with stale
 //! hints cannot keep the client busy without pause.
 
+use std::sync::Arc;
+
 use shardkv_proto::leader::next_server;
 use shardkv_proto::NodeId;
 
@@ -93,10 +95,11 @@ impl LeaderCursor {
 }
 
 /// The servers of one replicated service (the shard master, or one replica group) and
-/// the cursor over them: everything the retry loop needs to pick its next server.
+/// the cursor over them: everything the retry loop needs to pick its next server. Cheap
+/// to clone (the list is shared), as every operation of a shared handle does.
 #[derive(Debug, Clone)]
 pub(crate) struct Replicas {
-    servers: Vec<String>,
+    servers: Arc<[String]>,
     cursor: LeaderCursor,
 }
 
@@ -109,6 +112,7 @@ impl Replicas {
             return None;
         }
         let cursor = LeaderCursor::new(servers.len(), random());
+        let servers = servers.into();
         Some(Replicas { servers, cursor })
     }
 

@@ -149,7 +149,9 @@ fn run_thread(
 }
 
 /// Every client a clone of one handle over `conns` connections to each node, as tasks
-/// of one multi-thread runtime with `args.threads` workers; their numbers, merged.
+/// of one runtime: a current-thread one (the tasks in a `LocalSet`, as the per-client
+/// clients run) for `--threads 1`, else a multi-thread one with `args.threads` workers;
+/// their numbers, merged.
 pub(super) fn run_shared(
     masters: &[String],
     shape: &Shape,
@@ -157,20 +159,25 @@ pub(super) fn run_shared(
     conns: u32,
     duration: Duration,
 ) -> Result<Measured, String> {
+    let start = || {
+        let transport = shape.transport().connections_per_node(conns as usize);
+        let client = Client::with_policy(transport, masters.to_vec(), policy());
+        let until = Instant::now() + duration;
+        (0..args.clients).map(move |id| run_client(client.clone(), shape.clone(), id, until))
+    };
+    if args.threads == 1 {
+        let runtime = current_thread()?;
+        let local = tokio::task::LocalSet::new();
+        return local.block_on(&runtime, async {
+            merge_all(start().map(tokio::task::spawn_local).collect()).await
+        });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(usize::from(args.threads))
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    runtime.block_on(async {
-        let transport = shape.transport().connections_per_node(conns as usize);
-        let client = Client::with_policy(transport, masters.to_vec(), policy());
-        let until = Instant::now() + duration;
-        let tasks: Vec<_> = (0..args.clients)
-            .map(|id| tokio::spawn(run_client(client.clone(), shape.clone(), id, until)))
-            .collect();
-        merge_all(tasks).await
-    })
+    runtime.block_on(async { merge_all(start().map(tokio::spawn).collect()).await })
 }
 
 /// The client tasks' numbers, merged, once every one has ended.

@@ -15,7 +15,8 @@
 //!                       operation at a time on a uniformly random key, until --duration;
 //!                       they share --conns connections to each node (default: their own)
 //!   --handle shared ──► instead every client is a clone of one `Client` over --conns
-//!                       connections to each node, tasks of one multi-thread runtime
+//!                       connections to each node, tasks of one runtime (current-thread
+//!                       for --threads 1, else multi-thread)
 //!   --timeline ───────► (local cluster, one client) the replicas record each request's
 //!                       steps meanwhile; `breakdown` cuts them into stages
 //!   --recovery ───────► (with --processes) after the run, the first group killed
@@ -89,8 +90,9 @@ pub enum Handle {
     /// Each client its own `Client`, over connections shared as `--conns` says, on
     /// `--threads` single-threaded runtimes.
     PerClient,
-    /// Every client a clone of one `Client` over `--conns` connections to each node, on
-    /// one multi-thread runtime of `--threads` workers (how a tokio service holds one).
+    /// Every client a clone of one `Client` over `--conns` connections to each node, as
+    /// tasks of one runtime (how a tokio service holds one): current-thread for
+    /// `--threads 1`, else multi-thread with `--threads` workers.
     Shared,
 }
 
