@@ -176,7 +176,7 @@ impl<T: Transport> Admin<T> {
     /// deadline.
     async fn request(&self, op: Op) -> Result<Config, AdminError> {
         let (transport, policy) = (&self.shared.transport, &self.policy);
-        let mut session = (self.shared.sessions).take(|| {
+        let mut session = (self.shared.sessions).lease(|| {
             let latest = lock(&self.shared.latest);
             latest.fork(transport.random_u64())
         });
@@ -186,8 +186,7 @@ impl<T: Transport> Admin<T> {
             Some(answer) => answer,
             None => Err(progress.expire(policy.deadline).into()),
         };
-        *lock(&self.shared.latest) = session.clone();
-        self.shared.sessions.give_back(session);
+        *lock(&self.shared.latest) = (*session).clone();
         answer
     }
 }

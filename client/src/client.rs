@@ -28,9 +28,11 @@
 //! followed.
 //!
 //! Numbers are never reused, even by an operation abandoned at its deadline. A copy of
-//! an abandoned mutation still in the network can apply *after* the deadline, until the
-//! client's next mutation on the same shard applies (the group then refuses the older
-//! number as stale); hence the warning on [`ClientError::Timeout`].
+//! an abandoned mutation still in the network can apply *after* the deadline, until its
+//! session's next mutation on the same shard applies (the group then refuses the older
+//! number as stale). A handle's next operation may run under another session, so such a
+//! late copy can land after later writes of the same handle, acknowledged ones included;
+//! hence the warning on [`ClientError::Timeout`]: read before repeating or overwriting.
 //!
 //! # One handle, many operations
 //!
@@ -250,7 +252,7 @@ impl<T: Transport> Client<T> {
             Expect::Value
         };
         let transport = &self.shared.transport;
-        let mut session = (self.shared.sessions).take(|| Session::new(transport.random_u64()));
+        let mut session = (self.shared.sessions).lease(|| Session::new(transport.random_u64()));
         let seq = session.take_seq(&op);
         let client = session.client;
         let key = op.key().to_vec();
@@ -276,7 +278,6 @@ impl<T: Transport> Client<T> {
             None => Err(progress.expire(policy.deadline).into()),
         };
         lock(&self.shared.router).absorb(router);
-        self.shared.sessions.give_back(session);
         answer
     }
 }

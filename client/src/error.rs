@@ -71,8 +71,9 @@ pub enum ClientError {
     Rejected(KvError),
     /// No answer before the caller's deadline. The operation **may or may not** have
     /// taken effect: a Put, Append or Delete sent before the deadline can still apply
-    /// (once). Read the key to find out before repeating an Append, since a new call is
-    /// a new request.
+    /// (once), even after later operations of the same handle (they may run under other
+    /// sessions). Read the key to find out before repeating an Append, since a new call
+    /// is a new request.
     #[error(
         "no answer within {deadline:?} ({attempts} attempts; last failure: {}); the operation may have taken effect",
         last_failure.as_ref().map_or_else(|| "none".to_string(), ToString::to_string)

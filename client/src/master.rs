@@ -47,6 +47,19 @@ impl MasterSession {
         }
     }
 
+    /// A copy that sends one request under this session's next number, which this
+    /// session then skips: copies made for concurrent requests never share a number.
+    pub(crate) fn reserve(&mut self) -> Self {
+        let copy = self.clone();
+        self.next_seq += 1;
+        copy
+    }
+
+    /// Takes the leader memory of `other`, a copy that has run a request.
+    pub(crate) fn learn_leader(&mut self, other: &MasterSession) {
+        self.replicas.clone_from(&other.replicas);
+    }
+
     /// A session with the same servers and leader memory, under client id `client`,
     /// numbering its requests from the first.
     pub(crate) fn fork(&self, client: ClientId) -> Self {

@@ -25,10 +25,17 @@ impl<S> Pool<S> {
         }
     }
 
-    /// The session given back last, or `make()` when none is idle.
-    pub(crate) fn take(&self, make: impl FnOnce() -> S) -> S {
+    /// The session given back last, or `make()` when none is idle, lent until the
+    /// lease is dropped: however the operation ends (an answer, its deadline, or its
+    /// future dropped by the caller), the session comes back. That is safe because a
+    /// session's number is taken before its request is sent, so a copy of the request
+    /// still in the network is older than anything the session sends next.
+    pub(crate) fn lease(&self, make: impl FnOnce() -> S) -> Lease<'_, S> {
         let idle = lock(&self.idle).pop();
-        idle.unwrap_or_else(make)
+        Lease {
+            pool: self,
+            session: Some(idle.unwrap_or_else(make)),
+        }
     }
 
     /// Keeps `session` for a later operation, unless the pool is full.
@@ -36,6 +43,39 @@ impl<S> Pool<S> {
         let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE_SESSIONS {
             idle.push(session);
+        }
+    }
+}
+
+/// A session lent by a [`Pool`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Lease<'a, S> {
+    pool: &'a Pool<S>,
+    /// Always `Some` until dropped.
+    session: Option<S>,
+}
+
+impl<S> std::ops::Deref for Lease<'_, S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        self.session
+            .as_ref()
+            .expect("a lease holds its session until dropped")
+    }
+}
+
+impl<S> std::ops::DerefMut for Lease<'_, S> {
+    fn deref_mut(&mut self) -> &mut S {
+        self.session
+            .as_mut()
+            .expect("a lease holds its session until dropped")
+    }
+}
+
+impl<S> Drop for Lease<'_, S> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.give_back(session);
         }
     }
 }

@@ -67,7 +67,8 @@ pub(crate) struct Link<'a, T> {
     /// The retry policy (its deadline is the caller's business).
     pub(crate) policy: &'a RetryPolicy,
     /// The session for configuration queries, shared by a handle's operations: a query
-    /// works on a copy and writes back what it learned of the leader.
+    /// runs on a copy under a number of its own and writes back what it learned of the
+    /// leader.
     pub(crate) master: &'a Mutex<MasterSession>,
 }
 
@@ -177,9 +178,9 @@ impl Router {
     ) -> Result<(), ClientError> {
         let query = Op::Query { num: None };
         let shared = || link.master.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut master = shared().clone();
+        let mut master = shared().reserve();
         let answer = (master.request(link.transport, link.policy, query, progress)).await;
-        *shared() = master;
+        shared().learn_leader(&master);
         let latest = answer?;
         if self.config.as_ref().is_some_and(|c| c.num >= latest.num) {
             return Ok(());

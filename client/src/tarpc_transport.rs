@@ -15,10 +15,11 @@
 //!
 //! # Connections
 //!
-//! Connections are cached per address and shared by concurrent calls (tarpc multiplexes
-//! requests over one connection). Any failed call evicts the address's connection, so
-//! the next call dials again: a restarted peer is reached on the first call after it is
-//! back. Frames are length-delimited and limited to [`MAX_FRAME_BYTES`] in both
+//! Connections are cached per address (one, or as many as
+//! [`TarpcTransport::connections_per_node`] says) and shared by concurrent calls (tarpc
+//! multiplexes requests over one connection). A failed call evicts the connection it
+//! used, so the next call on it dials again: a restarted peer is reached on the first
+//! calls after it is back. Frames are length-delimited and limited to [`MAX_FRAME_BYTES`] in both
 //! directions.
 //!
 //! # Runtime
@@ -51,6 +52,7 @@ use shardkv_proto::{GroupId, NO_GROUP};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::pool::lock;
 use crate::tls::Tls;
 use crate::transport::{Transport, TransportError};
 use crate::{Admin, Client, RetryPolicy};
@@ -109,7 +111,7 @@ pub struct TarpcTransport {
     /// Address → its connections, one slot per lane (`None`: not dialed, or dropped
     /// after a failure).
     connections: Arc<Mutex<HashMap<String, Vec<Option<NodeClient>>>>>,
-    /// Connections to each node; calls take them in turn.
+    /// Connections to each node; a call takes the one with the fewest calls in flight.
     lanes: usize,
     /// Calls in flight on each lane (shared by every node): a call takes the lane with
     /// the fewest.
@@ -181,11 +183,13 @@ impl TarpcTransport {
             }
             Ok(Ok(client)) => client,
         };
-        if let Ok(mut connections) = self.connections.lock() {
-            let lanes =
-                (connections.entry(to.to_string())).or_insert_with(|| vec![None; self.lanes]);
-            lanes[lane] = Some(client.clone());
+        let mut connections = lock(&self.connections);
+        let lanes = (connections.entry(to.to_string())).or_default();
+        // Clones made before `connections_per_node` share the cache with fewer lanes.
+        if lanes.len() <= lane {
+            lanes.resize(lane + 1, None);
         }
+        lanes[lane] = Some(client.clone());
         Ok(client)
     }
 
@@ -263,13 +267,12 @@ impl TarpcTransport {
             Ok(Err(other)) => TransportError::Other(other.to_string()),
         };
         tracing::debug!(to, %error, "call failed; dropping the connection");
-        if let Ok(mut connections) = self.connections.lock() {
-            if let Some(slot) = connections
-                .get_mut(to)
-                .and_then(|lanes| lanes.get_mut(lane))
-            {
-                *slot = None;
-            }
+        let mut connections = lock(&self.connections);
+        if let Some(slot) = connections
+            .get_mut(to)
+            .and_then(|lanes| lanes.get_mut(lane))
+        {
+            *slot = None;
         }
         Err(error)
     }
@@ -282,7 +285,7 @@ impl TarpcTransport {
     }
 
     fn cached(&self, to: &str, lane: usize) -> Option<NodeClient> {
-        let connections = self.connections.lock().ok()?;
+        let connections = lock(&self.connections);
         connections.get(to)?.get(lane)?.clone()
     }
 }

@@ -346,6 +346,13 @@ fn one_handle_runs_operations_together() {
         1,
         "the operations waited for one another: {started:?}"
     );
+    let queries = fake.master_ids();
+    let numbered: std::collections::BTreeSet<_> = queries.iter().collect();
+    assert_eq!(
+        numbered.len(),
+        queries.len(),
+        "configuration queries share a number"
+    );
     let sessions: std::collections::BTreeSet<_> = fake.kv_ids().into_iter().collect();
     let value = String::from_utf8(fake.groups().value(&key).expect("written")).expect("utf-8");
     for i in 0..64 {
@@ -357,4 +364,20 @@ fn one_handle_runs_operations_together() {
         sessions.iter().any(|&(id, _)| id == later),
         "new id {later}"
     );
+}
+
+/// An operation whose future the caller drops gives its session back: the next
+/// operation runs under the same id with the next number, never a number reused.
+#[test]
+fn a_dropped_operation_gives_its_session_back() {
+    let fake = cluster(100);
+    let client = client(&fake, None);
+    fake.inject_group([Fault::Timeout]);
+    fake.sim().block_on(async {
+        let put = std::pin::pin!(client.put("k", "v"));
+        let pause = std::pin::pin!(fake.sim().sleep(ms(50)));
+        futures::future::select(put, pause).await;
+    });
+    fake.sim().block_on(client.put("k", "w")).expect("put");
+    assert_eq!(fake.kv_ids(), [(CLIENT, 1), (CLIENT, 2)]);
 }

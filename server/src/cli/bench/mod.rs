@@ -378,7 +378,9 @@ fn measure(
     let plan = thread_plan(args.clients, args.threads, args.conns);
     let conns = match args.handle {
         Handle::PerClient => plan.iter().map(|(_, conns)| *conns as u32).sum(),
-        Handle::Shared => args.conns.unwrap_or(1),
+        Handle::Shared => (args.conns.unwrap_or(1) as usize)
+            .min(shardkv_client::tarpc_transport::MAX_CONNECTIONS_PER_NODE)
+            as u32,
     };
     if args.timeline {
         timeline::start();
