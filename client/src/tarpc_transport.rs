@@ -152,8 +152,8 @@ impl TarpcTransport {
     /// This transport with `n` connections to each node (1 to
     /// [`MAX_CONNECTIONS_PER_NODE`]; clamped), each call taking the one with the fewest
     /// calls in flight: a busy service spreads its calls over several connections and so
-    /// over a node's I/O threads. (Taking them in turn instead cost a shared handle about
-    /// 10% of its puts: `docs/performance.md`.)
+    /// over a node's I/O threads. (Taking them in turn is slower for a handle shared by
+    /// many tasks: `docs/performance.md`.)
     pub fn connections_per_node(mut self, n: usize) -> Self {
         self.lanes = n.clamp(1, MAX_CONNECTIONS_PER_NODE);
         self.in_flight = (0..self.lanes).map(|_| AtomicUsize::new(0)).collect();

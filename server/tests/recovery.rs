@@ -222,11 +222,7 @@ fn a_foreign_or_damaged_data_directory_refuses_to_start() {
     let masters = masters_service.addresses();
     let group = &mut groups[0];
     for node in &mut group.nodes[..2] {
-        let stopped = node.terminate(Duration::from_secs(30));
-        assert!(
-            stopped.is_some_and(|status| status.success()),
-            "{stopped:?}"
-        );
+        stop_cleanly(node);
     }
     let own = dir.path().join("group-100-1");
     let other = dir.path().join("group-100-2");
@@ -293,11 +289,7 @@ fn a_group_out_of_space_refuses_writes_and_serves_reads() {
     let masters = masters_service.addresses();
     let group = &mut groups[0];
     for node in &mut group.nodes {
-        let stopped = node.terminate(Duration::from_secs(30));
-        assert!(
-            stopped.is_some_and(|status| status.success()),
-            "{stopped:?}"
-        );
+        stop_cleanly(node);
         node.args
             .extend(["--reserve-mb".to_string(), (1u64 << 40).to_string()]);
         node.restart();
@@ -314,16 +306,21 @@ fn a_group_out_of_space_refuses_writes_and_serves_reads() {
     let out = shardkv_until_ok(&masters, &["get", "kept"], SETTLE);
     assert_eq!(stdout(&out).trim_end(), "yes", "{}", stderr(&out));
     for node in &mut group.nodes {
-        let stopped = node.terminate(Duration::from_secs(30));
-        assert!(
-            stopped.is_some_and(|status| status.success()),
-            "{stopped:?}"
-        );
+        stop_cleanly(node);
         node.args.truncate(node.args.len() - 2);
         node.restart();
     }
     let out = shardkv_until_ok(&masters, &["put", "new", "yes"], SETTLE);
     assert!(out.status.success(), "put with room: {}", stderr(&out));
+}
+
+/// Stops `node` with SIGTERM and asserts that it exits cleanly within 30 s.
+fn stop_cleanly(node: &mut Node) {
+    let stopped = node.terminate(Duration::from_secs(30));
+    assert!(
+        stopped.is_some_and(|status| status.success()),
+        "{stopped:?}"
+    );
 }
 
 /// Masters and group 100, with key `kept` written (`yes`).
