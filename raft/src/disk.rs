@@ -24,7 +24,8 @@ use crate::StoreError;
 pub trait Disk: Clone + Send + Sync + 'static {
     /// An open file.
     type File: DiskFile;
-    /// The names of the files in the directory, sorted.
+    /// The names of the files in the directory, sorted (with an operating system's
+    /// directory, its subdirectories too).
     fn list(&self) -> io::Result<Vec<String>>;
     /// Creates file `name`, or truncates it if it exists, for reading and writing.
     fn create(&self, name: &str) -> io::Result<Self::File>;
@@ -38,6 +39,11 @@ pub trait Disk: Clone + Send + Sync + 'static {
     fn sync_dir(&self) -> io::Result<()>;
     /// How to name file `name` in an error message (its path).
     fn describe(&self, name: &str) -> String;
+    /// The operating system's directory this disk is, if it is one: a store that opens
+    /// only paths (the group's data on a node) keeps its files under it.
+    fn directory(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// An open file of a [`Disk`].
@@ -222,7 +228,9 @@ impl Disk for OsDisk {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(self.path())? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
+            // Directories too: a store that opens only paths keeps one here.
+            let kind = entry.file_type()?;
+            if kind.is_file() || kind.is_dir() {
                 if let Some(name) = entry.file_name().to_str() {
                     if name != LOCK_FILE {
                         names.push(name.to_string());
@@ -266,6 +274,10 @@ impl Disk for OsDisk {
 
     fn describe(&self, name: &str) -> String {
         self.join(name).display().to_string()
+    }
+
+    fn directory(&self) -> Option<&Path> {
+        Some(self.path())
     }
 }
 

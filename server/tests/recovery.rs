@@ -247,7 +247,7 @@ fn a_foreign_or_damaged_data_directory_refuses_to_start() {
             Vec::new(),
             "holds the data of replica 2 of group 100, not of replica 1",
         ),
-        (vec!["state.redb".into()], "has lost state.redb"),
+        (vec!["state.fjall".into()], "has lost state.fjall"),
         (segments, "has lost its write-ahead log"),
     ];
     for (i, (moved, why)) in attempts.drain(..).enumerate() {
@@ -349,13 +349,23 @@ fn put_until_refused(
     let mut acked = Vec::new();
     for i in 0..count {
         let key = format!("{prefix}-{i}");
-        let value = format!("{i:08}").repeat(repeat);
+        let value = incompressible(i as u64, 8 * repeat);
         match runtime.block_on(client.put(key.as_str(), value.as_str())) {
             Ok(()) => acked.push((key, value)),
             Err(error) => return (acked, Some(format!("put {key}: {error}"))),
         }
     }
     (acked, None)
+}
+
+/// `len` hex digits drawn from `seed`: a value the engine's compression cannot shrink,
+/// so the bytes written are the bytes stored.
+fn incompressible(seed: u64, len: usize) -> String {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    (0..len)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).expect("a hex digit"))
+        .collect()
 }
 
 /// A tmpfs mounted at a path, for a disk that really fills; unmounted when dropped.
@@ -430,7 +440,7 @@ fn a_really_full_disk_refuses_writes_and_loses_nothing() {
     );
     join(&masters, &[("100", &group)]);
 
-    let (acked, failed) = put_until_refused(&masters, "full", 20_000, 2048);
+    let (mut acked, failed) = put_until_refused(&masters, "full", 20_000, 2048);
     let (refused, mut failures): (Option<String>, Vec<String>) = match failed {
         Some(error) if error.contains("no space") => (Some(error), Vec::new()),
         other => (None, other.into_iter().collect()),
@@ -458,9 +468,12 @@ fn a_really_full_disk_refuses_writes_and_loses_nothing() {
         node.restart();
     }
     failures.extend(read_back(&masters, &acked));
-    let out = shardkv(&masters, &["put", "more", "no", "--timeout", "5s"]);
-    if !stderr(&out).contains("no space") {
-        failures.push(format!("a write after the restart: {}", stderr(&out)));
+    // The restart may free some space (the engine compacts and drops its journal), but
+    // the reserve holds: writing on fills the disk to it again.
+    let (mut more, failed) = put_until_refused(&masters, "after", 20_000, 2048);
+    match failed {
+        Some(error) if error.contains("no space") => acked.append(&mut more),
+        other => failures.push(format!("writes after the restart: {other:?}")),
     }
     disks.iter().for_each(|disk| disk.resize(4 * DISK_MB));
     let out = shardkv_until_ok(&masters, &["put", "more", "yes"], SETTLE);

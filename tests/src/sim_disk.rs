@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use labrpc_sim::{Persister, SimDisk, SimFile};
-use replica_group::data::Data;
+use replica_group::data::{Data, RedbEngine};
 use shardkv_raft::{Background, Disk, DiskFile, EarlySink, Store, SyncJob, SyncSink, WalBackend};
 
 /// Polls a snapshot waits for before it is written, in the reference replicas: a few
@@ -92,14 +92,19 @@ impl DiskFile for LabFile {
 pub const LAB_CACHE_BYTES: usize = 1 << 20;
 
 /// Opens the data a reference group replica keeps on `disk` (its persister's, or a
-/// mutant's wrapper of it), as a real node opens it in its data directory (its flushes
-/// and checkpoints deferred by [`SNAPSHOT_POLLS`] instead of run on a thread). `name`
-/// says whose it is in a panic: the disk cannot fail, so an error here is a bug.
-pub fn open_data(disk: &impl Disk, name: &str) -> Data {
+/// mutant's wrapper of it), as a real node opens it in its data directory, in the
+/// simulator's engine: redb over the disk, keeping a part of its non-durable writes
+/// drawn from `seed`, as a node's journal may reach its disk before a power failure
+/// (`RedbEngine::keeping_some`). Its flushes and checkpoints are deferred by
+/// [`SNAPSHOT_POLLS`] instead of run on a thread. `name` says whose it is in a panic:
+/// the disk cannot fail, so an error here is a bug.
+pub fn open_data(disk: &impl Disk, name: &str, seed: u64) -> Data {
     let background = Background::Deferred {
         polls: SNAPSHOT_POLLS,
     };
-    Data::open(disk, LAB_CACHE_BYTES, background)
+    RedbEngine::open(disk, LAB_CACHE_BYTES)
+        .map(|engine| Arc::new(engine.keeping_some(seed)))
+        .and_then(|engine| Data::with_engine(engine, background))
         .unwrap_or_else(|error| panic!("{name}: open the data: {error}"))
 }
 

@@ -15,11 +15,12 @@
 //!   fail.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use labrpc_sim::SimDisk;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use replica_group::data::{Chunk, Data, FLUSH_BYTES};
+use replica_group::data::{Chunk, Data, RedbEngine, FLUSH_BYTES};
 use shardkv_raft::{Background, Disk, OsDisk};
 use shardkv_tests::sim_disk::LabDisk;
 
@@ -204,17 +205,34 @@ enum Failure {
     Power,
 }
 
+/// How rounds of [`fail_and_reopen`] ended.
+#[derive(Debug, Default)]
+struct Reopened {
+    /// Rounds that lost commits.
+    lost: usize,
+    /// Rounds that reopened past the last checkpoint.
+    ahead: usize,
+}
+
 /// Rounds of random commits and checkpoints on the simulator's disk, each ended by
 /// `failure` and a reopen that must find the state of a commit at or after the last
-/// checkpoint. With `checkpoints` off, returns how many rounds lost commits.
-fn fail_and_reopen(seed: u64, failure: Failure, checkpoints: bool) -> usize {
+/// checkpoint. With `keep`, the engine keeps some of its non-durable writes (as the
+/// simulator's replicas run it) and the rounds flush now and then.
+fn fail_and_reopen(seed: u64, failure: Failure, checkpoints: bool, keep: bool) -> Reopened {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let disk = SimDisk::new();
     let mut history: History = BTreeMap::from([(0, BTreeMap::new())]);
     let mut durable = 0;
-    let mut lost_rounds = 0;
+    let mut reopened = Reopened::default();
     for _round in 0..4 {
-        let mut data = open(&LabDisk(disk.clone()));
+        let mut data = match keep {
+            false => open(&LabDisk(disk.clone())),
+            true => {
+                let engine = RedbEngine::open(&LabDisk(disk.clone()), CACHE).unwrap();
+                let engine = Arc::new(engine.keeping_some(rng.random()));
+                Data::with_engine(engine, Background::Deferred { polls: 0 }).unwrap()
+            }
+        };
         let applied = data.applied_index();
         assert!(
             applied >= durable,
@@ -226,7 +244,8 @@ fn fail_and_reopen(seed: u64, failure: Failure, checkpoints: bool) -> usize {
             state.clone().into_iter().collect::<Vec<_>>(),
             "seed {seed}: state at {applied}"
         );
-        lost_rounds += usize::from(applied < *history.keys().last().unwrap());
+        reopened.lost += usize::from(applied < *history.keys().last().unwrap());
+        reopened.ahead += usize::from(applied > durable);
         history.retain(|&index, _| index <= applied);
         let mut index = applied;
         for _ in 0..rng.random_range(1..12) {
@@ -251,6 +270,8 @@ fn fail_and_reopen(seed: u64, failure: Failure, checkpoints: bool) -> usize {
                 data.checkpoint(true).unwrap();
                 durable = data.durable_index();
                 assert_eq!(durable, index);
+            } else if keep && rng.random_bool(0.5) {
+                data.flush().unwrap();
             }
         }
         match failure {
@@ -259,28 +280,41 @@ fn fail_and_reopen(seed: u64, failure: Failure, checkpoints: bool) -> usize {
         }
         drop(data);
     }
-    lost_rounds
+    reopened
 }
 
 #[test]
 fn a_crash_reopens_at_a_commit_after_the_checkpoint() {
     for seed in 0..20 {
-        fail_and_reopen(seed, Failure::Crash, true);
+        fail_and_reopen(seed, Failure::Crash, true, false);
     }
 }
 
 #[test]
 fn a_power_failure_reopens_at_a_commit_after_the_checkpoint() {
     for seed in 0..20 {
-        fail_and_reopen(seed, Failure::Power, true);
+        fail_and_reopen(seed, Failure::Power, true, false);
     }
+}
+
+/// As the simulator's replicas run the engine: a crash keeps some writes past the last
+/// checkpoint, and the data reopens at exactly the state of one of those commits.
+#[test]
+fn kept_writes_reopen_at_a_commit_past_the_checkpoint() {
+    let mut ahead = 0;
+    for seed in 0..20 {
+        for failure in [Failure::Crash, Failure::Power] {
+            ahead += fail_and_reopen(seed, failure, true, true).ahead;
+        }
+    }
+    assert!(ahead > 0, "no crash kept a write past its checkpoint");
 }
 
 /// The check above can fail: without checkpoints, power failures lose commits.
 #[test]
 fn without_checkpoints_commits_are_lost() {
     let lost: usize = (0..5)
-        .map(|seed| fail_and_reopen(seed, Failure::Power, false))
+        .map(|seed| fail_and_reopen(seed, Failure::Power, false, false).lost)
         .sum();
     assert!(lost > 0, "no power failure lost an uncheckpointed commit");
 }

@@ -1,8 +1,7 @@
-//! Writing held writes into the database off the driver's thread.
+//! Writing held writes into the engine off the driver's thread.
 //!
-//! A flush of 32 MiB of held writes rewrites thousands of B-tree pages, and a durable
-//! commit waits for an `fsync` of all of them: tens to hundreds of milliseconds that the
-//! replica's driver must not stand still for. So [`super::Data`] hands each one to a
+//! A flush of 32 MiB of held writes takes the engine tens of milliseconds, and a durable
+//! one waits for an `fsync` too: time the replica's driver must not stand still for. So [`super::Data`] hands each one to a
 //! [`Job`] that runs as the store's [`Background`] says: on a thread of its own (real
 //! nodes), or in place after a number of polls (the simulator, deterministic: requests,
 //! messages and crashes arrive while it is pending, and a crash loses it). The held
@@ -12,44 +11,30 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability};
 use shardkv_raft::Background;
 
+use super::engine::{Engine, Table};
 use super::pending::Pending;
-use super::{failed, DataError, APPLIED, META};
+use super::{failed, DataError, APPLIED};
 use crate::Index;
 
-/// Held writes to commit into the database with the applied index they bring it to,
+/// Held writes to commit into the engine with the applied index they bring it to,
 /// durably or not.
 pub(super) struct Job {
-    pub(super) db: Arc<Database>,
+    pub(super) engine: Arc<dyn Engine>,
     pub(super) held: Arc<Pending>,
     pub(super) applied: Index,
     pub(super) durable: bool,
 }
 
 impl Job {
-    /// Commits the held writes; returns the applied index the database now holds.
+    /// Commits the held writes; returns the applied index the engine now holds.
     pub(super) fn run(self) -> Result<Index, DataError> {
-        let mut txn = self.db.begin_write().map_err(failed("begin a write"))?;
-        // A durable commit is redb's default: one fsync, checksums to detect a torn one.
-        // Quick repair (which needs two-phase commit) would spare a reopen after a crash
-        // its scan of the tree (about 5 s per GB, measured) but cost every checkpoint 20%
-        // of the lab suites' time; the scan is within the restart bound at 1 GB.
-        let durability = match self.durable {
-            true => Durability::Immediate,
-            false => Durability::None,
-        };
-        txn.set_durability(durability)
-            .map_err(failed("set durability"))?;
-        self.held.flush_into(&txn)?;
-        {
-            let mut table = txn.open_table(META).map_err(failed("open meta"))?;
-            table
-                .insert(APPLIED, self.applied.to_be_bytes().as_slice())
-                .map_err(failed("put the applied index"))?;
-        }
-        txn.commit().map_err(failed("commit"))?;
+        let applied = self.applied.to_be_bytes();
+        self.engine.write(self.durable, &mut |writer| {
+            self.held.flush_into(writer)?;
+            writer.put(Table::Meta, APPLIED.as_bytes(), &applied)
+        })?;
         Ok(self.applied)
     }
 }

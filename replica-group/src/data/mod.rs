@@ -1,15 +1,13 @@
 //! [`Data`]: a replica group's keys and values on disk, with the group's metadata
-//! (configurations, phases, duplicate tables), in one redb database ([`DATA_FILE`]) over a
-//! `shardkv_raft::Disk` file.
-//!
-//! redb runs over [`DiskBackend`], so real nodes (the operating system's files) and the
-//! simulator (its disk, which loses unsynced writes as a power failure does) run the same
-//! engine with the same options; `docs/storage.md` says why redb and not sled.
+//! (configurations, phases, duplicate tables), in an ordered key/value [`Engine`]:
+//! fjall ([`FjallEngine`], an LSM tree) in a node's data directory, redb ([`RedbEngine`])
+//! over the simulator's disk. [`engine`](self) says what both guarantee and
+//! `docs/storage.md` why there are two.
 //!
 //! ```text
-//!   table "kv"        shard (u32, big-endian) ++ key   ─► value
-//!   table "meta"      "applied" ─► u64 (big-endian); other names ─► the caller's bytes
-//!   table "staged_kv" a follower's catch-up in progress (see below)
+//!   table Kv      shard (u32, big-endian) ++ key   ─► value
+//!   table Meta    "applied" ─► u64 (big-endian); other names ─► the caller's bytes
+//!   table Staged  a follower's catch-up in progress (see below)
 //! ```
 //!
 //! A shard's keys are a contiguous range, so a shard is read in order ([`Data::chunk`])
@@ -20,35 +18,38 @@
 //! Writes are held in memory ([`pending`](self)) and reads see them at once.
 //! [`Data::commit`] ends the writes of one Ready with the applied index they bring the
 //! data to; once enough is held (`FLUSH_BYTES`, [`Data::wants_flush`]) the owner
-//! [`Data::flush`]es everything as one redb transaction carrying that applied index,
-//! **without syncing** (redb's `Durability::None`): the raft log is the write-ahead log,
-//! and writing many Readies in one transaction rewrites each B-tree leaf once instead of
-//! once per Ready. A checkpoint ([`Data::checkpoint`]: a flush, then a durable commit)
-//! makes every commit before it durable; [`Data::durable_index`] says when it has.
-//! Flushes and checkpoints run in the background ([`background`](self): on a thread on a
-//! real node, after a number of polls in the simulator), one at a time, while the writes
-//! they carry stay readable: reads go through the held writes, then the flushing ones,
-//! then the database. After a crash or a power failure the database opens at its last
-//! durable commit (redb keeps non-durable commits only in memory), and
-//! [`Data::applied_index`] says where the log must replay from.
+//! [`Data::flush`]es everything as one engine write carrying that applied index,
+//! **not durable**: the raft log is the write-ahead log, and one write for many Readies
+//! costs the engine less than one per Ready. A checkpoint ([`Data::checkpoint`]: a
+//! durable write) makes every write before it durable; [`Data::durable_index`] says when
+//! it has. Flushes and checkpoints run in the background ([`background`](self): on a
+//! thread on a real node, after a number of polls in the simulator), one at a time,
+//! while the writes they carry stay readable: reads go through the held writes, then the
+//! flushing writes, then the engine. After a crash or a power failure the engine opens
+//! at its last durable write or some later one (a crash keeps a prefix of its writes),
+//! and [`Data::applied_index`], written with every flush, says where the log must replay
+//! from.
 //!
-//! A [`DataView`] (a flush, then a redb read transaction) is one consistent point that
-//! later writes do not change, for streaming a state out in chunks while applying goes
-//! on.
+//! A [`DataView`] (a flush, then an engine snapshot) is one consistent point that later
+//! writes do not change, for streaming a state out in chunks while applying goes on.
 //!
 //! # Taking a whole state from another replica
 //!
-//! A follower catching up copies another replica's view chunk by chunk into the table
-//! `staged_kv` ([`Data::stage_begin`], [`Data::stage`]: non-durable commits, beside the
-//! live tables, which go on as before), then switches to it in one durable commit
-//! ([`Data::stage_finish`]: the staged table becomes `kv`, with the view's metadata and
-//! applied index). A crash before that commit leaves the data as it was (a staged table
-//! left over is dropped by the next catch-up); after it, the data stands at the view.
+//! A follower catching up copies another replica's view chunk by chunk into the staged
+//! table ([`Data::stage_begin`], [`Data::stage`]: non-durable writes, beside the live
+//! tables, which go on as before), then switches to it in one durable write
+//! ([`Data::stage_finish`]: the staged table becomes the key table, with the view's
+//! metadata and applied index). A crash before that write leaves the data as it was (a
+//! staged table left over is emptied by the next catch-up); after it, the data stands at
+//! the view.
 
 mod backend;
 mod background;
+pub mod engine;
+mod fjall_engine;
 mod pending;
 mod read;
+mod redb_engine;
 
 use std::cell::RefCell;
 use std::ops::Bound;
@@ -56,24 +57,21 @@ use std::sync::Arc;
 
 pub use backend::DiskBackend;
 use background::{Job, Running};
+use engine::{Engine, Snapshot, Table};
+pub use fjall_engine::{FjallEngine, FJALL_DIR};
 pub use pending::FLUSH_BYTES;
 use pending::{Held, Pending};
 pub use read::{Chunk, DataView};
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition};
+pub use redb_engine::{RedbEngine, REDB_FILE};
 use shardkv_proto::ShardId;
 use shardkv_raft::{Background, Disk};
 
 use crate::Index;
 
-/// The database's file name on its disk.
-pub const DATA_FILE: &str = "state.redb";
-
-/// The page cache a node gives its data unless told otherwise.
+/// The block or page cache a node gives its data unless told otherwise.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
-const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
-const STAGED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("staged_kv");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The metadata name of the applied index.
 const APPLIED: &str = "applied";
 
 /// A failed read or write of the data: fatal for the node (it stops, and restarts from
@@ -88,7 +86,7 @@ fn failed<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> DataError
 
 /// The replica group's data on disk; see the module docs.
 pub struct Data {
-    db: Arc<Database>,
+    engine: Arc<dyn Engine>,
     /// How flushes and checkpoints run ([`background`](self)).
     background: Background,
     /// Writes held since the last flush started.
@@ -101,12 +99,12 @@ pub struct Data {
     uncommitted: bool,
     /// The applied index of the last commit.
     applied: Index,
-    /// The applied index the database holds (the last job that committed).
+    /// The applied index the engine holds (the last job that committed).
     flushed: Index,
     /// The applied index durable on disk (the last checkpoint that committed).
     durable: Index,
-    /// A read transaction of the database, kept until the next job commits.
-    reader: RefCell<Option<ReadTransaction>>,
+    /// A snapshot of the engine, kept until the next job commits.
+    reader: RefCell<Option<Box<dyn Snapshot>>>,
 }
 
 impl std::fmt::Debug for Data {
@@ -152,46 +150,35 @@ fn bounds<'k>(
 }
 
 impl Data {
-    /// Opens (or creates) the database in [`DATA_FILE`] on `disk`, with a page cache of
-    /// `cache_bytes`, its flushes and checkpoints run as `background` says; after a crash
-    /// redb rolls back to its last durable commit.
+    /// Opens (or creates) the data on `disk`, with a cache of `cache_bytes`, its flushes
+    /// and checkpoints run as `background` says. A disk that is a directory of the
+    /// operating system's (a node's data directory) holds a fjall database in
+    /// [`FJALL_DIR`]; any other (the simulator's) a redb database in [`REDB_FILE`]. After
+    /// a crash the data opens where the engine's last kept write left it.
     pub fn open<D: Disk>(
         disk: &D,
         cache_bytes: usize,
         background: Background,
     ) -> Result<Self, DataError> {
-        let file = match disk.open(DATA_FILE) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let file = disk.create(DATA_FILE).map_err(failed("create"))?;
-                disk.sync_dir().map_err(failed("sync the data directory"))?;
-                file
-            }
-            Err(error) => return Err(failed("open")(error)),
+        let engine: Arc<dyn Engine> = match disk.directory() {
+            Some(dir) => Arc::new(FjallEngine::open(&dir.join(FJALL_DIR), cache_bytes)?),
+            None => Arc::new(RedbEngine::open(disk, cache_bytes)?),
         };
-        let backend = DiskBackend::new(file, disk.describe(DATA_FILE));
-        Self::with_backend(backend, cache_bytes, background)
+        Self::with_engine(engine, background)
     }
 
-    /// A database in memory only, gone when dropped, its flushes run in place (unit tests
-    /// and benchmarks of the state machine).
+    /// Data in memory only, gone when dropped, its flushes run in place (unit tests and
+    /// benchmarks of the state machine).
     pub fn in_memory() -> Self {
-        let backend = redb::backends::InMemoryBackend::new();
-        Self::with_backend(backend, 1 << 20, Background::Deferred { polls: 0 })
+        let engine = Arc::new(RedbEngine::in_memory());
+        Self::with_engine(engine, Background::Deferred { polls: 0 })
             .expect("an in-memory database opens")
     }
 
-    fn with_backend(
-        backend: impl redb::StorageBackend,
-        cache_bytes: usize,
-        background: Background,
-    ) -> Result<Self, DataError> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create_with_backend(backend)
-            .map_err(failed("open the database"))?;
+    /// The data `engine` holds, its flushes and checkpoints run as `background` says.
+    pub fn with_engine(engine: Arc<dyn Engine>, background: Background) -> Result<Self, DataError> {
         let mut data = Data {
-            db: Arc::new(db),
+            engine,
             background,
             pending: Pending::default(),
             flushing: None,
@@ -211,20 +198,20 @@ impl Data {
         Ok(data)
     }
 
-    /// The applied index of the last commit (0 for a new database).
+    /// The applied index of the last commit (0 for new data).
     pub fn applied_index(&self) -> Index {
         self.applied
     }
 
     /// The applied index durable on disk: of the last checkpoint that has committed, or
-    /// what the database held when opened.
+    /// what the engine held when opened.
     pub fn durable_index(&self) -> Index {
         self.durable
     }
 
-    /// The held writes over the database, newest first, for reads of `shard`: the
+    /// The held writes over the engine, newest first, for reads of `shard`: the
     /// flushing ones only when the newest do not hide the shard. With whether the
-    /// database's keys of the shard are hidden.
+    /// engine's keys of the shard are hidden.
     fn layers(&self, shard: ShardId) -> read::Layers<'_> {
         let flushing = self.flushing.as_deref();
         let below = flushing.filter(|_| !self.pending.hides(shard));
@@ -234,16 +221,16 @@ impl Data {
         }
     }
 
-    /// Reads with `read` from the database.
+    /// Reads with `read` from the engine.
     fn reading<T>(
         &self,
-        read: impl FnOnce(&ReadTransaction) -> Result<T, DataError>,
+        read: impl FnOnce(&dyn Snapshot) -> Result<T, DataError>,
     ) -> Result<T, DataError> {
         let mut reader = self.reader.borrow_mut();
         if reader.is_none() {
-            *reader = Some(self.db.begin_read().map_err(failed("begin a read"))?);
+            *reader = Some(self.engine.snapshot()?);
         }
-        read(reader.as_ref().expect("just begun"))
+        read(reader.as_deref().expect("just taken"))
     }
 
     fn held(&mut self) -> &mut Pending {
@@ -262,7 +249,7 @@ impl Data {
                 Held::Unknown { hidden: false } => {}
             }
         }
-        self.reading(|txn| read::get(txn, &key))
+        self.reading(|snapshot| snapshot.get(Table::Kv, &key))
     }
 
     /// Sets `key` in `shard` to `value`.
@@ -286,7 +273,7 @@ impl Data {
         max_bytes: usize,
     ) -> Result<Chunk, DataError> {
         let layers = self.layers(shard);
-        self.reading(|txn| read::chunk(txn, Some(&layers), shard, after, max_bytes))
+        self.reading(|snapshot| read::chunk(snapshot, Some(&layers), shard, after, max_bytes))
     }
 
     /// Removes every key of `shard`.
@@ -313,7 +300,7 @@ impl Data {
                 Err(false) => {}
             }
         }
-        self.reading(|txn| read::meta(txn, name))
+        self.reading(|snapshot| snapshot.get(Table::Meta, name.as_bytes()))
     }
 
     /// Stores `bytes` under `name` (not `"applied"`, which [`Data::commit`] writes).
@@ -353,7 +340,7 @@ impl Data {
     }
 
     /// Starts writing everything held, with the applied index of the last commit, as
-    /// one non-durable redb commit (see [`background`](self)); a flush or checkpoint
+    /// one non-durable engine write (see [`background`](self)); a flush or checkpoint
     /// under way is waited for first.
     ///
     /// # Panics
@@ -403,9 +390,8 @@ impl Data {
     pub fn view(&mut self) -> Result<DataView, DataError> {
         self.flush()?;
         self.finish_running()?;
-        let txn = self.db.begin_read().map_err(failed("begin a read"))?;
         Ok(DataView {
-            txn,
+            snapshot: self.engine.snapshot()?,
             applied: self.applied,
         })
     }
@@ -417,7 +403,7 @@ impl Data {
         let held = Arc::new(std::mem::take(&mut self.pending));
         self.flushing = Some(Arc::clone(&held));
         let job = Job {
-            db: Arc::clone(&self.db),
+            engine: Arc::clone(&self.engine),
             held,
             applied: self.applied,
             durable,
@@ -447,7 +433,7 @@ impl Data {
         Ok(())
     }
 
-    /// A job committed the database through `index`.
+    /// A job wrote the engine through `index`.
     fn finished(&mut self, index: Index, durable: bool) {
         self.flushing = None;
         self.flushed = index;
@@ -457,49 +443,33 @@ impl Data {
         *self.reader.get_mut() = None;
     }
 
-    /// The bytes of keys and values the database holds as of the last flush (its live
-    /// data, not the file's size: freed pages are reused, not returned). Writes held for
-    /// the next flush are not counted: the raft log holds them.
+    /// The bytes of keys and values the engine holds as of the last flush (see
+    /// [`Engine::stored_bytes`]). Writes held for the next flush are not counted: the
+    /// raft log holds them.
     pub fn stored_bytes(&self) -> Result<u64, DataError> {
-        let stored = self.reading(|txn| {
-            let Some(table) = read::open(txn, KV)? else {
-                return Ok(0);
-            };
-            let stats = redb::ReadableTableMetadata::stats(&table).map_err(failed("stats"))?;
-            Ok(stats.stored_bytes())
-        })?;
-        Ok(stored)
+        self.engine.stored_bytes()
     }
 
     /// Starts taking a whole state from elsewhere: an empty staged table (a staged table
-    /// left by an earlier catch-up is dropped). See the module docs.
+    /// left by an earlier catch-up is emptied). See the module docs.
     pub fn stage_begin(&mut self) -> Result<(), DataError> {
-        let txn = self.begin_stage()?;
-        txn.delete_table(STAGED)
-            .map_err(failed("drop the staged table"))?;
-        txn.open_table(STAGED)
-            .map_err(failed("create the staged table"))?;
-        txn.commit().map_err(failed("commit the staged table"))
+        *self.reader.get_mut() = None;
+        self.engine.write(false, &mut |writer| {
+            writer.delete_range(Table::Staged, &[], None)
+        })
     }
 
     /// Adds stored pairs (keys as [`DataView::stored_chunk`] gives them) to the staged
-    /// table, as one non-durable commit.
+    /// table, as one non-durable write.
     pub fn stage(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), DataError> {
-        let txn = self.begin_stage()?;
-        {
-            let mut table = txn
-                .open_table(STAGED)
-                .map_err(failed("open the staged table"))?;
-            for (key, value) in pairs {
-                table
-                    .insert(key.as_slice(), value.as_slice())
-                    .map_err(failed("stage"))?;
-            }
-        }
-        txn.commit().map_err(failed("commit staged pairs"))
+        self.engine.write(false, &mut |writer| {
+            pairs
+                .iter()
+                .try_for_each(|(key, value)| writer.put(Table::Staged, key, value))
+        })
     }
 
-    /// Switches to the staged state in one durable commit: the staged table becomes the
+    /// Switches to the staged state in one durable write: the staged table becomes the
     /// key table, `meta` (names and bytes) replaces the metadata, and `applied` is the
     /// applied index. Whatever was held or stored before is gone; on return the data
     /// stands durably at `applied`.
@@ -511,39 +481,21 @@ impl Data {
         // A flush still to commit would write the old state's writes over the new one.
         self.finish_running()?;
         *self.reader.get_mut() = None;
-        let mut txn = self.db.begin_write().map_err(failed("begin the switch"))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(failed("set durability"))?;
-        txn.delete_table(KV).map_err(failed("drop the key table"))?;
-        txn.rename_table(STAGED, KV)
-            .map_err(failed("rename the staged table"))?;
-        txn.delete_table(META)
-            .map_err(failed("drop the metadata"))?;
-        {
-            let mut table = txn.open_table(META).map_err(failed("open meta"))?;
+        self.engine.write(true, &mut |writer| {
+            writer.delete_range(Table::Meta, &[], None)?;
+            writer.promote_staged()?;
             for (name, bytes) in meta {
                 assert_ne!(*name, APPLIED, "the applied index is written by the switch");
-                table.insert(*name, *bytes).map_err(failed("put meta"))?;
+                writer.put(Table::Meta, name.as_bytes(), bytes)?;
             }
-            table
-                .insert(APPLIED, applied.to_be_bytes().as_slice())
-                .map_err(failed("put the applied index"))?;
-        }
-        txn.commit().map_err(failed("commit the switch"))?;
+            writer.put(Table::Meta, APPLIED.as_bytes(), &applied.to_be_bytes())
+        })?;
         self.pending = Pending::default();
         self.uncommitted = false;
         self.applied = applied;
         self.flushed = applied;
         self.durable = applied;
         Ok(())
-    }
-
-    /// A non-durable write transaction for the staged table.
-    fn begin_stage(&self) -> Result<redb::WriteTransaction, DataError> {
-        let mut txn = self.db.begin_write().map_err(failed("begin staging"))?;
-        txn.set_durability(Durability::None)
-            .map_err(failed("set durability"))?;
-        Ok(txn)
     }
 }
 

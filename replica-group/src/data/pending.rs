@@ -1,28 +1,27 @@
 //! [`Pending`]: the writes a [`super::Data`] holds in memory between flushes, in order,
 //! with an index that answers reads over them.
 //!
-//! Committing every Ready as its own redb transaction rewrites each touched B-tree leaf
-//! (copy on write) per Ready, and with dozens of random keys per Ready that is most of the
-//! cost of a write. The writes are held here instead and flushed as one transaction once
-//! they pass [`FLUSH_BYTES`] (and before a checkpoint or a view): a leaf then takes many
-//! Readies' writes at once. Nothing is lost by waiting: a flush is not durable either,
-//! and the raft log holds every entry since the last checkpoint.
+//! Writing every Ready into the engine costs it a write per Ready: with redb a rewrite of
+//! each touched B-tree leaf (copy on write), with fjall a journal record and a lock. The
+//! writes are held here instead and flushed as one engine write once they pass
+//! [`FLUSH_BYTES`] (and before a checkpoint or a view). Nothing is lost by waiting: a
+//! flush is not durable either, and the raft log holds every entry since the last
+//! checkpoint.
 //!
 //! Only the latest write of each key is held. A dropped shard (or a clear) removes the
 //! held writes it covers, so the flush can write the drops first and then every held key
-//! in key order (sequential in the B-tree) and end where the writes in order would.
+//! in key order and end where the writes in order would.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{StorageError, Table, WriteTransaction};
 use shardkv_proto::ShardId;
 
-use super::{bounds, failed, shard_range, DataError, KV, META};
+use super::engine::{Table, Writer};
+use super::{shard_range, DataError};
 
 /// Past this many held bytes, [`super::Data::wants_flush`]. A node checkpoints (a flush
 /// that is durable) at about the same amount of raft log, so on a node most flushes are
-/// checkpoints; a non-durable flush also grows redb's file, which cannot reuse the pages
-/// it frees before the next durable commit.
+/// checkpoints.
 pub const FLUSH_BYTES: usize = 32 << 20;
 
 /// The held writes; see the module docs.
@@ -32,9 +31,9 @@ pub(super) struct Pending {
     latest: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Held values of `meta`.
     meta: BTreeMap<String, Vec<u8>>,
-    /// Shards dropped since the flush: what the database holds of them is gone.
+    /// Shards dropped since the flush: what the engine holds of them is gone.
     dropped: BTreeSet<ShardId>,
-    /// Everything was cleared since the flush: the database holds nothing visible.
+    /// Everything was cleared since the flush: the engine holds nothing visible.
     cleared: bool,
     bytes: usize,
 }
@@ -43,7 +42,7 @@ pub(super) struct Pending {
 pub(super) enum Held<'p> {
     /// This value (`None`: deleted).
     Value(Option<&'p Vec<u8>>),
-    /// Nothing held: the database's value stands, unless `hidden`.
+    /// Nothing held: the engine's value stands, unless `hidden`.
     Unknown { hidden: bool },
 }
 
@@ -110,7 +109,7 @@ impl Pending {
         self.meta.get(name).ok_or(self.cleared)
     }
 
-    /// True when the database's keys of `shard` are gone (dropped or cleared).
+    /// True when the engine's keys of `shard` are gone (dropped or cleared).
     pub(super) fn hides(&self, shard: ShardId) -> bool {
         self.cleared || self.dropped.contains(&shard)
     }
@@ -129,41 +128,26 @@ impl Pending {
             .map(|(key, value)| (key.as_slice(), value.as_ref()))
     }
 
-    /// Writes everything held into `txn`: the clear and the drops first, then every
+    /// Writes everything held into `writer`: the clear and the drops first, then every
     /// held key in key order (see the module docs).
-    pub(super) fn flush_into(&self, txn: &WriteTransaction) -> Result<(), DataError> {
-        let mut kv = txn.open_table(KV).map_err(failed("open kv"))?;
-        let mut meta = txn.open_table(META).map_err(failed("open meta"))?;
-        let flush = failed("flush");
+    pub(super) fn flush_into(&self, writer: &mut dyn Writer) -> Result<(), DataError> {
         if self.cleared {
-            kv.retain(|_, _| false).map_err(&flush)?;
-            meta.retain(|_, _| false).map_err(&flush)?;
+            writer.delete_range(Table::Kv, &[], None)?;
+            writer.delete_range(Table::Meta, &[], None)?;
         }
         for &shard in &self.dropped {
             let (start, end) = shard_range(shard);
-            drop_range(&mut kv, &start, end.as_deref()).map_err(&flush)?;
+            writer.delete_range(Table::Kv, &start, end.as_deref())?;
         }
         for (name, bytes) in &self.meta {
-            meta.insert(name.as_str(), bytes.as_slice())
-                .map_err(&flush)?;
+            writer.put(Table::Meta, name.as_bytes(), bytes)?;
         }
         for (key, value) in &self.latest {
             match value {
-                Some(value) => kv.insert(key.as_slice(), value.as_slice()).map(drop),
-                None => kv.remove(key.as_slice()).map(drop),
+                Some(value) => writer.put(Table::Kv, key, value)?,
+                None => writer.delete(Table::Kv, key)?,
             }
-            .map_err(&flush)?;
         }
         Ok(())
     }
-}
-
-type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
-
-fn drop_range(
-    table: &mut BytesTable<'_>,
-    start: &[u8],
-    end: Option<&[u8]>,
-) -> Result<(), StorageError> {
-    table.retain_in(bounds(start, false, end), |_, _| false)
 }

@@ -1,13 +1,13 @@
-//! Reading a [`super::Data`]: from a redb read transaction, merged with the writes held
+//! Reading a [`super::Data`]: from a snapshot of its engine, merged with the writes held
 //! since the last flush, and at one consistent point ([`DataView`]).
 
 use std::iter::Peekable;
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError};
 use shardkv_proto::ShardId;
 
+use super::engine::{Snapshot, Table};
 use super::pending::Pending;
-use super::{bounds, failed, kv_key, shard_range, DataError, KV, META};
+use super::{kv_key, shard_range, DataError};
 use crate::Index;
 
 /// Up to a byte budget of one shard's `(key, value)` pairs, in key order, and where the
@@ -23,7 +23,7 @@ pub struct Chunk {
 
 /// One consistent point of a [`super::Data`]; see the module docs.
 pub struct DataView {
-    pub(super) txn: ReadTransaction,
+    pub(super) snapshot: Box<dyn Snapshot>,
     pub(super) applied: Index,
 }
 
@@ -40,7 +40,7 @@ impl DataView {
         after: Option<&[u8]>,
         max_bytes: usize,
     ) -> Result<Chunk, DataError> {
-        chunk(&self.txn, None, shard, after, max_bytes)
+        chunk(&*self.snapshot, None, shard, after, max_bytes)
     }
 
     /// Up to `max_bytes` of every stored pair after stored key `after` (from the first
@@ -50,7 +50,7 @@ impl DataView {
     pub fn stored_chunk(&self, after: Option<&[u8]>, max_bytes: usize) -> Result<Chunk, DataError> {
         let start = after.map_or_else(Vec::new, <[u8]>::to_vec);
         take_chunk(
-            &self.txn,
+            &*self.snapshot,
             None,
             (start, after.is_some(), None),
             max_bytes,
@@ -60,12 +60,12 @@ impl DataView {
 
     /// As [`super::Data::meta`], at this view's point.
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, DataError> {
-        meta(&self.txn, name)
+        self.snapshot.get(Table::Meta, name.as_bytes())
     }
 }
 
 /// The held writes over a read of one shard, newest first (the flushing ones only when
-/// the newest do not hide the shard), and whether they hide what the database holds of
+/// the newest do not hide the shard), and whether they hide what the engine holds of
 /// it.
 pub(super) struct Layers<'p> {
     pub(super) held: [Option<&'p Pending>; 2],
@@ -75,36 +75,6 @@ pub(super) struct Layers<'p> {
 /// Held writes over a read (`None`: the database alone, as a view reads).
 pub(super) type Over<'p> = Option<&'p Layers<'p>>;
 
-/// Opens `definition` in `txn`, `None` when it was never written.
-pub(super) fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
-    txn: &ReadTransaction,
-    definition: TableDefinition<K, V>,
-) -> Result<Option<redb::ReadOnlyTable<K, V>>, DataError> {
-    match txn.open_table(definition) {
-        Ok(table) => Ok(Some(table)),
-        Err(TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(error) => Err(failed("open table")(error)),
-    }
-}
-
-/// The value of full key `key` in the key table.
-pub(super) fn get(txn: &ReadTransaction, key: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
-    let Some(table) = open(txn, KV)? else {
-        return Ok(None);
-    };
-    let value = table.get(key).map_err(failed("get"))?;
-    Ok(value.map(|value| value.value().to_vec()))
-}
-
-/// The value of meta `name`.
-pub(super) fn meta(txn: &ReadTransaction, name: &str) -> Result<Option<Vec<u8>>, DataError> {
-    let Some(table) = open(txn, META)? else {
-        return Ok(None);
-    };
-    let value = table.get(name).map_err(failed("get meta"))?;
-    Ok(value.map(|value| value.value().to_vec()))
-}
-
 /// A key range: from the first key (after it when `exclusive`) to the last (excluded;
 /// `None`: to the end).
 type Range = (Vec<u8>, bool, Option<Vec<u8>>);
@@ -113,20 +83,15 @@ type Range = (Vec<u8>, bool, Option<Vec<u8>>);
 /// to `end`, the database's merged with the held writes, in key order, until `visit`
 /// says stop.
 fn scan<'p>(
-    txn: &ReadTransaction,
+    snapshot: &dyn Snapshot,
     over: Over<'p>,
     (start, exclusive, end): Range,
     mut visit: impl FnMut(&[u8], &[u8]) -> bool,
 ) -> Result<(), DataError> {
     let hidden = over.is_some_and(|layers| layers.db_hidden);
-    let table = if hidden { None } else { open(txn, KV)? };
-    let stored = match &table {
-        Some(table) => Some(
-            table
-                .range(bounds(&start, exclusive, end.as_deref()))
-                .map_err(failed("scan"))?,
-        ),
-        None => None,
+    let stored = match hidden {
+        true => None,
+        false => Some(snapshot.range(Table::Kv, &start, exclusive, end.as_deref())?),
     };
     let mut stored = stored.into_iter().flatten().peekable();
     let [newest, flushing] = over.map_or([None, None], |layers| layers.held);
@@ -149,13 +114,13 @@ fn scan<'p>(
                 }
                 Merged::Held(held.next().expect("peeked"))
             }
-            (Some(_), _) => Merged::Stored(stored.next().expect("peeked").map_err(failed("scan"))?),
+            (Some(_), _) => Merged::Stored(stored.next().expect("peeked")?),
             (None, Some(_)) => Merged::Held(held.next().expect("peeked")),
         };
         let go_on = match next {
             Merged::Held((key, Some(value))) => visit(key, value),
             Merged::Held((_, None)) => true,
-            Merged::Stored((key, value)) => visit(key.value(), value.value()),
+            Merged::Stored((key, value)) => visit(&key, &value),
         };
         if !go_on {
             return Ok(());
@@ -188,26 +153,23 @@ where
     }
 }
 
-type StoredPair<'a> = (
-    redb::AccessGuard<'a, &'static [u8]>,
-    redb::AccessGuard<'a, &'static [u8]>,
-);
+type StoredPair = (Vec<u8>, Vec<u8>);
 
-enum Merged<'p, 'a> {
+enum Merged<'p> {
     Held((&'p [u8], Option<&'p Vec<u8>>)),
-    Stored(StoredPair<'a>),
+    Stored(StoredPair),
 }
 
 /// The key of the next stored pair, if any (an error is the scan's).
-fn peek_stored<'a, I>(stored: &mut Peekable<I>) -> Result<Option<Vec<u8>>, DataError>
+fn peek_stored<I>(stored: &mut Peekable<I>) -> Result<Option<Vec<u8>>, DataError>
 where
-    I: Iterator<Item = Result<StoredPair<'a>, redb::StorageError>>,
+    I: Iterator<Item = Result<StoredPair, DataError>>,
 {
     match stored.peek() {
         None => Ok(None),
-        Some(Ok((key, _))) => Ok(Some(key.value().to_vec())),
+        Some(Ok((key, _))) => Ok(Some(key.clone())),
         Some(Err(_)) => match stored.next() {
-            Some(Err(error)) => Err(failed("scan")(error)),
+            Some(Err(error)) => Err(error),
             _ => unreachable!("peeked an error"),
         },
     }
@@ -215,7 +177,7 @@ where
 
 /// As [`super::Data::chunk`], over `over`.
 pub(super) fn chunk(
-    txn: &ReadTransaction,
+    snapshot: &dyn Snapshot,
     over: Over<'_>,
     shard: ShardId,
     after: Option<&[u8]>,
@@ -223,15 +185,19 @@ pub(super) fn chunk(
 ) -> Result<Chunk, DataError> {
     let (first, end) = shard_range(shard);
     let start = after.map_or(first, |key| kv_key(shard, key));
-    take_chunk(txn, over, (start, after.is_some(), end), max_bytes, |key| {
-        key[4..].to_vec()
-    })
+    take_chunk(
+        snapshot,
+        over,
+        (start, after.is_some(), end),
+        max_bytes,
+        |key| key[4..].to_vec(),
+    )
 }
 
 /// Up to `max_bytes` of the pairs in `range` (at least one when any), their keys as
 /// `name` gives them.
 fn take_chunk(
-    txn: &ReadTransaction,
+    snapshot: &dyn Snapshot,
     over: Over<'_>,
     range: Range,
     max_bytes: usize,
@@ -239,7 +205,7 @@ fn take_chunk(
 ) -> Result<Chunk, DataError> {
     let mut chunk = Chunk::default();
     let mut bytes: usize = 0;
-    scan(txn, over, range, |key, value| {
+    scan(snapshot, over, range, |key, value| {
         let size = key.len() + value.len();
         if !chunk.pairs.is_empty() && bytes.saturating_add(size) > max_bytes {
             chunk.next = chunk.pairs.last().map(|(key, _)| key.clone());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use replica_group::data::{Data, DATA_FILE, DEFAULT_CACHE_BYTES};
+use replica_group::data::{Data, DEFAULT_CACHE_BYTES, FJALL_DIR};
 use replica_group::GroupOptions;
 use shardkv_proto::{GroupId, DEFAULT_NSHARDS, NO_GROUP};
 use shardkv_raft::{
@@ -157,7 +157,7 @@ pub async fn run_node(spec: NodeSpec, shutdown: watch::Receiver<bool>) -> Result
             service: me.service,
             id: me.id,
         };
-        let required: &[&str] = if group { &[DATA_FILE] } else { &[] };
+        let required: &[&str] = if group { &[FJALL_DIR] } else { &[] };
         let recorded = check_identity(&disk, owner, required)?;
         let data = match group {
             true => Some(Data::open(&disk, cache_bytes, Background::Threads)?),

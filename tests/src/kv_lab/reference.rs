@@ -60,7 +60,8 @@ impl GroupLab {
         config.snapshot_bytes_threshold = start.maxraftstate;
         let store = open_store(&start.persister, &name);
         let disk = wrap(LabDisk(start.persister.disk()));
-        let data = open_data(&disk, &name);
+        // Its own draws, not the world's: a seed's schedule stays as it was.
+        let data = open_data(&disk, &name, entropy ^ 0x5eed_da7a);
         let mut options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
         options.peers = (start.peers.iter())
             .map(|&peer| (raft_id(peer), server_address(start.gid, peer)))
