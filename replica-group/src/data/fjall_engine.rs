@@ -2,17 +2,18 @@
 //! data directory ([`FJALL_DIR`]). `docs/storage.md` says why an LSM tree and not redb
 //! for real nodes: at 1 GB, a B-tree rewrites a page per random write.
 //!
-//! Every write is one fjall write batch: one record in fjall's journal, which fjall
-//! keeps in the process's memory until it is persisted. A durable write persists the
+//! Every write is one fjall write batch (one record in fjall's journal, which fjall
+//! keeps in the process's memory until it is persisted), but for the emptying of a
+//! whole staged table, which is fjall's `clear` (see [`FjallWriter`]'s `delete_range`). A durable write persists the
 //! journal (`PersistMode::SyncAll`) after its batch. A crash keeps a prefix of the
 //! batches: every one up to the last durable write, and perhaps some after it (what the
 //! journal had written out), never a later one without the earlier ones.
 //!
 //! fjall has no renaming of a keyspace, so the key table and the staged table are the
 //! keyspaces `kv0` and `kv1`, and [`LIVE`] in the metadata says which is the key table:
-//! promoting the staged table is one write of [`LIVE`] in the batch. The keyspace left
-//! behind is emptied once the batch has committed (a crash before that leaves it to the
-//! next catch-up, which empties the staged table first).
+//! promoting the staged table is one write of [`LIVE`] in a durable batch. The keyspace
+//! left behind is emptied once that batch is durable (or, when a crash or an open
+//! snapshot kept it, when the engine next opens or the next catch-up begins).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -67,11 +68,12 @@ impl Keyspaces {
 /// fjall as an [`Engine`]; see the module docs.
 pub struct FjallEngine {
     db: Database,
-    /// Locked for each write and each new snapshot, so a promotion and the snapshots'
-    /// view of it agree.
+    /// Locked while a snapshot is taken and while a promotion commits and switches the
+    /// key table, so the two agree.
     keyspaces: Mutex<Keyspaces>,
-    /// A token every snapshot holds: a `kv` keyspace is emptied at once (fjall's `clear`,
-    /// which old snapshots do not survive) only while no snapshot is open.
+    /// A token every snapshot holds: a `kv` keyspace is emptied at once (fjall's `clear`)
+    /// only while no snapshot is open, so no open snapshot relies on how `clear` treats
+    /// older versions.
     readers: Arc<()>,
 }
 
@@ -105,6 +107,14 @@ impl FjallEngine {
             Some(_) => return Err(DataError(format!("a damaged {LIVE}"))),
         };
         let keyspaces = Keyspaces { kv, meta, live };
+        // What a crash (or an open view) left in the staged table: a catch-up that was
+        // cut off, or the key table before the last promotion. No snapshot is open yet.
+        let staged = &keyspaces.kv[keyspaces.slot(Table::Staged)];
+        if staged.first_key_value().is_some() {
+            staged
+                .clear()
+                .map_err(fjall_failed("empty the staged table"))?;
+        }
         Ok(FjallEngine {
             db,
             keyspaces: Mutex::new(keyspaces),
@@ -121,23 +131,24 @@ impl FjallEngine {
 
 impl Engine for FjallEngine {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, DataError> {
-        let keyspaces = self.keyspaces()?.clone();
-        let snapshot = self.db.snapshot();
+        let keyspaces = self.keyspaces()?;
         Ok(Box::new(FjallSnapshot {
-            snapshot,
-            keyspaces,
+            snapshot: self.db.snapshot(),
+            keyspaces: keyspaces.clone(),
             _reading: Arc::clone(&self.readers),
         }))
     }
 
+    /// The lock on the keyspaces is held only to read them and, for a promotion, from its
+    /// commit to the switch of the key table: a flush in the background never holds up a
+    /// snapshot the driver takes.
     fn write(&self, durable: bool, fill: Fill<'_>) -> Result<(), DataError> {
-        let mut keyspaces = self.keyspaces()?;
-        let unread = Arc::strong_count(&self.readers) == 1;
+        let keyspaces = self.keyspaces()?.clone();
         let mut writer = FjallWriter {
-            keyspaces: keyspaces.clone(),
+            engine: self,
+            keyspaces,
             writes: BTreeMap::new(),
             promoted: false,
-            unread,
         };
         fill(&mut writer)?;
         let mut batch = self.db.batch();
@@ -151,20 +162,26 @@ impl Engine for FjallEngine {
                 None => batch.remove(keyspace, key),
             }
         }
-        batch.commit().map_err(fjall_failed("commit"))?;
-        if durable {
-            self.db
+        let persist = || {
+            (self.db)
                 .persist(PersistMode::SyncAll)
-                .map_err(fjall_failed("sync"))?;
+                .map_err(fjall_failed("sync"))
+        };
+        if !writer.promoted {
+            batch.commit().map_err(fjall_failed("commit"))?;
+            return if durable { persist() } else { Ok(()) };
         }
-        if writer.promoted {
-            *keyspaces = writer.keyspaces;
-            // The former key table, now the staged one: emptied when nothing reads it.
-            if unread {
-                keyspaces.kv[keyspaces.slot(Table::Staged)]
-                    .clear()
-                    .map_err(fjall_failed("empty the old key table"))?;
-            }
+        // The former key table is emptied below, at once and durably (fjall's `clear`):
+        // only once the switch away from it is durable.
+        assert!(durable, "a promotion in a non-durable write");
+        let mut keyspaces = self.keyspaces()?;
+        batch.commit().map_err(fjall_failed("commit"))?;
+        *keyspaces = writer.keyspaces;
+        persist()?;
+        if Arc::strong_count(&self.readers) == 1 {
+            keyspaces.kv[keyspaces.slot(Table::Staged)]
+                .clear()
+                .map_err(fjall_failed("empty the old key table"))?;
         }
         Ok(())
     }
@@ -191,15 +208,14 @@ enum Slot {
 
 /// The writes of one batch, the last write of each key only: fjall gives every item of
 /// a batch one sequence number, so two writes of one key in a batch must not both go in.
-struct FjallWriter {
+struct FjallWriter<'e> {
+    engine: &'e FjallEngine,
     keyspaces: Keyspaces,
     writes: BTreeMap<(Slot, Vec<u8>), Option<Vec<u8>>>,
     promoted: bool,
-    /// No snapshot is open.
-    unread: bool,
 }
 
-impl FjallWriter {
+impl FjallWriter<'_> {
     fn slot(&self, table: Table) -> Slot {
         match table {
             Table::Meta => Slot::Meta,
@@ -208,7 +224,7 @@ impl FjallWriter {
     }
 }
 
-impl Writer for FjallWriter {
+impl Writer for FjallWriter<'_> {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), DataError> {
         let slot = self.slot(table);
         self.writes
@@ -222,9 +238,11 @@ impl Writer for FjallWriter {
         Ok(())
     }
 
-    /// Emptying the whole staged table, with no snapshot reading it, is fjall's `clear`
-    /// (at once, not in the batch); any other range is a removal of each key it holds
-    /// (as of the last batch) in the batch, and of this batch's own writes in it.
+    /// Emptying the whole staged table is fjall's `clear` (at once and durably, not in
+    /// the batch) when no snapshot is open and nothing was promoted in this write (the
+    /// staged table is then the one the durable `engine.live` says). Any other range is a
+    /// removal of each key it holds (as of the last batch) in the batch, and of this
+    /// batch's own writes in it.
     fn delete_range(
         &mut self,
         table: Table,
@@ -232,8 +250,11 @@ impl Writer for FjallWriter {
         end: Option<&[u8]>,
     ) -> Result<(), DataError> {
         let slot = self.slot(table);
-        if let (Table::Staged, Slot::Kv(index), true, None) = (table, slot, start.is_empty(), end) {
-            if self.unread {
+        let whole = start.is_empty() && end.is_none();
+        if let (Table::Staged, Slot::Kv(index), true, false) = (table, slot, whole, self.promoted) {
+            // Held so that no snapshot is taken while the keyspace is emptied.
+            let _keyspaces = self.engine.keyspaces()?;
+            if Arc::strong_count(&self.engine.readers) == 1 {
                 self.writes.retain(|(written, _), _| *written != slot);
                 return self.keyspaces.kv[index]
                     .clear()
