@@ -1,6 +1,7 @@
 //! The benchmark's clients: loading the keys, then closed loops of operations on client
 //! threads (each a current-thread runtime), sharing connections as planned.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
@@ -21,7 +22,10 @@ pub(super) struct Shape {
     pub(super) op: BenchOp,
     pub(super) key_size: usize,
     pub(super) keys: u64,
-    pub(super) value: Vec<u8>,
+    /// Bytes per value.
+    pub(super) value_size: usize,
+    /// Random bytes the values are cut from ([`Shape::value`]).
+    pub(super) pool: Arc<Vec<u8>>,
     /// The clients' certificate, for a cluster that runs mutual TLS.
     pub(super) tls: Option<Tls>,
 }
@@ -38,6 +42,24 @@ impl Shape {
     pub(super) fn key(&self, n: u64) -> Vec<u8> {
         format!("{n:0>width$}", width = self.key_size).into_bytes()
     }
+
+    /// The value of key `n`: `value_size` random bytes from a place in the pool drawn
+    /// from `n`, so that neither one value nor neighbouring keys' values compress (an
+    /// engine that compresses would otherwise store a fraction of what a user's data
+    /// takes), and every write of a key writes the same value (read-backs can check it).
+    pub(super) fn value(&self, n: u64) -> Vec<u8> {
+        let places = (self.pool.len() - self.value_size) as u64 + 1;
+        let at = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16) % places;
+        self.pool[at as usize..][..self.value_size].to_vec()
+    }
+}
+
+/// The random bytes values of `value_size` are cut from: 8 MiB more than one value.
+pub(super) fn value_pool(value_size: usize) -> Arc<Vec<u8>> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0x00be_7c40);
+    let mut pool = vec![0; value_size + (8 << 20)];
+    rng.fill(&mut pool[..]);
+    Arc::new(pool)
 }
 
 /// Runs each thread's clients of `plan` for `duration`; their numbers, merged.
@@ -86,7 +108,7 @@ pub(super) fn load(masters: &[String], shape: &Shape) -> Result<(), String> {
                 tokio::task::spawn_local(async move {
                     for n in (c..shape.keys).step_by(clients as usize) {
                         client
-                            .put(shape.key(n), shape.value.clone())
+                            .put(shape.key(n), shape.value(n))
                             .await
                             .map_err(|error| format!("loading key {n}: {error}"))?;
                     }
@@ -204,7 +226,8 @@ async fn run_client(
     let mut measured = Measured::new()?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(u64::from(id));
     while Instant::now() < until {
-        let key = shape.key(rng.random_range(0..shape.keys));
+        let n = rng.random_range(0..shape.keys);
+        let key = shape.key(n);
         let read = match shape.op {
             BenchOp::Get => true,
             BenchOp::Mixed => rng.random_bool(0.5),
@@ -214,8 +237,8 @@ async fn run_client(
         timeline::mark(Waypoint::ClientSend, 0);
         let outcome = match (read, shape.op) {
             (true, _) => client.get(key).await.map(drop),
-            (false, BenchOp::Append) => client.append(key, shape.value.clone()).await,
-            (false, _) => client.put(key, shape.value.clone()).await,
+            (false, BenchOp::Append) => client.append(key, shape.value(n)).await,
+            (false, _) => client.put(key, shape.value(n)).await,
         };
         if Instant::now() > until {
             // Finished after the measured window: neither counted nor timed.
@@ -251,18 +274,34 @@ fn current_thread() -> Result<tokio::runtime::Runtime, String> {
 mod tests {
     use super::*;
 
-    /// Keys are zero-padded to the key size and distinct.
-    #[test]
-    fn keys_have_the_key_size() {
-        let shape = Shape {
+    fn shape() -> Shape {
+        Shape {
             op: BenchOp::Put,
             key_size: 8,
             keys: 10_000,
-            value: Vec::new(),
+            value_size: 1024,
+            pool: value_pool(1024),
             tls: None,
-        };
+        }
+    }
+
+    /// Keys are zero-padded to the key size and distinct.
+    #[test]
+    fn keys_have_the_key_size() {
+        let shape = shape();
         assert_eq!(shape.key(42), b"00000042");
         assert_eq!(shape.key(9_999).len(), 8);
+    }
+
+    /// Values have the value size, one per key, and differ from key to key.
+    #[test]
+    fn values_are_per_key_and_random() {
+        let shape = shape();
+        assert_eq!(shape.value(7), shape.value(7));
+        assert_eq!(shape.value(7).len(), 1024);
+        assert_ne!(shape.value(7), shape.value(8));
+        let distinct: std::collections::BTreeSet<u8> = shape.value(7).into_iter().collect();
+        assert!(distinct.len() > 200, "{} distinct bytes", distinct.len());
     }
 
     /// Connections go to threads as evenly as their clients, one per client by default,

@@ -124,7 +124,7 @@ pub struct BenchArgs {
     /// Bytes per key.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub key_size: u32,
-    /// Bytes per value.
+    /// Bytes per value: random bytes, which compression cannot shrink (each key its own).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=65536))]
     pub value_size: u32,
     /// Distinct keys the clients choose from (each written once before the clock starts).
@@ -345,7 +345,8 @@ fn shape(args: &BenchArgs, tls: Option<Tls>) -> Shape {
         op: args.op,
         key_size: args.key_size as usize,
         keys: args.keys,
-        value: vec![b'v'; args.value_size as usize],
+        value_size: args.value_size as usize,
+        pool: clients::value_pool(args.value_size as usize),
         tls,
     }
 }

@@ -133,7 +133,7 @@ pub(super) fn measure(
     let started = Instant::now();
     processes.respawn(&empty, &[("RUST_LOG", "replica_group=info")])?;
     runtime
-        .block_on(client.put(shape.key(first), shape.value.clone()))
+        .block_on(client.put(shape.key(first), shape.value(first)))
         .map_err(|error| format!("writing with {empty} in the quorum: {error}"))?;
     let catch_up_seconds = started.elapsed().as_secs_f64();
     runtime.block_on(read_back(&mut client, shape, first))?;
@@ -164,15 +164,12 @@ async fn read_back(
     let value = (client.get(shape.key(n)).await)
         .map_err(|error| format!("reading key {n} back: {error}"))?
         .ok_or(format!("key {n} was lost"))?;
-    let whole = match shape.value.is_empty() {
+    let expected = shape.value(n);
+    let whole = match expected.is_empty() {
         true => value.is_empty(),
-        false => value.len() % shape.value.len() == 0 && !value.is_empty(),
+        false => value.len() % expected.len() == 0 && !value.is_empty(),
     };
-    match whole
-        && value
-            .chunks(shape.value.len().max(1))
-            .all(|c| c == shape.value)
-    {
+    match whole && value.chunks(expected.len().max(1)).all(|c| c == expected) {
         true => Ok(()),
         false => Err(format!("key {n} reads back {} other bytes", value.len())),
     }
