@@ -408,6 +408,23 @@ fn staging_switches_at_once(disk: &impl Disk, sim: Option<&SimDisk>, background:
     }
     drop(data);
     check(&open(disk));
+    // A second catch-up switches back to the table the first one left (fjall keeps the
+    // two tables as two keyspaces and a pointer), over a reopen.
+    let mut data = open(disk);
+    source.delete_shard(1).unwrap();
+    source.put(2, b"second", b"catch-up").unwrap();
+    source.commit(60).unwrap();
+    let (applied, meta) = stage_view(&mut source, &mut data, 500);
+    data.stage_finish(&[("state", &meta)], applied).unwrap();
+    let check = |data: &Data| {
+        assert_eq!(data.applied_index(), 60);
+        assert_eq!(data.get(2, b"second").unwrap(), Some(b"catch-up".to_vec()));
+        assert!(read_shard(data, 1, 1 << 20).is_empty(), "shard 1 dropped");
+        assert_eq!(read_shard(data, 0, 1 << 20), read_shard(&source, 0, 1 << 20));
+    };
+    check(&data);
+    drop(data);
+    check(&open(disk));
 }
 
 #[test]
