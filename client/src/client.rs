@@ -242,6 +242,18 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    /// Asks the shard master for the latest configuration (until an answer or the
+    /// policy's deadline) and keeps it for routing; returns the configuration the handle
+    /// routes by afterwards (a newer one another operation learned meanwhile, if any).
+    /// Operations fetch the configuration themselves when they need it; this is for a
+    /// caller that wants to know the cluster answers before it serves, as
+    /// [`crate::builder::ClientBuilder::build`] does.
+    pub async fn refresh(&self) -> Result<Arc<Config>, ClientError> {
+        self.routed(None).await?;
+        let config = lock(&self.shared.router).config();
+        Ok(config.expect("a configuration was just adopted"))
+    }
+
     /// Checks `op`, numbers and encodes it once, and sends it until an answer or the
     /// deadline.
     async fn run(&self, op: Op) -> Result<Reply, ClientError> {
@@ -263,6 +275,16 @@ impl<T: Transport> Client<T> {
             bytes: &bytes,
             expect,
         };
+        let span = tracing::debug_span!("kv", client, seq);
+        let reply = self.routed(Some(call)).instrument(span).await?;
+        Ok(reply.expect("a call brings a reply"))
+    }
+
+    /// Sends `call` (or, with `None`, queries the latest configuration) with a copy of
+    /// the handle's router, until an answer or the policy's deadline, and merges what
+    /// the copy learned back.
+    async fn routed(&self, call: Option<KvCall<'_>>) -> Result<Option<Reply>, ClientError> {
+        let transport = &self.shared.transport;
         let policy = &self.policy;
         let mut link = Link {
             transport,
@@ -271,8 +293,15 @@ impl<T: Transport> Client<T> {
         };
         let mut router = lock(&self.shared.router).clone();
         let mut progress = Progress::new(policy);
-        let span = tracing::debug_span!("kv", client, seq);
-        let work = router.send(&mut link, call, &mut progress).instrument(span);
+        let work = async {
+            match call {
+                Some(call) => router.send(&mut link, call, &mut progress).await.map(Some),
+                None => router
+                    .refresh(&mut link, &mut progress)
+                    .await
+                    .map(|()| None),
+            }
+        };
         let answer = match within_deadline(transport, policy.deadline, work).await {
             Some(answer) => answer,
             None => Err(progress.expire(policy.deadline).into()),

@@ -109,6 +109,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod builder;
 pub mod client;
 pub mod error;
 pub mod leader;
@@ -122,6 +123,7 @@ pub mod tls;
 pub mod transport;
 
 pub use admin::Admin;
+pub use builder::ClientBuilder;
 pub use client::Client;
 pub use error::{AdminError, ClientError};
 pub use leader::node_index;

@@ -171,7 +171,7 @@ impl Router {
 
     /// Queries the latest configuration and adopts it if it is newer than the cached
     /// one, dropping the leader memory of groups it no longer lists.
-    async fn refresh<T: Transport>(
+    pub(crate) async fn refresh<T: Transport>(
         &mut self,
         link: &mut Link<'_, T>,
         progress: &mut Progress,

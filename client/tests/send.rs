@@ -19,6 +19,8 @@ fn handles_and_futures_over_tarpc_are_send() {
     send(&client.put("key", "value"));
     send(&client.append("key", "value"));
     send(&client.delete("key"));
+    send(&client.refresh());
+    send(&Client::builder(["127.0.0.1:1"]).build());
     let admin = Admin::new(TarpcTransport::new(), vec!["127.0.0.1:1".to_string()]);
     send(&admin.query(None));
     send(&admin.join(Default::default()));

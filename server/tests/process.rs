@@ -742,8 +742,8 @@ fn demo_runs_and_loses_nothing() {
     }
 }
 
-/// 64 tasks on a multi-thread tokio runtime share one `Client` (a clone each) over a
-/// real cluster of two groups: puts, appends and gets on 32 keys, every operation
+/// 64 tasks on a multi-thread tokio runtime share one `Client` (a clone each, built with
+/// `Client::builder` over 4 connections per node) over a real cluster of two groups: puts, appends and gets on 32 keys, every operation
 /// recorded with its call and return times and the whole history checked for
 /// linearizability; every operation is answered.
 #[test]
@@ -761,7 +761,12 @@ fn one_client_shared_by_64_tasks_is_linearizable() {
         .expect("tokio runtime");
     let started = Instant::now();
     let operations: Vec<Operation> = runtime.block_on(async {
-        let client = shardkv_client::Client::connect(masters.clone(), common::policy());
+        let client = shardkv_client::Client::builder(masters.clone())
+            .policy(common::policy())
+            .connections_per_node(4)
+            .build()
+            .await
+            .expect("the cluster answers");
         let tasks: Vec<_> = (0..64u64)
             .map(|task| {
                 let client = client.clone();

@@ -420,7 +420,10 @@ fn staging_switches_at_once(disk: &impl Disk, sim: Option<&SimDisk>, background:
         assert_eq!(data.applied_index(), 60);
         assert_eq!(data.get(2, b"second").unwrap(), Some(b"catch-up".to_vec()));
         assert!(read_shard(data, 1, 1 << 20).is_empty(), "shard 1 dropped");
-        assert_eq!(read_shard(data, 0, 1 << 20), read_shard(&source, 0, 1 << 20));
+        assert_eq!(
+            read_shard(data, 0, 1 << 20),
+            read_shard(&source, 0, 1 << 20)
+        );
     };
     check(&data);
     drop(data);
