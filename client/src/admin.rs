@@ -180,7 +180,8 @@ impl<T: Transport> Admin<T> {
             let latest = lock(&self.shared.latest);
             latest.fork(transport.random_u64())
         });
-        let mut progress = Progress::new(policy);
+        let seed = session.client_id() ^ session.next_seq().rotate_left(32);
+        let mut progress = Progress::new(policy, seed);
         let work = session.request(transport, policy, op, &mut progress);
         let answer = match within_deadline(transport, policy.deadline, work).await {
             Some(answer) => answer,

@@ -83,8 +83,9 @@ impl ClientBuilder {
         self
     }
 
-    /// The sleep after the first round of failed attempts, and the longest sleep
-    /// between rounds (the sleep doubles from `initial` to `max`).
+    /// The bounds of the sleep after the first round of failed attempts and of the
+    /// longest sleep between rounds: each sleep is drawn between half its bound and the
+    /// bound, which doubles from `initial` to `max`.
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.policy.backoff_initial = initial;
         self.policy.backoff_max = max;

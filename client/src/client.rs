@@ -249,7 +249,7 @@ impl<T: Transport> Client<T> {
     /// caller that wants to know the cluster answers before it serves, as
     /// [`crate::builder::ClientBuilder::build`] does.
     pub async fn refresh(&self) -> Result<Arc<Config>, ClientError> {
-        self.routed(None).await?;
+        self.routed(None, self.shared.first).await?;
         let config = lock(&self.shared.router).config();
         Ok(config.expect("a configuration was just adopted"))
     }
@@ -276,14 +276,19 @@ impl<T: Transport> Client<T> {
             expect,
         };
         let span = tracing::debug_span!("kv", client, seq);
-        let reply = self.routed(Some(call)).instrument(span).await?;
+        let seed = client ^ seq.rotate_left(32);
+        let reply = self.routed(Some(call), seed).instrument(span).await?;
         Ok(reply.expect("a call brings a reply"))
     }
 
     /// Sends `call` (or, with `None`, queries the latest configuration) with a copy of
     /// the handle's router, until an answer or the policy's deadline, and merges what
-    /// the copy learned back.
-    async fn routed(&self, call: Option<KvCall<'_>>) -> Result<Option<Reply>, ClientError> {
+    /// the copy learned back; its backoff's jitter is drawn from `seed`.
+    async fn routed(
+        &self,
+        call: Option<KvCall<'_>>,
+        seed: u64,
+    ) -> Result<Option<Reply>, ClientError> {
         let transport = &self.shared.transport;
         let policy = &self.policy;
         let mut link = Link {
@@ -292,7 +297,7 @@ impl<T: Transport> Client<T> {
             master: &self.shared.master,
         };
         let mut router = lock(&self.shared.router).clone();
-        let mut progress = Progress::new(policy);
+        let mut progress = Progress::new(policy, seed);
         let work = async {
             match call {
                 Some(call) => router.send(&mut link, call, &mut progress).await.map(Some),

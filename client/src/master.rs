@@ -70,6 +70,11 @@ impl MasterSession {
         }
     }
 
+    /// The sequence number the session's next request takes.
+    pub(crate) fn next_seq(&self) -> Seq {
+        self.next_seq
+    }
+
     /// The session's client id.
     pub(crate) fn client_id(&self) -> ClientId {
         self.client

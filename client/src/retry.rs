@@ -3,12 +3,12 @@
 //! A client operation is a loop of *attempts* (one RPC each) grouped into *rounds*.
 //! A round ends after as many consecutive failed attempts as there are servers to try
 //! (the [`crate::leader`] cursor counts them); between rounds the client sleeps a
-//! backoff that starts at [`RetryPolicy::backoff_initial`] and doubles up to
-//! [`RetryPolicy::backoff_max`]:
+//! backoff drawn between half a bound and the bound, the bound starting at
+//! [`RetryPolicy::backoff_initial`] and doubling up to [`RetryPolicy::backoff_max`]:
 //!
 //! ```text
-//!   attempt attempt attempt | sleep 10ms | attempt attempt attempt | sleep 20ms | ...
-//!   \------ round 1 ------/               \------ round 2 ------/      ... capped at 500ms
+//!   attempt attempt attempt | sleep 5-10ms | attempt attempt attempt | sleep 10-20ms | ...
+//!   \------ round 1 ------/                 \------ round 2 ------/   ... capped at 500ms
 //! ```
 //!
 //! Within a round the client moves on at once, so failing over to a new leader costs
@@ -25,14 +25,17 @@
 //! Caveats:
 //! - The deadline covers one operation, not a session; each operation starts a fresh
 //!   backoff.
-//! - No jitter: the backoff is deterministic. Clients desynchronise through their random
-//!   starting server instead.
+//! - The jitter is drawn from the operation's session (client id and sequence number),
+//!   not from a global source: clients that failed together come back at different
+//!   times, and a simulator run stays reproducible from its seed.
 
 use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
 use futures::future::{select, Either};
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 use shardkv_proto::{ConfigNum, GroupId, NodeId, ShardId};
 
@@ -67,10 +70,11 @@ pub struct RetryPolicy {
     /// How long one RPC may take before it counts as failed. Default
     /// [`DEFAULT_RPC_TIMEOUT`].
     pub rpc_timeout: Duration,
-    /// The sleep after the first failed round. Default [`DEFAULT_BACKOFF_INITIAL`];
-    /// raised to [`BACKOFF_FLOOR`] if smaller.
+    /// The bound of the sleep after the first failed round (the sleep is drawn between
+    /// half of it and all of it). Default [`DEFAULT_BACKOFF_INITIAL`]; raised to
+    /// [`BACKOFF_FLOOR`] if smaller.
     pub backoff_initial: Duration,
-    /// The longest sleep between rounds. Default [`DEFAULT_BACKOFF_MAX`]; raised to
+    /// The bound of the longest sleep between rounds. Default [`DEFAULT_BACKOFF_MAX`]; raised to
     /// `backoff_initial` if smaller.
     pub backoff_max: Duration,
     /// How long one operation may take in all before it fails with a timeout error.
@@ -148,12 +152,13 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// A fresh operation under `policy`: no attempts, the first backoff next.
-    pub(crate) fn new(policy: &RetryPolicy) -> Self {
+    /// A fresh operation under `policy`: no attempts, the first backoff next, its
+    /// sleeps drawn from `seed`.
+    pub(crate) fn new(policy: &RetryPolicy, seed: u64) -> Self {
         Progress {
             attempts: 0,
             last_failure: None,
-            backoff: Backoff::new(policy),
+            backoff: Backoff::new(policy, seed),
         }
     }
 
@@ -185,28 +190,39 @@ pub(crate) struct Expired {
     pub(crate) last_failure: Option<AttemptFailure>,
 }
 
-/// The sleeps between rounds: `initial`, doubling, capped at `max`.
+/// The sleeps between rounds: each drawn between half a bound and the bound, the bound
+/// `initial`, doubling, capped at `max` ("equal jitter"): clients that failed together
+/// (a leader's crash, a group's move) do not all come back at the same instant.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
-    next: Duration,
+    bound: Duration,
     max: Duration,
+    /// The draws: seeded by the caller (from its session), so the simulator's runs stay
+    /// reproducible and draw nothing from its world.
+    jitter: Xoshiro256PlusPlus,
 }
 
 impl Backoff {
-    /// A fresh backoff for one operation under `policy`.
-    pub(crate) fn new(policy: &RetryPolicy) -> Self {
+    /// A fresh backoff for one operation under `policy`, its sleeps drawn from `seed`.
+    pub(crate) fn new(policy: &RetryPolicy, seed: u64) -> Self {
         let initial = policy.backoff_initial.max(BACKOFF_FLOOR);
         Backoff {
-            next: initial,
+            bound: initial,
             max: policy.backoff_max.max(initial),
+            jitter: Xoshiro256PlusPlus::seed_from_u64(seed),
         }
     }
 
-    /// The sleep to take now; the following one doubles, up to the cap.
+    /// The sleep to take now, at least [`BACKOFF_FLOOR`]; the following one's bound
+    /// doubles, up to the cap.
     pub(crate) fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = self.next.saturating_mul(2).min(self.max);
-        delay
+        let bound = self.bound;
+        self.bound = self.bound.saturating_mul(2).min(self.max);
+        let half = bound / 2;
+        let extra = self
+            .jitter
+            .random_range(0..=(bound - half).as_nanos() as u64);
+        (half + Duration::from_nanos(extra)).max(BACKOFF_FLOOR)
     }
 }
 
@@ -241,17 +257,29 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    /// The default backoff doubles from 10 ms and then stays at its 500 ms cap.
+    /// Each sleep of the default backoff is between half its bound and the bound, the
+    /// bound doubling from 10 ms to its 500 ms cap; the draws differ by seed.
     #[test]
-    fn backoff_doubles_to_cap() {
-        let mut backoff = Backoff::new(&RetryPolicy::default());
-        let delays: Vec<_> = (0..9).map(|_| backoff.next_delay()).collect();
-        let expected = [10, 20, 40, 80, 160, 320, 500, 500, 500].map(ms);
-        assert_eq!(delays, expected);
+    fn backoff_doubles_to_cap_with_jitter() {
+        let bounds = [10, 20, 40, 80, 160, 320, 500, 500, 500].map(ms);
+        let delays = |seed| {
+            let mut backoff = Backoff::new(&RetryPolicy::default(), seed);
+            (0..9).map(|_| backoff.next_delay()).collect::<Vec<_>>()
+        };
+        for seed in 0..50 {
+            for (delay, bound) in delays(seed).into_iter().zip(bounds) {
+                assert!(
+                    bound / 2 <= delay && delay <= bound,
+                    "{delay:?} for {bound:?}"
+                );
+            }
+        }
+        assert_ne!(delays(1), delays(2), "jitter");
+        assert_eq!(delays(3), delays(3), "drawn from the seed only");
     }
 
     /// Degenerate policies are repaired: a zero initial backoff cannot spin, and a cap
-    /// below the initial value does not shrink the sleep.
+    /// below the initial value does not shrink the sleep's bound.
     #[test]
     fn backoff_repairs_degenerate_policies() {
         let cases = [
@@ -259,15 +287,20 @@ mod tests {
             ((0, 3), [1, 2, 3]),
             ((50, 10), [50, 50, 50]),
         ];
-        for ((initial, max), expected) in cases {
+        for ((initial, max), bounds) in cases {
             let policy = RetryPolicy {
                 backoff_initial: ms(initial),
                 backoff_max: ms(max),
                 ..RetryPolicy::default()
             };
-            let mut backoff = Backoff::new(&policy);
-            let delays: Vec<_> = (0..3).map(|_| backoff.next_delay()).collect();
-            assert_eq!(delays, expected.map(ms), "policy {initial}/{max} ms");
+            let mut backoff = Backoff::new(&policy, 7);
+            for bound in bounds.map(ms) {
+                let delay = backoff.next_delay();
+                assert!(
+                    BACKOFF_FLOOR <= delay && delay <= bound,
+                    "policy {initial}/{max} ms: {delay:?} for {bound:?}"
+                );
+            }
         }
     }
 }

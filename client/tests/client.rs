@@ -75,7 +75,8 @@ fn wrong_group_requeries_after_config_change() {
 }
 
 /// A group still receiving a shard answers `WrongGroup` while the master has nothing
-/// newer: the client backs off (10 ms, then 20 ms) between re-queries instead of spinning.
+/// newer: the client backs off (5-10 ms, then 10-20 ms) between re-queries instead of
+/// spinning.
 #[test]
 fn wrong_group_without_newer_config_backs_off() {
     let fake = cluster(100);
@@ -87,7 +88,8 @@ fn wrong_group_without_newer_config_backs_off() {
         ["m1", "g100-1", "m1", "g100-1", "m1", "g100-1"]
     );
     // Six 2 ms calls and two backoffs.
-    assert_eq!(fake.sim().now(), ms(12 + 10 + 20));
+    let now = fake.sim().now();
+    assert!(ms(12 + 5 + 10) <= now && now <= ms(12 + 10 + 20), "{now:?}");
 }
 
 /// A follower's leader hint is followed at once, and the group's leader is remembered for
@@ -163,7 +165,7 @@ fn sequence_numbers() {
 
 /// Timeouts and unreachable replicas move the client through the group; after a full
 /// failed round it asks the master whether the group still owns the shard (it does) and,
-/// nothing being newer, backs off 10 ms and then reaches the leader.
+/// nothing being newer, backs off 5-10 ms and then reaches the leader.
 #[test]
 fn timeouts_then_success() {
     let fake = cluster(100);
@@ -174,8 +176,9 @@ fn timeouts_then_success() {
     let value = fake.sim().block_on(client.get("k")).expect("get");
     assert_eq!(value, Some(b"v".to_vec()));
     let starts: Vec<_> = fake.kv_calls()[1..].iter().map(|c| c.at - start).collect();
-    // 1 s, 1 s, 5 ms unreachable, a 2 ms master query, 10 ms backoff, then the leader.
-    assert_eq!(starts, [ms(0), ms(1000), ms(2000), ms(2017)]);
+    // 1 s, 1 s, 5 ms unreachable, a 2 ms master query, 5-10 ms backoff, then the leader.
+    assert_eq!(starts[..3], [ms(0), ms(1000), ms(2000)]);
+    assert!(ms(2012) <= starts[3] && starts[3] <= ms(2017), "{starts:?}");
 }
 
 /// With every call timing out, a 2.5 s deadline ends the operation at exactly 2.5 s after

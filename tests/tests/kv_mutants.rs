@@ -298,7 +298,12 @@ fn catch_up_chunks_from_the_live_state_are_caught() {
 
 #[test]
 fn replays_applied_again_are_caught() {
-    assert_caught(reapplied_replays, "unreliable3", 2, &["apply at index"]);
+    assert_caught(
+        reapplied_replays,
+        "power_fail_one_replica",
+        1,
+        &["apply at index"],
+    );
 }
 
 #[test]
