@@ -1,7 +1,7 @@
 //! [`Engine`]: the ordered key/value store under a [`super::Data`], behind a trait so
 //! that real nodes and the simulator each run the engine that suits them (see
-//! `docs/storage.md`): fjall ([`super::fjall`]) in a node's data directory, redb
-//! ([`super::redb`]) over the simulator's disk. Both keep the same three tables and give
+//! `docs/storage.md`): fjall ([`super::FjallEngine`]) in a node's data directory, redb
+//! ([`super::RedbEngine`]) over the simulator's disk. Both keep the same three tables and give
 //! the same guarantees, which `tests/tests/data_contract.rs` checks of each:
 //!
 //! - a [`Engine::write`] is atomic: after a crash the tables hold all of it or none;

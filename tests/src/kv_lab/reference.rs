@@ -60,7 +60,8 @@ impl GroupLab {
         config.snapshot_bytes_threshold = start.maxraftstate;
         let store = open_store(&start.persister, &name);
         let disk = wrap(LabDisk(start.persister.disk()));
-        // Its own draws, not the world's: a seed's schedule stays as it was.
+        // Derived from the entropy already drawn: the engine takes nothing from the
+        // world's random stream, so a seed's schedule does not depend on it.
         let data = open_data(&disk, &name, entropy ^ 0x5eed_da7a);
         let mut options = GroupOptions::new(start.gid, LAB_NSHARDS, start.masters);
         options.peers = (start.peers.iter())
