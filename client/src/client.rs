@@ -65,13 +65,13 @@ use tracing::Instrument as _;
 
 use shardkv_proto::kv::{Op, Request};
 use shardkv_proto::master::FIRST_SEQ;
-use shardkv_proto::{ClientId, Config, GroupRequest, Reply, Seq};
+use shardkv_proto::{ClientId, Config, Reply, Seq};
 
 use crate::error::ClientError;
 use crate::master::MasterSession;
 use crate::pool::{lock, Pool};
 use crate::retry::{within_deadline, Progress, RetryPolicy};
-use crate::route::{Expect, KvCall, Link, Router};
+use crate::route::{Clocks, KvCall, Link, Router};
 use crate::transport::Transport;
 
 /// A key/value client of a shardkv cluster, generic over its [`Transport`]: a handle
@@ -103,6 +103,8 @@ struct Shared<T> {
     router: Mutex<Router>,
     /// Sessions not in use.
     sessions: Pool<Session>,
+    /// The latest clock of each shard seen in answers, which requests carry.
+    clocks: Clocks,
     /// The first session's id.
     first: ClientId,
 }
@@ -156,6 +158,7 @@ impl<T: Transport> Client<T> {
             master: Mutex::new(master),
             router: Mutex::new(Router::default()),
             sessions: Pool::new(Session::new(first)),
+            clocks: Clocks::default(),
             first,
         };
         Client {
@@ -254,27 +257,19 @@ impl<T: Transport> Client<T> {
         Ok(config.expect("a configuration was just adopted"))
     }
 
-    /// Checks `op`, numbers and encodes it once, and sends it until an answer or the
-    /// deadline.
+    /// Checks `op`, numbers it, and sends it until an answer or the deadline.
     async fn run(&self, op: Op) -> Result<Reply, ClientError> {
         op.check_limits().map_err(ClientError::Rejected)?;
-        let expect = if op.is_mutation() {
-            Expect::Done
-        } else {
-            Expect::Value
-        };
         let transport = &self.shared.transport;
         let mut session = (self.shared.sessions).lease(|| Session::new(transport.random_u64()));
         let seq = session.take_seq(&op);
         let client = session.client;
-        let key = op.key().to_vec();
-        let request = GroupRequest::Kv(Request { client, seq, op });
-        let bytes = bincode::serialize(&request).map_err(|e| ClientError::Encode(e.to_string()))?;
-        let call = KvCall {
-            key: &key,
-            bytes: &bytes,
-            expect,
-        };
+        let call = KvCall::new(Request {
+            client,
+            seq,
+            seen: 0,
+            op,
+        });
         let span = tracing::debug_span!("kv", client, seq);
         let seed = client ^ seq.rotate_left(32);
         let reply = self.routed(Some(call), seed).instrument(span).await?;
@@ -284,23 +279,22 @@ impl<T: Transport> Client<T> {
     /// Sends `call` (or, with `None`, queries the latest configuration) with a copy of
     /// the handle's router, until an answer or the policy's deadline, and merges what
     /// the copy learned back; its backoff's jitter is drawn from `seed`.
-    async fn routed(
-        &self,
-        call: Option<KvCall<'_>>,
-        seed: u64,
-    ) -> Result<Option<Reply>, ClientError> {
+    async fn routed(&self, call: Option<KvCall>, seed: u64) -> Result<Option<Reply>, ClientError> {
         let transport = &self.shared.transport;
         let policy = &self.policy;
         let mut link = Link {
             transport,
             policy,
             master: &self.shared.master,
+            clocks: &self.shared.clocks,
         };
         let mut router = lock(&self.shared.router).clone();
         let mut progress = Progress::new(policy, seed);
         let work = async {
             match call {
-                Some(call) => router.send(&mut link, call, &mut progress).await.map(Some),
+                Some(mut call) => (router.send(&mut link, &mut call, &mut progress))
+                    .await
+                    .map(Some),
                 None => router
                     .refresh(&mut link, &mut progress)
                     .await

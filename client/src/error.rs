@@ -86,6 +86,17 @@ pub enum ClientError {
         /// Why the most recent finished attempt failed, if any finished.
         last_failure: Option<AttemptFailure>,
     },
+    /// The operation **may or may not** have taken effect, and the cluster can no
+    /// longer tell: it was retried after an attempt that may have applied, and the
+    /// key's shard had forgotten the session by then (the client was cut off, or its
+    /// retries went unanswered, for longer than the group's session timeout, an hour by
+    /// default). It took effect at most once. Read the key to find out before repeating
+    /// an Append, since a new call is a new request.
+    #[error("outcome unknown after {attempts} attempts: the group forgot this client's session (cut off past the session timeout) while an attempt may have applied; it took effect at most once; read the key to find out")]
+    OutcomeUnknown {
+        /// How many RPCs were started.
+        attempts: u64,
+    },
     /// The client was given no shard-master address, so it cannot learn a
     /// configuration.
     #[error("no shard master addresses given")]
@@ -100,10 +111,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether the same call may succeed later: only [`ClientError::Timeout`]. See its
-    /// docs before repeating an Append.
+    /// Whether the same call may succeed later: [`ClientError::Timeout`] and
+    /// [`ClientError::OutcomeUnknown`]. See their docs before repeating an Append.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ClientError::Timeout { .. })
+        matches!(
+            self,
+            ClientError::Timeout { .. } | ClientError::OutcomeUnknown { .. }
+        )
     }
 }
 

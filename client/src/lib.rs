@@ -18,7 +18,7 @@
 //! ```
 //!
 //! The crate does no IO of its own. Everything goes through the [`Transport`] trait
-//! (call a server, sleep, draw a random number), implemented by the deterministic
+//! (call a server, sleep, read the clock, draw a random number), implemented by the deterministic
 //! simulator's adapter in the test suites and by a tarpc adapter in production, so the
 //! same client code is exercised by seeded simulations and runs over TCP. It depends
 //! only on the shared types crate, serde, bincode, thiserror and tracing: never on
@@ -26,9 +26,12 @@
 //!
 //! Both clients answer with a definitive result or, only once the caller's
 //! [`RetryPolicy::deadline`] has passed, a timeout error that says the operation may
-//! have taken effect. Requests the servers would refuse come back as typed errors
-//! ([`ClientError::Rejected`], [`AdminError::Rejected`]); oversized keys and values are
-//! refused before anything is sent.
+//! have taken effect. A data client cut off long enough for the key's shard to forget its
+//! session (an hour by default) gets [`ClientError::OutcomeUnknown`] instead: the
+//! operation applied at most once, however late its retries arrived. Requests the servers
+//! would refuse come back as typed errors ([`ClientError::Rejected`],
+//! [`AdminError::Rejected`]); oversized keys and values are refused before anything is
+//! sent.
 //!
 //! # Example
 //!
@@ -54,7 +57,9 @@
 //!         Err(ClientError::Rejected(KvError::KeyTooLarge { len, max })) => {
 //!             println!("key of {len} bytes refused (limit {max}); nothing was sent")
 //!         }
-//!         Err(error @ ClientError::Timeout { .. }) => println!("unknown outcome: {error}"),
+//!         Err(error @ (ClientError::Timeout { .. } | ClientError::OutcomeUnknown { .. })) => {
+//!             println!("unknown outcome: {error}")
+//!         }
 //!         other => println!("{other:?}"),
 //!     }
 //!     Ok(())

@@ -27,8 +27,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use shardkv_proto::{Config, ConfigNum, GroupId, GroupResponse, KvError, Op, Reply};
+use shardkv_proto::kv::Request;
+use shardkv_proto::{
+    Config, ConfigNum, GroupId, GroupRequest, GroupResponse, KvError, Millis, Op, Reply, ShardId,
+};
 
 use crate::error::ClientError;
 use crate::leader::Replicas;
@@ -46,17 +50,105 @@ pub(crate) enum Expect {
     Done,
 }
 
-/// One key/value request: its key, its encoding (a
-/// [`shardkv_proto::GroupRequest::Kv`], made once and resent as is) and the reply kind
-/// it expects.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KvCall<'a> {
-    /// The key, to route by.
-    pub(crate) key: &'a [u8],
-    /// The encoded request.
-    pub(crate) bytes: &'a [u8],
+/// One key/value request, its encoding (a [`GroupRequest::Kv`], made when the request
+/// is stamped and resent as is) and the reply kind it expects.
+#[derive(Debug, Clone)]
+pub(crate) struct KvCall {
+    request: Request,
+    /// The encoded request, once stamped.
+    bytes: Option<Vec<u8>>,
     /// The reply kind a correct answer has.
-    pub(crate) expect: Expect,
+    expect: Expect,
+    /// Some attempt since the request was stamped ended without telling whether it
+    /// applied (no answer, or `WrongLeader`, which a deposed leader's proposal gives).
+    ambiguous: bool,
+}
+
+impl KvCall {
+    /// A call of `request` (its `seen` is set when it is first sent).
+    pub(crate) fn new(request: Request) -> Self {
+        let expect = match request.op.is_mutation() {
+            true => Expect::Done,
+            false => Expect::Value,
+        };
+        KvCall {
+            request,
+            bytes: None,
+            expect,
+            ambiguous: false,
+        }
+    }
+
+    /// Sets the request's `seen` and encodes it: before its first send, or again when
+    /// no attempt so far can have applied.
+    fn stamp(&mut self, seen: Millis) -> Result<&[u8], ClientError> {
+        self.request.seen = seen;
+        self.ambiguous = false;
+        let request = GroupRequest::Kv(self.request.clone());
+        let bytes = bincode::serialize(&request).map_err(|e| ClientError::Encode(e.to_string()))?;
+        Ok(self.bytes.insert(bytes))
+    }
+}
+
+/// The latest clock of each shard a handle has seen in its answers, and when (on the
+/// transport's clock), which its requests carry as `seen` (see
+/// [`shardkv_proto::session`]); at most one entry per shard.
+///
+/// A request carries a shard's clock only while that reading is fresh: younger than
+/// [`MAX_FRESH`] and than a quarter of the groups' session timeout (learned from their
+/// refusals). A group forgets a session only after a timeout of silence, so a fresh
+/// `seen` makes a refusal mean that the request's attempts went on for most of a
+/// timeout. An older reading is not sent (`seen` 0): a request without one never applies
+/// for a client the shard does not know, so its refusal is safe to answer by sending it
+/// again, stamped with the refusal's clock.
+#[derive(Debug, Default)]
+pub(crate) struct Clocks(Mutex<ClocksInner>);
+
+#[derive(Debug, Default)]
+struct ClocksInner {
+    /// Per shard: the latest clock seen, and when.
+    shards: BTreeMap<ShardId, (Millis, Duration)>,
+    /// The groups' session timeout, once a refusal told it.
+    timeout: Option<Millis>,
+}
+
+/// The oldest reading of a shard's clock a request carries.
+pub(crate) const MAX_FRESH: Duration = Duration::from_secs(1);
+
+impl Clocks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClocksInner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `seen` a request to `shard` sent at `now` carries: the latest clock of it
+    /// seen, if fresh, else 0.
+    fn seen(&self, shard: ShardId, now: Duration) -> Millis {
+        let clocks = self.lock();
+        let quarter = clocks.timeout.map(|t| Duration::from_millis(t / 4));
+        let fresh = quarter.map_or(MAX_FRESH, |quarter| quarter.min(MAX_FRESH));
+        match clocks.shards.get(&shard) {
+            Some(&(clock, at)) if now.saturating_sub(at) < fresh => clock,
+            _ => 0,
+        }
+    }
+
+    /// `shard`'s clock read `clock` in an answer received at `now` (0: the answer had
+    /// none).
+    fn saw(&self, shard: ShardId, clock: Millis, now: Duration) {
+        if clock == 0 {
+            return;
+        }
+        let mut clocks = self.lock();
+        let latest = clocks.shards.entry(shard).or_default();
+        if clock >= latest.0 {
+            *latest = (clock, now);
+        }
+    }
+
+    /// The groups' session timeout is `timeout`.
+    fn learn_timeout(&self, timeout: Millis) {
+        self.lock().timeout = Some(timeout);
+    }
 }
 
 /// What the router reaches the cluster with, lent by the client for one operation.
@@ -70,16 +162,21 @@ pub(crate) struct Link<'a, T> {
     /// runs on a copy under a number of its own and writes back what it learned of the
     /// leader.
     pub(crate) master: &'a Mutex<MasterSession>,
+    /// The shards' clocks the handle has seen.
+    pub(crate) clocks: &'a Clocks,
 }
 
-/// How one group ended a request's retry loop.
+/// How one group ended a request's retry loop (with the shard's clock, 0 for none).
 enum GroupAnswer {
     /// The answer, of the expected kind.
-    Reply(Reply),
+    Reply(Reply, Millis),
     /// A final refusal.
-    Rejected(KvError),
+    Rejected(KvError, Millis),
     /// The group does not serve the key's shard now.
     WrongGroup,
+    /// The shard does not know the request's session and could not tell that it never
+    /// applied: the shard's clock and the group's session timeout.
+    UnknownSession(Millis, Millis),
 }
 
 /// The configuration cache and leader memory of one data client. See the module docs.
@@ -113,13 +210,19 @@ impl Router {
     /// Sends `call` to the group serving its key until it answers, refreshing the
     /// configuration as the cluster demands. Unbounded: the caller races it against
     /// its deadline.
+    ///
+    /// The request is stamped with the key's shard's latest clock the handle has seen
+    /// just before it is first sent. A group that refuses it as of an unknown session
+    /// gets it again, stamped with the clock of the refusal, when no attempt so far can
+    /// have applied; otherwise the outcome is unknown ([`ClientError::OutcomeUnknown`]).
     pub(crate) async fn send<T: Transport>(
         &mut self,
         link: &mut Link<'_, T>,
-        call: KvCall<'_>,
+        call: &mut KvCall,
         progress: &mut Progress,
     ) -> Result<Reply, ClientError> {
-        let KvCall { key, bytes, expect } = call;
+        let key = call.request.op.key().to_vec();
+        let expect = call.expect;
         let (transport, policy) = (link.transport, link.policy);
         loop {
             let Some(config) = &self.config else {
@@ -127,7 +230,7 @@ impl Router {
                 continue;
             };
             let num = config.num;
-            let shard = config.shard_of_key(key);
+            let shard = config.shard_of_key(&key);
             let owner = config.owner(shard);
             let servers = owner.and_then(|gid| Some((gid, config.servers(gid)?)));
             let Some((gid, servers)) = servers else {
@@ -135,12 +238,42 @@ impl Router {
                 self.maybe_back_off(link, progress, num).await?;
                 continue;
             };
+            let bytes = match call.bytes.take() {
+                Some(bytes) => bytes,
+                None => call
+                    .stamp(link.clocks.seen(shard, transport.now()))?
+                    .to_vec(),
+            };
             let replicas = group_replicas(&mut self.groups, gid, servers, transport);
             let decode = |reply: &[u8]| decode(reply, expect);
             replicas.start_operation();
-            match call_one_round(transport, replicas, policy, bytes, progress, decode).await {
-                Some(GroupAnswer::Reply(reply)) => return Ok(reply),
-                Some(GroupAnswer::Rejected(error)) => return Err(ClientError::Rejected(error)),
+            let before = progress.attempts;
+            let answer = call_one_round(transport, replicas, policy, &bytes, progress, decode);
+            let answer = answer.await;
+            call.bytes = Some(bytes);
+            // Every attempt but the answered one failed without an answer.
+            call.ambiguous |= progress.attempts - before > u64::from(answer.is_some());
+            match answer {
+                Some(GroupAnswer::Reply(reply, clock)) => {
+                    link.clocks.saw(shard, clock, transport.now());
+                    return Ok(reply);
+                }
+                Some(GroupAnswer::Rejected(error, clock)) => {
+                    link.clocks.saw(shard, clock, transport.now());
+                    return Err(ClientError::Rejected(error));
+                }
+                Some(GroupAnswer::UnknownSession(clock, timeout)) => {
+                    link.clocks.saw(shard, clock, transport.now());
+                    link.clocks.learn_timeout(timeout);
+                    // A request that never observed the clock never applies for an
+                    // unknown session, whatever became of its attempts.
+                    if call.ambiguous && call.request.seen != 0 {
+                        let attempts = progress.attempts;
+                        return Err(ClientError::OutcomeUnknown { attempts });
+                    }
+                    tracing::debug!(gid, shard, clock, "unknown session: stamped again");
+                    call.stamp(clock)?;
+                }
                 Some(GroupAnswer::WrongGroup) => {
                     tracing::debug!(gid, shard, config = num, "wrong group");
                     progress.last_failure = Some(AttemptFailure::WrongGroup { gid });
@@ -216,13 +349,13 @@ fn group_replicas<'a, T: Transport>(
 fn decode(reply: &[u8], expect: Expect) -> Result<GroupAnswer, AttemptFailure> {
     let response: GroupResponse =
         bincode::deserialize(reply).map_err(|e| AttemptFailure::BadReply(e.to_string()))?;
-    let GroupResponse::Kv(response) = response else {
+    let GroupResponse::Kv(response, clock) = response else {
         return Err(AttemptFailure::BadReply("a migration reply".into()));
     };
     match response {
         Ok(reply) => match (&reply, expect) {
             (Reply::Value(_), Expect::Value) | (Reply::Done, Expect::Done) => {
-                Ok(GroupAnswer::Reply(reply))
+                Ok(GroupAnswer::Reply(reply, clock))
             }
             _ => Err(AttemptFailure::BadReply(format!(
                 "{reply:?} answers a request expecting {expect:?}"
@@ -230,7 +363,10 @@ fn decode(reply: &[u8], expect: Expect) -> Result<GroupAnswer, AttemptFailure> {
         },
         Err(KvError::WrongLeader { hint }) => Err(AttemptFailure::WrongLeader { hint }),
         Err(KvError::WrongGroup) => Ok(GroupAnswer::WrongGroup),
-        Err(error) => Ok(GroupAnswer::Rejected(error)),
+        Err(KvError::UnknownSession { clock, timeout }) => {
+            Ok(GroupAnswer::UnknownSession(clock, timeout))
+        }
+        Err(error) => Ok(GroupAnswer::Rejected(error, clock)),
     }
 }
 
@@ -246,23 +382,31 @@ mod tests {
     /// replies are bad, leaders and groups are told apart, and the rest is final.
     #[test]
     fn decode_sorts_replies() {
-        let value = encode(GroupResponse::Kv(Ok(Reply::Value(Some(b"v".to_vec())))));
-        let done = encode(GroupResponse::Kv(Ok(Reply::Done)));
+        let value = encode(GroupResponse::Kv(Ok(Reply::Value(Some(b"v".to_vec()))), 5));
+        let done = encode(GroupResponse::Kv(Ok(Reply::Done), 5));
         let migration = encode(GroupResponse::Migration(Err(KvError::WrongGroup)));
-        let leader = encode(GroupResponse::Kv(Err(KvError::WrongLeader {
-            hint: Some(2),
-        })));
-        let group = encode(GroupResponse::Kv(Err(KvError::WrongGroup)));
+        let leader = encode(GroupResponse::Kv(
+            Err(KvError::WrongLeader { hint: Some(2) }),
+            0,
+        ));
+        let group = encode(GroupResponse::Kv(Err(KvError::WrongGroup), 0));
         let too_large = KvError::ValueTooLarge { len: 9, max: 8 };
-        let rejected = encode(GroupResponse::Kv(Err(too_large.clone())));
+        let rejected = encode(GroupResponse::Kv(Err(too_large.clone()), 5));
+        let unknown = encode(GroupResponse::Kv(
+            Err(KvError::UnknownSession {
+                clock: 7,
+                timeout: 9,
+            }),
+            7,
+        ));
 
         assert!(matches!(
             decode(&value, Expect::Value),
-            Ok(GroupAnswer::Reply(Reply::Value(Some(_))))
+            Ok(GroupAnswer::Reply(Reply::Value(Some(_)), 5))
         ));
         assert!(matches!(
             decode(&done, Expect::Done),
-            Ok(GroupAnswer::Reply(Reply::Done))
+            Ok(GroupAnswer::Reply(Reply::Done, 5))
         ));
         for (bytes, expect) in [
             (&value, Expect::Done),
@@ -286,7 +430,11 @@ mod tests {
         ));
         assert!(matches!(
             decode(&rejected, Expect::Done),
-            Ok(GroupAnswer::Rejected(error)) if error == too_large
+            Ok(GroupAnswer::Rejected(error, 5)) if error == too_large
+        ));
+        assert!(matches!(
+            decode(&unknown, Expect::Done),
+            Ok(GroupAnswer::UnknownSession(7, 9))
         ));
     }
 }

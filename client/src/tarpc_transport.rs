@@ -323,6 +323,12 @@ impl Transport for TarpcTransport {
         tokio::time::sleep(d)
     }
 
+    /// The tokio clock since the first call in this process.
+    fn now(&self) -> Duration {
+        static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(tokio::time::Instant::now).elapsed()
+    }
+
     /// A number from `rand`'s thread-local generator (seeded from the OS): client ids
     /// and the starting server need numbers that differ between processes, not
     /// cryptographic strength.

@@ -1,5 +1,5 @@
-//! The transport the client library is generic over: call a server, sleep, draw a
-//! random number.
+//! The transport the client library is generic over: call a server, sleep, read the
+//! clock, draw a random number.
 //!
 //! The client library holds all the logic of a shardkv client (leader search, retries,
 //! backoff, deadlines, duplicate-safe sequence numbers) and none of the IO. It reaches
@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!   Admin / Client (this crate)
-//!          | call(to, bytes, timeout) / sleep(d) / random_u64()
+//!          | call(to, bytes, timeout) / sleep(d) / now() / random_u64()
 //!          v
 //!   +------------------------------+------------------------------+
 //!   | simulator adapter (tests/)   | tarpc adapter (server/)      |
@@ -42,8 +42,10 @@
 //!   (`client/tests/send.rs`), so a production caller may run them on any tokio runtime.
 //!   (Stable Rust cannot yet let a caller demand `Send` of a trait's `impl Future`
 //!   returns, so making this generic over `Send` would mean two traits.)
-//! - **No clock.** Overall deadlines are enforced by racing the work against
-//!   [`Transport::sleep`], so a transport needs no `now()`.
+//! - **A monotonic clock only.** Overall deadlines are enforced by racing the work
+//!   against [`Transport::sleep`]; [`Transport::now`] only tells the client how old a
+//!   shard's clock reading is (`seen`, see `shardkv_proto::session`). Nothing depends on
+//!   the wall clock.
 //! - **No connection management.** Connecting, reconnecting and caching connections
 //!   are the transport's business, hidden behind `call`.
 
@@ -72,6 +74,10 @@ pub trait Transport {
     /// Resolves once `d` has passed on the transport's clock (virtual time in the
     /// simulator, the tokio timer in production). `Duration::ZERO` may resolve at once.
     fn sleep(&self, d: Duration) -> impl Future<Output = ()>;
+
+    /// The time on the transport's clock since some fixed start, never moving back: how
+    /// the client tells how old what it learned from the servers is.
+    fn now(&self) -> Duration;
 
     /// A random number: from the simulator's seeded RNG (so runs replay exactly), or
     /// from the operating system in production. Used for client ids and for spreading
@@ -121,6 +127,10 @@ impl<T: Transport + ?Sized> Transport for &T {
         (**self).sleep(d)
     }
 
+    fn now(&self) -> Duration {
+        (**self).now()
+    }
+
     fn random_u64(&self) -> u64 {
         (**self).random_u64()
     }
@@ -141,6 +151,10 @@ impl<T: Transport + ?Sized> Transport for Rc<T> {
         (**self).sleep(d)
     }
 
+    fn now(&self) -> Duration {
+        (**self).now()
+    }
+
     fn random_u64(&self) -> u64 {
         (**self).random_u64()
     }
@@ -159,6 +173,10 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
 
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> {
         (**self).sleep(d)
+    }
+
+    fn now(&self) -> Duration {
+        (**self).now()
     }
 
     fn random_u64(&self) -> u64 {

@@ -31,9 +31,14 @@ pub type ClientId = u64;
 /// up by one per new request; a retry reuses the number of the request it retries.
 pub type Seq = u64;
 
-/// A Raft log index: a server's only notion of time (duplicate-table sessions expire by
-/// it); the same numbers as the Raft layer's index.
+/// A Raft log index; the same numbers as the Raft layer's index.
 pub type Index = u64;
+
+/// Cluster time, in milliseconds: the time a replicated service's log entries carry
+/// (stamped by their leader, only ever moving forward as they apply). Not a wall clock:
+/// it counts the time the service has had a leader, and duplicate-table sessions expire
+/// by it (see [`crate::session`]).
+pub type Millis = u64;
 
 /// A replica's id inside a Raft cluster (a shard-master replica or one replica of a
 /// group); the same id the Raft layer uses.

@@ -16,7 +16,12 @@
 //! A group remembers, **per shard**, each client's latest mutating request and its
 //! answer ([`DupEntry`]); that table travels with the shard when it moves, so a retried
 //! Append sent to the new owner after a configuration change is not applied twice.
-//! Gets change nothing and are never deduplicated.
+//! Gets change nothing and are never deduplicated. A shard forgets a client quiet for
+//! the group's session timeout (an hour of cluster time by default); a request of a
+//! client it does not know applies only when the request's [`Request::seen`] proves it
+//! never applied before, and is refused with [`KvError::UnknownSession`] otherwise, so no
+//! request applies twice however late it arrives ([`crate::session`] has the rule and
+//! its proof).
 //!
 //! # Groups
 //!
@@ -51,7 +56,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ClientId, ConfigNum, NodeId, Seq, ShardId};
+use crate::ids::{ClientId, ConfigNum, Millis, NodeId, Seq, ShardId};
 
 /// The longest key, in bytes (4 KiB).
 pub const MAX_KEY_BYTES: usize = 4 * 1024;
@@ -70,6 +75,12 @@ pub struct Request {
     pub client: ClientId,
     /// The request's sequence number within `client`; a retry reuses it.
     pub seq: Seq,
+    /// The latest clock of the key's shard the client observed (from the
+    /// [`GroupResponse::Kv`] answers of that shard) before it first sent this request,
+    /// the same on every retry; 0 when it observed none. It lets a group that does not
+    /// know the client's session tell a request that cannot have applied before from one
+    /// that may have (see [`crate::session`] and [`KvError::UnknownSession`]).
+    pub seen: Millis,
     /// What to do.
     pub op: Op,
 }
@@ -232,6 +243,18 @@ pub enum KvError {
     /// still serves reads.
     #[error("no space: the group's disk is nearly full; writes are refused until there is room (reads still work)")]
     NoSpace,
+    /// The shard does not know the client's session (it never wrote here, or was quiet
+    /// past the session timeout) and the request's `seen` is too old to prove it never
+    /// applied: refused, and nothing changed. When no earlier attempt of the request can
+    /// have applied (its first attempt, or `seen` was 0), send it again with `seen` set to
+    /// `clock`; otherwise its outcome is unknown: read the key to find out.
+    #[error("unknown session: this shard does not know the client (new to the shard, or quiet past the session timeout) and the request may have applied before; resend it with seen = {clock} if no earlier attempt can have applied, else treat its outcome as unknown")]
+    UnknownSession {
+        /// The shard's clock when it refused.
+        clock: Millis,
+        /// The group's session timeout: how long a quiet client is remembered.
+        timeout: Millis,
+    },
     /// The caller's certificate does not allow the request (with mutual TLS, only a
     /// group replica's certificate may ask for shards).
     #[error("not allowed: {reason}")]
@@ -249,10 +272,13 @@ impl KvError {
 }
 
 /// One client's entry in a shard's duplicate table: its latest applied mutating request
-/// (`seq`) and the answer it got (`response`). Ships with the shard in
-/// [`MigrationReply::ShardData`]; produced and consumed by
-/// [`crate::session::Sessions::export`] / [`crate::session::Sessions::import`].
-pub type DupEntry = crate::session::DupEntry<Response>;
+/// (`seq`), the answer it got (`response`) and when it was last heard, by the shard's
+/// clock.
+pub type DupEntry = crate::session::Session<Response>;
+
+/// A shard's duplicate table as it ships with the shard in [`MigrationReply::ShardData`]
+/// ([`crate::session::Sessions::to_table`] / [`crate::session::Sessions::from_table`]).
+pub type DupTable = crate::session::Table<Response>;
 
 /// The most bytes of keys and values one chunk of a moving shard carries (one pair may
 /// be larger alone).
@@ -335,7 +361,10 @@ pub enum MigrationReply {
         /// The last key of this chunk when more follow; `None` for the last chunk.
         next: Option<Vec<u8>>,
         /// The shard's duplicate table, with the last chunk (empty before it).
-        sessions: BTreeMap<ClientId, DupEntry>,
+        sessions: DupTable,
+        /// The shard's clock as the answering replica has it (at or after the shard froze
+        /// there): the new owner continues the clock from it.
+        clock: Millis,
     },
     /// The answering replica cannot act on the request yet: it has not applied
     /// configuration `config_num` (its current one is `current`), or the shard is not
@@ -400,8 +429,11 @@ pub enum GroupRequest {
 /// Everything a replica group server answers (see the wire format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupResponse {
-    /// The answer to [`GroupRequest::Kv`].
-    Kv(Response),
+    /// The answer to [`GroupRequest::Kv`], with the clock of the key's shard when the
+    /// group answered from its state (0 when it did not: not the leader, wrong group, a
+    /// request refused before it reached the state). A client keeps the latest clock of
+    /// each shard it saw, to stamp its next requests' [`Request::seen`].
+    Kv(Response, Millis),
     /// The answer to [`GroupRequest::Migration`].
     Migration(MigrationResponse),
 }

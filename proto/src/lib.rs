@@ -27,8 +27,8 @@
 //! - [`kv`]: client requests to replica groups and the group-to-group shard migration
 //!   messages.
 //! - [`session`]: the duplicate table (client → latest sequence number and its answer,
-//!   expiring by log index) that both kinds of server keep, and whose entries travel
-//!   with a shard.
+//!   expiring by cluster time) that both kinds of server keep, and that travels with a
+//!   shard.
 //!
 //! Caveats:
 //! - Ids are type aliases, not newtypes: they cross serde and arithmetic boundaries
@@ -44,13 +44,15 @@ pub mod ids;
 pub mod kv;
 pub mod leader;
 pub mod master;
+#[cfg(feature = "mutants")]
+pub mod mutants;
 pub mod session;
 pub mod shard;
 
 pub use config::{Config, ConfigError};
-pub use ids::{ClientId, ConfigNum, GroupId, Index, NodeId, Seq, ShardId, NO_GROUP};
+pub use ids::{ClientId, ConfigNum, GroupId, Index, Millis, NodeId, Seq, ShardId, NO_GROUP};
 pub use kv::{
-    DupEntry, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
+    DupEntry, DupTable, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
     MigrationResponse, Reply,
 };
 pub use master::{MasterError, Op, Request, Response};

@@ -30,6 +30,9 @@ pub struct ReplicaConfig {
     pub election_seed: u64,
     /// Ticks between leader heartbeats (default 2); must be below `election_ticks`.
     pub heartbeat_ticks: usize,
+    /// The driver's tick period in milliseconds (default 50): a leader's entries carry a
+    /// cluster time that moves by this much per tick it has led (see [`crate::Host`]).
+    pub tick_ms: u64,
     /// Whether a leader tells its followers about a new commit index at once, with an
     /// extra append round (default true, raft-rs's default). When false, followers learn
     /// it from the next append or heartbeat: half the messages per write at low load, at
@@ -83,6 +86,7 @@ impl ReplicaConfig {
             election_ticks_spread: 1,
             election_seed: 0,
             heartbeat_ticks: 2,
+            tick_ms: 50,
             broadcast_commit: true,
             snapshot_bytes_threshold: None,
             snapshot_log_multiple: 0,

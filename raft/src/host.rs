@@ -25,9 +25,11 @@
 //! orphaned by a step-down, refused by raft) is failed with the replica's leader hint;
 //! the client retries, which its duplicate detection makes safe.
 
+use shardkv_proto::Millis;
+
 use crate::{
-    decode_command, EarlySink, Error, Fate, Index, LogStore, NodeId, Pending, Replica,
-    ReplicaConfig, ServerError, SnapshotData, SnapshotError, SnapshotOffer, Step, SyncSink,
+    decode_entry, EarlySink, Error, Fate, Index, LogStore, NodeId, Pending, Replica, ReplicaConfig,
+    ServerError, SnapshotData, SnapshotError, SnapshotOffer, Step, SyncSink, Term,
 };
 
 /// A state replicated by a log: it moves only by applying (or skipping) the log's
@@ -40,6 +42,9 @@ pub trait Replicated: Send + Sized + 'static {
 
     /// The last index applied (or skipped); 0 before any.
     fn applied_index(&self) -> Index;
+    /// The cluster time as applied: the latest time a command applied so far carried
+    /// (see [`Host`]); 0 before any.
+    fn time(&self) -> Millis;
     /// Moves the applied index to `index` without a command (a membership change, an
     /// entry that does not decode), so whatever keeps time by the log (session expiry)
     /// keeps in step.
@@ -99,13 +104,16 @@ pub trait StateMachine {
     /// The replicated state it applies commands to.
     type State: Replicated;
 
-    /// Applies `command`, committed at `index`, to `state`; an error (the state's storage
-    /// failed) stops the server. (An entry that does not decode as a command never gets
-    /// here: the host logs it and skips it on every replica alike.)
+    /// Applies `command`, committed at `index` with cluster time `time` (its leader's
+    /// stamp: the state keeps the latest it has seen, so its time never moves back), to
+    /// `state`; an error (the state's storage failed) stops the server. (An entry that
+    /// does not decode as a command never gets here: the host logs it and skips it on
+    /// every replica alike.)
     fn apply(
         &mut self,
         state: &mut Self::State,
         index: Index,
+        time: Millis,
         command: Command<Self>,
     ) -> Result<Self::Answer, String>;
     /// True (once) when the state must be snapshotted now rather than when the log next
@@ -138,6 +146,20 @@ pub struct Host<S: LogStore, M: StateMachine> {
     /// The checkpoint under way: the index the log is compacted through once the state
     /// holds it durably, and whether that compaction was asked for now.
     checkpointing: Option<(Index, bool)>,
+    /// How this replica, while it leads, stamps its proposals with cluster time.
+    clock: LeaderClock,
+}
+
+/// A leader's cluster clock: the state's time when it began leading in `term`, plus the
+/// ticks it has led since. Every proposal carries `max(state's time, base + ticks x
+/// tick_ms)`, so the time entries carry moves with the time the group has a leader, and
+/// never with a wall clock: a new leader whose ticks run slower only delays expiry, and
+/// a stepped system clock changes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+struct LeaderClock {
+    term: Term,
+    base: Millis,
+    ticks: u64,
 }
 
 impl<S: LogStore, M: StateMachine> Host<S, M> {
@@ -163,6 +185,7 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
             deferred: false,
             must_snapshot: false,
             checkpointing: None,
+            clock: LeaderClock::default(),
         }
     }
 
@@ -248,9 +271,46 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
         &mut self.state
     }
 
-    /// Proposes `data` for `waiter`; a refusal (not the leader, busy) fails the waiter at
-    /// once, and a proposal that takes the index of an older one fails that one's waiter.
-    pub fn propose(&mut self, data: Vec<u8>, waiter: M::Waiter) {
+    /// One tick of logical time: raft's timers, and the leader's cluster clock.
+    pub fn tick(&mut self) {
+        self.replica.tick();
+        if self.replica.is_leader() {
+            self.leader_clock().ticks += 1;
+        }
+    }
+
+    /// The leader's clock for the current term, started at the state's time when the
+    /// term's first tick or proposal finds it unset.
+    fn leader_clock(&mut self) -> &mut LeaderClock {
+        let term = self.replica.term();
+        if self.clock.term != term {
+            self.clock = LeaderClock {
+                term,
+                base: self.state.time(),
+                ticks: 0,
+            };
+        }
+        &mut self.clock
+    }
+
+    /// The cluster time a proposal made now carries (see [`LeaderClock`]).
+    pub fn stamp(&mut self) -> Millis {
+        let tick_ms = self.replica.config().tick_ms;
+        let applied = self.state.time();
+        let clock = *self.leader_clock();
+        applied.max(
+            clock
+                .base
+                .saturating_add(clock.ticks.saturating_mul(tick_ms)),
+        )
+    }
+
+    /// Proposes command bytes `command` (see [`crate::encode_command`]) for `waiter`,
+    /// stamped with the cluster time ([`Host::stamp`]); a refusal (not the leader, busy)
+    /// fails the waiter at once, and a proposal that takes the index of an older one
+    /// fails that one's waiter.
+    pub fn propose(&mut self, command: Vec<u8>, waiter: M::Waiter) {
+        let data = crate::image::stamp_command(self.stamp(), command);
         match self.replica.propose(data) {
             Ok(proposal) => {
                 if let Some(old) = self.pending.insert(proposal, waiter) {
@@ -353,10 +413,10 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
                 }
             }
             Step::Command { index, data, fate } => {
-                let answer = match decode_command::<M::State>(&data) {
-                    Ok(command) => Some(
+                let answer = match decode_entry::<M::State>(&data) {
+                    Ok((time, command)) => Some(
                         self.machine
-                            .apply(&mut self.state, index, command)
+                            .apply(&mut self.state, index, time, command)
                             .map_err(|reason| ServerError::State { index, reason })?,
                     ),
                     Err(error) => {
@@ -472,9 +532,9 @@ pub trait Service {
         self.drive()
     }
 
-    /// One tick of logical time (raft's timers).
+    /// One tick of logical time (raft's timers, the leader's clock).
     fn on_tick(&mut self) -> Result<(), ServerError> {
-        self.host_mut().replica.tick();
+        self.host_mut().tick();
         self.drive()
     }
 

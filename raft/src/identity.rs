@@ -23,8 +23,12 @@ pub const IDENTITY_FILE: &str = "IDENTITY";
 /// Where the identity file is written before it is renamed into place.
 const IDENTITY_TMP: &str = "IDENTITY.tmp";
 
-/// The first line of an identity file: what it is and the format's version.
-const HEADER: &str = "shardkv data directory, version 1";
+/// The first line of an identity file: what it is and the format's version (2: log
+/// entries carry cluster time).
+const HEADER: &str = "shardkv data directory, version 2";
+
+/// The first line of a directory an earlier shardkv wrote, whose log this one cannot read.
+const HEADER_V1: &str = "shardkv data directory, version 1";
 
 /// The largest identity file read (a real one is under 100 bytes).
 const MAX_IDENTITY_BYTES: u64 = 4096;
@@ -67,8 +71,17 @@ impl DataDirOwner {
             return Err("its checksum does not match its contents".into());
         }
         let mut lines = body.lines();
-        if lines.next() != Some(HEADER) {
-            return Err(format!("it does not start with {HEADER:?}"));
+        match lines.next() {
+            Some(HEADER) => {}
+            Some(HEADER_V1) => {
+                return Err(
+                    "an earlier shardkv wrote it (version 1: log entries without \
+                            cluster time), and this version cannot read its log; start the \
+                            replica over an empty directory"
+                        .into(),
+                )
+            }
+            _ => return Err(format!("it does not start with {HEADER:?}")),
         }
         let mut field = |name: &str| {
             (lines.next())

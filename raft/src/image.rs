@@ -1,6 +1,9 @@
 //! Snapshot images and commands: how a [`crate::Replicated`] state and the commands its
 //! log carries turn into bytes and back, the same way for every service.
 //!
+//! A log entry is its cluster time (a `u64`, little-endian: the leader's stamp, see
+//! [`crate::Host`]) followed by its command: the bincode encoding of `(time, command)`.
+//!
 //! Format: bincode 1.3 with fixed-width little-endian integers of `(version, image)`,
 //! where `version` is the service's format version (a `u32`) and `image` its own
 //! serde type. Decoding reads the version first, so bytes of another version fail as
@@ -13,14 +16,17 @@ use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use shardkv_proto::Millis;
+
 use crate::{Replicated, SnapshotError};
 
 fn options() -> impl Options {
     bincode::DefaultOptions::new().with_fixint_encoding()
 }
 
-/// `command` as log entry bytes; `None` when it encodes to more than
-/// `R::MAX_COMMAND_BYTES` (the caller refuses the request).
+/// `command` as command bytes, to propose ([`crate::Host::propose`] stamps them into a
+/// log entry); `None` when it encodes to more than `R::MAX_COMMAND_BYTES` (the caller
+/// refuses the request).
 pub fn encode_command<R: Replicated>(command: &R::Command) -> Option<Vec<u8>> {
     options()
         .with_limit(R::MAX_COMMAND_BYTES)
@@ -28,13 +34,29 @@ pub fn encode_command<R: Replicated>(command: &R::Command) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// The command in log entry `bytes`, read with at most `R::MAX_COMMAND_BYTES` of
-/// allocation; trailing bytes are refused.
+/// Log entry bytes: cluster time `time`, then the command bytes `command`.
+pub fn stamp_command(time: Millis, command: Vec<u8>) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(8 + command.len());
+    entry.extend_from_slice(&time.to_le_bytes());
+    entry.extend_from_slice(&command);
+    entry
+}
+
+/// The command in command `bytes` ([`encode_command`]), read with at most
+/// `R::MAX_COMMAND_BYTES` of allocation; trailing bytes are refused.
 pub fn decode_command<R: Replicated>(bytes: &[u8]) -> Result<R::Command, String> {
     options()
         .with_limit(R::MAX_COMMAND_BYTES)
         .deserialize(bytes)
         .map_err(|error| error.to_string())
+}
+
+/// The cluster time and the command in log entry `bytes` ([`stamp_command`]).
+pub fn decode_entry<R: Replicated>(bytes: &[u8]) -> Result<(Millis, R::Command), String> {
+    let Some((time, command)) = bytes.split_first_chunk::<8>() else {
+        return Err(format!("a log entry of {} bytes has no time", bytes.len()));
+    };
+    Ok((Millis::from_le_bytes(*time), decode_command::<R>(command)?))
 }
 
 /// `image` as snapshot bytes of format `version`.

@@ -106,7 +106,9 @@ pub use disk::{Disk, DiskFile, OsDisk, OsFile, SyncJob};
 pub use error::{Error, ServerError, SnapshotError, StoreError};
 pub use host::{check_restored, Command, Host, Replicated, Service, SnapshotEncoder, StateMachine};
 pub use identity::{check_identity, record_identity, DataDirOwner, IDENTITY_FILE};
-pub use image::{decode_command, decode_image, encode_command, encode_image};
+pub use image::{
+    decode_command, decode_entry, decode_image, encode_command, encode_image, stamp_command,
+};
 pub use log_store::{LogStore, SnapshotData};
 pub use logger::{discard_logger, tracing_logger};
 pub use membership::Membership;

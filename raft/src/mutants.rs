@@ -1,35 +1,5 @@
-//! Deliberate bugs, compiled only with the `mutants` feature (the test suites' builds)
-//! and off unless a test switches one on for its thread: each shows that a suite's
-//! checks catch the bug it stands for (`tests/tests/kv_mutants.rs`).
+//! Deliberate bugs, compiled only with the `mutants` feature (the test suites' builds):
+//! the switches live with the shared types (`shardkv_proto::mutants`), so that every
+//! crate's deliberate bugs are switched the same way.
 
-use std::cell::Cell;
-
-/// A deliberate bug.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mutation {
-    /// The host applies every entry the log hands it, also those the state's own
-    /// storage holds already (a replay after a restart or a catch-up applies them again).
-    ReapplyReplayed,
-}
-
-thread_local! {
-    static ACTIVE: Cell<Option<Mutation>> = const { Cell::new(None) };
-}
-
-/// Runs `f` with `mutation` on for this thread.
-pub fn with<R>(mutation: Mutation, f: impl FnOnce() -> R) -> R {
-    struct Off;
-    impl Drop for Off {
-        fn drop(&mut self) {
-            ACTIVE.with(|active| active.set(None));
-        }
-    }
-    ACTIVE.with(|active| active.set(Some(mutation)));
-    let _off = Off;
-    f()
-}
-
-/// True when `mutation` is on for this thread.
-pub(crate) fn active(mutation: Mutation) -> bool {
-    ACTIVE.with(|active| active.get() == Some(mutation))
-}
+pub use shardkv_proto::mutants::{active, with, Mutation};

@@ -165,6 +165,7 @@ impl Fixture {
         Entry::Kv(Request {
             client: n % CLIENTS + 1,
             seq: n / CLIENTS + 1,
+            seen: 1,
             op,
         })
     }
@@ -181,13 +182,14 @@ impl Fixture {
 
 /// Applies `entry` at `index` and commits it.
 fn apply_one(state: &mut GroupState, index: u64, entry: Entry) -> Outcome {
-    let outcome = state.apply(index, entry).expect("the data takes the entry");
+    // Every entry at the index's time: the clock moves, sessions stay young.
+    let outcome = (state.apply(index, index, entry)).expect("the data takes the entry");
     state.commit().expect("the data commits");
     outcome
 }
 
 fn is_ok(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Kv(Ok(_)))
+    matches!(outcome, Outcome::Kv(Ok(_), _))
 }
 
 /// Applies `iters` `kind` entries on the keys of `order`, going on from `*cursor`; returns

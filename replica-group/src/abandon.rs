@@ -44,6 +44,7 @@
 use std::collections::BTreeMap;
 
 use bincode::Options;
+use shardkv_proto::kv::DupTable;
 use shardkv_proto::master::{self, MasterError};
 use shardkv_proto::{ConfigNum, GroupId, ShardId, NO_GROUP};
 use shardkv_raft::LogStore;
@@ -238,7 +239,8 @@ impl<S: LogStore> Server<S> {
                     after: None,
                     kv: BTreeMap::new(),
                     next: None,
-                    sessions: BTreeMap::new(),
+                    sessions: DupTable::default(),
+                    clock: self.state().time(),
                 };
                 self.propose_task(Task::Install(config_num, shard), entry);
             }

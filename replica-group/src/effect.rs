@@ -1,7 +1,7 @@
 //! [`Effect`]: what a [`crate::Server`] asks its driver to do.
 //!
 //! ```text
-//!   Server ──take_effects()──► Reply { req_id, Response }          answer a client request
+//!   Server ──take_effects()──► Reply { req_id, Response, clock }   answer a client request
 //!                              MigrationReply { req_id, .. }       answer another group
 //!                              Call  { call_id, to: address, .. }  ask a shard master or a
 //!                                                                  group; answer comes back
@@ -13,6 +13,7 @@
 //! call timeout, so a driver that drops one only delays the work it was for.
 
 use shardkv_proto::kv::{MigrationResponse, Response};
+use shardkv_proto::Millis;
 
 /// The driver's id for one incoming request (client or group), echoed in its reply.
 pub type RequestId = u64;
@@ -31,6 +32,9 @@ pub enum Effect {
         req_id: RequestId,
         /// The answer.
         response: Response,
+        /// The clock of the key's shard when answered from the state, else 0 (see
+        /// `GroupResponse::Kv`).
+        clock: Millis,
     },
     /// Answer the migration request of another group registered as `req_id` (on the
     /// wire, a `GroupResponse::Migration`).

@@ -140,15 +140,15 @@ pub use migration::DeleteVerdict;
 pub use options::{GroupOptions, ServerError};
 pub use phase::Phase;
 pub use server::{Machine, Server};
-pub use sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+pub use sessions::DEFAULT_SESSION_TIMEOUT_MS;
 pub use shardkv_proto::kv::{
-    DupEntry, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
+    DupEntry, DupTable, GroupRequest, GroupResponse, KvError, MigrationReply, MigrationRequest,
     MigrationResponse, Op, Reply, Request, Response,
 };
 pub use shardkv_raft::SnapshotError;
 pub use shardkv_raft::{Replicated, Service};
 pub use state::{GroupState, Outcome};
-pub use store::ShardStore;
+pub use store::{ShardClock, ShardStore};
 
-/// A Raft log index, the state machine's only notion of time.
+/// A Raft log index.
 pub use shardkv_proto::Index;

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use bincode::Options;
 use serde::{Deserialize, Serialize};
-use shardkv_proto::kv::{DupEntry, Request};
-use shardkv_proto::{ClientId, Config, ConfigNum, ShardId};
+use shardkv_proto::kv::{DupTable, Request};
+use shardkv_proto::{Config, ConfigNum, Millis, ShardId};
 
 /// The largest log entry [`decode_entry`] accepts (1 GiB): an install entry carries a
 /// whole shard, so this bounds a shard's size (see the crate caveats).
@@ -64,7 +64,9 @@ pub enum Entry {
         /// The chunk's last key when more follow; `None` for the last chunk.
         next: Option<Vec<u8>>,
         /// The duplicate table, with the last chunk.
-        sessions: BTreeMap<ClientId, DupEntry>,
+        sessions: DupTable,
+        /// The shard's clock at the previous owner, which the install continues.
+        clock: Millis,
     },
     /// Delete a shard given away: the new owner has installed it.
     ///
@@ -143,6 +145,7 @@ mod tests {
         let entry = Entry::Kv(Request {
             client: 1,
             seq: 2,
+            seen: 3,
             op: Op::Append {
                 key: b"k".to_vec(),
                 value: b"v".to_vec(),

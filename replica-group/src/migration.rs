@@ -15,15 +15,14 @@
 
 use std::collections::BTreeMap;
 
-use shardkv_proto::kv::{DupEntry, KvError, MigrationReply, MigrationResponse};
-use shardkv_proto::{ClientId, Config, ConfigNum, GroupId, ShardId, NO_GROUP};
+use shardkv_proto::kv::{DupTable, KvError, MigrationReply, MigrationResponse};
+use shardkv_proto::{Config, ConfigNum, GroupId, Millis, ShardId, NO_GROUP};
 
 use crate::data::DataError;
 use crate::phase::Phase;
 use crate::sessions::Sessions;
 use crate::state::GroupState;
-use crate::store::ShardStore;
-use crate::Index;
+use crate::store::{ShardClock, ShardStore};
 
 /// One chunk of a pulled shard, as an `Entry::InstallShard` carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +34,9 @@ pub struct Pulled {
     /// Its last key when more follow; `None` for the last chunk.
     pub next: Option<Vec<u8>>,
     /// The duplicate table, with the last chunk.
-    pub sessions: BTreeMap<ClientId, DupEntry>,
+    pub sessions: DupTable,
+    /// The shard's clock at the previous owner; the new owner continues it.
+    pub clock: Millis,
 }
 
 /// What a replica does with another group's `DeleteShard`.
@@ -183,12 +184,11 @@ impl GroupState {
         );
     }
 
-    /// Installs a pulled chunk of `shard` at `index`, if the shard is still pulling in
-    /// `config_num` and has received exactly the keys before the chunk; the last chunk
-    /// makes it served.
+    /// Installs a pulled chunk of `shard`, if the shard is still pulling in `config_num`
+    /// and has received exactly the keys before the chunk; the last chunk makes it
+    /// served, its clock continuing from the previous owner's.
     pub(crate) fn install(
         &mut self,
-        index: Index,
         config_num: ConfigNum,
         shard: ShardId,
         chunk: Pulled,
@@ -228,7 +228,8 @@ impl GroupState {
             }
             None => {
                 let store = ShardStore {
-                    sessions: Sessions::import(chunk.sessions, index),
+                    sessions: Sessions::from_table(chunk.sessions),
+                    clock: ShardClock::anchored(chunk.clock, self.time),
                 };
                 let phase = self.take_phase(shard);
                 self.set_phase(shard, phase.into_acking(shard, store));
@@ -309,8 +310,8 @@ impl GroupState {
             Some(Phase::Offering { store, .. }) if current == config_num => {
                 let chunk = self.data.chunk(shard, after.as_deref(), chunk_bytes)?;
                 let sessions = match chunk.next {
-                    None => store.sessions.export(),
-                    Some(_) => BTreeMap::new(),
+                    None => store.sessions.to_table(),
+                    Some(_) => DupTable::default(),
                 };
                 Ok(MigrationReply::ShardData {
                     config_num,
@@ -319,6 +320,7 @@ impl GroupState {
                     kv: chunk.pairs.into_iter().collect(),
                     next: chunk.next,
                     sessions,
+                    clock: store.clock.at(self.time),
                 })
             }
             Some(_) => Ok(MigrationReply::NotReady { current }),

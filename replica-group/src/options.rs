@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use shardkv_proto::kv::MIGRATION_CHUNK_BYTES;
-use shardkv_proto::{GroupId, NodeId};
+use shardkv_proto::{GroupId, Millis, NodeId};
 
-use crate::sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+use crate::sessions::DEFAULT_SESSION_TIMEOUT_MS;
 
 /// The settings of one replica group server; every replica of a group uses the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +27,10 @@ pub struct GroupOptions {
     /// The most bytes of keys and values one answer of a shard move or a catch-up
     /// carries (one pair may be larger alone; default [`MIGRATION_CHUNK_BYTES`]).
     pub chunk_bytes: usize,
-    /// Sessions expire after this many log entries of silence, checked every 1/16 of
-    /// it (so up to 1/16 late; default
-    /// [`DEFAULT_SESSION_TIMEOUT_ENTRIES`]).
-    pub session_timeout_entries: u64,
+    /// Sessions expire after this much cluster time of silence, checked every 1/16 of
+    /// it (so up to 1/16 late; default [`DEFAULT_SESSION_TIMEOUT_MS`], an hour). Every
+    /// replica of the group must use the same value.
+    pub session_timeout_ms: Millis,
     /// The leader polls the shard master, and retries pulls and acks, every this many
     /// ticks (default 5: every 2.5 heartbeats).
     pub poll_ticks: u64,
@@ -47,7 +47,7 @@ impl GroupOptions {
             masters,
             peers: BTreeMap::new(),
             chunk_bytes: MIGRATION_CHUNK_BYTES,
-            session_timeout_entries: DEFAULT_SESSION_TIMEOUT_ENTRIES,
+            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
             poll_ticks: 5,
             call_timeout_ticks: 20,
         }

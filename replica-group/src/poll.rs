@@ -283,7 +283,7 @@ impl<S: LogStore> Server<S> {
     fn on_group_reply(&mut self, purpose: Purpose, bytes: &[u8]) -> bool {
         let response = match options().with_limit(MAX_ENTRY_BYTES).deserialize(bytes) {
             Ok(GroupResponse::Migration(response)) => response,
-            Ok(GroupResponse::Kv(_)) | Err(_) => {
+            Ok(GroupResponse::Kv(..)) | Err(_) => {
                 tracing::warn!(gid = self.options.gid, ?purpose, "undecodable group reply");
                 return false;
             }
@@ -298,6 +298,7 @@ impl<S: LogStore> Server<S> {
                     kv,
                     next,
                     sessions,
+                    clock,
                 }),
             ) if (got_num, got_shard) == (config_num, shard)
                 && after.as_ref() == self.received(shard) =>
@@ -309,6 +310,7 @@ impl<S: LogStore> Server<S> {
                     kv,
                     next,
                     sessions,
+                    clock,
                 };
                 self.propose_task(Task::Install(config_num, shard), entry);
                 true

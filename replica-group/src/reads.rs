@@ -98,14 +98,14 @@ impl<S: LogStore> Server<S> {
         self.reads.confirmed = waiting;
         for (_, _, gets) in due {
             for (req_id, key) in gets {
-                let answer = self
-                    .state()
-                    .read(&key)
-                    .map_err(|error| ServerError::State {
-                        index: applied,
-                        reason: error.to_string(),
-                    })?;
-                self.reply(req_id, answer);
+                let (answer, clock) =
+                    self.state()
+                        .read(&key)
+                        .map_err(|error| ServerError::State {
+                            index: applied,
+                            reason: error.to_string(),
+                        })?;
+                self.reply_at(req_id, answer, clock);
             }
         }
         Ok(())

@@ -33,7 +33,7 @@
 use std::collections::BTreeMap;
 
 use shardkv_proto::kv::{KvError, MigrationRequest, MigrationResponse, Op, Request, Response};
-use shardkv_proto::{ConfigNum, GroupId, NodeId, ShardId};
+use shardkv_proto::{ConfigNum, GroupId, Millis, NodeId, ShardId};
 use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
 use crate::abandon::Holders;
@@ -84,8 +84,12 @@ impl Machine {
         self.effects.push(effect);
     }
 
-    fn reply(&mut self, req_id: RequestId, response: Response) {
-        self.push(Effect::Reply { req_id, response });
+    fn reply(&mut self, req_id: RequestId, response: Response, clock: Millis) {
+        self.push(Effect::Reply {
+            req_id,
+            response,
+            clock,
+        });
     }
 
     pub(crate) fn answer_group(&mut self, req_id: RequestId, response: MigrationResponse) {
@@ -101,10 +105,11 @@ impl StateMachine for Machine {
         &mut self,
         state: &mut GroupState,
         index: Index,
+        time: Millis,
         entry: Entry,
     ) -> Result<Outcome, String> {
         self.deleted_since_snapshot |= matches!(entry, Entry::DeleteShard { .. });
-        state.apply(index, entry).map_err(|error| error.to_string())
+        (state.apply(index, time, entry)).map_err(|error| error.to_string())
     }
 
     /// A deleted shard must leave the persisted state now (6.824 challenge 1), not
@@ -115,7 +120,9 @@ impl StateMachine for Machine {
 
     fn answer(&mut self, waiter: Waiter, outcome: Outcome) {
         match (waiter, outcome) {
-            (Waiter::Client(req_id), Outcome::Kv(response)) => self.reply(req_id, response),
+            (Waiter::Client(req_id), Outcome::Kv(response, clock)) => {
+                self.reply(req_id, response, clock)
+            }
             (Waiter::Group(req_id), Outcome::Migration(response)) => {
                 self.answer_group(req_id, response)
             }
@@ -128,7 +135,7 @@ impl StateMachine for Machine {
     fn fail(&mut self, waiter: Waiter, hint: Option<NodeId>) {
         let error = KvError::WrongLeader { hint };
         match waiter {
-            Waiter::Client(req_id) => self.reply(req_id, Err(error)),
+            Waiter::Client(req_id) => self.reply(req_id, Err(error), 0),
             Waiter::Group(req_id) => self.answer_group(req_id, Err(error)),
             Waiter::Internal(_) => {}
         }
@@ -198,7 +205,7 @@ impl<S: LogStore> Service for Server<S> {
     /// One tick of logical time: Raft timers, then the leader's outgoing calls, and a
     /// catch-up's call when one is due.
     fn on_tick(&mut self) -> Result<(), ServerError> {
-        self.host.replica_mut().tick();
+        self.host.tick();
         self.ticks += 1;
         self.expire_reads();
         self.calls.expire(self.ticks);
@@ -241,7 +248,7 @@ impl<S: LogStore> Server<S> {
         let state = GroupState::open(
             options.gid,
             options.nshards,
-            options.session_timeout_entries,
+            options.session_timeout_ms,
             data,
         )
         .map_err(|error| ServerError::State {
@@ -306,6 +313,13 @@ impl<S: LogStore> Server<S> {
             self.reply(req_id, Err(KvError::NoSpace));
             return Ok(());
         }
+        // Refused when applied anyway, as the applied state stands: spare the log.
+        if let Some(clock) = self.state().refuses_unknown(&request) {
+            let timeout = self.state().session_timeout_ms();
+            let refusal = KvError::UnknownSession { clock, timeout };
+            self.reply_at(req_id, Err(refusal), clock);
+            return Ok(());
+        }
         match request.op {
             Op::Get { key } if self.replica().can_read_index() => self.read_later(req_id, key),
             op => self.propose(Entry::Kv(Request { op, ..request }), Waiter::Client(req_id)),
@@ -366,8 +380,14 @@ impl<S: LogStore> Server<S> {
         }
     }
 
+    /// Answers client request `req_id` without a shard clock (refused before the state).
     pub(crate) fn reply(&mut self, req_id: RequestId, response: Response) {
-        self.host.machine_mut().reply(req_id, response);
+        self.reply_at(req_id, response, 0);
+    }
+
+    /// Answers client request `req_id` from the state, whose key's shard is at `clock`.
+    pub(crate) fn reply_at(&mut self, req_id: RequestId, response: Response, clock: Millis) {
+        self.host.machine_mut().reply(req_id, response, clock);
     }
 
     fn answer_group(&mut self, req_id: RequestId, response: MigrationResponse) {

@@ -2,7 +2,8 @@
 //! that stands for it.
 //!
 //! The keys and values, and the group's metadata ([`Image`]: both configurations, every
-//! shard's phase with its duplicate table, the session timeout, the applied index), live
+//! shard's phase with its duplicate table and clock, the session timeout, the applied
+//! index and the cluster time), live
 //! in the group's [`Data`]. Log compaction encodes none of it: the host checkpoints the
 //! data (durable through the applied index, [`Replicated::checkpoint`]) and only then
 //! compacts the log through that index, with a raft snapshot whose bytes are a
@@ -22,7 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use shardkv_proto::{Config, GroupId, NO_GROUP};
+use shardkv_proto::{Config, GroupId, Millis, NO_GROUP};
 
 use crate::data::{Data, DataError, DataView};
 use crate::message::{Entry, MAX_ENTRY_BYTES};
@@ -31,26 +32,18 @@ use crate::state::GroupState;
 use crate::{Index, SnapshotError};
 use shardkv_raft::{decode_image, encode_image, Replicated, SnapshotEncoder};
 
-/// The format version of the group's metadata and of its snapshot marker (4: a shard
-/// may be `Held`).
-pub const SNAPSHOT_VERSION: u32 = 4;
+/// The format version of the group's metadata and of its snapshot marker (5: sessions
+/// and shards keep cluster time).
+pub const SNAPSHOT_VERSION: u32 = 5;
 
-/// The version before `Held`, of the same layout, still read.
-const SNAPSHOT_VERSION_3: u32 = 3;
-
-/// An image of version [`SNAPSHOT_VERSION`] or [`SNAPSHOT_VERSION_3`] in `bytes`, read
-/// with at most `max_bytes` of allocation, once `check` finds its invariants hold.
+/// An image of version [`SNAPSHOT_VERSION`] in `bytes`, read with at most `max_bytes` of
+/// allocation, once `check` finds its invariants hold.
 fn decode_group_image<T: serde::de::DeserializeOwned>(
     max_bytes: u64,
     bytes: &[u8],
     check: impl Fn(&T) -> Result<(), String>,
 ) -> Result<T, SnapshotError> {
-    match decode_image(SNAPSHOT_VERSION, max_bytes, bytes, &check) {
-        Err(SnapshotError::Version { found, .. }) if found == SNAPSHOT_VERSION_3 => {
-            decode_image(SNAPSHOT_VERSION_3, max_bytes, bytes, &check)
-        }
-        other => other,
-    }
+    decode_image(SNAPSHOT_VERSION, max_bytes, bytes, &check)
 }
 
 /// The largest metadata [`GroupState::open`] and a catch-up accept (bounds allocation on
@@ -64,11 +57,12 @@ pub(crate) const META_NAME: &str = "group";
 #[derive(Serialize, Deserialize)]
 struct Image {
     gid: GroupId,
-    session_timeout_entries: u64,
+    session_timeout_ms: Millis,
     config: Config,
     prev: Config,
     shards: Vec<Phase>,
     applied_index: Index,
+    time: Millis,
 }
 
 /// A raft snapshot's bytes: which group's data it stands for, through its log index.
@@ -85,9 +79,13 @@ impl Replicated for GroupState {
         self.applied_index
     }
 
-    /// A membership change or an undecodable entry.
+    fn time(&self) -> Millis {
+        self.time
+    }
+
+    /// A membership change or an undecodable entry: no time of its own.
     fn skip(&mut self, index: Index) -> Result<(), String> {
-        self.advance_to(index).map_err(|error| error.to_string())
+        (self.advance_to(index, self.time)).map_err(|error| error.to_string())
     }
 
     /// Commits the Ready's changes to the data, with the applied index; flushes them
@@ -167,19 +165,15 @@ impl GroupState {
     pub fn open(
         gid: GroupId,
         nshards: usize,
-        timeout_entries: u64,
+        timeout_ms: Millis,
         data: Data,
     ) -> Result<Self, DataError> {
         let Some(bytes) = data.meta(META_NAME)? else {
-            return Self::with_session_timeout(gid, nshards, timeout_entries, data);
+            return Self::with_session_timeout(gid, nshards, timeout_ms, data);
         };
         let stored = |reason: String| DataError(format!("the stored group state: {reason}"));
-        let image = check_meta(
-            &bytes,
-            (gid, nshards, timeout_entries),
-            data.applied_index(),
-        )
-        .map_err(stored)?;
+        let image =
+            check_meta(&bytes, (gid, nshards, timeout_ms), data.applied_index()).map_err(stored)?;
         tracing::info!(
             gid,
             applied = image.applied_index,
@@ -187,11 +181,12 @@ impl GroupState {
         );
         Ok(GroupState {
             gid,
-            session_timeout_entries: timeout_entries,
+            session_timeout_ms: timeout_ms,
             config: image.config,
             prev: image.prev,
             shards: image.shards.into_iter().map(Arc::new).collect(),
             applied_index: image.applied_index,
+            time: image.time,
             data,
             checkpoint_wanted: false,
         })
@@ -223,7 +218,7 @@ impl GroupState {
     /// replica's [`GroupState::view`]), durably; refuses metadata that does not decode,
     /// breaks an invariant or is another group's, leaving everything as it was.
     pub(crate) fn switch_to_staged(&mut self, meta: &[u8], applied: Index) -> Result<(), String> {
-        let expected = (self.gid, self.shards.len(), self.session_timeout_entries);
+        let expected = (self.gid, self.shards.len(), self.session_timeout_ms);
         let image = check_meta(meta, expected, applied)?;
         self.data
             .stage_finish(&[(META_NAME, meta)], applied)
@@ -251,20 +246,33 @@ impl GroupState {
     fn image(&self) -> Image {
         Image {
             gid: self.gid,
-            session_timeout_entries: self.session_timeout_entries,
+            session_timeout_ms: self.session_timeout_ms,
             config: self.config.clone(),
             prev: self.prev.clone(),
             shards: self.shards().cloned().collect(),
             applied_index: self.applied_index,
+            time: self.time,
         }
     }
 
     /// Takes the metadata of `image` (checked) in; the data already holds its keys.
     fn load(&mut self, image: Image) {
-        self.config = image.config;
-        self.prev = image.prev;
-        self.shards = image.shards.into_iter().map(Arc::new).collect();
-        self.applied_index = image.applied_index;
+        // Every field named, so that a new one cannot be left behind. The group and the
+        // timeout were checked to be this replica's.
+        let Image {
+            gid: _,
+            session_timeout_ms: _,
+            config,
+            prev,
+            shards,
+            applied_index,
+            time,
+        } = image;
+        self.config = config;
+        self.prev = prev;
+        self.shards = shards.into_iter().map(Arc::new).collect();
+        self.applied_index = applied_index;
+        self.time = time;
     }
 }
 
@@ -272,12 +280,12 @@ impl GroupState {
 /// (`(gid, nshards, session timeout)` as `expected`) and stands at `applied`.
 fn check_meta(
     bytes: &[u8],
-    expected: (GroupId, usize, u64),
+    expected: (GroupId, usize, Millis),
     applied: Index,
 ) -> Result<Image, String> {
     let image: Image = decode_group_image(MAX_META_BYTES, bytes, check_image)
         .map_err(|error| error.to_string())?;
-    let found = (image.gid, image.shards.len(), image.session_timeout_entries);
+    let found = (image.gid, image.shards.len(), image.session_timeout_ms);
     if found != expected {
         return Err(format!(
             "group, shards, session timeout {found:?}; this replica has {expected:?}"
@@ -303,8 +311,8 @@ fn check_image(image: &Image) -> Result<(), String> {
     if config.nshards() != n || prev.nshards() != n {
         return Err(format!("{n} phases for {} shards", config.nshards()));
     }
-    if image.session_timeout_entries == 0 {
-        return Err("session timeout of 0 entries".into());
+    if image.session_timeout_ms == 0 {
+        return Err("session timeout of 0 ms".into());
     }
     for (shard, phase) in image.shards.iter().enumerate() {
         let owned = config.shards[shard] == gid;
@@ -329,14 +337,13 @@ fn check_image(image: &Image) -> Result<(), String> {
                 config.num
             ));
         }
-        let late = phase
-            .store()
-            .into_iter()
-            .flat_map(|s| s.sessions.sessions().values());
-        if late.into_iter().any(|s| s.last_index > image.applied_index) {
-            return Err(format!(
-                "shard {shard}: a session heard after the applied index"
-            ));
+        // A shard's sessions are heard by its clock, which never runs ahead of now.
+        if let Some(store) = phase.store() {
+            let now = store.clock.at(image.time);
+            let late = store.sessions.sessions().values().any(|s| s.heard > now);
+            if late || store.sessions.forgotten() > now {
+                return Err(format!("shard {shard}: a session heard after its clock"));
+            }
         }
     }
     Ok(())
@@ -346,20 +353,17 @@ fn check_image(image: &Image) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// Images of the current version and of version 3 (the same layout, before `Held`)
-    /// read; any other version is refused as such.
+    /// Images of the current version read; any other version is refused as such.
     #[test]
-    fn version_3_images_still_read() {
+    fn only_the_current_version_reads() {
         let marker = Marker { gid: 7 };
-        for version in [SNAPSHOT_VERSION, SNAPSHOT_VERSION_3] {
-            let bytes = encode_image(version, &marker);
-            let read: Marker = decode_group_image(1 << 10, &bytes, |_| Ok(())).expect("reads");
-            assert_eq!(read.gid, 7, "version {version}");
-        }
-        let old = encode_image(2, &marker);
+        let bytes = encode_image(SNAPSHOT_VERSION, &marker);
+        let read: Marker = decode_group_image(1 << 10, &bytes, |_| Ok(())).expect("reads");
+        assert_eq!(read.gid, 7);
+        let old = encode_image(4, &marker);
         let refused = decode_group_image::<Marker>(1 << 10, &old, |_| Ok(()));
         assert!(
-            matches!(refused, Err(SnapshotError::Version { found: 2, .. })),
+            matches!(refused, Err(SnapshotError::Version { found: 4, .. })),
             "{refused:?}"
         );
     }

@@ -1,12 +1,13 @@
 //! [`GroupState`]: the replicated state of one replica group, and `apply`.
 //!
 //! Every replica feeds the committed log entries, in order, to [`GroupState::apply`];
-//! since `apply` is deterministic (no clock, no randomness, `BTreeMap` order only), every
-//! replica holds the same state and computes the same answer at the same index.
+//! since `apply` is deterministic (no clock read, no randomness, `BTreeMap` order only;
+//! time is the cluster time the entries carry), every replica holds the same state and
+//! computes the same answer at the same index.
 //!
 //! ```text
-//!   apply(index, entry)
-//!     |-- expire sessions of served shards quiet for > timeout entries
+//!   apply(index, time, entry)
+//!     |-- expire sessions of served shards quiet for > timeout (by each shard's clock)
 //!     |-- Kv(request)        -> shard served? store.apply : WrongGroup     (store.rs)
 //!     |-- Config(next)       -> adopt: set each shard's phase             (migration.rs)
 //!     |-- InstallShard       -> Pulling -> Acking                          (migration.rs)
@@ -23,20 +24,21 @@
 use std::sync::Arc;
 
 use shardkv_proto::kv::{KvError, MigrationResponse, Reply, Response};
-use shardkv_proto::{Config, GroupId, ShardId};
+use shardkv_proto::{Config, GroupId, Millis, ShardId};
 
 use crate::data::{Data, DataError};
 use crate::message::Entry;
 use crate::migration::Pulled;
 use crate::phase::Phase;
-use crate::sessions::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+use crate::sessions::DEFAULT_SESSION_TIMEOUT_MS;
 use crate::Index;
 
 /// What an applied entry answers, for the request that proposed it (if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The answer to a client's [`Entry::Kv`].
-    Kv(Response),
+    /// The answer to a client's [`Entry::Kv`], with the clock of the key's shard then
+    /// (0 when the shard is not served here).
+    Kv(Response, Millis),
     /// The answer to another group's `DeleteShard` ([`Entry::DeleteShard`]).
     Migration(MigrationResponse),
     /// An internal entry: nobody waits for an answer.
@@ -47,7 +49,8 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct GroupState {
     pub(crate) gid: GroupId,
-    pub(crate) session_timeout_entries: u64,
+    /// Sessions expire after this much cluster time of silence.
+    pub(crate) session_timeout_ms: Millis,
     /// The configuration the group is in.
     pub(crate) config: Config,
     /// The configuration before it (for the addresses of groups shards come from).
@@ -58,6 +61,8 @@ pub struct GroupState {
     /// applying.
     pub(crate) shards: Vec<Arc<Phase>>,
     pub(crate) applied_index: Index,
+    /// The group's cluster time as applied (the latest an entry carried).
+    pub(crate) time: Millis,
     /// Every shard's keys and values and its sessions, on disk.
     pub(crate) data: Data,
     /// A checkpoint was asked for while the data was busy with a flush: it starts, with
@@ -76,43 +81,53 @@ impl GroupState {
     /// # Panics
     /// If `gid` is `NO_GROUP` or `nshards` is 0.
     pub fn new(gid: GroupId, nshards: usize, data: Data) -> Result<Self, DataError> {
-        Self::with_session_timeout(gid, nshards, DEFAULT_SESSION_TIMEOUT_ENTRIES, data)
+        Self::with_session_timeout(gid, nshards, DEFAULT_SESSION_TIMEOUT_MS, data)
     }
 
-    /// Like [`GroupState::new`], sessions expiring after `timeout_entries` log entries of
+    /// Like [`GroupState::new`], sessions expiring after `timeout_ms` of cluster time in
     /// silence. Every replica of the group must use the same value.
     pub fn with_session_timeout(
         gid: GroupId,
         nshards: usize,
-        timeout_entries: u64,
+        timeout_ms: Millis,
         mut data: Data,
     ) -> Result<Self, DataError> {
         data.clear()?;
         data.commit(0)?;
         assert!(gid != shardkv_proto::NO_GROUP, "group id 0 is reserved");
-        assert!(timeout_entries > 0, "session timeout of 0 entries");
+        assert!(timeout_ms > 0, "session timeout of 0 ms");
         let config = Config::initial(nshards);
         Ok(GroupState {
             gid,
-            session_timeout_entries: timeout_entries,
+            session_timeout_ms: timeout_ms,
             prev: config.clone(),
             config,
             shards: (0..nshards).map(|_| Arc::new(Phase::Absent)).collect(),
             applied_index: 0,
+            time: 0,
             data,
             checkpoint_wanted: false,
         })
     }
 
-    /// Applies the committed `entry` at log `index`; returns the answer for whoever
-    /// proposed it. An error is the data's: fatal for the node.
+    /// Applies the committed `entry` at log `index`, stamped with cluster time `time`;
+    /// returns the answer for whoever proposed it. An error is the data's: fatal for the
+    /// node.
     ///
     /// # Panics
     /// If `index` is not past the last applied index.
-    pub fn apply(&mut self, index: Index, entry: Entry) -> Result<Outcome, DataError> {
-        self.advance_to(index)?;
+    pub fn apply(
+        &mut self,
+        index: Index,
+        time: Millis,
+        entry: Entry,
+    ) -> Result<Outcome, DataError> {
+        self.advance_to(index, time)?;
         Ok(match entry {
-            Entry::Kv(request) => Outcome::Kv(self.apply_kv(index, &request)?),
+            Entry::Kv(request) => {
+                let (response, clock) = self.apply_kv(&request)?;
+                Outcome::Kv(response, clock)
+            }
             Entry::Config(next) => {
                 self.adopt(next)?;
                 Outcome::Internal
@@ -124,14 +139,16 @@ impl GroupState {
                 kv,
                 next,
                 sessions,
+                clock,
             } => {
                 let chunk = Pulled {
                     after,
                     kv,
                     next,
                     sessions,
+                    clock,
                 };
-                self.install(index, config_num, shard, chunk)?;
+                self.install(config_num, shard, chunk)?;
                 Outcome::Internal
             }
             Entry::DeleteShard { config_num, shard } => {
@@ -148,55 +165,89 @@ impl GroupState {
         })
     }
 
-    pub(crate) fn advance_to(&mut self, index: Index) -> Result<(), DataError> {
+    /// Moves the applied index to `index` and the time to `time` (if later), and expires
+    /// the sessions quiet by then.
+    pub(crate) fn advance_to(&mut self, index: Index, time: Millis) -> Result<(), DataError> {
         assert!(
             index > self.applied_index,
             "apply at index {index} after index {}",
             self.applied_index
         );
-        let previous = std::mem::replace(&mut self.applied_index, index);
-        let timeout = self.session_timeout_entries;
+        self.applied_index = index;
+        let previous = self.time;
+        self.time = self.time.max(time);
+        let timeout = self.session_timeout_ms;
         // Scanning every shard's sessions on every entry costs more than the entry
-        // itself with hundreds of shards; scan when the index crosses a multiple of
-        // 1/16 of the timeout. Expiry stays a function of the log alone (the same on
-        // every replica, and after a snapshot restore), at most 1/16 late.
+        // itself with hundreds of shards; scan when the time crosses a multiple of 1/16
+        // of the timeout. Expiry stays a function of the log alone (the same on every
+        // replica, and after a restart), at most 1/16 late.
         let stride = (timeout / EXPIRY_SCANS_PER_TIMEOUT).max(1);
-        if index / stride == previous / stride {
+        if self.time / stride == previous / stride {
             return Ok(());
         }
+        let now = self.time;
         for shard in 0..self.shards.len() {
             // Checked first so that a scan copies only the shards whose sessions expire.
-            let expiring = self.shards[shard]
-                .served_store()
-                .is_some_and(|store| store.sessions.any_expired(index, timeout));
+            let expiring = self.shards[shard].served_store().is_some_and(|store| {
+                store
+                    .sessions
+                    .any_expired(store.session_clock(now, timeout))
+            });
             if !expiring {
                 continue;
             }
             let expired = match self.phase_mut(shard).served_store_mut() {
-                Some(store) => store.sessions.expire(index, timeout),
+                Some(store) => {
+                    let clock = store.session_clock(now, timeout);
+                    store.sessions.expire(clock)
+                }
                 None => Vec::new(),
             };
-            for (client, last_index) in expired {
-                tracing::debug!(client, last_index, index, "session expired");
+            for (client, heard) in expired {
+                tracing::debug!(client, heard, shard, "session expired");
             }
         }
         Ok(())
     }
 
+    /// A client's request, applied: its answer and the clock of its key's shard.
     fn apply_kv(
         &mut self,
-        index: Index,
         request: &shardkv_proto::kv::Request,
-    ) -> Result<Response, DataError> {
+    ) -> Result<(Response, Millis), DataError> {
         let shard = self.config.shard_of_key(request.op.key());
-        if !self.shards[shard].serves() {
-            return Ok(Err(KvError::WrongGroup));
-        }
+        let (now, timeout) = (self.time, self.session_timeout_ms);
         let shards = &mut self.shards;
         match Arc::make_mut(&mut shards[shard]).served_store_mut() {
-            Some(store) => store.apply(&mut self.data, shard, index, request),
-            None => Ok(Err(KvError::WrongGroup)),
+            Some(store) => {
+                let clock = store.session_clock(now, timeout);
+                let response = store.apply(&mut self.data, shard, clock, request)?;
+                Ok((response, clock.now))
+            }
+            None => Ok((Err(KvError::WrongGroup), 0)),
         }
+    }
+
+    /// The clock of `shard` now, when it is served here.
+    pub fn shard_clock(&self, shard: ShardId) -> Option<Millis> {
+        let store = self.shards.get(shard)?.served_store()?;
+        Some(store.clock.at(self.time))
+    }
+
+    /// The clock of the request's shard when, as the state stands, the request would be
+    /// refused as of an unknown session ([`shardkv_proto::KvError::UnknownSession`]);
+    /// `None` when it would not. The leader answers such a request at once instead of
+    /// proposing it: the entry's own verdict when applied decides, this only spares the
+    /// log a refusal.
+    pub fn refuses_unknown(&self, request: &shardkv_proto::kv::Request) -> Option<Millis> {
+        if !request.op.is_mutation() {
+            return None;
+        }
+        let shard = self.config.shard_of_key(request.op.key());
+        let store = self.shards[shard].served_store()?;
+        let clock = store.session_clock(self.time, self.session_timeout_ms);
+        let refused = (store.sessions).refuses(request.client, Some(request.seen), clock);
+        refused.then_some(clock.now)
     }
 
     /// `shard`'s phase to change, copied first if a snapshot image shares it.
@@ -217,13 +268,14 @@ impl GroupState {
     }
 
     /// Answers a Get for `key` from the state as applied so far, without a log entry:
-    /// the value, or `WrongGroup` when the key's shard is not served here now. The
-    /// caller makes it linearizable (see `reads.rs`).
-    pub fn read(&self, key: &[u8]) -> Result<Response, DataError> {
+    /// the value, or `WrongGroup` when the key's shard is not served here now, with the
+    /// shard's clock (0 when not served). The caller makes it linearizable (see
+    /// `reads.rs`).
+    pub fn read(&self, key: &[u8]) -> Result<(Response, Millis), DataError> {
         let shard = self.config.shard_of_key(key);
-        Ok(match self.shards[shard].serves() {
-            true => Ok(Reply::Value(self.data.get(shard, key)?)),
-            false => Err(KvError::WrongGroup),
+        Ok(match self.shard_clock(shard) {
+            Some(clock) => (Ok(Reply::Value(self.data.get(shard, key)?)), clock),
+            None => (Err(KvError::WrongGroup), 0),
         })
     }
 
@@ -270,9 +322,14 @@ impl GroupState {
         self.shards[self.config.shard_of_key(key)].serves()
     }
 
-    /// The session timeout, in log entries.
-    pub fn session_timeout_entries(&self) -> u64 {
-        self.session_timeout_entries
+    /// The session timeout, in cluster time.
+    pub fn session_timeout_ms(&self) -> Millis {
+        self.session_timeout_ms
+    }
+
+    /// The group's cluster time as applied.
+    pub fn time(&self) -> Millis {
+        self.time
     }
 
     /// The cluster's shard count.

@@ -71,7 +71,7 @@ pub use rebalance::{is_balanced, rebalance, target_counts};
 pub use server::{
     open, with_replica, Machine, MasterService, Reply, RequestId, Server, ServerError,
 };
-pub use session::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+pub use session::DEFAULT_SESSION_TIMEOUT_MS;
 pub use shardkv_proto::{
     ClientId, Config, ConfigNum, GroupId, MasterError, NodeId, Op, Request, Response, Seq, ShardId,
 };

@@ -34,6 +34,7 @@
 //! - The number of requests in flight is bounded by the driver, not here.
 //! - A replica removed from its group keeps answering as raft-rs lets it.
 
+use shardkv_proto::Millis;
 use shardkv_raft::{Host, Index, LogStore, Replica, ReplicaConfig, Service, StateMachine};
 
 use crate::message::{encode_entry, EntryError, MAX_ENTRY_BYTES};
@@ -75,9 +76,10 @@ impl StateMachine for Machine {
         &mut self,
         master: &mut ShardMaster,
         index: Index,
+        time: Millis,
         request: Request,
     ) -> Result<Response, String> {
-        Ok(master.apply(index, &request))
+        Ok(master.apply(index, time, &request))
     }
 
     fn answer(&mut self, req_id: RequestId, response: Response) {

@@ -2,9 +2,10 @@
 //! takes effect once.
 //!
 //! The table itself is [`shardkv_proto::session::Sessions`], shared with the replica
-//! groups: it classifies `(client, seq)` as new, duplicate or stale, and expires clients
-//! quiet for more than the timeout by log index (so a table holds at most `timeout + 1`
-//! sessions). This module fixes what the shard master puts in it.
+//! groups: it classifies `(client, seq)` as new, duplicate or stale, and forgets clients
+//! quiet for more than the timeout (an hour of cluster time by default), or the least
+//! recently heard beyond [`shardkv_proto::session::DEFAULT_MAX_SESSIONS`]. This module
+//! fixes what the shard master puts in it.
 //!
 //! Only changing requests (Join, Leave, Move, Abandon) are remembered; a Query or a
 //! Holder query changes nothing and is answered afresh. A duplicate gets the remembered
@@ -14,14 +15,17 @@
 //! rebuilt) or its error: a few bytes per client, whatever the configuration's
 //! size.
 //!
-//! Caveat: a client silent for longer than the timeout that then retries an old request
-//! is treated as new and the request is applied again (a Join then fails with
-//! `AlreadyJoined`, a Leave with `UnknownGroup`; a Move makes one more configuration).
-//! The timeout must be far longer than any client's retry horizon.
+//! Unlike a group's, the master's requests carry no observation of its clock, so a
+//! request of a client the table does not know is taken as new. A client forgotten (quiet
+//! for the timeout) that then retries an old request has it applied again; the
+//! configurations make that visible rather than harmful: a Join then fails with
+//! `AlreadyJoined`, a Leave with `UnknownGroup`, an Abandon with `Abandoned`, and a
+//! Move makes one more configuration with the same placement. Administrators' retries
+//! end within the admin client's deadline (30 s by default), far inside the hour.
 
 use shardkv_proto::{session, ConfigNum, MasterError};
 
-pub use shardkv_proto::session::DEFAULT_SESSION_TIMEOUT_ENTRIES;
+pub use shardkv_proto::session::DEFAULT_SESSION_TIMEOUT_MS;
 
 /// What a changing request produced: the configuration it created, or its error.
 pub type Outcome = Result<ConfigNum, MasterError>;

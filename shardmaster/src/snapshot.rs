@@ -6,28 +6,23 @@
 //! configuration, the duplicate table with its timeout, and the applied index.
 //!
 //! Format: `shardkv_raft::encode_image` of [`SNAPSHOT_VERSION`] and
-//! `(configs, abandoned groups, session timeout, sessions, applied index)`; version 1,
-//! written before groups could be abandoned, lacks the abandoned groups and still
-//! decodes (as none). The expiry
-//! index of the duplicate table is derived, so it is rebuilt rather than stored.
+//! `(configs, abandoned groups, session timeout, sessions, applied index, time)`. The
+//! expiry index of the duplicate table is derived, so it is rebuilt rather than stored.
 //! Decoding is bounded by [`MAX_SNAPSHOT_BYTES`] and checks every invariant of the state
 //! before returning it: a corrupt snapshot is an error, never a panic.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use shardkv_proto::{ClientId, Config, GroupId, NO_GROUP};
+use shardkv_proto::{Config, GroupId, Millis, NO_GROUP};
 
 use crate::message::{Request, MAX_ENTRY_BYTES};
-use crate::session::{Session, Sessions};
+use crate::session::Sessions;
 use crate::{Index, ShardMaster, SnapshotError};
 use shardkv_raft::{check_restored, decode_image, encode_image, Replicated, SnapshotEncoder};
 
 /// The snapshot format's version; bump on any change to the encoded layout.
-pub const SNAPSHOT_VERSION: u32 = 2;
-
-/// The version before abandoned groups, still read.
-const SNAPSHOT_VERSION_1: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// The largest snapshot [`ShardMaster::decode_snapshot`] accepts (bounds allocation on
 /// corrupt length prefixes).
@@ -37,9 +32,10 @@ pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 struct Image {
     configs: Vec<Config>,
     abandoned: BTreeSet<GroupId>,
-    session_timeout_entries: u64,
-    sessions: BTreeMap<ClientId, Session>,
+    session_timeout_ms: Millis,
+    sessions: Sessions,
     applied_index: Index,
+    time: Millis,
 }
 
 /// [`Image`] borrowed from a live state, so encoding copies nothing first; serde writes
@@ -48,9 +44,10 @@ struct Image {
 struct ImageRef<'a> {
     configs: &'a [Config],
     abandoned: &'a BTreeSet<GroupId>,
-    session_timeout_entries: u64,
-    sessions: &'a BTreeMap<ClientId, Session>,
+    session_timeout_ms: Millis,
+    sessions: &'a Sessions,
     applied_index: Index,
+    time: Millis,
 }
 
 impl Replicated for ShardMaster {
@@ -61,14 +58,18 @@ impl Replicated for ShardMaster {
         self.applied_index
     }
 
-    /// A membership change or an undecodable command.
+    fn time(&self) -> Millis {
+        self.time
+    }
+
+    /// A membership change or an undecodable command: no time of its own.
     fn skip(&mut self, index: Index) -> Result<(), String> {
         assert!(
             index > self.applied_index,
             "skip at index {index} after index {}",
             self.applied_index
         );
-        self.advance_to(index);
+        self.advance_to(index, self.time);
         Ok(())
     }
 
@@ -92,9 +93,10 @@ impl ShardMaster {
         let image = ImageRef {
             configs: &self.configs,
             abandoned: &self.abandoned,
-            session_timeout_entries: self.session_timeout_entries,
-            sessions: self.sessions.sessions(),
+            session_timeout_ms: self.session_timeout_ms,
+            sessions: &self.sessions,
             applied_index: self.applied_index,
+            time: self.time,
         };
         // No size limit on encoding: a state that exists must be snapshotted.
         encode_image(SNAPSHOT_VERSION, &image)
@@ -102,47 +104,15 @@ impl ShardMaster {
 
     /// The state encoded in `bytes` by `Replicated::encode_snapshot`.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let image: Image =
-            match decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image) {
-                Err(SnapshotError::Version { found, .. }) if found == SNAPSHOT_VERSION_1 => {
-                    let old: ImageV1 = decode_image(
-                        SNAPSHOT_VERSION_1,
-                        MAX_SNAPSHOT_BYTES,
-                        bytes,
-                        |old: &ImageV1| check_image(&Image::from(old.clone())),
-                    )?;
-                    Image::from(old)
-                }
-                other => other?,
-            };
+        let image: Image = decode_image(SNAPSHOT_VERSION, MAX_SNAPSHOT_BYTES, bytes, check_image)?;
         Ok(ShardMaster {
             configs: image.configs,
             abandoned: image.abandoned,
-            session_timeout_entries: image.session_timeout_entries,
-            sessions: Sessions::from_sessions(image.sessions),
+            session_timeout_ms: image.session_timeout_ms,
+            sessions: image.sessions,
             applied_index: image.applied_index,
+            time: image.time,
         })
-    }
-}
-
-/// The layout of [`SNAPSHOT_VERSION_1`].
-#[derive(Clone, Deserialize)]
-struct ImageV1 {
-    configs: Vec<Config>,
-    session_timeout_entries: u64,
-    sessions: BTreeMap<ClientId, Session>,
-    applied_index: Index,
-}
-
-impl From<ImageV1> for Image {
-    fn from(old: ImageV1) -> Image {
-        Image {
-            configs: old.configs,
-            abandoned: BTreeSet::new(),
-            session_timeout_entries: old.session_timeout_entries,
-            sessions: old.sessions,
-            applied_index: old.applied_index,
-        }
     }
 }
 
@@ -172,12 +142,12 @@ fn check_image(image: &Image) -> Result<(), String> {
         }
         config.check().map_err(|e| e.to_string())?;
     }
-    if image.session_timeout_entries == 0 {
-        return Err("session timeout of 0 entries".into());
+    if image.session_timeout_ms == 0 {
+        return Err("session timeout of 0 ms".into());
     }
-    for (client, session) in &image.sessions {
-        if session.last_index > image.applied_index {
-            return Err(format!("client {client} heard after the applied index"));
+    for (client, session) in image.sessions.sessions() {
+        if session.heard > image.time {
+            return Err(format!("client {client} heard after the state's time"));
         }
         if let Ok(num) = session.response {
             if num as usize >= image.configs.len() {
@@ -190,7 +160,12 @@ fn check_image(image: &Image) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use shardkv_proto::session::Table;
+
     use super::*;
+    use crate::session::{Outcome, Session};
 
     fn encode(image: &Image) -> Vec<u8> {
         encode_image(SNAPSHOT_VERSION, image)
@@ -200,10 +175,27 @@ mod tests {
         Image {
             configs: vec![Config::initial(4)],
             abandoned: BTreeSet::new(),
-            session_timeout_entries: 10,
-            sessions: BTreeMap::new(),
+            session_timeout_ms: 10,
+            sessions: Sessions::new(),
             applied_index: 3,
+            time: 3,
         }
+    }
+
+    fn with_session(response: Outcome, heard: Millis) -> Image {
+        let mut image = image();
+        image.sessions = Sessions::from_table(Table {
+            sessions: BTreeMap::from([(
+                1,
+                Session {
+                    seq: 1,
+                    response,
+                    heard,
+                },
+            )]),
+            forgotten: 0,
+        });
+        image
     }
 
     /// Snapshots that decode but break a state invariant are refused as invalid.
@@ -224,25 +216,9 @@ mod tests {
             ..Config::initial(5)
         });
         let mut zero_timeout = image();
-        zero_timeout.session_timeout_entries = 0;
-        let mut future_session = image();
-        future_session.sessions.insert(
-            1,
-            Session {
-                seq: 1,
-                response: Ok(0),
-                last_index: 4,
-            },
-        );
-        let mut missing_outcome = image();
-        missing_outcome.sessions.insert(
-            1,
-            Session {
-                seq: 1,
-                response: Ok(1),
-                last_index: 2,
-            },
-        );
+        zero_timeout.session_timeout_ms = 0;
+        let future_session = with_session(Ok(0), 4);
+        let missing_outcome = with_session(Ok(1), 2);
         let mut abandoned_member = image();
         abandoned_member.configs.push(Config {
             num: 1,
@@ -270,33 +246,5 @@ mod tests {
             );
         }
         assert!(ShardMaster::decode_snapshot(&encode(&image())).is_ok());
-    }
-
-    /// A version-1 snapshot (before abandoned groups) decodes with none abandoned, and
-    /// is checked like a current one.
-    #[test]
-    fn version_1_snapshots_still_decode() {
-        #[derive(Serialize)]
-        struct V1 {
-            configs: Vec<Config>,
-            session_timeout_entries: u64,
-            sessions: BTreeMap<ClientId, Session>,
-            applied_index: Index,
-        }
-        let v1 = |timeout| V1 {
-            configs: vec![Config::initial(4)],
-            session_timeout_entries: timeout,
-            sessions: BTreeMap::new(),
-            applied_index: 3,
-        };
-        let bytes = encode_image(SNAPSHOT_VERSION_1, &v1(10));
-        let master = ShardMaster::decode_snapshot(&bytes).expect("a version-1 snapshot");
-        assert!(master.abandoned().is_empty());
-        assert_eq!((master.applied_index, master.configs.len()), (3, 1));
-        let bad = encode_image(SNAPSHOT_VERSION_1, &v1(0));
-        assert!(matches!(
-            ShardMaster::decode_snapshot(&bad),
-            Err(SnapshotError::Invalid(_))
-        ));
     }
 }

@@ -1,13 +1,14 @@
 //! [`ShardMaster`]: the replicated configuration state machine.
 //!
 //! Every shard-master replica feeds the committed log entries, in order, to
-//! [`ShardMaster::apply`]; because `apply` is deterministic (no clock, no randomness, only
-//! `BTreeMap` order), every replica holds the same configurations and gives the same
-//! answer at the same index. The leader sends that answer to the client.
+//! [`ShardMaster::apply`]; because `apply` is deterministic (no clock read, no
+//! randomness, only `BTreeMap` order; time is the cluster time the entries carry), every
+//! replica holds the same configurations and gives the same answer at the same index.
+//! The leader sends that answer to the client.
 //!
 //! ```text
 //!   apply(index, request)
-//!     |-- expire sessions quiet for > timeout entries       (shardkv_proto::session)
+//!     |-- expire sessions quiet for > timeout (cluster time) (shardkv_proto::session)
 //!     |-- Query?  -> answer configs[num or latest]           (no session, no change)
 //!     |-- Holder? -> answer the last config whose owner of the shard is not abandoned
 //!     |-- (client, seq) seen? -> original answer / StaleRequest
@@ -24,10 +25,13 @@
 
 use std::collections::BTreeSet;
 
-use shardkv_proto::{Config, ConfigNum, GroupId, MasterError, Op, Request, Response, ShardId};
+use shardkv_proto::session::{Clock, Refused, DEFAULT_MAX_SESSIONS};
+use shardkv_proto::{
+    Config, ConfigNum, GroupId, MasterError, Millis, Op, Request, Response, ShardId,
+};
 
 use crate::ops;
-use crate::session::{Outcome, Sessions, DEFAULT_SESSION_TIMEOUT_ENTRIES};
+use crate::session::{Outcome, Sessions, DEFAULT_SESSION_TIMEOUT_MS};
 use crate::Index;
 
 /// The shard master's replicated state: every configuration ever made, the groups
@@ -37,77 +41,95 @@ pub struct ShardMaster {
     pub(crate) configs: Vec<Config>,
     /// Groups declared dead for good ([`Op::Abandon`]); never members again.
     pub(crate) abandoned: BTreeSet<GroupId>,
-    /// Sessions expire after this many log entries of silence.
-    pub(crate) session_timeout_entries: u64,
+    /// Sessions expire after this much cluster time of silence.
+    pub(crate) session_timeout_ms: Millis,
     pub(crate) sessions: Sessions,
     pub(crate) applied_index: Index,
+    /// The cluster time as applied (the latest an entry carried).
+    pub(crate) time: Millis,
 }
 
 impl ShardMaster {
     /// A fresh state machine for a cluster of `nshards` shards: only configuration 0, the
-    /// default session timeout ([`DEFAULT_SESSION_TIMEOUT_ENTRIES`]).
+    /// default session timeout ([`DEFAULT_SESSION_TIMEOUT_MS`]).
     ///
     /// # Panics
     /// If `nshards` is 0.
     pub fn new(nshards: usize) -> Self {
-        Self::with_session_timeout(nshards, DEFAULT_SESSION_TIMEOUT_ENTRIES)
+        Self::with_session_timeout(nshards, DEFAULT_SESSION_TIMEOUT_MS)
     }
 
-    /// Like [`ShardMaster::new`] with sessions expiring after `timeout_entries` log
-    /// entries of silence. Every replica must use the same value.
+    /// Like [`ShardMaster::new`] with sessions expiring after `timeout_ms` of cluster
+    /// time in silence. Every replica must use the same value.
     ///
     /// # Panics
-    /// If `nshards` or `timeout_entries` is 0.
-    pub fn with_session_timeout(nshards: usize, timeout_entries: u64) -> Self {
-        assert!(timeout_entries > 0, "session timeout of 0 entries");
+    /// If `nshards` or `timeout_ms` is 0.
+    pub fn with_session_timeout(nshards: usize, timeout_ms: Millis) -> Self {
+        assert!(timeout_ms > 0, "session timeout of 0 ms");
         ShardMaster {
             configs: vec![Config::initial(nshards)],
             abandoned: BTreeSet::new(),
-            session_timeout_entries: timeout_entries,
+            session_timeout_ms: timeout_ms,
             sessions: Sessions::new(),
             applied_index: 0,
+            time: 0,
         }
     }
 
-    /// Applies the committed request at log `index` and returns the answer for its client.
+    /// Applies the committed request at log `index`, stamped with cluster time `time`,
+    /// and returns the answer for its client.
     ///
     /// # Panics
     /// If `index` is not greater than the last applied index: the log layer must feed
     /// each entry once, in order.
-    pub fn apply(&mut self, index: Index, request: &Request) -> Response {
+    pub fn apply(&mut self, index: Index, time: Millis, request: &Request) -> Response {
         assert!(
             index > self.applied_index,
             "apply at index {index} after index {}",
             self.applied_index
         );
-        self.advance_to(index);
+        self.advance_to(index, time);
         let Request { client, seq, op } = request;
         match op {
             Op::Query { num } => return Ok(self.query(*num).clone()),
             Op::Holder { shard, num } => return self.holder(*shard, *num).cloned(),
             _ => {}
         }
+        let clock = self.clock();
         let (configs, abandoned) = (&mut self.configs, &mut self.abandoned);
-        let outcome = self.sessions.once(*client, *seq, index, || {
+        // The master's requests carry no observation of its clock (`seen: None`): an
+        // unknown client's request is taken as new (see `session.rs`).
+        let outcome = self.sessions.once(*client, *seq, None, clock, || {
             let outcome = execute(configs, abandoned, op);
             tracing::debug!(client, seq, index, ?outcome, "applied");
             outcome
         });
+        self.sessions.evict(DEFAULT_MAX_SESSIONS);
         match outcome {
             Ok(outcome) => self.answer(outcome),
-            Err(last) => Err(MasterError::StaleRequest {
+            Err(Refused::Stale { last }) => Err(MasterError::StaleRequest {
                 client: *client,
                 seq: *seq,
                 last,
             }),
+            Err(Refused::Unknown) => unreachable!("requests without `seen` are never refused"),
         }
     }
 
-    /// Moves the applied index to `index` and expires the sessions quiet by then.
-    pub(crate) fn advance_to(&mut self, index: Index) {
+    fn clock(&self) -> Clock {
+        Clock {
+            now: self.time,
+            timeout: self.session_timeout_ms,
+        }
+    }
+
+    /// Moves the applied index to `index` and the time to `time` (if later), and expires
+    /// the sessions quiet by then.
+    pub(crate) fn advance_to(&mut self, index: Index, time: Millis) {
         self.applied_index = index;
-        for (client, last_index) in self.sessions.expire(index, self.session_timeout_entries) {
-            tracing::debug!(client, last_index, index, "session expired");
+        self.time = self.time.max(time);
+        for (client, heard) in self.sessions.expire(self.clock()) {
+            tracing::debug!(client, heard, now = self.time, "session expired");
         }
     }
 
@@ -162,9 +184,14 @@ impl ShardMaster {
         &self.sessions
     }
 
-    /// Sessions expire after this many log entries of silence.
-    pub fn session_timeout_entries(&self) -> u64 {
-        self.session_timeout_entries
+    /// Sessions expire after this much cluster time of silence.
+    pub fn session_timeout_ms(&self) -> Millis {
+        self.session_timeout_ms
+    }
+
+    /// The cluster time as applied.
+    pub fn time(&self) -> Millis {
+        self.time
     }
 
     fn answer(&self, outcome: Outcome) -> Response {

@@ -140,6 +140,10 @@ impl Transport for SimTransport {
         self.sim.sleep(d)
     }
 
+    fn now(&self) -> Duration {
+        self.sim.now()
+    }
+
     fn random_u64(&self) -> u64 {
         self.sim.random_u64()
     }

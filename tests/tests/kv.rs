@@ -59,6 +59,9 @@ scenario_tests!(
     power_fail_during_migration,
     power_fail_during_catch_up,
     abandon_dead_group,
+    session_expires_while_cut_off,
+    stray_duplicate_after_expiry,
+    sessions_across_moves,
 );
 
 /// Same seed, same run: two runs of an unreliable scenario with one seed have equal
@@ -126,7 +129,10 @@ impl<const MUTATION: u8> KvLab for Mutant<MUTATION> {
     fn take_effects(&mut self) -> Vec<KvEffect> {
         let mut effects = self.inner.take_effects();
         for effect in &mut effects {
-            if let KvEffect::Reply { req_id, response } = effect {
+            if let KvEffect::Reply {
+                req_id, response, ..
+            } = effect
+            {
                 let get = self.gets.remove(req_id).unwrap_or(false);
                 if MUTATION == 1 && *response == Err(KvError::WrongGroup) {
                     *response = Ok(if get { Reply::Value(None) } else { Reply::Done });

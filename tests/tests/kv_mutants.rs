@@ -15,6 +15,11 @@
 //!   durable when the log is compacted through it. Caught after a power failure: the
 //!   replica refuses to start over data behind its compacted log (or over a database
 //!   the failure tore).
+//! - **Unknown sessions taken as new**: a shard takes every request of a client it does
+//!   not know as new, as duplicate tables did before sessions expired by cluster time. A
+//!   stray copy of an applied Append arriving after its session expired applies again,
+//!   and a client cut off past its session's expiry gets an answer for an Append whose
+//!   outcome nobody can know. Caught by the session scenarios' own checks.
 
 use std::collections::BTreeMap;
 
@@ -142,7 +147,8 @@ impl AnswerWith for HeldHandedOnEmpty {
             after: None,
             kv: BTreeMap::new(),
             next: None,
-            sessions: BTreeMap::new(),
+            sessions: Default::default(),
+            clock: state.time(),
         })
     };
 }
@@ -272,6 +278,12 @@ fn lost_checkpoints(name: &str, seed: u64) -> Result<(), String> {
     run_one(&scenario_of::<LostCheckpoints>(name), seed).result
 }
 
+fn unknown_sessions_new(name: &str, seed: u64) -> Result<(), String> {
+    mutants::with(Mutation::UnknownSessionsAreNew, || {
+        run_one(&find(&scenarios(), name), seed).result
+    })
+}
+
 /// Fails unless the reference passes scenario `name` with `seed` and `mutant` fails it
 /// with a message containing one of `expected`.
 fn assert_caught(mutant: RunMutant, name: &str, seed: u64, expected: &[&str]) {
@@ -292,7 +304,7 @@ fn catch_up_chunks_from_the_live_state_are_caught() {
         live_chunks,
         "partition_in_group",
         1,
-        &["hold different states"],
+        &["hold different states", "not linearizable"],
     );
 }
 
@@ -315,6 +327,30 @@ fn a_log_compacted_past_a_lost_checkpoint_is_caught() {
 }
 
 #[test]
+fn a_stray_copy_of_an_expired_session_applied_again_is_caught() {
+    assert_caught(
+        unknown_sessions_new,
+        "stray_duplicate_after_expiry",
+        1,
+        &["stray copy after expiry answered Ok"],
+    );
+}
+
+#[test]
+fn a_retry_past_the_session_expiry_taken_as_new_is_caught() {
+    assert_caught(
+        unknown_sessions_new,
+        "session_expires_while_cut_off",
+        1,
+        &[
+            "not with an unknown outcome",
+            "appears 2 times",
+            "not linearizable",
+        ],
+    );
+}
+
+#[test]
 fn a_held_shard_handed_on_empty_is_caught() {
     // The appender of the moved shard's key finds its appends gone.
     assert_caught(
@@ -330,7 +366,7 @@ fn a_held_shard_handed_on_empty_is_caught() {
 #[test]
 #[ignore]
 fn find_kv_mutant_seeds() {
-    let mutants: [(&str, RunMutant, &[&str]); 4] = [
+    let mutants: [(&str, RunMutant, &[&str]); 5] = [
         (
             "live chunks",
             live_chunks,
@@ -358,6 +394,14 @@ fn find_kv_mutant_seeds() {
             "held shards handed on empty",
             held_handed_on_empty,
             &["abandon_dead_group"],
+        ),
+        (
+            "unknown sessions taken as new",
+            unknown_sessions_new,
+            &[
+                "stray_duplicate_after_expiry",
+                "session_expires_while_cut_off",
+            ],
         ),
     ];
     for (mutant, run, names) in mutants {

@@ -104,7 +104,9 @@ impl FakeGroups {
 
     /// Applies `request`, mutations once per `(client, seq)`.
     fn apply(&self, request: &Request) -> Response {
-        let Request { client, seq, op } = request;
+        let Request {
+            client, seq, op, ..
+        } = request;
         if let Op::Get { key } = op {
             return Ok(Reply::Value(self.value(key)));
         }

@@ -307,12 +307,12 @@ impl FakeCluster {
             } else {
                 Reply::Done
             };
-            encode(&GroupResponse::Kv(Ok(wrong)))
+            encode(&GroupResponse::Kv(Ok(wrong), 0))
         };
         let apply = || {
             let latest = self.master.latest();
             let response = self.groups.serve(gid, index, &request, &latest);
-            encode(&GroupResponse::Kv(response))
+            encode(&GroupResponse::Kv(response, 1))
         };
         outcome(call.fault, call.timeout, malformed, apply)
     }
@@ -366,6 +366,10 @@ impl Transport for FakeCluster {
 
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> {
         self.sim.sleep(d)
+    }
+
+    fn now(&self) -> Duration {
+        self.sim.now()
     }
 
     fn random_u64(&self) -> u64 {

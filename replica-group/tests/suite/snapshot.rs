@@ -48,7 +48,7 @@ fn a_checkpointed_state_reopens_and_takes_its_marker() {
         state.applied_index(),
         marker(&state),
     );
-    let (gid, timeout) = (state.gid(), state.session_timeout_entries());
+    let (gid, timeout) = (state.gid(), state.session_timeout_ms());
     let mut reopened = GroupState::open(gid, NSHARDS, timeout, state.into_data()).expect("reopens");
     assert_eq!(reopened.dump().expect("reads"), dump);
     reopened.restore(&bytes, index).expect("restores");

@@ -17,28 +17,46 @@ pub const NSHARDS: usize = 10;
 pub struct Driver {
     pub state: GroupState,
     pub next_index: u64,
+    /// The cluster time of the entry applied last.
+    pub time: u64,
 }
 
 impl Driver {
+    /// A fresh group `gid` whose sessions expire after `timeout` ms; every entry it
+    /// applies is 1 ms after the one before.
     pub fn new(gid: GroupId, timeout: u64) -> Self {
         Driver {
             state: GroupState::with_session_timeout(gid, NSHARDS, timeout, Data::in_memory())
                 .expect("a new state"),
             next_index: 1,
+            time: 0,
         }
     }
 
     pub fn apply(&mut self, entry: Entry) -> Outcome {
         let index = self.next_index;
         self.next_index += 1;
-        let outcome = self.state.apply(index, entry).expect("the data takes it");
+        self.time += 1;
+        let outcome = (self.state.apply(index, self.time, entry)).expect("the data takes it");
         self.state.commit().expect("the data commits");
         outcome
     }
 
+    /// A new request of `client`, which observed the clock as it is now.
     pub fn kv(&mut self, client: u64, seq: u64, op: Op) -> Response {
-        match self.apply(Entry::Kv(Request { client, seq, op })) {
-            Outcome::Kv(response) => response,
+        self.kv_seen(client, seq, self.time, op)
+    }
+
+    /// A request of `client` that observed the clock at `seen`.
+    pub fn kv_seen(&mut self, client: u64, seq: u64, seen: u64, op: Op) -> Response {
+        let request = Request {
+            client,
+            seq,
+            seen,
+            op,
+        };
+        match self.apply(Entry::Kv(request)) {
+            Outcome::Kv(response, _) => response,
             other => panic!("kv entry answered {other:?}"),
         }
     }
@@ -143,18 +161,21 @@ fn duplicates_answer_once() {
     assert_eq!(sessions, 1, "gets (client 0) are not remembered");
 }
 
-/// A session expires after more than `timeout` entries of silence (a retry after that
-/// is applied again), and a shard never remembers more than `timeout + 1` clients.
+/// A session expires after more than `timeout` of silence by the shard's clock; a
+/// retry after that is refused, never applied again, while a request that observed the
+/// clock since is new; a shard never remembers more than `timeout + 1` clients heard
+/// 1 ms apart.
 #[test]
-fn sessions_expire_by_log_time() {
+fn sessions_expire_by_cluster_time() {
     let timeout = 5;
     let mut d = owner_of_all(timeout);
     let k = b"k".as_slice();
-    assert_eq!(d.kv(1, 1, append(k, b"a")), Ok(Reply::Done));
+    let seen = d.time;
+    assert_eq!(d.kv_seen(1, 1, seen, append(k, b"a")), Ok(Reply::Done));
     for i in 0..timeout - 1 {
         d.get(format!("other{i}").as_bytes());
     }
-    assert_eq!(d.kv(1, 1, append(k, b"a")), Ok(Reply::Done));
+    assert_eq!(d.kv_seen(1, 1, seen, append(k, b"a")), Ok(Reply::Done));
     assert_eq!(
         d.get(k),
         Some(b"a".to_vec()),
@@ -163,8 +184,14 @@ fn sessions_expire_by_log_time() {
     for i in 0..timeout {
         d.get(format!("other{i}").as_bytes());
     }
-    assert_eq!(d.kv(1, 1, append(k, b"a")), Ok(Reply::Done));
-    assert_eq!(d.get(k), Some(b"aa".to_vec()), "forgotten past the bound");
+    let late = d.kv_seen(1, 1, seen, append(k, b"a"));
+    assert!(
+        matches!(late, Err(KvError::UnknownSession { .. })),
+        "{late:?}"
+    );
+    assert_eq!(d.get(k), Some(b"a".to_vec()), "a late retry applied again");
+    assert_eq!(d.kv(1, 2, append(k, b"b")), Ok(Reply::Done));
+    assert_eq!(d.get(k), Some(b"ab".to_vec()));
     let shard = key_to_shard(k, NSHARDS);
     for client in 10..40 {
         assert_eq!(d.kv(client, 1, append(k, b".")), Ok(Reply::Done));
@@ -267,7 +294,11 @@ fn shard_moves_with_its_duplicate_table() {
     );
     assert_eq!(b.kv(9, 1, append(&k, b"x")), Err(KvError::WrongGroup));
     let Ok(MigrationReply::ShardData {
-        kv, next, sessions, ..
+        kv,
+        next,
+        sessions,
+        clock,
+        ..
     }) = a
         .state
         .pull_answer(2, 2, None, MIGRATION_CHUNK_BYTES)
@@ -289,6 +320,7 @@ fn shard_moves_with_its_duplicate_table() {
         kv,
         next,
         sessions,
+        clock,
     });
     assert!(matches!(*b.state.shard(2), Phase::Acking { from: 100, .. }));
     assert_eq!(b.kv(9, 1, append(&k, b"x")), Ok(Reply::Done));
@@ -332,6 +364,7 @@ fn a_state_resumes_from_its_checkpoint() {
     let mut d = Driver {
         state: open(),
         next_index: 1,
+        time: 0,
     };
     d.apply(Entry::Config(config(1, [100; NSHARDS])));
     let k = key_in(3);
@@ -349,22 +382,21 @@ fn a_state_resumes_from_its_checkpoint() {
     assert!(state
         .shards()
         .all(|phase| matches!(phase, Phase::Serving(_))));
-    assert_eq!(
-        state.read(&k),
-        Ok(Ok(Reply::Value(Some(b"xxxxx".to_vec()))))
-    );
+    let read = |state: &GroupState| state.read(&k).expect("reads").0;
+    assert_eq!(read(&state), Ok(Reply::Value(Some(b"xxxxx".to_vec()))));
     // The duplicate table came back too: a retry of seq 5 is not applied again.
     let retry = Entry::Kv(Request {
         client: 7,
         seq: 5,
+        seen: 1,
         op: append(&k, b"x"),
     });
-    let outcome = state.apply(at_checkpoint + 1, retry).expect("applies");
-    assert_eq!(outcome, Outcome::Kv(Ok(Reply::Done)));
-    assert_eq!(
-        state.read(&k),
-        Ok(Ok(Reply::Value(Some(b"xxxxx".to_vec()))))
-    );
+    let time = state.time();
+    let outcome = state
+        .apply(at_checkpoint + 1, time, retry)
+        .expect("applies");
+    assert!(matches!(outcome, Outcome::Kv(Ok(Reply::Done), _)));
+    assert_eq!(read(&state), Ok(Reply::Value(Some(b"xxxxx".to_vec()))));
 }
 
 /// A shard larger than a chunk moves in chunks of at most `MIGRATION_CHUNK_BYTES` (plus
@@ -397,7 +429,11 @@ fn a_large_shard_moves_in_chunks() {
             .pull_answer(2, 2, after.clone(), MIGRATION_CHUNK_BYTES)
             .expect("reads");
         let Ok(MigrationReply::ShardData {
-            kv, next, sessions, ..
+            kv,
+            next,
+            sessions,
+            clock,
+            ..
         }) = answer
         else {
             panic!("old owner does not offer the shard: {answer:?}");
@@ -408,7 +444,7 @@ fn a_large_shard_moves_in_chunks() {
             "a chunk of {bytes} bytes"
         );
         assert_eq!(
-            sessions.is_empty(),
+            sessions.sessions.is_empty(),
             next.is_some(),
             "sessions with the last chunk"
         );
@@ -418,6 +454,7 @@ fn a_large_shard_moves_in_chunks() {
             after: after.clone(),
             kv,
             next: next.clone(),
+            clock,
             sessions,
         };
         b.apply(entry.clone());

@@ -39,7 +39,7 @@ fn open(
     options.peers = (1..=3)
         .map(|id| (id, format!("g{gid}-{}", id - 1)))
         .collect();
-    options.session_timeout_entries = 10_000;
+    options.session_timeout_ms = 60_000;
     Server::new(replica, data, options).expect("opens")
 }
 
@@ -155,7 +155,9 @@ impl World {
 
     fn deliver(&mut self, gid: GroupId, from: NodeId, effect: Effect) {
         match effect {
-            Effect::Reply { req_id, response } => self.replies.push((req_id, response)),
+            Effect::Reply {
+                req_id, response, ..
+            } => self.replies.push((req_id, response)),
             Effect::MigrationReply { req_id, response } => {
                 if let Some((caller, node, call_id)) = self.inbound.remove(&req_id) {
                     let bytes =
@@ -295,6 +297,7 @@ impl World {
             Request {
                 client: 0,
                 seq: 0,
+                seen: 0,
                 op,
             },
         ) {

@@ -236,7 +236,7 @@ impl<S: LogStore> Hosted for replica_group::Server<S> {
             Ok(GroupRequest::Migration(request)) => self.on_migration_request(req_id, request),
             Err(reason) => {
                 tracing::warn!(node = self.id(), %reason, "malformed group request");
-                let answer = GroupResponse::Kv(Err(KvError::Malformed { reason }));
+                let answer = GroupResponse::Kv(Err(KvError::Malformed { reason }), 0);
                 return Ok(Some(encode(&answer)));
             }
         };
@@ -255,9 +255,13 @@ impl<S: LogStore> Hosted for replica_group::Server<S> {
         use replica_group::Effect;
         let effects = self.take_effects().into_iter();
         let effects = effects.map(|effect| match effect {
-            Effect::Reply { req_id, response } => Action::Reply {
+            Effect::Reply {
                 req_id,
-                bytes: encode(&GroupResponse::Kv(response)),
+                response,
+                clock,
+            } => Action::Reply {
+                req_id,
+                bytes: encode(&GroupResponse::Kv(response, clock)),
             },
             Effect::MigrationReply { req_id, response } => Action::Reply {
                 req_id,

@@ -347,6 +347,7 @@ pub fn group_leader(addresses: &[String]) -> usize {
     let request = GroupRequest::Kv(Request {
         client: 7,
         seq: 1,
+        seen: 0,
         op: Op::Get {
             key: b"probe".to_vec(),
         },
@@ -355,7 +356,7 @@ pub fn group_leader(addresses: &[String]) -> usize {
     leader_of(addresses, &probe, |reply| {
         !matches!(
             bincode::deserialize::<GroupResponse>(reply),
-            Ok(GroupResponse::Kv(Err(KvError::WrongLeader { .. }))) | Err(_)
+            Ok(GroupResponse::Kv(Err(KvError::WrongLeader { .. }), _)) | Err(_)
         )
     })
 }

@@ -34,7 +34,8 @@ impl Driver {
     pub fn apply(&mut self, request: &Request) -> Response {
         let index = self.next_index;
         self.next_index += 1;
-        self.master.apply(index, request)
+        // One millisecond of cluster time per entry.
+        self.master.apply(index, index, request)
     }
 
     /// Applies `op` as a fresh request of client 1 (a new seq each time).

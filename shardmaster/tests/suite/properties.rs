@@ -141,7 +141,7 @@ fn run(nshards: usize, ops: &[Op]) -> Result<ShardMaster, TestCaseError> {
             seq: i as u64 + 1,
             op: op.clone(),
         };
-        let response = master.apply(i as u64 + 1, &request);
+        let response = master.apply(i as u64 + 1, i as u64 + 1, &request);
         if let Ok(config) = &response {
             prop_assert_eq!(config, master.query(Some(config.num)));
         }

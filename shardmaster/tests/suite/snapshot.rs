@@ -33,15 +33,18 @@ fn round_trip_preserves_behaviour() {
         seq: 4,
         op: Op::Leave { gids: vec![9] },
     };
-    assert_eq!(original.apply(index, &retry), restored.apply(index, &retry));
+    assert_eq!(
+        original.apply(index, index, &retry),
+        restored.apply(index, index, &retry)
+    );
     let next = Request {
         client: 1,
         seq: 5,
         op: join_op(&[4]),
     };
     assert_eq!(
-        original.apply(index + 1, &next),
-        restored.apply(index + 1, &next)
+        original.apply(index + 1, index + 1, &next),
+        restored.apply(index + 1, index + 1, &next)
     );
     assert_eq!(original, restored);
 }

@@ -90,6 +90,17 @@ impl<L: KvLab> KvCluster<L> {
     /// Masters and every group of [`GIDS`] up, none joined; the network drops and delays
     /// messages when `unreliable`; replicas snapshot past `maxraftstate` bytes.
     pub fn new(seed: u64, unreliable: bool, maxraftstate: Option<u64>) -> Self {
+        Self::with_session_timeout(seed, unreliable, maxraftstate, None)
+    }
+
+    /// Like [`KvCluster::new`], the groups' sessions lasting `session_timeout_ms` of
+    /// quiet (`None`: the implementation's default).
+    pub fn with_session_timeout(
+        seed: u64,
+        unreliable: bool,
+        maxraftstate: Option<u64>,
+        session_timeout_ms: Option<shardkv_proto::Millis>,
+    ) -> Self {
         let masters = Masters::<ServerLab>::new(seed, unreliable);
         let mut admin = masters.clerk();
         let book = admin.admin().transport().book().clone();
@@ -99,7 +110,13 @@ impl<L: KvLab> KvCluster<L> {
             .map(|&gid| {
                 (
                     gid,
-                    add_group::<L>(&sim, &book, &masters, gid, maxraftstate),
+                    add_group::<L>(
+                        &sim,
+                        &book,
+                        &masters,
+                        gid,
+                        (maxraftstate, session_timeout_ms),
+                    ),
                 )
             })
             .collect();
@@ -291,7 +308,7 @@ fn add_group<L: KvLab>(
     book: &AddressBook,
     masters: &Masters<ServerLab>,
     gid: GroupId,
-    maxraftstate: Option<u64>,
+    (maxraftstate, session_timeout_ms): (Option<u64>, Option<shardkv_proto::Millis>),
 ) -> ReplicaIds {
     let ids: ReplicaIds = Default::default();
     let peers: Vec<Peer> = (0..GROUP_SIZE).collect();
@@ -307,6 +324,7 @@ fn add_group<L: KvLab>(
                 masters: master_addresses.clone(),
                 persister,
                 maxraftstate,
+                session_timeout_ms,
             };
             let lab = L::make(start);
             let host = KvHost::new(gid, me, lab, ids_for_host.clone(), book_for_host.clone());

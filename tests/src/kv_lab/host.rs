@@ -99,13 +99,17 @@ impl<L: KvLab> KvHost<L> {
                     _ => cx.trace("bad-send", format_args!("replica {} sent to {to}", self.me)),
                 }
             }
-            KvEffect::Reply { req_id, response } => {
+            KvEffect::Reply {
+                req_id,
+                response,
+                clock,
+            } => {
                 let what = response.as_ref().map(|reply| match reply {
                     shardkv_proto::kv::Reply::Value(v) => v.as_ref().map_or(0, Vec::len),
                     shardkv_proto::kv::Reply::Done => 0,
                 });
                 cx.trace("reply", format_args!("{} {what:?}", self.me));
-                cx.reply(req_id, encode_response(&GroupResponse::Kv(response)));
+                cx.reply(req_id, encode_response(&GroupResponse::Kv(response, clock)));
             }
             KvEffect::MigrationReply { req_id, response } => {
                 let what = response.as_ref().map(describe_migration_reply);

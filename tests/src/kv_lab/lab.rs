@@ -61,6 +61,9 @@ pub enum KvEffect {
         req_id: ReqId,
         /// The answer.
         response: Response,
+        /// The clock of the key's shard, for a server that keeps one (see
+        /// `shardkv_proto::session`); 0 otherwise.
+        clock: shardkv_proto::Millis,
     },
     /// Answer the migration request registered as `req_id`.
     MigrationReply {
@@ -102,6 +105,10 @@ pub struct KvStart {
     pub persister: Persister,
     /// Persisted Raft bytes past which the replica snapshots (`None`: never).
     pub maxraftstate: Option<u64>,
+    /// How long a quiet client's session lasts, in cluster time (`None`: the
+    /// implementation's default). The session scenarios set it shorter than a client's
+    /// retries, to check that no request applies twice once its session is forgotten.
+    pub session_timeout_ms: Option<shardkv_proto::Millis>,
 }
 
 /// A replica group replica as the lab suite sees it. Implement this for your own

@@ -30,6 +30,7 @@
 //! | `partition_in_group`, `master_majority_down`, `all_groups_crash` | ours |
 //! | `power_fail_*` | ours |
 //! | `abandon_dead_group` | ours |
+//! | `session_expires_while_cut_off`, `stray_duplicate_after_expiry`, `sessions_across_moves` | ours |
 //!
 //! Adaptations: 6.824's wall-clock waits become virtual-time waits, shortened where a
 //! scenario only waits for migrations ([`KvCluster::settle`] waits for them exactly);
@@ -53,6 +54,7 @@ pub mod ours;
 pub mod ownership;
 pub mod power;
 pub mod reference;
+pub mod sessions;
 pub mod settle;
 pub mod statics;
 pub mod unreliable;
@@ -85,7 +87,8 @@ pub fn lab_scenarios<L: KvLab>() -> Vec<Scenario> {
         ours::partition_in_group, ours::master_majority_down, ours::all_groups_crash,
         power::power_fail_one_replica, power::power_fail_minority, power::power_fail_whole_group,
         power::power_fail_during_migration, power::power_fail_during_catch_up,
-        abandon::abandon_dead_group,
+        abandon::abandon_dead_group, sessions::session_expires_while_cut_off,
+        sessions::stray_duplicate_after_expiry, sessions::sessions_across_moves,
     ]
 }
 

@@ -68,6 +68,9 @@ impl GroupLab {
             .map(|&peer| (raft_id(peer), server_address(start.gid, peer)))
             .collect();
         options.chunk_bytes = LAB_CHUNK_BYTES;
+        if let Some(timeout) = start.session_timeout_ms {
+            options.session_timeout_ms = timeout;
+        }
         let mut server = Server::open(config, store, data, options)
             .unwrap_or_else(|e| panic!("{name}: open server: {e}"));
         let io = NodeIo::default();
@@ -126,7 +129,15 @@ impl KvLab for GroupLab {
                     .take_effects()
                     .into_iter()
                     .map(|effect| match effect {
-                        Effect::Reply { req_id, response } => KvEffect::Reply { req_id, response },
+                        Effect::Reply {
+                            req_id,
+                            response,
+                            clock,
+                        } => KvEffect::Reply {
+                            req_id,
+                            response,
+                            clock,
+                        },
                         Effect::MigrationReply { req_id, response } => {
                             KvEffect::MigrationReply { req_id, response }
                         }

@@ -128,6 +128,7 @@ async fn probe<T: Transport>(
     let request = Request {
         client: 7_000_000 + gid * 10 + me as u64,
         seq,
+        seen: 0,
         op,
     };
     let what = format!("{:?} to {gid}/{me} in config {}", request.op, config.num);
@@ -140,7 +141,7 @@ async fn probe<T: Transport>(
         return Ok(());
     };
     match bincode::deserialize::<GroupResponse>(&reply) {
-        Ok(GroupResponse::Kv(Err(_))) => Ok(()),
+        Ok(GroupResponse::Kv(Err(_), _)) => Ok(()),
         other => Err(format!(
             "{what} (shards {:?}) answered {other:?}",
             config.shards
