@@ -13,6 +13,7 @@ use crate::retry::{AttemptFailure, Expired};
 /// surfaces on its own: the admin retries it until an answer comes or the caller's
 /// deadline passes, and only then reports [`AdminError::Timeout`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdminError {
     /// The shard master refused the request as invalid (unknown group, shard out of
     /// range, gid 0, ...). It created no configuration; sending the same request again
@@ -37,7 +38,7 @@ pub enum AdminError {
         last_failure: Option<AttemptFailure>,
     },
     /// The admin was given no shard-master address.
-    #[error("no shard master addresses given")]
+    #[error("no shard master addresses given: pass the shard masters' host:port addresses")]
     NoMasters,
     /// The request could not be encoded (a bincode failure; not expected for
     /// well-formed requests).
@@ -60,6 +61,7 @@ impl AdminError {
 /// retries it until an answer comes or the caller's deadline passes, and only then
 /// reports [`ClientError::Timeout`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The request is invalid and was not carried out; sending it again is refused
     /// again. A key over [`shardkv_proto::kv::MAX_KEY_BYTES`] or a value over
@@ -99,11 +101,11 @@ pub enum ClientError {
     },
     /// The client was given no shard-master address, so it cannot learn a
     /// configuration.
-    #[error("no shard master addresses given")]
+    #[error("no shard master addresses given: pass the shard masters' host:port addresses")]
     NoMasters,
     /// The shard master refused the client's configuration query. It answers queries
     /// from anyone, so this means a misconfigured or misbehaving master.
-    #[error("shard master rejected the configuration query: {0}")]
+    #[error("shard master rejected the configuration query: {0} (check that the addresses are the cluster's shard masters)")]
     MasterRejected(MasterError),
     /// The request could not be encoded (a bincode failure; not expected).
     #[error("cannot encode the request: {0}")]

@@ -1,4 +1,4 @@
-//! [`MasterSession`]: one client's session with the shard master, shared by
+//! `MasterSession`: one client's session with the shard master, shared by
 //! [`crate::Admin`] (every operation) and [`crate::Client`] (configuration queries).
 //!
 //! A session owns what must outlive one request: the replicas and the believed leader,

@@ -97,13 +97,21 @@ impl Default for RetryPolicy {
 /// Why one attempt (one RPC to one server) brought no usable answer. Reported as the
 /// last failure when an operation times out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttemptFailure {
     /// The transport produced no reply.
     #[error(transparent)]
     Transport(#[from] TransportError),
-    /// The server answered that it is not the leader.
+    /// The server answered that it is not the leader (and may have proposed the request
+    /// before it lost the lead).
     #[error("not the leader (hint: {hint:?})")]
     WrongLeader {
+        /// The server it believes leads, if any.
+        hint: Option<NodeId>,
+    },
+    /// The server answered that it is not the leader and did not propose the request.
+    #[error("not the leader, request not proposed (hint: {hint:?})")]
+    NotLeader {
         /// The server it believes leads, if any.
         hint: Option<NodeId>,
     },
@@ -134,9 +142,21 @@ impl AttemptFailure {
     /// The leader hint this failure carries, if any.
     pub(crate) fn leader_hint(&self) -> Option<NodeId> {
         match self {
-            AttemptFailure::WrongLeader { hint } => *hint,
+            AttemptFailure::WrongLeader { hint } | AttemptFailure::NotLeader { hint } => *hint,
             _ => None,
         }
+    }
+
+    /// Whether the attempt may have taken effect: false only when the request certainly
+    /// did not reach a state machine (not delivered, or refused before any proposal).
+    pub(crate) fn may_have_applied(&self) -> bool {
+        !matches!(
+            self,
+            AttemptFailure::Transport(TransportError::Unreachable)
+                | AttemptFailure::NotLeader { .. }
+                | AttemptFailure::WrongGroup { .. }
+                | AttemptFailure::NoOwner { .. }
+        )
     }
 }
 
@@ -146,6 +166,9 @@ impl AttemptFailure {
 pub(crate) struct Progress {
     /// How many RPCs were started.
     pub(crate) attempts: u64,
+    /// How many of them failed in a way that may have taken effect
+    /// ([`AttemptFailure::may_have_applied`]).
+    pub(crate) ambiguous: u64,
     /// Why the most recent finished attempt failed, if any did.
     pub(crate) last_failure: Option<AttemptFailure>,
     backoff: Backoff,
@@ -157,6 +180,7 @@ impl Progress {
     pub(crate) fn new(policy: &RetryPolicy, seed: u64) -> Self {
         Progress {
             attempts: 0,
+            ambiguous: 0,
             last_failure: None,
             backoff: Backoff::new(policy, seed),
         }

@@ -1,4 +1,4 @@
-//! [`Router`]: where a key/value request goes, and what to do when the cluster
+//! `Router`: where a key/value request goes, and what to do when the cluster
 //! disagrees with the client's cached configuration.
 //!
 //! ```text
@@ -14,14 +14,14 @@
 //! ```
 //!
 //! The router caches the latest configuration it has seen and, per replica group of that
-//! configuration, the group's servers and believed leader ([`Replicas`]). It fetches a
+//! configuration, the group's servers and believed leader (`Replicas`). It fetches a
 //! configuration only when it has none or the cluster says its one may be stale: a
 //! group answering `WrongGroup` (it no longer owns the shard, or has not received it
 //! yet), a shard with no owner, or a full round of failed attempts at a group. A configuration is only ever replaced by a newer one, and the
 //! leader memory of groups that left is dropped, so the cache stays as large as one
 //! configuration.
 //!
-//! Within a group, [`call_one_round`] follows leader hints (the group's NodeId
+//! Within a group, `call_one_round` follows leader hints (the group's NodeId
 //! `i + 1` is its server `i` in the configuration) and moves on from timeouts and
 //! unreachable servers, exactly as for the shard master.
 
@@ -98,9 +98,8 @@ impl KvCall {
 /// [`MAX_FRESH`] and than a quarter of the groups' session timeout (learned from their
 /// refusals). A group forgets a session only after a timeout of silence, so a fresh
 /// `seen` makes a refusal mean that the request's attempts went on for most of a
-/// timeout. An older reading is not sent (`seen` 0): a request without one never applies
-/// for a client the shard does not know, so its refusal is safe to answer by sending it
-/// again, stamped with the refusal's clock.
+/// timeout. Without a fresh reading a request carries 0, which no shard applies: it is
+/// refused with the shard's clock, and sent again with it.
 #[derive(Debug, Default)]
 pub(crate) struct Clocks(Mutex<ClocksInner>);
 
@@ -212,9 +211,11 @@ impl Router {
     /// its deadline.
     ///
     /// The request is stamped with the key's shard's latest clock the handle has seen
-    /// just before it is first sent. A group that refuses it as of an unknown session
-    /// gets it again, stamped with the clock of the refusal, when no attempt so far can
-    /// have applied; otherwise the outcome is unknown ([`ClientError::OutcomeUnknown`]).
+    /// just before it is first sent (0 without a fresh one). A group that refuses it as
+    /// of an unknown session gets it again, stamped with the clock of the refusal, when
+    /// no attempt so far can have applied (every attempt carried 0, or each was refused
+    /// or never proposed); otherwise the outcome is unknown
+    /// ([`ClientError::OutcomeUnknown`]).
     pub(crate) async fn send<T: Transport>(
         &mut self,
         link: &mut Link<'_, T>,
@@ -247,12 +248,11 @@ impl Router {
             let replicas = group_replicas(&mut self.groups, gid, servers, transport);
             let decode = |reply: &[u8]| decode(reply, expect);
             replicas.start_operation();
-            let before = progress.attempts;
+            let before = progress.ambiguous;
             let answer = call_one_round(transport, replicas, policy, &bytes, progress, decode);
             let answer = answer.await;
             call.bytes = Some(bytes);
-            // Every attempt but the answered one failed without an answer.
-            call.ambiguous |= progress.attempts - before > u64::from(answer.is_some());
+            call.ambiguous |= progress.ambiguous > before;
             match answer {
                 Some(GroupAnswer::Reply(reply, clock)) => {
                     link.clocks.saw(shard, clock, transport.now());
@@ -265,12 +265,20 @@ impl Router {
                 Some(GroupAnswer::UnknownSession(clock, timeout)) => {
                     link.clocks.saw(shard, clock, transport.now());
                     link.clocks.learn_timeout(timeout);
-                    // A request that never observed the clock never applies for an
-                    // unknown session, whatever became of its attempts.
+                    // A request sent without a reading never applies: only one with a
+                    // reading and an attempt that may have applied has an unknown fate.
                     if call.ambiguous && call.request.seen != 0 {
                         let attempts = progress.attempts;
                         return Err(ClientError::OutcomeUnknown { attempts });
                     }
+                    if clock == 0 {
+                        // A shard without a clock cannot be given a reading that proves
+                        // anything: a server fault, not worth retrying.
+                        let error = KvError::UnknownSession { clock, timeout };
+                        return Err(ClientError::Rejected(error));
+                    }
+                    // No attempt can have applied: the request starts over, stamped with
+                    // the refusal's clock.
                     tracing::debug!(gid, shard, clock, "unknown session: stamped again");
                     call.stamp(clock)?;
                 }
@@ -362,6 +370,7 @@ fn decode(reply: &[u8], expect: Expect) -> Result<GroupAnswer, AttemptFailure> {
             ))),
         },
         Err(KvError::WrongLeader { hint }) => Err(AttemptFailure::WrongLeader { hint }),
+        Err(KvError::NotLeader { hint }) => Err(AttemptFailure::NotLeader { hint }),
         Err(KvError::WrongGroup) => Ok(GroupAnswer::WrongGroup),
         Err(KvError::UnknownSession { clock, timeout }) => {
             Ok(GroupAnswer::UnknownSession(clock, timeout))

@@ -83,6 +83,7 @@ where
             tracing::debug!(server, attempt = progress.attempts, %failure, "attempt failed");
         }
         let hint = failure.leader_hint();
+        progress.ambiguous += u64::from(failure.may_have_applied());
         progress.last_failure = Some(failure);
         if replicas.failed(hint) == Next::BackOff {
             return None;

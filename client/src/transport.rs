@@ -89,6 +89,7 @@ pub trait Transport {
 /// may or may not have been executed, so the client retries with the same
 /// `(client, seq)` and relies on the server's duplicate detection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// No reply within the call's timeout: the request or the reply may have been lost,
     /// or the server may be slow or partitioned away.

@@ -77,9 +77,10 @@ pub struct Request {
     pub seq: Seq,
     /// The latest clock of the key's shard the client observed (from the
     /// [`GroupResponse::Kv`] answers of that shard) before it first sent this request,
-    /// the same on every retry; 0 when it observed none. It lets a group that does not
-    /// know the client's session tell a request that cannot have applied before from one
-    /// that may have (see [`crate::session`] and [`KvError::UnknownSession`]).
+    /// the same on every retry. It lets a group that does not know the client's session
+    /// tell a request that cannot have applied before from one that may have (see
+    /// [`crate::session`] and [`KvError::UnknownSession`]). A mutation with 0 observed
+    /// nothing and is always refused, with the clock to send it again with.
     pub seen: Millis,
     /// What to do.
     pub op: Op,
@@ -185,10 +186,11 @@ pub type Response = Result<Reply, KvError>;
 /// Why a group did not carry out a request (or a migration message).
 ///
 /// Retryable ([`KvError::is_retryable`]): [`KvError::WrongGroup`] (re-query the shard
-/// master, then retry at the owner) and [`KvError::WrongLeader`] (retry at another replica
-/// of the same group). Every other variant means the request is bad and stays bad; it
+/// master, then retry at the owner), [`KvError::WrongLeader`] and [`KvError::NotLeader`]
+/// (retry at another replica of the same group). Every other variant means the request is bad and stays bad; it
 /// changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
 pub enum KvError {
     /// This group does not serve the key's shard now: it does not own it in its current
     /// configuration, or owns it but is still waiting for its data. Re-query the shard
@@ -201,6 +203,14 @@ pub enum KvError {
     /// the retry gets its original answer.
     #[error("not the leader (leader hint: {hint:?})")]
     WrongLeader {
+        /// The replica this one believes leads, if any.
+        hint: Option<NodeId>,
+    },
+    /// This replica is not the leader, and did not propose the request: this attempt
+    /// certainly changed nothing. Retry at `hint` when given, else at another replica.
+    /// (A server that cannot tell answers [`KvError::WrongLeader`].)
+    #[error("not the leader, request not proposed (leader hint: {hint:?})")]
+    NotLeader {
         /// The replica this one believes leads, if any.
         hint: Option<NodeId>,
     },
@@ -244,10 +254,11 @@ pub enum KvError {
     #[error("no space: the group's disk is nearly full; writes are refused until there is room (reads still work)")]
     NoSpace,
     /// The shard does not know the client's session (it never wrote here, or was quiet
-    /// past the session timeout) and the request's `seen` is too old to prove it never
-    /// applied: refused, and nothing changed. When no earlier attempt of the request can
-    /// have applied (its first attempt, or `seen` was 0), send it again with `seen` set to
-    /// `clock`; otherwise its outcome is unknown: read the key to find out.
+    /// past the session timeout) and the request's `seen` does not prove it never
+    /// applied (or carries `seen` 0): refused, and nothing changed. When no earlier
+    /// attempt of the request can have applied (each carried `seen` 0, or was refused, or
+    /// never proposed), send it again with `seen` set to `clock`; otherwise its outcome is
+    /// unknown: read the key to find out.
     #[error("unknown session: this shard does not know the client (new to the shard, or quiet past the session timeout) and the request may have applied before; resend it with seen = {clock} if no earlier attempt can have applied, else treat its outcome as unknown")]
     UnknownSession {
         /// The shard's clock when it refused.
@@ -267,7 +278,10 @@ pub enum KvError {
 impl KvError {
     /// Whether the same request may succeed if sent again (elsewhere or later).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, KvError::WrongGroup | KvError::WrongLeader { .. })
+        matches!(
+            self,
+            KvError::WrongGroup | KvError::WrongLeader { .. } | KvError::NotLeader { .. }
+        )
     }
 }
 

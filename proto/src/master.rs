@@ -134,6 +134,7 @@ pub type Response = Result<Config, MasterError>;
 /// every other variant says the request is bad and will stay bad, and the shard master
 /// created no configuration for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
 pub enum MasterError {
     /// This replica is not the leader, or lost leadership before the request committed.
     /// Retry at `hint` when given, else at another replica. The request may still have

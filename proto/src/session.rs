@@ -35,24 +35,26 @@
 //!
 //! Every request carries `seen`: a time of this table's clock that its client observed
 //! (servers put the clock in their answers) **before it first sent the request**, the
-//! same on every retry; 0 when it observed none. An unknown client's request is new
-//! only when
+//! same on every retry. A request with `seen` 0 observed nothing and is always refused,
+//! whoever sent it: that is how a client asks for the clock. An unknown client's request
+//! is new only when
 //!
 //! ```text
-//!   seen > forgotten   and   seen + timeout > now
+//!   forgotten < seen <= now < seen + timeout
 //! ```
 //!
-//! Why this never applies a request twice: had the request applied before, at time
-//! `t >= seen` (clocks only move forward, and the request was sent after `seen` was
-//! observed), its client's session would have been heard at `t` or later. The client
-//! being unknown now means that session was forgotten, so `forgotten >= t >= seen`, and
-//! the request is refused. The second condition bounds how late a request never applied
-//! may still apply as new: at most one timeout after its client last observed the clock.
+//! Why this never applies a request twice: had the request applied before, at time `t`,
+//! its client's session would have been heard at `t` or later, and `t >= seen`: the
+//! clock only moves forward and the request was sent after `seen` was observed (and,
+//! should a clock ever stand behind a reading, `seen <= now` refuses the request rather
+//! than take it as new). The client being unknown now means that session was
+//! forgotten, so `forgotten >= t >= seen`, and the request is refused. The last
+//! condition bounds how late a request never applied may still apply as new: at most one
+//! timeout after its client observed the clock.
 //!
 //! A refused request changed nothing. A client that knows no earlier attempt of it can
-//! have applied (its first attempt, or `seen` was 0: a request that never observed the
-//! clock is never new for an unknown client, so it never applied) sends it again with a
-//! fresh `seen`; otherwise it reports the outcome as unknown.
+//! have applied (each carried `seen` 0, or was refused, or never proposed) sends it again
+//! with a fresh `seen`; otherwise it reports the outcome as unknown.
 //!
 //! # Bounds
 //!
@@ -283,15 +285,20 @@ impl<R: Clone> Sessions<R> {
         check
     }
 
-    /// True when a request of `client` that observed the clock at `seen` is refused:
-    /// the client is unknown and `seen` does not prove the request new (see the module
-    /// docs).
+    /// True when a request of `client` that observed the clock at `seen` is refused: it
+    /// observed nothing (`seen` 0), or the client is unknown and `seen` does not prove
+    /// the request new (see the module docs).
     pub fn refuses(&self, client: ClientId, seen: Option<Millis>, clock: Clock) -> bool {
+        if seen == Some(0) {
+            return true;
+        }
         if self.by_client.contains_key(&client) || unknown_clients_are_new() {
             return false;
         }
         let proven = seen.is_none_or(|seen| {
-            seen > self.forgotten && seen.saturating_add(clock.timeout) > clock.now
+            self.forgotten < seen
+                && seen <= clock.now
+                && clock.now < seen.saturating_add(clock.timeout)
         });
         !proven
     }
@@ -439,13 +446,15 @@ mod tests {
         assert_eq!(sessions.check(7, 2, Some(1), at(3)), Check::New);
         sessions.record(7, 2, Err("refused".into()), 3);
         assert_eq!(
-            sessions.check(7, 2, Some(0), at(4)),
+            sessions.check(7, 2, Some(1), at(4)),
             Check::Duplicate(Err("refused".into()))
         );
         assert_eq!(
-            sessions.check(7, 1, Some(0), at(5)),
+            sessions.check(7, 1, Some(1), at(5)),
             Check::Stale { last: 2 }
         );
+        // A request that observed nothing is refused, known client or not.
+        assert_eq!(sessions.check(7, 3, Some(0), at(5)), Check::Unknown);
         assert_eq!(sessions.check(8, 2, Some(6), at(6)), Check::New);
     }
 
@@ -465,6 +474,9 @@ mod tests {
         // Observed too long ago: refused even though nothing that late was forgotten.
         assert_eq!(sessions.check(3, 1, Some(5), at(16)), Check::Unknown);
         assert_eq!(sessions.check(3, 1, Some(7), at(16)), Check::New);
+        // A reading ahead of the clock proves nothing (the clock stood behind it).
+        assert_eq!(sessions.check(4, 1, Some(17), at(16)), Check::Unknown);
+        assert_eq!(sessions.check(4, 1, Some(16), at(16)), Check::New);
     }
 
     /// The scenario the rule exists for: an Append applied, its client cut off past the
@@ -521,7 +533,7 @@ mod tests {
         sessions.record(1, 1, Ok(1), 1);
         sessions.record(2, 1, Ok(2), 2);
         assert_eq!(
-            sessions.check(1, 1, Some(0), at(5)),
+            sessions.check(1, 1, Some(1), at(5)),
             Check::Duplicate(Ok(1))
         );
         assert_eq!(sessions.expire(at(12)), []);
@@ -542,14 +554,14 @@ mod tests {
             sessions.record(client, 1, Ok(0), client * 10);
         }
         assert_eq!(
-            sessions.check(1, 1, Some(0), at(60)),
+            sessions.check(1, 1, Some(1), at(60)),
             Check::Duplicate(Ok(0))
         );
         assert_eq!(sessions.evict(3), [(2, 20), (3, 30)]);
         assert_eq!(sessions.forgotten(), 30);
         assert_eq!(sessions.check(3, 2, Some(30), at(60)), Check::Unknown);
         assert_eq!(
-            sessions.check(1, 1, Some(0), at(61)),
+            sessions.check(1, 1, Some(1), at(61)),
             Check::Duplicate(Ok(0))
         );
     }

@@ -46,8 +46,8 @@ pub trait Replicated: Send + Sized + 'static {
     /// (see [`Host`]); 0 before any.
     fn time(&self) -> Millis;
     /// Moves the applied index to `index` without a command (a membership change, an
-    /// entry that does not decode), so whatever keeps time by the log (session expiry)
-    /// keeps in step.
+    /// entry that does not decode); such entries carry no time, so the state's time
+    /// stays.
     fn skip(&mut self, index: Index) -> Result<(), String>;
     /// Ends the applies of one Ready: a state that stores its changes commits them here
     /// as one unit. By default, nothing to do.
@@ -293,16 +293,16 @@ impl<S: LogStore, M: StateMachine> Host<S, M> {
         &mut self.clock
     }
 
-    /// The cluster time a proposal made now carries (see [`LeaderClock`]).
+    /// The cluster time a proposal made now carries (see `LeaderClock`); at least 1,
+    /// so that a state that applied any command has a time.
     pub fn stamp(&mut self) -> Millis {
         let tick_ms = self.replica.config().tick_ms;
         let applied = self.state.time();
         let clock = *self.leader_clock();
-        applied.max(
-            clock
-                .base
-                .saturating_add(clock.ticks.saturating_mul(tick_ms)),
-        )
+        let led = clock
+            .base
+            .saturating_add(clock.ticks.saturating_mul(tick_ms));
+        applied.max(led).max(1)
     }
 
     /// Proposes command bytes `command` (see [`crate::encode_command`]) for `waiter`,

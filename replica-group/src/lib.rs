@@ -109,8 +109,10 @@
 //!   applied: a large shard moves at one chunk per poll interval.
 //! - A shard that becomes unowned (every group left) is dropped by its last owner; the
 //!   next owner starts it empty.
-//! - Session expiry is by log index; a client silent past the timeout that retries an old
-//!   mutation has it applied again. Sessions of a moved shard are restamped at install.
+//! - Sessions expire by each shard's clock (cluster time, an hour by default); a request
+//!   of a client a shard forgot applies only when its `seen` proves it never applied
+//!   (see [`sessions`]), so nothing applies twice, and a client cut off for about the
+//!   timeout may learn only that its write's outcome is unknown.
 //! - A group polls and migrates only for its current configuration; a group far behind
 //!   catches up one configuration (and one migration) at a time.
 //! - Outgoing calls are retried every `poll_ticks`; there is no backoff beyond that.

@@ -103,6 +103,12 @@ pub enum Entry {
         /// The shard.
         shard: ShardId,
     },
+    /// Nothing but the entry's cluster time.
+    ///
+    /// Proposed by a leader whose group applied no entry for 1/16 of the session
+    /// timeout: applying it moves the group's clock, so quiet sessions expire and the
+    /// clocks in answers (read from the applied state) stay close to the leader's.
+    Time,
 }
 
 /// Log entry bytes that do not decode. Fatal for that entry (skipped, logged).

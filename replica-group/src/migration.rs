@@ -244,8 +244,15 @@ impl GroupState {
         Ok(())
     }
 
-    /// A chunk's keys are the shard's, in order after `after`, and `next` is its last.
+    /// A chunk's keys are the shard's, in order after `after`, and `next` is its last;
+    /// its duplicate table heard no one after the shard's clock (as the metadata's check
+    /// demands of every stored table).
     fn check_chunk(&self, shard: ShardId, chunk: &Pulled) -> Result<(), String> {
+        let table = &chunk.sessions;
+        let late = table.sessions.values().any(|s| s.heard > chunk.clock);
+        if late || table.forgotten > chunk.clock {
+            return Err("a session heard after the shard's clock".into());
+        }
         let first = chunk.kv.keys().next();
         if let (Some(after), Some(first)) = (&chunk.after, first) {
             if first <= after {

@@ -58,6 +58,8 @@ pub enum Task {
     Acked(ConfigNum, ShardId),
     /// Hold a shard offered to an abandoned group in configuration n.
     Reclaim(ConfigNum, ShardId),
+    /// Move the group's clock ([`Entry::Time`]).
+    Time,
 }
 
 /// Who waits for a proposal.
@@ -212,6 +214,7 @@ impl<S: LogStore> Service for Server<S> {
         self.expire_views();
         self.drive()?;
         self.maybe_call();
+        self.keep_time();
         self.ask_state();
         self.drive()
     }
@@ -302,7 +305,8 @@ impl<S: LogStore> Server<S> {
             return Ok(());
         }
         if !self.replica().is_leader() {
-            self.reply(req_id, Err(self.wrong_leader()));
+            let hint = self.replica().leader_hint();
+            self.reply(req_id, Err(KvError::NotLeader { hint }));
             return Ok(());
         }
         if !self.state().serves_key(request.op.key()) {
@@ -366,6 +370,19 @@ impl<S: LogStore> Server<S> {
             MigrationRequest::PullState { index, view, after } => {
                 self.serve_state(req_id, index, view, after)
             }
+        }
+    }
+
+    /// The leader of a group that applied nothing for 1/16 of the session timeout
+    /// proposes an [`Entry::Time`]: quiet sessions expire, and the clock an answer
+    /// carries stays within that of the leader's.
+    fn keep_time(&mut self) {
+        if !self.replica().is_leader() {
+            return;
+        }
+        let stride = self.state().expiry_stride();
+        if self.host.stamp() >= self.state().time().saturating_add(stride) {
+            self.propose_task(Task::Time, Entry::Time);
         }
     }
 

@@ -1,13 +1,13 @@
 //! The group's state as the log sees it: a checkpoint of the data, and the raft snapshot
 //! that stands for it.
 //!
-//! The keys and values, and the group's metadata ([`Image`]: both configurations, every
+//! The keys and values, and the group's metadata (`Image`: both configurations, every
 //! shard's phase with its duplicate table and clock, the session timeout, the applied
 //! index and the cluster time), live
 //! in the group's [`Data`]. Log compaction encodes none of it: the host checkpoints the
 //! data (durable through the applied index, [`Replicated::checkpoint`]) and only then
 //! compacts the log through that index, with a raft snapshot whose bytes are a
-//! [`Marker`] (the group and the index). Restart opens the data where its last
+//! `Marker` (the group and the index). Restart opens the data where its last
 //! checkpoint left it, at or past the marker, and replays the log from there. A
 //! follower whose log is behind the leader's compacted log copies another replica's data
 //! instead (`catch_up.rs`), then steps the marker into raft.

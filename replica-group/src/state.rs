@@ -13,7 +13,8 @@
 //!     |-- InstallShard       -> Pulling -> Acking                          (migration.rs)
 //!     |-- DeleteShard        -> Offering -> Absent, answer Deleted         (migration.rs)
 //!     |-- ShardAcked         -> Acking -> Serving                          (migration.rs)
-//!     '-- Reclaim            -> Offering -> Held (to an abandoned group)   (migration.rs)
+//!     |-- Reclaim            -> Offering -> Held (to an abandoned group)   (migration.rs)
+//!     '-- Time               -> nothing but the clock
 //! ```
 //!
 //! Invariants (asserted or checked on snapshot restore): `prev.num + 1 == config.num`
@@ -162,6 +163,7 @@ impl GroupState {
                 self.reclaim(config_num, shard);
                 Outcome::Internal
             }
+            Entry::Time => Outcome::Internal,
         })
     }
 
@@ -181,7 +183,7 @@ impl GroupState {
         // itself with hundreds of shards; scan when the time crosses a multiple of 1/16
         // of the timeout. Expiry stays a function of the log alone (the same on every
         // replica, and after a restart), at most 1/16 late.
-        let stride = (timeout / EXPIRY_SCANS_PER_TIMEOUT).max(1);
+        let stride = self.expiry_stride();
         if self.time / stride == previous / stride {
             return Ok(());
         }
@@ -330,6 +332,12 @@ impl GroupState {
     /// The group's cluster time as applied.
     pub fn time(&self) -> Millis {
         self.time
+    }
+
+    /// How often, in cluster time, the sessions are scanned for expiry: 1/16 of the
+    /// timeout.
+    pub fn expiry_stride(&self) -> Millis {
+        (self.session_timeout_ms / EXPIRY_SCANS_PER_TIMEOUT).max(1)
     }
 
     /// The cluster's shard count.

@@ -23,7 +23,7 @@
 //!   client <── Response ── Server <── apply(index, Request) ── ShardMaster (every replica)
 //!                                        │
 //!                          ops: join / leave / move_shard ── rebalance
-//!                          session table: (client, seq) → outcome, expiring by log index
+//!                          session table: (client, seq) → outcome, expiring by cluster time
 //! ```
 //!
 //! The pure parts, all deterministic and free of IO:
@@ -52,8 +52,10 @@
 //!
 //! - Every configuration is kept forever, as in the lab; a long-lived cluster's history
 //!   (and snapshot) grows by one configuration per change.
-//! - Session expiry is by log index, not wall time (see [`session`]): a client silent
-//!   for longer than the timeout that retries an old request has it applied again.
+//! - Sessions expire by cluster time (an hour of silence by default, see [`session`]), and
+//!   the master's requests carry no clock reading: a client silent for longer than that
+//!   which retries an old request has it applied again, where the configurations refuse
+//!   it or it repeats a placement.
 //! - Move always creates a configuration, even when it changes nothing.
 
 #![warn(missing_docs)]
@@ -79,5 +81,5 @@ pub use shardkv_raft::SnapshotError;
 pub use shardkv_raft::{Replicated, Service};
 pub use state::ShardMaster;
 
-/// A Raft log index, the state machine's only notion of time.
+/// A Raft log index.
 pub use shardkv_proto::Index;

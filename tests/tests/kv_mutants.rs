@@ -17,9 +17,10 @@
 //!   the failure tore).
 //! - **Unknown sessions taken as new**: a shard takes every request of a client it does
 //!   not know as new, as duplicate tables did before sessions expired by cluster time. A
-//!   stray copy of an applied Append arriving after its session expired applies again,
-//!   and a client cut off past its session's expiry gets an answer for an Append whose
-//!   outcome nobody can know. Caught by the session scenarios' own checks.
+//!   stray copy of an applied Append arriving after its session expired applies again
+//!   (caught by the scenario's check of the copy's answer), and so does the retry of a
+//!   client cut off past its session's expiry after its Append applied (caught by the
+//!   appends check or by linearizability).
 
 use std::collections::BTreeMap;
 

@@ -19,10 +19,11 @@ fn owners() -> Vec<[GroupId; NSHARDS]> {
     vec![one, two]
 }
 
-/// A request of `client` whose `seen` proves it new to any shard: these tests send
-/// requests straight to the servers, without a client keeping shards' clocks.
+/// A request of `client` that proves it new to any shard within the world's session
+/// timeout (a day): these tests send requests straight to the servers, without a client
+/// keeping shards' clocks, and every stamped entry's time is at least 1.
 fn kv(client: u64, seq: u64, op: Op) -> Request {
-    let seen = u64::MAX / 2;
+    let seen = 1;
     Request {
         client,
         seq,
@@ -230,7 +231,8 @@ fn deletion_reaches_snapshot_and_restart_rebuilds() {
 
 /// Requests that cannot succeed are answered at once without touching the log: a
 /// follower redirects to the leader, oversized keys get their limit, the leader refuses
-/// a shard it does not own, and a malformed or premature migration request is refused.
+/// a shard it does not own and a write of a client its shard does not know that proves
+/// nothing, and a malformed or premature migration request is refused.
 #[test]
 fn refusals_before_the_log() {
     let mut w = start(None);
@@ -242,7 +244,7 @@ fn refusals_before_the_log() {
         (
             follower,
             put(b"k", b"v"),
-            Err(KvError::WrongLeader { hint: Some(leader) }),
+            Err(KvError::NotLeader { hint: Some(leader) }),
         ),
         (
             leader,
@@ -254,9 +256,9 @@ fn refusals_before_the_log() {
         ),
         (leader, put(&key_in(7), b"v"), Err(KvError::WrongGroup)),
     ];
-    for (req_id, (to, op, expected)) in (1..).zip(cases) {
+    let answer = |w: &mut World, to, req_id, request| {
         w.server(A, to)
-            .on_request(req_id, kv(1, req_id, op))
+            .on_request(req_id, request)
             .expect("request");
         let effects = w.server(A, to).take_effects();
         let replies: Vec<_> = effects
@@ -268,8 +270,24 @@ fn refusals_before_the_log() {
                 _ => None,
             })
             .collect();
+        replies
+    };
+    for (req_id, (to, op, expected)) in (1..).zip(cases) {
+        let replies = answer(&mut w, to, req_id, kv(1, req_id, op));
         assert_eq!(replies, vec![(req_id, expected)]);
     }
+    // A write of a client the shard does not know, without a reading of the shard's
+    // clock: refused with the clock to send it again with.
+    let state = w.server(A, leader).state();
+    let clock = state.shard_clock(2);
+    let (clock, timeout) = (clock.expect("served"), state.session_timeout_ms());
+    let unproven = Request {
+        seen: 0,
+        ..kv(2, 1, put(&key_in(2), b"v"))
+    };
+    let replies = answer(&mut w, leader, 9, unproven);
+    let refused = Err(KvError::UnknownSession { clock, timeout });
+    assert_eq!(replies, vec![(9, refused)]);
     let out_of_range = MigrationRequest::PullShard {
         config_num: 1,
         shard: NSHARDS,

@@ -39,7 +39,7 @@ fn open(
     options.peers = (1..=3)
         .map(|id| (id, format!("g{gid}-{}", id - 1)))
         .collect();
-    options.session_timeout_ms = 60_000;
+    options.session_timeout_ms = 24 * 60 * 60 * 1000;
     Server::new(replica, data, options).expect("opens")
 }
 

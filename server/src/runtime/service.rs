@@ -4,7 +4,7 @@
 //!
 //! A connection whose bytes are not a valid frame (garbage, or a length header over
 //! [`MAX_CALL_FRAME_BYTES`] on a tarpc connection or over
-//! [`MAX_FRAME_BYTES`](shardkv_client::tarpc_transport::MAX_FRAME_BYTES) on a raft
+//! [`shardkv_client::tarpc_transport::MAX_FRAME_BYTES`] on a raft
 //! stream) is logged and closed; the listener and every other connection carry on.
 //!
 //! With TLS a connection is handshaken first, and the certificate it presents says who

@@ -19,9 +19,9 @@
 //! - `make` restores everything the replica persisted in its [`Persister`]; volatile state
 //!   is lost in a crash. The persister's writes are durable on return.
 //! - Every request gets exactly one reply per incarnation, unless the replica crashes
-//!   first: the configuration it created or asked for, or a [`MasterError`]. A replica that
+//!   first: the configuration it created or asked for, or a [`MasterError`](shardkv_proto::MasterError). A replica that
 //!   cannot serve it (not the leader, lost leadership) answers
-//!   [`MasterError::WrongLeader`]; its `hint`, when given, names the leader as
+//!   [`MasterError::WrongLeader`](shardkv_proto::MasterError::WrongLeader); its `hint`, when given, names the leader as
 //!   **peer index + 1** (the client's convention: node id `i + 1` is `masters[i]`).
 //! - Replies are linearizable (Queries included) and retried requests (same client and
 //!   sequence number) take effect once.
