@@ -3,14 +3,16 @@
 //! ```text
 //!   get/put/append/delete(key, ...)
 //!        | size limits checked here: too large -> Rejected, nothing sent
-//!        | GroupRequest::Kv(Request { client, seq, op })   (bincode 1.3, encoded once)
+//!        | GroupRequest::Kv(Request { client, seq, seen, op })   (bincode 1.3)
 //!        v
 //!   Router: key -> shard -> group (cached config) -> believed leader (cached per group)
-//!        |-- answer ---------------------------------------------> Ok
-//!        |-- KeyTooLarge / ValueTooLarge / StaleRequest / ... ---> Rejected
-//!        |-- WrongLeader{hint}, timeout, unreachable, garbage ---> next server of the group
-//!        '-- WrongGroup, or shard unowned ----------------------> re-query the master,
-//!                                                                  back off if nothing new
+//!        |-- answer (with the shard's clock) ----------------------> Ok
+//!        |-- KeyTooLarge / ValueTooLarge / StaleRequest / ... -----> Rejected
+//!        |-- Wrong/NotLeader{hint}, timeout, unreachable, garbage -> next server of the group
+//!        |-- UnknownSession{clock}: no attempt can have applied ---> resend, seen = clock
+//!        |                          an attempt may have applied ---> OutcomeUnknown
+//!        '-- WrongGroup, or shard unowned ------------------------> re-query the master,
+//!                                                                    back off if nothing new
 //!   (the whole operation, master queries included, is raced against the deadline)
 //! ```
 //!
@@ -19,8 +21,9 @@
 //! A client draws a random [`ClientId`] from the transport when it is created (the same
 //! id serves its configuration queries, in the shard master's separate session table).
 //! Every Put, Append and Delete takes the next sequence number *before* its first
-//! attempt and is encoded once: every retry, to any replica of any group, after any
-//! configuration change, resends the identical bytes. A group remembers each client's
+//! attempt and keeps it: every retry, to any replica of any group, after any
+//! configuration change, resends the same request (with a new `seen` only after a
+//! refusal that proves no attempt applied; see `shardkv_proto::session`). A group remembers each client's
 //! latest mutation per shard and moves that memory with the shard, so a mutation whose
 //! reply was lost, retried elsewhere, is applied once and the retry gets the original
 //! answer: an Append is never doubled. Gets change nothing and are not deduplicated; they

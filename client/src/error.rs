@@ -92,9 +92,9 @@ pub enum ClientError {
     /// longer tell: it was retried after an attempt that may have applied, and the
     /// key's shard had forgotten the session by then (the client was cut off, or its
     /// retries went unanswered, for longer than the group's session timeout, an hour by
-    /// default). It took effect at most once. Read the key to find out before repeating
+    /// default, or the shard forgot it sooner among more than 100,000 clients). It took effect at most once. Read the key to find out before repeating
     /// an Append, since a new call is a new request.
-    #[error("outcome unknown after {attempts} attempts: the group forgot this client's session (cut off past the session timeout) while an attempt may have applied; it took effect at most once; read the key to find out")]
+    #[error("outcome unknown after {attempts} attempts: the key's shard forgot this client's session (cut off past the session timeout, or evicted by a flood of clients) while an attempt may have applied; it took effect at most once; read the key to find out")]
     OutcomeUnknown {
         /// How many RPCs were started.
         attempts: u64,

@@ -60,7 +60,8 @@ pub(crate) struct KvCall {
     /// The reply kind a correct answer has.
     expect: Expect,
     /// Some attempt since the request was stamped ended without telling whether it
-    /// applied (no answer, or `WrongLeader`, which a deposed leader's proposal gives).
+    /// applied (`AttemptFailure::may_have_applied`: no answer, a lost connection, a
+    /// bad reply, or `WrongLeader`, which a deposed leader's proposal gives).
     ambiguous: bool,
 }
 
@@ -94,12 +95,13 @@ impl KvCall {
 /// transport's clock), which its requests carry as `seen` (see
 /// [`shardkv_proto::session`]); at most one entry per shard.
 ///
-/// A request carries a shard's clock only while that reading is fresh: younger than
-/// [`MAX_FRESH`] and than a quarter of the groups' session timeout (learned from their
-/// refusals). A group forgets a session only after a timeout of silence, so a fresh
-/// `seen` makes a refusal mean that the request's attempts went on for most of a
-/// timeout. Without a fresh reading a request carries 0, which no shard applies: it is
-/// refused with the shard's clock, and sent again with it.
+/// A request carries a shard's clock only while that reading is fresh: younger than a
+/// quarter of the groups' session timeout, which every refusal states (the first write
+/// to each shard is one), or than [`FRESH_BEFORE_A_REFUSAL`] until one did. A group
+/// forgets a session only after a timeout of silence, so a fresh `seen` makes a refusal
+/// mean that the request's attempts went on for most of a timeout. Without a fresh
+/// reading a request carries 0, which no shard applies: it is refused with the shard's
+/// clock, and sent again with it.
 #[derive(Debug, Default)]
 pub(crate) struct Clocks(Mutex<ClocksInner>);
 
@@ -111,8 +113,9 @@ struct ClocksInner {
     timeout: Option<Millis>,
 }
 
-/// The oldest reading of a shard's clock a request carries.
-pub(crate) const MAX_FRESH: Duration = Duration::from_secs(1);
+/// The oldest reading of a shard's clock a request carries while the groups' session
+/// timeout is unknown: short, since a timeout can be (the session scenarios run 2 s).
+pub(crate) const FRESH_BEFORE_A_REFUSAL: Duration = Duration::from_secs(1);
 
 impl Clocks {
     fn lock(&self) -> std::sync::MutexGuard<'_, ClocksInner> {
@@ -124,7 +127,7 @@ impl Clocks {
     fn seen(&self, shard: ShardId, now: Duration) -> Millis {
         let clocks = self.lock();
         let quarter = clocks.timeout.map(|t| Duration::from_millis(t / 4));
-        let fresh = quarter.map_or(MAX_FRESH, |quarter| quarter.min(MAX_FRESH));
+        let fresh = quarter.unwrap_or(FRESH_BEFORE_A_REFUSAL);
         match clocks.shards.get(&shard) {
             Some(&(clock, at)) if now.saturating_sub(at) < fresh => clock,
             _ => 0,

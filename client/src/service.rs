@@ -18,7 +18,9 @@
 //! The loop is unbounded by itself: the caller races the whole operation against its
 //! deadline (see [`crate::retry`]), which drops the loop and any call in flight. Every
 //! retry resends the identical bytes, so a request carrying `(client, seq)` takes
-//! effect at most once however many copies reach the servers.
+//! effect at most once however many copies reach the servers. It counts the failures
+//! after which the request may have taken effect (`Progress::ambiguous`), for the data
+//! client's handling of refusals.
 //!
 //! The loop logs without naming the request; callers run it inside a span that does
 //! (`shard_master{client seq}`, `kv{client seq}`).

@@ -263,7 +263,9 @@ impl TarpcTransport {
         let error = match result {
             Ok(Ok(reply)) => return Ok(reply),
             Err(_) | Ok(Err(RpcError::DeadlineExceeded)) => TransportError::Timeout,
-            Ok(Err(RpcError::Shutdown)) => TransportError::Unreachable,
+            // The connection ended with the call on it: the request may have been
+            // written and executed, so this is not `Unreachable` (which promises it was
+            // not delivered).
             Ok(Err(other)) => TransportError::Other(other.to_string()),
         };
         tracing::debug!(to, %error, "call failed; dropping the connection");

@@ -29,7 +29,10 @@
 //!   treats a reply it cannot decode like a lost one.
 //! - **Every [`TransportError`] is retryable.** A failed call may or may not have
 //!   reached the server, so the client retries with the same `(client, seq)` and the
-//!   server's duplicate detection makes the retry safe.
+//!   server's duplicate detection makes the retry safe; only
+//!   [`TransportError::Unreachable`] promises that the request was not delivered, and
+//!   an implementation must return it for nothing else (the client then knows the
+//!   attempt changed nothing, see `shardkv_proto::session`).
 //! - **Dropping a future cancels it.** The client drops an in-flight call when its
 //!   caller's overall deadline passes; a transport must tolerate that (the request may
 //!   still be delivered, which duplicate detection also covers).
@@ -85,9 +88,10 @@ pub trait Transport {
     fn random_u64(&self) -> u64;
 }
 
-/// Why a [`Transport::call`] produced no reply. Every variant is retryable: the request
-/// may or may not have been executed, so the client retries with the same
-/// `(client, seq)` and relies on the server's duplicate detection.
+/// Why a [`Transport::call`] produced no reply. Every variant is retryable: the client
+/// retries with the same `(client, seq)` and relies on the server's duplicate detection.
+/// The request may or may not have been executed, except after
+/// [`TransportError::Unreachable`], which promises it was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -95,8 +99,9 @@ pub enum TransportError {
     /// or the server may be slow or partitioned away.
     #[error("rpc timed out")]
     Timeout,
-    /// The request could not be delivered: the server is down, unknown, or refused
-    /// the connection.
+    /// The request was certainly not delivered: the server is down, unknown, or refused
+    /// the connection before the request was sent. (A connection lost with the request
+    /// on it is [`TransportError::Other`]: it may have been executed.)
     #[error("server unreachable")]
     Unreachable,
     /// Any other failure of the transport (a broken connection mid-call, a frame the

@@ -456,10 +456,11 @@ pub enum GroupResponse {
 mod tests {
     use super::*;
 
-    /// Only WrongGroup and WrongLeader invite a retry; bad requests stay bad.
+    /// Only WrongGroup, WrongLeader and NotLeader invite a retry; bad requests stay bad.
     #[test]
     fn retryable_split() {
         assert!(KvError::WrongGroup.is_retryable());
+        assert!(KvError::NotLeader { hint: None }.is_retryable());
         assert!(KvError::WrongLeader { hint: None }.is_retryable());
         assert!(!KvError::KeyTooLarge { len: 9, max: 8 }.is_retryable());
         assert!(!KvError::ValueTooLarge { len: 9, max: 8 }.is_retryable());

@@ -36,8 +36,9 @@
 //! Every request carries `seen`: a time of this table's clock that its client observed
 //! (servers put the clock in their answers) **before it first sent the request**, the
 //! same on every retry. A request with `seen` 0 observed nothing and is always refused,
-//! whoever sent it: that is how a client asks for the clock. An unknown client's request
-//! is new only when
+//! whoever sent it: that is how a client asks for the clock. So is one whose `seen` the
+//! clock has not reached (a shard whose data and clock started over). An unknown
+//! client's request is new only when
 //!
 //! ```text
 //!   forgotten < seen <= now < seen + timeout
@@ -286,10 +287,12 @@ impl<R: Clone> Sessions<R> {
     }
 
     /// True when a request of `client` that observed the clock at `seen` is refused: it
-    /// observed nothing (`seen` 0), or the client is unknown and `seen` does not prove
-    /// the request new (see the module docs).
+    /// observed nothing (`seen` 0) or a time the clock has not reached, or the client is
+    /// unknown and `seen` does not prove the request new (see the module docs).
     pub fn refuses(&self, client: ClientId, seen: Option<Millis>, clock: Clock) -> bool {
-        if seen == Some(0) {
+        // Nothing observed, or a reading ahead of the clock (which started over below
+        // it): proves nothing, known client or not.
+        if seen.is_some_and(|seen| seen == 0 || seen > clock.now) {
             return true;
         }
         if self.by_client.contains_key(&client) || unknown_clients_are_new() {
@@ -453,8 +456,10 @@ mod tests {
             sessions.check(7, 1, Some(1), at(5)),
             Check::Stale { last: 2 }
         );
-        // A request that observed nothing is refused, known client or not.
+        // A request that observed nothing, or a time the clock has not reached, is
+        // refused, known client or not.
         assert_eq!(sessions.check(7, 3, Some(0), at(5)), Check::Unknown);
+        assert_eq!(sessions.check(7, 3, Some(6), at(5)), Check::Unknown);
         assert_eq!(sessions.check(8, 2, Some(6), at(6)), Check::New);
     }
 
