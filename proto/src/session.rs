@@ -299,9 +299,7 @@ impl<R: Clone> Sessions<R> {
             return false;
         }
         let proven = seen.is_none_or(|seen| {
-            self.forgotten < seen
-                && seen <= clock.now
-                && clock.now < seen.saturating_add(clock.timeout)
+            self.forgotten < seen && clock.now < seen.saturating_add(clock.timeout)
         });
         !proven
     }

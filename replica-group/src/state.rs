@@ -236,20 +236,18 @@ impl GroupState {
         Some(store.clock.at(self.time))
     }
 
-    /// The clock of the request's shard when, as the state stands, the request would be
-    /// refused as of an unknown session ([`shardkv_proto::KvError::UnknownSession`]);
-    /// `None` when it would not. The leader answers such a request at once instead of
-    /// proposing it: the entry's own verdict when applied decides, this only spares the
-    /// log a refusal.
+    /// The clock of the request's shard when the request is a write that observed no
+    /// clock (`seen` 0), which its shard refuses whatever applies before it
+    /// ([`shardkv_proto::KvError::UnknownSession`]); `None` otherwise. The leader answers
+    /// such a request at once with the clock, without a log entry. Every other verdict
+    /// is the entry's when applied: this replica's applied state may lag the log, and a
+    /// request it would refuse now may apply by then (its client's previous write yet to
+    /// apply here, or a reading from a replica that applied more).
     pub fn refuses_unknown(&self, request: &shardkv_proto::kv::Request) -> Option<Millis> {
-        if !request.op.is_mutation() {
+        if !request.op.is_mutation() || request.seen != 0 {
             return None;
         }
-        let shard = self.config.shard_of_key(request.op.key());
-        let store = self.shards[shard].served_store()?;
-        let clock = store.session_clock(self.time, self.session_timeout_ms);
-        let refused = (store.sessions).refuses(request.client, Some(request.seen), clock);
-        refused.then_some(clock.now)
+        self.shard_clock(self.config.shard_of_key(request.op.key()))
     }
 
     /// `shard`'s phase to change, copied first if a snapshot image shares it.

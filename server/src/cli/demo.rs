@@ -3,7 +3,7 @@
 //!
 //! The demo runs what `shardkv local` runs (the same [`Layout`] and [`Cluster`]: three
 //! shard masters and three groups of three replicas, tarpc over loopback TCP, write-ahead logs in a
-//! temporary directory) on the first free block of ports from 17000 up, and then:
+//! temporary directory) on a free block of ports from 17000 to 57999, and then:
 //!
 //! 1. group 100 joins, then groups 101 and 102 (the shard map after each);
 //! 2. concurrent clients write and read their own keys (see [`super::workload`]);

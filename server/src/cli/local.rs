@@ -79,11 +79,17 @@ impl Layout {
         })
     }
 
-    /// The first layout of these sizes, from port 17000 up in steps of 1000, whose
-    /// every address is free (for the demo and the benchmark, which must not collide
-    /// with a `shardkv local` on the default ports).
+    /// A layout of these sizes whose every address is free, on one of the blocks of
+    /// ports from 17000 to 57000 in steps of 1000 (for the demo and the benchmark, which
+    /// must not collide with a `shardkv local` on the default ports). The search starts
+    /// at a block picked by the process id and wraps around, so that processes started
+    /// together (tests run in parallel) rarely try the same block at once: a block is
+    /// free when checked, and taken only when the nodes bind it.
     pub async fn free(groups: u16, replicas: u16, data_dir: PathBuf) -> Result<Self, String> {
-        for base_port in (17_000..=57_000).step_by(1000) {
+        const BLOCKS: u32 = 41;
+        let first = std::process::id() % BLOCKS;
+        for block in (0..BLOCKS).map(|i| (first + i) % BLOCKS) {
+            let base_port = 17_000 + 1000 * block as u16;
             let layout = Layout::new(groups, replicas, base_port, data_dir.clone())?;
             let mut free = true;
             for address in layout
