@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use shardkv_proto::kv::Request;
 use shardkv_proto::{
-    Config, ConfigNum, GroupId, GroupRequest, GroupResponse, KvError, Millis, Op, Reply, ShardId,
+    Config, ConfigNum, GroupId, GroupResponse, KvError, Millis, Op, Reply, ShardId,
 };
 
 use crate::error::ClientError;
@@ -50,8 +50,8 @@ pub(crate) enum Expect {
     Done,
 }
 
-/// One key/value request, its encoding (a [`GroupRequest::Kv`], made when the request
-/// is stamped and resent as is) and the reply kind it expects.
+/// One key/value request, its encoding (a [`shardkv_proto::GroupRequest::Kv`], made
+/// when the request is stamped and resent as is) and the reply kind it expects.
 #[derive(Debug, Clone)]
 pub(crate) struct KvCall {
     request: Request,
@@ -85,10 +85,17 @@ impl KvCall {
     fn stamp(&mut self, seen: Millis) -> Result<&[u8], ClientError> {
         self.request.seen = seen;
         self.ambiguous = false;
-        let request = GroupRequest::Kv(self.request.clone());
+        let request = KvRequest::Kv(&self.request);
         let bytes = bincode::serialize(&request).map_err(|e| ClientError::Encode(e.to_string()))?;
         Ok(self.bytes.insert(bytes))
     }
+}
+
+/// [`shardkv_proto::GroupRequest::Kv`] over a borrowed request: the same bytes,
+/// without copying the request (its value) first.
+#[derive(serde::Serialize)]
+enum KvRequest<'a> {
+    Kv(&'a Request),
 }
 
 /// The latest clock of each shard a handle has seen in its answers, and when (on the
@@ -225,7 +232,6 @@ impl Router {
         call: &mut KvCall,
         progress: &mut Progress,
     ) -> Result<Reply, ClientError> {
-        let key = call.request.op.key().to_vec();
         let expect = call.expect;
         let (transport, policy) = (link.transport, link.policy);
         loop {
@@ -234,7 +240,7 @@ impl Router {
                 continue;
             };
             let num = config.num;
-            let shard = config.shard_of_key(&key);
+            let shard = config.shard_of_key(call.request.op.key());
             let owner = config.owner(shard);
             let servers = owner.and_then(|gid| Some((gid, config.servers(gid)?)));
             let Some((gid, servers)) = servers else {
@@ -384,7 +390,27 @@ fn decode(reply: &[u8], expect: Expect) -> Result<GroupAnswer, AttemptFailure> {
 
 #[cfg(test)]
 mod tests {
+    use shardkv_proto::GroupRequest;
+
     use super::*;
+
+    /// A borrowed request encodes exactly as the owned `GroupRequest::Kv` a server
+    /// decodes.
+    #[test]
+    fn borrowed_requests_encode_as_group_requests() {
+        let request = Request {
+            client: 7,
+            seq: 3,
+            seen: 99,
+            op: shardkv_proto::kv::Op::Append {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            },
+        };
+        let owned = bincode::serialize(&GroupRequest::Kv(request.clone())).expect("encodes");
+        let borrowed = bincode::serialize(&KvRequest::Kv(&request)).expect("encodes");
+        assert_eq!(borrowed, owned);
+    }
 
     fn encode(response: GroupResponse) -> Vec<u8> {
         bincode::serialize(&response).expect("encode")

@@ -270,11 +270,14 @@ impl<R: Clone> Sessions<R> {
         seen: Option<Millis>,
         clock: Clock,
     ) -> Check<R> {
-        if self.refuses(client, seen, clock) {
+        if proves_nothing(seen, clock) {
             return Check::Unknown;
         }
         let Some(session) = self.by_client.get_mut(&client) else {
-            return Check::New;
+            return match self.unknown_unproven(seen, clock) {
+                true => Check::Unknown,
+                false => Check::New,
+            };
         };
         let check = match seq.cmp(&session.seq) {
             std::cmp::Ordering::Greater => return Check::New,
@@ -290,12 +293,15 @@ impl<R: Clone> Sessions<R> {
     /// observed nothing (`seen` 0) or a time the clock has not reached, or the client is
     /// unknown and `seen` does not prove the request new (see the module docs).
     pub fn refuses(&self, client: ClientId, seen: Option<Millis>, clock: Clock) -> bool {
-        // Nothing observed, or a reading ahead of the clock (which started over below
-        // it): proves nothing, known client or not.
-        if seen.is_some_and(|seen| seen == 0 || seen > clock.now) {
-            return true;
-        }
-        if self.by_client.contains_key(&client) || unknown_clients_are_new() {
+        proves_nothing(seen, clock)
+            || (!self.by_client.contains_key(&client) && self.unknown_unproven(seen, clock))
+    }
+
+    /// True when `seen` does not prove a request of a client this table does not know
+    /// new: a forgotten client may have been heard at or after it, or it is a timeout
+    /// old.
+    fn unknown_unproven(&self, seen: Option<Millis>, clock: Clock) -> bool {
+        if unknown_clients_are_new() {
             return false;
         }
         let proven = seen.is_none_or(|seen| {
@@ -411,6 +417,12 @@ impl<'de, R: Deserialize<'de> + Clone> Deserialize<'de> for Sessions<R> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Table::deserialize(deserializer).map(Sessions::from_table)
     }
+}
+
+/// True when `seen` proves nothing, whoever sent it: nothing observed (0), or a time the
+/// clock has not reached (a clock that started over below the reading).
+fn proves_nothing(seen: Option<Millis>, clock: Clock) -> bool {
+    seen.is_some_and(|seen| seen == 0 || seen > clock.now)
 }
 
 /// The `UnknownSessionsAreNew` mutant ([`crate::mutants`]) is on.
