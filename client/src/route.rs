@@ -82,12 +82,11 @@ impl KvCall {
 
     /// Sets the request's `seen` and encodes it: before its first send, or again when
     /// no attempt so far can have applied.
-    fn stamp(&mut self, seen: Millis) -> Result<&[u8], ClientError> {
+    fn stamp(&mut self, seen: Millis) -> Result<Vec<u8>, ClientError> {
         self.request.seen = seen;
         self.ambiguous = false;
         let request = KvRequest::Kv(&self.request);
-        let bytes = bincode::serialize(&request).map_err(|e| ClientError::Encode(e.to_string()))?;
-        Ok(self.bytes.insert(bytes))
+        bincode::serialize(&request).map_err(|e| ClientError::Encode(e.to_string()))
     }
 }
 
@@ -250,9 +249,7 @@ impl Router {
             };
             let bytes = match call.bytes.take() {
                 Some(bytes) => bytes,
-                None => call
-                    .stamp(link.clocks.seen(shard, transport.now()))?
-                    .to_vec(),
+                None => call.stamp(link.clocks.seen(shard, transport.now()))?,
             };
             let replicas = group_replicas(&mut self.groups, gid, servers, transport);
             let decode = |reply: &[u8]| decode(reply, expect);
@@ -289,7 +286,7 @@ impl Router {
                     // No attempt can have applied: the request starts over, stamped with
                     // the refusal's clock.
                     tracing::debug!(gid, shard, clock, "unknown session: stamped again");
-                    call.stamp(clock)?;
+                    call.bytes = Some(call.stamp(clock)?);
                 }
                 Some(GroupAnswer::WrongGroup) => {
                     tracing::debug!(gid, shard, config = num, "wrong group");

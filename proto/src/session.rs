@@ -289,14 +289,6 @@ impl<R: Clone> Sessions<R> {
         check
     }
 
-    /// True when a request of `client` that observed the clock at `seen` is refused: it
-    /// observed nothing (`seen` 0) or a time the clock has not reached, or the client is
-    /// unknown and `seen` does not prove the request new (see the module docs).
-    pub fn refuses(&self, client: ClientId, seen: Option<Millis>, clock: Clock) -> bool {
-        proves_nothing(seen, clock)
-            || (!self.by_client.contains_key(&client) && self.unknown_unproven(seen, clock))
-    }
-
     /// True when `seen` does not prove a request of a client this table does not know
     /// new: a forgotten client may have been heard at or after it, or it is a timeout
     /// old.

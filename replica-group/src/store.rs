@@ -61,7 +61,7 @@ impl ShardClock {
 }
 
 /// One shard's duplicate table and clock (its keys and values are in the group's
-/// [`Data`]).
+/// [`Data`]). The default is an empty shard whose clock reads the group's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardStore {
     /// The shard's duplicate table.
@@ -71,14 +71,6 @@ pub struct ShardStore {
 }
 
 impl ShardStore {
-    /// An empty shard, its clock starting at the group's time `group`.
-    pub fn fresh(group: Millis) -> Self {
-        ShardStore {
-            sessions: Sessions::new(),
-            clock: ShardClock::anchored(group, group),
-        }
-    }
-
     /// The session clock at the group's time `group`, with the group's `timeout`.
     pub fn session_clock(&self, group: Millis, timeout: Millis) -> Clock {
         Clock {
