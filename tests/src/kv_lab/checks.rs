@@ -183,19 +183,31 @@ fn check_key_writes(ops: &[&Operation], last_read: &[u8]) -> Result<(), String> 
     Ok(())
 }
 
+/// How many times `needle` occurs in `haystack`, overlapping occurrences included.
 fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
     if needle.is_empty() || needle.len() > haystack.len() {
         return 0;
     }
-    haystack
-        .windows(needle.len())
-        .filter(|w| *w == needle)
-        .count()
+    let finder = memchr::memmem::Finder::new(needle);
+    let (mut count, mut from) = (0, 0);
+    while let Some(at) = haystack.get(from..).and_then(|rest| finder.find(rest)) {
+        count += 1;
+        from += at + 1;
+    }
+    count
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn occurrences_count_overlapping_matches() {
+        assert_eq!(occurrences(b"aaaaa", b"aaa"), 3);
+        assert_eq!(occurrences(b"x1y x2y x1y", b"x1y"), 2);
+        assert_eq!(occurrences(b"x1y", b"x1y x"), 0);
+        assert_eq!(occurrences(b"abc", b""), 0);
+    }
 
     fn op(input: KvInput, call: u64, output: Option<KvOutput>, ret: u64) -> Operation {
         let ms = Duration::from_millis;
