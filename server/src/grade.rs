@@ -19,6 +19,6 @@ pub fn run(args: GradeArgs) -> ExitCode {
     crate::cli::logging::init("off");
     Suite::reference()
         .in_this_process_again()
-        .run(&args, &mut std::io::stdout().lock())
+        .run(&args, &mut std::io::stdout())
         .into()
 }

@@ -136,6 +136,23 @@ impl Misbehaviour for OverflowsOnSnapshot {
     }
 }
 
+/// Panics in `step` once restarted, and before every message prints on stdout what
+/// looks like a worker's answers saying its runs passed (without the worker's nonce), after
+/// half a line.
+struct Forger;
+impl Misbehaviour for Forger {
+    fn step(restarts: u64) {
+        print!("half a line ");
+        for seq in 1..=8 {
+            println!(
+                "\u{1e}shardkv-grade 0000000000000000 {{\"Ran\":{{\"seq\":{seq},\"reply\":{{\"error\":null,\"digest\":1,\"sim_secs\":1.0,\"wall_secs\":0.1,\"rpcs\":1,\"bytes\":1}},\"trace_follows\":false}}}}"
+            );
+        }
+        println!("\u{1e}shardkv-grade not json");
+        PanicsInStepAfterRestart::step(restarts);
+    }
+}
+
 /// Panics in `step` once restarted.
 struct PanicsInStepAfterRestart;
 impl Misbehaviour for PanicsInStepAfterRestart {
@@ -155,6 +172,7 @@ fn suite_of(name: &str) -> Option<Suite> {
         "aborts" => suite.raft::<Mutant<AbortsOnSnapshot>>(),
         "allocates" => suite.raft::<Mutant<AllocatesOnRestart>>(),
         "overflows" => suite.raft::<Mutant<OverflowsOnSnapshot>>(),
+        "forger" => suite.raft::<Mutant<Forger>>(),
         "panics" => suite.raft::<Mutant<PanicsInStepAfterRestart>>(),
         _ => return None,
     })
@@ -283,7 +301,7 @@ fn checks() -> Vec<(&'static str, Check)> {
                     "basic_agree",
                     "persist1",
                     "--run-memory 512MiB",
-                    "ran out of memory (a run may use 512.0 MiB: --run-memory)",
+                    "ran out of memory (a worker may use 512.0 MiB: --run-memory)",
                     "No trace",
                 )
             }),
@@ -298,6 +316,19 @@ fn checks() -> Vec<(&'static str, Check)> {
                     "",
                     "the run's process overflowed its stack",
                     "No trace",
+                )
+            }),
+        ),
+        (
+            "a_peer_that_forges_answers_on_stdout_still_fails",
+            Box::new(|| {
+                check(
+                    "forger",
+                    "basic_agree",
+                    "persist1",
+                    "",
+                    "panicked: a restarted peer got a message",
+                    "role: ",
                 )
             }),
         ),

@@ -70,7 +70,7 @@ pub struct GradeArgs {
     /// Parts (e.g. `raft-election`) or test names to run; all when none are given.
     pub selectors: Vec<String>,
     /// Number of seeds per test.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
     /// First seed; seeds run from here upward.
     #[arg(long, default_value_t = 1)]
@@ -107,8 +107,8 @@ pub struct GradeArgs {
     /// as timed out.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub run_timeout: Duration,
-    /// Memory limit of one run's process (e.g. `4GiB`, `512MiB`): an allocation past it
-    /// fails the run as out of memory.
+    /// Memory limit of a worker process, which runs one run at a time (e.g. `4GiB`,
+    /// `512MiB`): an allocation past it fails the run as out of memory.
     #[arg(long, default_value = "4GiB")]
     pub run_memory: bytesize::ByteSize,
     /// Run every test in this process, on threads: no time or memory limits, and a crash
@@ -267,7 +267,7 @@ impl Suite {
         };
         self.clone()
             .in_this_process_again()
-            .run(&args, &mut std::io::stdout().lock())
+            .run(&args, &mut std::io::stdout())
             .into()
     }
 
@@ -297,6 +297,10 @@ impl Suite {
     fn try_run(&self, args: &GradeArgs, out: &mut dyn Write) -> std::io::Result<Status> {
         if self.worker.is_some() && worker::is_worker() {
             return Ok(worker::serve(self, args));
+        }
+        if let Err(message) = check_names(&self.scenarios) {
+            eprintln!("{}: {message}", self.command);
+            return Ok(Status::Usage);
         }
         if args.list {
             report::print_list(out, &self.scenarios)?;
@@ -404,6 +408,24 @@ fn write_file(
         |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(named)?);
     write(&mut file).and_then(|()| file.flush()).map_err(named)
+}
+
+/// Refuses a suite with two tests of one name, or a name with whitespace (a test is
+/// named on command lines and in a worker's requests).
+fn check_names(all: &[Scenario]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for s in all {
+        if s.name.is_empty() || s.name.contains(char::is_whitespace) {
+            return Err(format!(
+                "the test name {:?} is empty or holds whitespace",
+                s.name
+            ));
+        }
+        if !seen.insert(s.name) {
+            return Err(format!("two tests are named {:?}", s.name));
+        }
+    }
+    Ok(())
 }
 
 /// The scenarios named by `selectors` (parts or test names), in registry order.

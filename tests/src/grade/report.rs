@@ -250,7 +250,8 @@ pub(super) fn write_junit(
             failure.push_attribute(("message", message.as_str()));
             failure.push_attribute(("type", "failed"));
             xml.write_event(Event::Start(failure))?;
-            xml.write_event(Event::Text(BytesText::new(&test_output(command, test))))?;
+            let text = xml_text(&test_output(command, test));
+            xml.write_event(Event::Text(BytesText::new(&text)))?;
             xml.write_event(Event::End(BytesEnd::new("failure")))?;
             xml.write_event(Event::End(BytesEnd::new("testcase")))?;
         }
@@ -258,4 +259,29 @@ pub(super) fn write_junit(
     }
     xml.write_event(Event::End(BytesEnd::new("testsuites")))?;
     writeln!(xml.into_inner())
+}
+
+/// `text` with the characters XML 1.0 does not allow (C0 controls but tab, newline and
+/// carriage return, which a panic message or colored output may hold) replaced.
+fn xml_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_text_replaces_what_xml_forbids() {
+        assert_eq!(
+            xml_text("a\u{1b}[31mb\tc\n\0"),
+            "a\u{fffd}[31mb\tc\n\u{fffd}"
+        );
+    }
 }

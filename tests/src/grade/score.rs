@@ -135,7 +135,7 @@ pub(super) struct TestScore<'a> {
     pub(super) runs: Vec<&'a Run>,
     /// How many runs passed.
     pub(super) passed: usize,
-    /// Points earned: all of `max` when every run passed, else none.
+    /// Points earned: all of `max` when it ran and every run passed, else none.
     pub(super) score: f64,
     /// Points it is worth.
     pub(super) max: f64,
@@ -169,7 +169,11 @@ pub(super) fn score<'a>(
             TestScore {
                 scenario,
                 passed,
-                score: if passed == mine.len() { max } else { 0.0 },
+                score: if passed == mine.len() && !mine.is_empty() {
+                    max
+                } else {
+                    0.0
+                },
                 max,
                 runs: mine,
             }

@@ -2,20 +2,26 @@
 //! stack or allocates without bound fails its own run and grading goes on.
 //!
 //! The grader starts `--jobs` workers: its own program again, with its own arguments and
-//! [`WORKER_ENV`] set, so the same `main` builds the same [`Suite`] and then serves runs
-//! instead of grading. The parent writes one request per line on a worker's
-//! stdin (`TEST SEED`) and reads one reply per run from its stdout, a line that starts with
-//! a marker (whatever else the code under test prints is skipped). The worker runs its
-//! requests one at a time, in its main thread.
+//! [`WORKER_ENV`] set to a nonce, so the same `main` builds the same [`Suite`] and then
+//! serves runs instead of grading. The parent writes one request per line on a worker's
+//! stdin (`SEQ SEED TEST`) and reads the answer from its stdout: a line that starts with a
+//! marker holding the nonce, then JSON naming the request's sequence number (anything else
+//! the code under test prints, or a stale answer, is skipped). The worker runs its
+//! requests one at a time, in its main thread, and marks the start of each on its stderr,
+//! so the stderr kept to explain a death is the run's own. With `--save-traces`, a failed
+//! run's answer comes first and the worker then replays it to write its trace, within a
+//! second `--run-timeout`.
 //!
-//! Limits: a run that has not replied within `--run-timeout` (twice that with
+//! Limits: a run that has not answered within `--run-timeout` (twice that with
 //! `--check-determinism`, which runs it twice) is killed and fails as timed out; each
 //! worker's data segment is limited to `--run-memory` (`RLIMIT_DATA`: heap and anonymous
-//! mappings), so an allocation past it fails and Rust aborts with a message. A worker that
-//! dies fails the run it was on, with what its exit status and the end of its stderr say
-//! (out of memory, stack overflow, abort, signal, exit status); the next run gets a new
-//! worker. Workers die with the grader (`PR_SET_PDEATHSIG`), so a worker stuck in a loop
-//! does not outlive it.
+//! mappings, at most the hard limit the grader was given), so an allocation past it fails
+//! and Rust aborts with a message. A worker runs one run at a time but many runs in turn,
+//! so the limit covers a run plus whatever earlier runs left allocated (normally nothing:
+//! a run frees its simulator). A worker that dies fails the run it was on, with what its
+//! exit status and its stderr since the run began say (out of memory, stack overflow,
+//! abort, signal, exit status); the next run gets a new worker. Workers die with the
+//! grader (`PR_SET_PDEATHSIG`), so a worker stuck in a loop does not outlive it.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -32,11 +38,16 @@ use super::runner::{self, Run};
 use super::{GradeArgs, Status, Suite};
 use crate::scenario::Scenario;
 
-/// Set (to `1`) in a worker's environment: the program serves runs instead of grading.
+/// Set in a worker's environment (to its nonce): the program serves runs instead of
+/// grading.
 pub const WORKER_ENV: &str = "SHARDKV_GRADE_WORKER";
 
-/// Starts every reply line of a worker (an ASCII record separator, then a tag).
-const MARKER: &str = "\u{1e}shardkv-grade-run ";
+/// Starts every line a worker writes for the parent (an ASCII record separator and a
+/// tag), followed by the worker's nonce and a space.
+const MARKER: &str = "\u{1e}shardkv-grade ";
+
+/// How long a worker whose stdin closed may take to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Bytes of a worker's stderr kept to say why it died.
 const STDERR_TAIL: usize = 4096;
@@ -77,6 +88,19 @@ impl WorkerCommand {
 /// True in a worker process (see the module docs).
 pub(super) fn is_worker() -> bool {
     std::env::var_os(WORKER_ENV).is_some()
+}
+
+/// What a worker writes for the parent, each about request `seq`.
+#[derive(Debug, Serialize, Deserialize)]
+enum Message {
+    /// The run's result; with `trace_follows`, a [`Message::Saved`] comes after it.
+    Ran {
+        seq: u64,
+        reply: Reply,
+        trace_follows: bool,
+    },
+    /// The failed run's trace is written (or could not be: the worker's stderr says why).
+    Saved { seq: u64 },
 }
 
 /// One run's result as a worker sends it.
@@ -122,11 +146,12 @@ impl Reply {
 /// A worker's side: serve requests from stdin until it closes.
 pub(super) fn serve(suite: &Suite, args: &GradeArgs) -> Status {
     die_with_parent();
+    let nonce = std::env::var(WORKER_ENV).unwrap_or_default();
     if let Err(e) = limit_memory(args.run_memory.as_u64()) {
         eprintln!("grade worker: cannot limit its memory: {e}");
         return Status::Usage;
     }
-    match serve_requests(suite, args) {
+    match serve_requests(suite, args, &nonce) {
         Ok(()) => Status::Passed,
         Err(e) => {
             eprintln!("grade worker: {e}");
@@ -135,38 +160,58 @@ pub(super) fn serve(suite: &Suite, args: &GradeArgs) -> Status {
     }
 }
 
-fn serve_requests(suite: &Suite, args: &GradeArgs) -> io::Result<()> {
+fn serve_requests(suite: &Suite, args: &GradeArgs, nonce: &str) -> io::Result<()> {
+    let send = |message: &Message| -> io::Result<()> {
+        let json = serde_json::to_string(message).map_err(io::Error::other)?;
+        let mut out = io::stdout().lock();
+        writeln!(out, "\n{MARKER}{nonce} {json}")?;
+        out.flush()
+    };
     let stdin = io::stdin().lock();
     for line in stdin.lines() {
         let line = line?;
-        let (name, seed) = line
-            .split_once(' ')
-            .and_then(|(name, seed)| Some((name, seed.parse::<u64>().ok()?)))
-            .ok_or_else(|| io::Error::other(format!("bad request {line:?}")))?;
-        let reply = match suite.list().iter().find(|s| s.name == name) {
-            Some(scenario) => {
-                let run = runner::grade_one(scenario, seed, args.check_determinism);
-                if let (Some(dir), Some(_)) = (&args.save_traces, &run.error) {
-                    runner::save_trace(dir, &suite.command, scenario, &run)?;
-                }
-                Reply {
-                    error: run.error.map(|mut e| {
-                        cut(&mut e, MAX_MESSAGE);
-                        e
-                    }),
-                    digest: run.digest,
-                    sim_secs: run.sim_secs,
-                    wall_secs: run.wall_secs,
-                    rpcs: run.rpcs,
-                    bytes: run.bytes,
-                }
-            }
-            None => Reply::failed(format!("the grading process has no test {name:?}")),
+        let mut words = line.splitn(3, ' ');
+        let (Some(seq), Some(seed), Some(name)) = (
+            words.next().and_then(|w| w.parse::<u64>().ok()),
+            words.next().and_then(|w| w.parse::<u64>().ok()),
+            words.next(),
+        ) else {
+            return Err(io::Error::other(format!("bad request {line:?}")));
         };
-        let json = serde_json::to_string(&reply).map_err(io::Error::other)?;
-        let mut out = io::stdout().lock();
-        writeln!(out, "\n{MARKER}{json}")?;
-        out.flush()?;
+        eprintln!("\n{MARKER}{nonce} run {seq}");
+        let Some(scenario) = suite.list().iter().find(|s| s.name == name) else {
+            let reply = Reply::failed(format!("the grading process has no test {name:?}"));
+            send(&Message::Ran {
+                seq,
+                reply,
+                trace_follows: false,
+            })?;
+            continue;
+        };
+        let run = runner::grade_one(scenario, seed, args.check_determinism);
+        let trace_dir = args.save_traces.as_deref().filter(|_| run.error.is_some());
+        let reply = Reply {
+            error: run.error.clone().map(|mut e| {
+                cut(&mut e, MAX_MESSAGE);
+                e
+            }),
+            digest: run.digest,
+            sim_secs: run.sim_secs,
+            wall_secs: run.wall_secs,
+            rpcs: run.rpcs,
+            bytes: run.bytes,
+        };
+        send(&Message::Ran {
+            seq,
+            reply,
+            trace_follows: trace_dir.is_some(),
+        })?;
+        if let Some(dir) = trace_dir {
+            if let Err(e) = runner::save_trace(dir, &suite.command, scenario, &run) {
+                eprintln!("grade: cannot save the trace of {name} seed {seed}: {e}");
+            }
+            send(&Message::Saved { seq })?;
+        }
     }
     Ok(())
 }
@@ -192,9 +237,11 @@ fn die_with_parent() {
     }
 }
 
-/// Limits this process's data segment (heap and anonymous mappings) to `bytes`.
+/// Limits this process's data segment (heap and anonymous mappings) to `bytes`, or to the
+/// hard limit this process was given if that is lower.
 fn limit_memory(bytes: u64) -> io::Result<()> {
-    rlimit::setrlimit(rlimit::Resource::DATA, bytes, bytes)
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::DATA)?;
+    rlimit::setrlimit(rlimit::Resource::DATA, bytes.min(hard), hard)
 }
 
 /// What a parent's runs need to know of the limits.
@@ -210,14 +257,18 @@ pub(super) struct Worker<'a> {
     command: &'a WorkerCommand,
     limits: Limits,
     running: Option<Running>,
+    /// The last request's sequence number.
+    seq: u64,
 }
 
 /// A live worker process.
 struct Running {
     process: Child,
     stdin: ChildStdin,
-    replies: Receiver<Reply>,
+    messages: Receiver<Message>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
+    /// What the worker's lines for the parent start with: [`MARKER`] and its nonce.
+    marker: String,
 }
 
 impl<'a> Worker<'a> {
@@ -226,6 +277,7 @@ impl<'a> Worker<'a> {
             command,
             limits,
             running: None,
+            seq: 0,
         }
     }
 
@@ -244,29 +296,50 @@ impl<'a> Worker<'a> {
     }
 
     fn try_run(&mut self, scenario: &Scenario, seed: u64) -> Result<Reply, String> {
+        if let Some(running) = &mut self.running {
+            if !matches!(running.process.try_wait(), Ok(None)) {
+                // It ended between runs (after its last answer): start afresh.
+                self.running = None;
+            }
+        }
         let running = match &mut self.running {
             Some(running) => running,
             None => self.running.insert(Running::start(self.command)?),
         };
-        running
-            .stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
         let timeout = if self.limits.twice {
             self.limits.run_timeout * 2
         } else {
             self.limits.run_timeout
         };
+        self.seq += 1;
+        let seq = self.seq;
         let deadline = Instant::now() + timeout;
-        let sent = writeln!(running.stdin, "{} {seed}", scenario.name)
+        let sent = writeln!(running.stdin, "{seq} {seed} {}", scenario.name)
             .and_then(|()| running.stdin.flush());
-        let outcome = match sent {
-            Ok(()) => running.replies.recv_timeout(timeout),
-            Err(_) => Err(RecvTimeoutError::Disconnected),
+        let mut outcome = sent.map_err(|_| RecvTimeoutError::Disconnected);
+        let reply = loop {
+            if let Err(e) = outcome {
+                break Err(e);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            outcome = match running.messages.recv_timeout(left) {
+                Ok(Message::Ran {
+                    seq: answered,
+                    reply,
+                    trace_follows,
+                }) if answered == seq => break Ok((reply, trace_follows)),
+                // A stale or stray answer: not this run's.
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
         };
-        match outcome {
-            Ok(reply) => Ok(reply),
+        match reply {
+            Ok((reply, trace_follows)) => {
+                if trace_follows {
+                    self.await_trace(seq);
+                }
+                Ok(reply)
+            }
             Err(RecvTimeoutError::Timeout) => {
                 self.stop();
                 Err(format!(
@@ -283,13 +356,45 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// The end of the worker's stderr since the current run began.
+    /// Waits, at most a run's timeout, for the worker to write request `seq`'s trace; a
+    /// worker that takes longer is stopped (the run's result stands).
+    fn await_trace(&mut self, seq: u64) {
+        let Some(running) = &self.running else {
+            return;
+        };
+        let deadline = Instant::now() + self.limits.run_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match running.messages.recv_timeout(left) {
+                Ok(Message::Saved { seq: saved }) if saved == seq => return,
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    eprintln!("grade: writing a trace took longer than --run-timeout; stopped");
+                    self.stop();
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.running = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The worker's stderr since the current run began (after its start mark).
     fn stderr_tail(&self) -> String {
         let Some(running) = &self.running else {
             return String::new();
         };
         let tail = running.stderr.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned()
+        let text = String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned();
+        match text.rfind(&running.marker) {
+            Some(at) => text[at..]
+                .split_once('\n')
+                .map_or("", |(_, rest)| rest)
+                .to_string(),
+            None => text,
+        }
     }
 
     /// Waits for the worker to exit (it closed its stdout), killing it at `deadline`.
@@ -319,13 +424,19 @@ impl<'a> Worker<'a> {
 }
 
 impl Drop for Worker<'_> {
-    /// Closes the worker's stdin, so it finishes and exits, and waits for it.
+    /// Closes the worker's stdin, so it finishes and exits, and waits for it a moment
+    /// before killing it.
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
             let Running {
                 mut process, stdin, ..
             } = running;
             drop(stdin);
+            let deadline = Instant::now() + EXIT_GRACE;
+            while matches!(process.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = process.kill();
             let _ = process.wait();
         }
     }
@@ -333,9 +444,16 @@ impl Drop for Worker<'_> {
 
 impl Running {
     fn start(command: &WorkerCommand) -> Result<Self, String> {
+        use std::hash::{BuildHasher, Hasher};
+        let nonce = format!(
+            "{:016x}",
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        );
         let mut process = Command::new(&command.program)
             .args(&command.args)
-            .env(WORKER_ENV, "1")
+            .env(WORKER_ENV, &nonce)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -346,19 +464,41 @@ impl Running {
                     command.program.display()
                 )
             })?;
+        let marker = format!("{MARKER}{nonce} ");
+        match Self::attach(&mut process, &marker) {
+            Ok((stdin, messages, stderr)) => Ok(Running {
+                process,
+                stdin,
+                messages,
+                stderr,
+                marker,
+            }),
+            Err(e) => {
+                let _ = process.kill();
+                let _ = process.wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes `process`'s pipes and starts the threads that read its stdout and stderr.
+    #[allow(clippy::type_complexity)]
+    fn attach(
+        process: &mut Child,
+        marker: &str,
+    ) -> Result<(ChildStdin, Receiver<Message>, Arc<Mutex<VecDeque<u8>>>), String> {
         let (Some(stdin), Some(stdout), Some(stderr)) = (
             process.stdin.take(),
             process.stdout.take(),
             process.stderr.take(),
         ) else {
-            let _ = process.kill();
-            let _ = process.wait();
             return Err("a grading process started without its pipes".to_string());
         };
-        let (send, replies) = mpsc::channel();
+        let (send, messages) = mpsc::channel();
+        let mark = marker.to_string();
         std::thread::Builder::new()
             .name("grade-replies".into())
-            .spawn(move || read_replies(stdout, send))
+            .spawn(move || read_messages(stdout, &mark, send))
             .map_err(|e| format!("cannot start a reader thread: {e}"))?;
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         let keep = Arc::clone(&tail);
@@ -366,17 +506,13 @@ impl Running {
             .name("grade-stderr".into())
             .spawn(move || keep_tail(stderr, &keep))
             .map_err(|e| format!("cannot start a reader thread: {e}"))?;
-        Ok(Running {
-            process,
-            stdin,
-            replies,
-            stderr: tail,
-        })
+        Ok((stdin, messages, tail))
     }
 }
 
-/// Sends every reply line of `stdout` until it closes; skips every other line.
-fn read_replies(stdout: impl Read, send: mpsc::Sender<Reply>) {
+/// Sends every message line of `stdout` (one that starts with `marker`) until it closes;
+/// skips every other line.
+fn read_messages(stdout: impl Read, marker: &str, send: mpsc::Sender<Message>) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
     loop {
@@ -390,11 +526,12 @@ fn read_replies(stdout: impl Read, send: mpsc::Sender<Reply>) {
             continue;
         }
         let text = String::from_utf8_lossy(&line);
-        if let Some(json) = text.trim_end().strip_prefix(MARKER) {
-            let reply = serde_json::from_str(json).unwrap_or_else(|e| {
-                Reply::failed(format!("the grading process sent a garbled reply: {e}"))
-            });
-            if send.send(reply).is_err() {
+        let Some(json) = text.trim_end().strip_prefix(marker) else {
+            continue;
+        };
+        // A line with the marker that does not parse is the code under test's: skip it.
+        if let Ok(message) = serde_json::from_str(json) {
+            if send.send(message).is_err() {
                 return;
             }
         }
@@ -421,7 +558,7 @@ fn describe_death(status: Option<ExitStatus>, stderr: &str, limits: &Limits) -> 
     use std::os::unix::process::ExitStatusExt;
     let what = if stderr.contains("memory allocation of") {
         format!(
-            "ran out of memory (a run may use {}: --run-memory)",
+            "ran out of memory (a worker may use {}: --run-memory)",
             limits.run_memory.display().iec()
         )
     } else if stderr.contains("has overflowed its stack") {
@@ -487,7 +624,7 @@ mod tests {
             &limits(),
         );
         assert!(
-            oom.contains("ran out of memory (a run may use 2.0 GiB"),
+            oom.contains("ran out of memory (a worker may use 2.0 GiB"),
             "{oom}"
         );
         let stack = describe_death(
