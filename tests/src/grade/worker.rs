@@ -2,10 +2,11 @@
 //! stack or allocates without bound fails its own run and grading goes on.
 //!
 //! The grader starts `--jobs` workers: its own program again, with its own arguments and
-//! [`WORKER_ENV`] set to a nonce, so the same `main` builds the same [`Suite`] and then
-//! serves runs instead of grading. The parent writes one request per line on a worker's
-//! stdin (`SEQ SEED TEST`) and reads the answer from its stdout: a line that starts with a
-//! marker holding the nonce, then JSON naming the request's sequence number (anything else
+//! [`WORKER_ENV`] set, so the same `main` builds the same [`Suite`] and then serves runs
+//! instead of grading. The parent writes a nonce as the first line on the worker's stdin,
+//! then one request per line (`SEQ SEED TEST`), and reads the answer from its stdout: a
+//! line that starts with a marker holding the nonce (which the code under test cannot
+//! read: it is gone from stdin), then JSON naming the request's sequence number (anything else
 //! the code under test prints, or a stale answer, is skipped). The worker runs its
 //! requests one at a time, in its main thread, and marks the start of each on its stderr,
 //! so the stderr kept to explain a death is the run's own. With `--save-traces`, a failed
@@ -38,8 +39,7 @@ use super::runner::{self, Run};
 use super::{GradeArgs, Status, Suite};
 use crate::scenario::Scenario;
 
-/// Set in a worker's environment (to its nonce): the program serves runs instead of
-/// grading.
+/// Set (to `1`) in a worker's environment: the program serves runs instead of grading.
 pub const WORKER_ENV: &str = "SHARDKV_GRADE_WORKER";
 
 /// Starts every line a worker writes for the parent (an ASCII record separator and a
@@ -146,7 +146,12 @@ impl Reply {
 /// A worker's side: serve requests from stdin until it closes.
 pub(super) fn serve(suite: &Suite, args: &GradeArgs) -> Status {
     die_with_parent();
-    let nonce = std::env::var(WORKER_ENV).unwrap_or_default();
+    let mut nonce = String::new();
+    if let Err(e) = io::stdin().read_line(&mut nonce) {
+        eprintln!("grade worker: no nonce on stdin: {e}");
+        return Status::Usage;
+    }
+    let nonce = nonce.trim().to_string();
     if let Err(e) = limit_memory(args.run_memory.as_u64()) {
         eprintln!("grade worker: cannot limit its memory: {e}");
         return Status::Usage;
@@ -244,6 +249,13 @@ fn limit_memory(bytes: u64) -> io::Result<()> {
     rlimit::setrlimit(rlimit::Resource::DATA, bytes.min(hard), hard)
 }
 
+/// Why an attempt at a run failed, and whether the worker had begun the run (a worker
+/// that died before it, between runs, is not the run's fault).
+struct Failure {
+    reason: String,
+    began: bool,
+}
+
 /// What a parent's runs need to know of the limits.
 #[derive(Clone, Debug)]
 pub(super) struct Limits {
@@ -261,12 +273,20 @@ pub(super) struct Worker<'a> {
     seq: u64,
 }
 
+/// The end of a worker's stderr.
+type Tail = Arc<Mutex<VecDeque<u8>>>;
+
+/// How long the parent waits for a dead worker's stderr to be read to its end.
+const STDERR_DRAIN: Duration = Duration::from_secs(1);
+
 /// A live worker process.
 struct Running {
     process: Child,
     stdin: ChildStdin,
     messages: Receiver<Message>,
-    stderr: Arc<Mutex<VecDeque<u8>>>,
+    stderr: Tail,
+    /// Closed once the worker's stderr has been read to its end.
+    stderr_done: Receiver<()>,
     /// What the worker's lines for the parent start with: [`MARKER`] and its nonce.
     marker: String,
 }
@@ -295,16 +315,32 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// One attempt, and a second on a fresh worker if the first one's worker died before
+    /// the run began (between runs, after the check below).
     fn try_run(&mut self, scenario: &Scenario, seed: u64) -> Result<Reply, String> {
+        match self.attempt(scenario, seed) {
+            Err(Failure { began: false, .. }) => self.attempt(scenario, seed),
+            other => other,
+        }
+        .map_err(|failure| failure.reason)
+    }
+
+    fn attempt(&mut self, scenario: &Scenario, seed: u64) -> Result<Reply, Failure> {
         if let Some(running) = &mut self.running {
             if !matches!(running.process.try_wait(), Ok(None)) {
                 // It ended between runs (after its last answer): start afresh.
-                self.running = None;
+                self.stop();
             }
         }
         let running = match &mut self.running {
             Some(running) => running,
-            None => self.running.insert(Running::start(self.command)?),
+            None => {
+                let running = Running::start(self.command).map_err(|reason| Failure {
+                    reason,
+                    began: true,
+                })?;
+                self.running.insert(running)
+            }
         };
         let timeout = if self.limits.twice {
             self.limits.run_timeout * 2
@@ -342,16 +378,22 @@ impl<'a> Worker<'a> {
             }
             Err(RecvTimeoutError::Timeout) => {
                 self.stop();
-                Err(format!(
-                    "timed out after {} of wall-clock time (--run-timeout); the run was stopped",
-                    humantime::format_duration(timeout)
-                ))
+                Err(Failure {
+                    reason: format!(
+                        "timed out after {} of wall-clock time (--run-timeout); the run was stopped",
+                        humantime::format_duration(timeout)
+                    ),
+                    began: true,
+                })
             }
             Err(RecvTimeoutError::Disconnected) => {
                 let status = self.reap(deadline);
-                let tail = self.stderr_tail();
+                let (began, tail) = self.stderr_since(seq);
                 self.running = None;
-                Err(describe_death(status, &tail, &self.limits))
+                Err(Failure {
+                    reason: describe_death(status, &tail, &self.limits),
+                    began,
+                })
             }
         }
     }
@@ -374,26 +416,27 @@ impl<'a> Worker<'a> {
                     return;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.running = None;
+                    eprintln!("grade: a grading process died writing a trace");
+                    self.stop();
                     return;
                 }
             }
         }
     }
 
-    /// The worker's stderr since the current run began (after its start mark).
-    fn stderr_tail(&self) -> String {
+    /// Whether the dead worker had begun request `seq`, and its stderr since then (all of
+    /// what is kept if it had not). Waits a moment for the stderr to be read to its end.
+    fn stderr_since(&self, seq: u64) -> (bool, String) {
         let Some(running) = &self.running else {
-            return String::new();
+            return (false, String::new());
         };
+        let _ = running.stderr_done.recv_timeout(STDERR_DRAIN);
         let tail = running.stderr.lock().unwrap_or_else(|e| e.into_inner());
         let text = String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned();
-        match text.rfind(&running.marker) {
-            Some(at) => text[at..]
-                .split_once('\n')
-                .map_or("", |(_, rest)| rest)
-                .to_string(),
-            None => text,
+        let mark = format!("{}run {seq}\n", running.marker);
+        match text.rfind(&mark) {
+            Some(at) => (true, text[at + mark.len()..].to_string()),
+            None => (false, text),
         }
     }
 
@@ -453,7 +496,7 @@ impl Running {
         );
         let mut process = Command::new(&command.program)
             .args(&command.args)
-            .env(WORKER_ENV, &nonce)
+            .env(WORKER_ENV, "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -465,12 +508,13 @@ impl Running {
                 )
             })?;
         let marker = format!("{MARKER}{nonce} ");
-        match Self::attach(&mut process, &marker) {
-            Ok((stdin, messages, stderr)) => Ok(Running {
+        match Self::attach(&mut process, &marker, &nonce) {
+            Ok((stdin, messages, (stderr, stderr_done))) => Ok(Running {
                 process,
                 stdin,
                 messages,
                 stderr,
+                stderr_done,
                 marker,
             }),
             Err(e) => {
@@ -486,14 +530,18 @@ impl Running {
     fn attach(
         process: &mut Child,
         marker: &str,
-    ) -> Result<(ChildStdin, Receiver<Message>, Arc<Mutex<VecDeque<u8>>>), String> {
-        let (Some(stdin), Some(stdout), Some(stderr)) = (
+        nonce: &str,
+    ) -> Result<(ChildStdin, Receiver<Message>, (Tail, Receiver<()>)), String> {
+        let (Some(mut stdin), Some(stdout), Some(stderr)) = (
             process.stdin.take(),
             process.stdout.take(),
             process.stderr.take(),
         ) else {
             return Err("a grading process started without its pipes".to_string());
         };
+        writeln!(stdin, "{nonce}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("cannot talk to a grading process: {e}"))?;
         let (send, messages) = mpsc::channel();
         let mark = marker.to_string();
         std::thread::Builder::new()
@@ -502,11 +550,15 @@ impl Running {
             .map_err(|e| format!("cannot start a reader thread: {e}"))?;
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         let keep = Arc::clone(&tail);
+        let (done, stderr_done) = mpsc::channel();
         std::thread::Builder::new()
             .name("grade-stderr".into())
-            .spawn(move || keep_tail(stderr, &keep))
+            .spawn(move || {
+                keep_tail(stderr, &keep);
+                drop(done);
+            })
             .map_err(|e| format!("cannot start a reader thread: {e}"))?;
-        Ok((stdin, messages, tail))
+        Ok((stdin, messages, (tail, stderr_done)))
     }
 }
 
