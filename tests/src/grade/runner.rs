@@ -263,7 +263,7 @@ pub(super) fn grade_one(scenario: &Scenario, seed: u64, twice: bool) -> Run {
 }
 
 /// The file `--save-traces DIR` keeps a failed run's trace in.
-pub(super) fn trace_file(dir: &Path, run: &Run) -> PathBuf {
+fn trace_file(dir: &Path, run: &Run) -> PathBuf {
     dir.join(format!("{}-seed-{}.log", run.test, run.seed))
 }
 
